@@ -74,7 +74,11 @@ pub enum Error {
 
 impl Error {
     /// A validation error on one field.
-    pub fn invalid(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn invalid(
+        field: impl Into<String>,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         let mut e = FieldErrors::default();
         e.add(field, code, message);
         Self::Validation(e)
@@ -115,7 +119,12 @@ pub struct FieldErrors(Vec<FieldError>);
 
 impl FieldErrors {
     /// Adds a message.
-    pub fn add(&mut self, field: impl Into<String>, code: &'static str, message: impl Into<String>) {
+    pub fn add(
+        &mut self,
+        field: impl Into<String>,
+        code: &'static str,
+        message: impl Into<String>,
+    ) {
         self.0.push(FieldError {
             field: field.into(),
             code,

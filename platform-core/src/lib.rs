@@ -2,24 +2,38 @@
 //!
 //! The spine of Platform: annotate your structs with `#[derive(Resource)]`
 //! and each one is registered, at compile time, into a [`Registry`] that wires
-//! audit trail, cache invalidation, permission checks and one write path
-//! ([`repo::Repo`]) over SQLite, PostgreSQL or MySQL/MariaDB.
+//! the audit trail, cache invalidation, permission checks and one write path
+//! ([`repo::Records`], [`repo::Repo`]) over SQLite, PostgreSQL or
+//! MySQL/MariaDB.
 //!
 //! | feature   | default | what it adds |
 //! |-----------|---------|--------------|
-//! | `macros`  | yes     | re-exports `#[derive(Resource)]` |
+//! | `macros`  | yes     | re-exports `#[derive(Resource)]` and `embed_migrations!` |
 //! | `testing` | no      | conformance suites for adapter authors |
 
+pub mod access;
+pub mod audit;
+pub mod cache;
+pub mod context;
+pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod event;
 pub mod permission;
+pub mod platform;
+pub mod prelude;
+pub mod query;
+pub mod repo;
 pub mod resource;
+pub mod schema;
 pub mod value;
 
 #[doc(hidden)]
 pub mod __private;
 
+pub use context::{Actor, Context};
 pub use error::{Error, Result};
+pub use platform::Platform;
 #[cfg(feature = "macros")]
 pub use platform_macros::Resource;
 pub use resource::{Registry, Resource};

@@ -65,7 +65,7 @@ impl FieldType {
 }
 
 /// One dynamic value.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Value {
     /// SQL `NULL`, JSON `null`, Rust `None`.

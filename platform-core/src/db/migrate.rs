@@ -148,7 +148,12 @@ impl MigrationSet {
                 .push(")");
             db.execute(rec).await?;
             count += 1;
-            tracing::info!(set = self.name, version = m.version, name = m.name, "migrated");
+            tracing::info!(
+                set = self.name,
+                version = m.version,
+                name = m.name,
+                "migrated"
+            );
         }
         Ok(count)
     }

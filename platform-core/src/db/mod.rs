@@ -9,6 +9,7 @@
 mod migrate;
 mod sql;
 
+pub(crate) use migrate::hex;
 pub use migrate::{Migration, MigrationSet};
 pub use sql::Sql;
 pub(crate) use sql::{like_escape, storage_type};
@@ -17,12 +18,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, SubsecRound, Utc};
+use sqlx::Row as _;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Column as _, Row as _};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
@@ -136,8 +137,16 @@ impl Db {
                 let pool = SqlitePoolOptions::new()
                     .max_connections(if memory { 1 } else { options.max_connections })
                     .min_connections(u32::from(memory))
-                    .idle_timeout(if memory { None } else { Some(Duration::from_secs(600)) })
-                    .max_lifetime(if memory { None } else { Some(Duration::from_secs(1800)) })
+                    .idle_timeout(if memory {
+                        None
+                    } else {
+                        Some(Duration::from_secs(600))
+                    })
+                    .max_lifetime(if memory {
+                        None
+                    } else {
+                        Some(Duration::from_secs(1800))
+                    })
                     .acquire_timeout(options.acquire_timeout)
                     .connect_with(opts)
                     .await
@@ -334,7 +343,9 @@ pub struct Tx {
 
 impl std::fmt::Debug for Tx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tx").field("backend", &self.backend).finish()
+        f.debug_struct("Tx")
+            .field("backend", &self.backend)
+            .finish()
     }
 }
 
@@ -357,7 +368,10 @@ impl Tx {
     pub async fn insert_returning_id(&mut self, sql: Sql) -> Result<i64> {
         match &mut self.inner {
             TxInner::MySql(t) => {
-                let q = bind_mysql(sqlx::query(sqlx::AssertSqlSafe(sql.text().to_owned())), sql.args);
+                let q = bind_mysql(
+                    sqlx::query(sqlx::AssertSqlSafe(sql.text().to_owned())),
+                    sql.args,
+                );
                 let r = q.execute(&mut **t).await?;
                 i64::try_from(r.last_insert_id()).map_err(|e| Error::Backend {
                     backend: "mysql",
@@ -428,7 +442,6 @@ trait Exec: Sized {
     async fn fetch_sql(self, sql: Sql, types: &[FieldType]) -> Result<Vec<Row>>;
 }
 
-
 macro_rules! impl_exec {
     ($db:ty, $bind:ident, $decode:ident, $($target:ty),+) => {$(
         impl<'c> Exec for $target {
@@ -445,22 +458,40 @@ macro_rules! impl_exec {
     )+};
 }
 
-impl_exec!(sqlx::Sqlite, bind_sqlite, decode_sqlite, &'c SqlitePool, &'c mut sqlx::SqliteConnection);
-impl_exec!(sqlx::Postgres, bind_pg, decode_pg, &'c PgPool, &'c mut sqlx::PgConnection);
-impl_exec!(sqlx::MySql, bind_mysql, decode_mysql, &'c MySqlPool, &'c mut sqlx::MySqlConnection);
+impl_exec!(
+    sqlx::Sqlite,
+    bind_sqlite,
+    decode_sqlite,
+    &'c SqlitePool,
+    &'c mut sqlx::SqliteConnection
+);
+impl_exec!(
+    sqlx::Postgres,
+    bind_pg,
+    decode_pg,
+    &'c PgPool,
+    &'c mut sqlx::PgConnection
+);
+impl_exec!(
+    sqlx::MySql,
+    bind_mysql,
+    decode_mysql,
+    &'c MySqlPool,
+    &'c mut sqlx::MySqlConnection
+);
 
 type Query<DB> = sqlx::query::Query<'static, DB, <DB as sqlx::Database>::Arguments>;
 
 /// Times are stored with microsecond precision everywhere, so a value reads
 /// back exactly as written (the audit chain depends on that).
-fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     t.trunc_subsecs(6)
 }
 
 /// SQLite stores times as RFC 3339 text with exactly six fractional digits
 /// and `Z`, so text order is time order.
 pub(crate) fn sqlite_time(t: DateTime<Utc>) -> String {
-    micros(t).to_rfc3339_opts(SecondsFormat::Micros, true)
+    truncate_micros(t).to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 fn bind_sqlite(mut q: Query<sqlx::Sqlite>, args: Vec<sql::Arg>) -> Query<sqlx::Sqlite> {
@@ -500,7 +531,7 @@ fn bind_pg(mut q: Query<sqlx::Postgres>, args: Vec<sql::Arg>) -> Query<sqlx::Pos
             (Value::Float(v), _) => q.bind(v),
             (Value::Text(v), _) => q.bind(v),
             (Value::Date(v), _) => q.bind(v),
-            (Value::DateTime(v), _) => q.bind(micros(v)),
+            (Value::DateTime(v), _) => q.bind(truncate_micros(v)),
             (Value::Uuid(v), _) => q.bind(v),
             (Value::Json(v), _) => q.bind(sqlx::types::Json(v)),
         };
@@ -524,7 +555,7 @@ fn bind_mysql(mut q: Query<sqlx::MySql>, args: Vec<sql::Arg>) -> Query<sqlx::MyS
             (Value::Float(v), _) => q.bind(v),
             (Value::Text(v), _) => q.bind(v),
             (Value::Date(v), _) => q.bind(v),
-            (Value::DateTime(v), _) => q.bind(micros(v)),
+            (Value::DateTime(v), _) => q.bind(truncate_micros(v)),
             (Value::Uuid(v), _) => q.bind(v.hyphenated().to_string()),
             (Value::Json(v), _) => q.bind(v.to_string()),
         };
@@ -557,7 +588,8 @@ fn parse_time_text(s: &str) -> Option<DateTime<Utc>> {
 
 macro_rules! get {
     ($row:expr, $i:expr, $t:ty) => {
-        $row.try_get::<Option<$t>, _>($i).map_err(|e| decode_err($i, e))?
+        $row.try_get::<Option<$t>, _>($i)
+            .map_err(|e| decode_err($i, e))?
     };
 }
 
@@ -578,11 +610,15 @@ fn decode_sqlite(row: &sqlx::sqlite::SqliteRow, types: &[FieldType]) -> Result<R
             },
             FieldType::Uuid => match get!(row, i, String) {
                 None => None,
-                Some(s) => Some(Value::Uuid(Uuid::parse_str(&s).map_err(|e| decode_err(i, e))?)),
+                Some(s) => Some(Value::Uuid(
+                    Uuid::parse_str(&s).map_err(|e| decode_err(i, e))?,
+                )),
             },
             FieldType::Json => match get!(row, i, String) {
                 None => None,
-                Some(s) => Some(Value::Json(serde_json::from_str(&s).map_err(|e| decode_err(i, e))?)),
+                Some(s) => Some(Value::Json(
+                    serde_json::from_str(&s).map_err(|e| decode_err(i, e))?,
+                )),
             },
         };
         out.push(v.unwrap_or(Value::Null));
@@ -623,11 +659,15 @@ fn decode_mysql(row: &sqlx::mysql::MySqlRow, types: &[FieldType]) -> Result<Row>
             FieldType::DateTime => get!(row, i, DateTime<Utc>).map(Value::DateTime),
             FieldType::Uuid => match get!(row, i, String) {
                 None => None,
-                Some(s) => Some(Value::Uuid(Uuid::parse_str(&s).map_err(|e| decode_err(i, e))?)),
+                Some(s) => Some(Value::Uuid(
+                    Uuid::parse_str(&s).map_err(|e| decode_err(i, e))?,
+                )),
             },
             FieldType::Json => match get!(row, i, String) {
                 None => None,
-                Some(s) => Some(Value::Json(serde_json::from_str(&s).map_err(|e| decode_err(i, e))?)),
+                Some(s) => Some(Value::Json(
+                    serde_json::from_str(&s).map_err(|e| decode_err(i, e))?,
+                )),
             },
         };
         out.push(v.unwrap_or(Value::Null));
@@ -722,23 +762,35 @@ mod tests {
             Some("invoices_number_unique")
         );
         assert_eq!(
-            constraint_from_message("Duplicate entry 'X' for key 'invoices.invoices_number_unique'")
-                .as_deref(),
+            constraint_from_message(
+                "Duplicate entry 'X' for key 'invoices.invoices_number_unique'"
+            )
+            .as_deref(),
             Some("invoices_number_unique")
         );
     }
 
     #[test]
     fn urls() {
-        assert_eq!(Backend::from_url("sqlite::memory:").unwrap(), Backend::Sqlite);
-        assert_eq!(Backend::from_url("postgresql://x").unwrap(), Backend::Postgres);
+        assert_eq!(
+            Backend::from_url("sqlite::memory:").unwrap(),
+            Backend::Sqlite
+        );
+        assert_eq!(
+            Backend::from_url("postgresql://x").unwrap(),
+            Backend::Postgres
+        );
         assert!(Backend::from_url("oracle://x").is_err());
     }
 
     #[test]
     fn sqlite_times_sort_as_text() {
-        let a = DateTime::parse_from_rfc3339("2024-01-01T00:00:05Z").unwrap().with_timezone(&Utc);
-        let b = DateTime::parse_from_rfc3339("2024-01-01T00:00:05.5Z").unwrap().with_timezone(&Utc);
+        let a = DateTime::parse_from_rfc3339("2024-01-01T00:00:05Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let b = DateTime::parse_from_rfc3339("2024-01-01T00:00:05.5Z")
+            .unwrap()
+            .with_timezone(&Utc);
         assert!(sqlite_time(a) < sqlite_time(b));
         assert_eq!(parse_time_text(&sqlite_time(b)), Some(b));
     }
@@ -781,7 +833,7 @@ mod tests {
             vec![vec![
                 Value::Int(7),
                 Value::Null,
-                Value::DateTime(micros(now)),
+                Value::DateTime(truncate_micros(now)),
                 Value::Uuid(Uuid::nil()),
                 Value::Bool(true)
             ]]

@@ -426,10 +426,7 @@ impl ResourceMeta {
     /// The primary key field (registry validation guarantees one).
     pub fn primary_key(&self) -> &'static FieldMeta {
         let fields: &'static [FieldMeta] = self.fields;
-        fields
-            .iter()
-            .find(|f| f.primary_key)
-            .unwrap_or(&fields[0])
+        fields.iter().find(|f| f.primary_key).unwrap_or(&fields[0])
     }
     /// The position of the primary key.
     pub fn primary_key_index(&self) -> usize {

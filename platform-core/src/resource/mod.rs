@@ -4,8 +4,8 @@ mod meta;
 mod registry;
 
 pub use meta::{DEFAULT_MAX_LENGTH, FieldMeta, Navigation, ResourceMeta};
-pub use registry::{Registration, Registry, RegistryBuilder, RegistryError, ResourceEntry};
 pub(crate) use registry::is_identifier as registry_is_identifier;
+pub use registry::{Registration, Registry, RegistryBuilder, RegistryError, ResourceEntry};
 
 use crate::value::{Value, ValueError};
 

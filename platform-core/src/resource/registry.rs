@@ -231,7 +231,11 @@ fn validate(
     problems: &mut Vec<String>,
 ) {
     let mut err = |msg: String| problems.push(format!("resource `{type_name}`: {msg}"));
-    for (what, id) in [("table", m.table()), ("name", m.name()), ("plural", m.plural())] {
+    for (what, id) in [
+        ("table", m.table()),
+        ("name", m.name()),
+        ("plural", m.plural()),
+    ] {
         if !is_identifier(id) {
             err(format!(
                 "{what} `{id}` must be a lower-case identifier (a-z, 0-9, _)"
@@ -244,7 +248,11 @@ fn validate(
             m.table()
         ));
     }
-    let pks: Vec<&FieldMeta> = m.field_list().iter().filter(|f| f.is_primary_key()).collect();
+    let pks: Vec<&FieldMeta> = m
+        .field_list()
+        .iter()
+        .filter(|f| f.is_primary_key())
+        .collect();
     match pks.as_slice() {
         [] => err("has no primary key (mark one field `#[resource(primary_key)]`)".into()),
         [pk] => {
@@ -277,9 +285,14 @@ fn validate(
         }
         if f.is_encrypted() {
             if !f.ty().is_string() {
-                err(format!("field `{name}`: only string fields can be `encrypted`"));
+                err(format!(
+                    "field `{name}`: only string fields can be `encrypted`"
+                ));
             }
-            if f.is_sortable() || f.is_filter() || f.is_unique() || m.search_fields().contains(&name)
+            if f.is_sortable()
+                || f.is_filter()
+                || f.is_unique()
+                || m.search_fields().contains(&name)
             {
                 err(format!(
                     "field `{name}`: an `encrypted` field cannot be sorted, filtered, searched or unique"
@@ -290,7 +303,10 @@ fn validate(
             err(format!("field `{name}`: `choices` needs a string field"));
         }
         if let Some(target) = f.belongs_to_meta() {
-            if !all.iter().any(|t| std::ptr::eq(*t, target) || t.table() == target.table()) {
+            if !all
+                .iter()
+                .any(|t| std::ptr::eq(*t, target) || t.table() == target.table())
+            {
                 err(format!(
                     "field `{name}`: `belongs_to` names resource `{}` (table `{}`), which is not registered",
                     target.name(),
@@ -300,10 +316,13 @@ fn validate(
             let target_pk = target.field_list().iter().find(|f| f.is_primary_key());
             if let Some(pk) = target_pk
                 && !(pk.ty() == f.ty()
-                || matches!(
-                    (pk.ty(), f.ty()),
-                    (FieldType::I32 | FieldType::I64, FieldType::I32 | FieldType::I64)
-                ))
+                    || matches!(
+                        (pk.ty(), f.ty()),
+                        (
+                            FieldType::I32 | FieldType::I64,
+                            FieldType::I32 | FieldType::I64
+                        )
+                    ))
             {
                 err(format!(
                     "field `{name}`: type {} does not match the primary key of `{}`",
@@ -328,9 +347,7 @@ fn validate(
     if m.is_soft_delete() {
         match m.field("deleted_at") {
             Some(f) if f.ty() == FieldType::DateTime && f.is_nullable() => {}
-            _ => err(
-                "`soft_delete` needs a field `deleted_at: Option<DateTime<Utc>>`".into(),
-            ),
+            _ => err("`soft_delete` needs a field `deleted_at: Option<DateTime<Utc>>`".into()),
         }
     }
 }
@@ -371,7 +388,10 @@ mod tests {
     fn validation_names_every_problem() {
         let err = Registry::builder().register::<A>().build().unwrap_err();
         assert_eq!(err.problems.len(), 1, "{err}");
-        assert!(err.problems[0].contains("`belongs_to` names resource `b`"), "{err}");
+        assert!(
+            err.problems[0].contains("`belongs_to` names resource `b`"),
+            "{err}"
+        );
         let err = Registry::builder()
             .register::<A>()
             .register::<B>()

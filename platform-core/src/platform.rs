@@ -1,0 +1,512 @@
+//! [`Platform`]: the database, the registry and every service, built once.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::access::Access;
+use crate::audit::AuditLog;
+use crate::cache::{Cache, CacheStore, MemoryStore};
+use crate::context::Context;
+use crate::crypto::{AppKey, Crypto};
+use crate::db::{Db, DbOptions, Migration, MigrationSet};
+use crate::error::{Error, Result};
+use crate::event::EventBus;
+use crate::repo::{Records, Repo};
+use crate::resource::{Registry, Resource};
+
+/// Development or production rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Environment {
+    /// Generates a missing app key (stored in a key file), verbose errors.
+    #[default]
+    Development,
+    /// Requires an explicit app key.
+    Production,
+}
+
+/// The framework's own tables.
+pub const FRAMEWORK_MIGRATIONS: MigrationSet = MigrationSet {
+    name: "platform",
+    migrations: &[Migration {
+        version: 1,
+        name: "access and audit",
+        sqlite: include_str!("../migrations/0001_access_and_audit/sqlite.sql"),
+        postgres: include_str!("../migrations/0001_access_and_audit/postgres.sql"),
+        mysql: include_str!("../migrations/0001_access_and_audit/mysql.sql"),
+    }],
+};
+
+/// The default database: an SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://platform.db?mode=rwc";
+
+struct Inner {
+    db: Db,
+    registry: Registry,
+    crypto: Arc<Crypto>,
+    cache: Cache,
+    events: EventBus,
+    access: Access,
+    audit: AuditLog,
+    environment: Environment,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Ok(tasks) = self.tasks.get_mut() {
+            for t in tasks.drain(..) {
+                t.abort();
+            }
+        }
+    }
+}
+
+/// The platform: database, registry, access control, audit trail, cache and
+/// events. Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct Platform {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Platform")
+            .field("backend", &self.inner.db.backend())
+            .field("resources", &self.inner.registry.len())
+            .field("environment", &self.inner.environment)
+            .finish()
+    }
+}
+
+impl Platform {
+    /// A builder with safe defaults (SQLite file `platform.db`, development
+    /// rules, every `#[derive(Resource)]` type registered).
+    pub fn builder() -> PlatformBuilder {
+        PlatformBuilder::default()
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+    /// The registry.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+    /// Encryption and signing.
+    pub fn crypto(&self) -> &Arc<Crypto> {
+        &self.inner.crypto
+    }
+    /// The cache.
+    pub fn cache(&self) -> &Cache {
+        &self.inner.cache
+    }
+    /// The event bus.
+    pub fn events(&self) -> &EventBus {
+        &self.inner.events
+    }
+    /// Users, roles, permissions, tokens.
+    pub fn access(&self) -> &Access {
+        &self.inner.access
+    }
+    /// The audit trail.
+    pub fn audit(&self) -> &AuditLog {
+        &self.inner.audit
+    }
+    /// The environment.
+    pub fn environment(&self) -> Environment {
+        self.inner.environment
+    }
+
+    /// The records of `R`, acted on by `ctx`.
+    ///
+    /// # Panics
+    /// When `R` is not in this platform's registry (a programming error:
+    /// register it, or build the registry from inventory).
+    pub fn repo<R: Resource>(&self, ctx: &Context) -> Repo<R> {
+        let entry = self
+            .inner
+            .registry
+            .of::<R>()
+            .unwrap_or_else(|| {
+                panic!(
+                    "resource `{}` is not registered",
+                    std::any::type_name::<R>()
+                )
+            })
+            .clone();
+        Repo::new(Records::new(self.clone(), entry, ctx.clone()))
+    }
+
+    /// The records of the resource with this plural (URL) name or singular
+    /// name, acted on by `ctx`.
+    pub fn records(&self, name: &str, ctx: &Context) -> Option<Records> {
+        let reg = &self.inner.registry;
+        let entry = reg.by_plural(name).or_else(|| reg.by_name(name))?;
+        Some(Records::new(self.clone(), entry.clone(), ctx.clone()))
+    }
+
+    /// Seals pending audit entries and closes the database pool.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.inner.audit.seal().await {
+            tracing::warn!(error = %e, "could not seal the audit trail at shutdown");
+        }
+        if let Ok(mut tasks) = self.inner.tasks.lock() {
+            for t in tasks.drain(..) {
+                t.abort();
+            }
+        }
+        self.inner.db.close().await;
+    }
+}
+
+/// Builds a [`Platform`]. Environment variables override what is set in
+/// code (unless [`PlatformBuilder::ignore_env`]): `PLATFORM_DATABASE_URL`,
+/// `PLATFORM_APP_KEY`, `PLATFORM_PREVIOUS_KEYS`, `PLATFORM_ENV`,
+/// `PLATFORM_KEY_FILE`.
+pub struct PlatformBuilder {
+    database_url: Option<String>,
+    app_key: Option<AppKey>,
+    previous_keys: Vec<AppKey>,
+    environment: Option<Environment>,
+    key_file: Option<PathBuf>,
+    registry: Option<Registry>,
+    migrations: Vec<MigrationSet>,
+    migrate: bool,
+    check_schema: bool,
+    background: bool,
+    cache_store: Option<Arc<dyn CacheStore>>,
+    db_options: DbOptions,
+    use_env: bool,
+}
+
+impl fmt::Debug for PlatformBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PlatformBuilder")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("environment", &self.environment)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for PlatformBuilder {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            app_key: None,
+            previous_keys: Vec::new(),
+            environment: None,
+            key_file: None,
+            registry: None,
+            migrations: Vec::new(),
+            migrate: true,
+            check_schema: true,
+            background: true,
+            cache_store: None,
+            db_options: DbOptions::default(),
+            use_env: true,
+        }
+    }
+}
+
+/// A URL with its password replaced by `***`, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl PlatformBuilder {
+    /// The database URL (`sqlite://...`, `postgres://...`, `mysql://...`).
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.database_url = Some(url.into());
+        self
+    }
+    /// The application key.
+    pub fn app_key(mut self, key: AppKey) -> Self {
+        self.app_key = Some(key);
+        self
+    }
+    /// Earlier application keys, still accepted for decryption after a rotation.
+    pub fn previous_keys(mut self, keys: Vec<AppKey>) -> Self {
+        self.previous_keys = keys;
+        self
+    }
+    /// Development or production rules.
+    pub fn environment(mut self, env: Environment) -> Self {
+        self.environment = Some(env);
+        self
+    }
+    /// Where a generated development key is stored (default `platform.key`
+    /// next to an SQLite database file, else in the working directory).
+    pub fn key_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.key_file = Some(path.into());
+        self
+    }
+    /// Uses this registry instead of every `#[derive(Resource)]` type.
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+    /// Adds the host's migrations (from `embed_migrations!`).
+    pub fn migrations(mut self, set: MigrationSet) -> Self {
+        self.migrations.push(set);
+        self
+    }
+    /// Whether `build` runs migrations (default: yes).
+    pub fn migrate(mut self, on: bool) -> Self {
+        self.migrate = on;
+        self
+    }
+    /// Whether `build` refuses to start on schema drift (default: yes).
+    pub fn check_schema(mut self, on: bool) -> Self {
+        self.check_schema = on;
+        self
+    }
+    /// Whether `build` starts background tasks (audit sealing, permission
+    /// cache polling). Default: yes. Commands that exit at once turn it off.
+    pub fn background_tasks(mut self, on: bool) -> Self {
+        self.background = on;
+        self
+    }
+    /// The cache store (default: in-process moka, 64 MiB).
+    pub fn cache_store(mut self, store: Arc<dyn CacheStore>) -> Self {
+        self.cache_store = Some(store);
+        self
+    }
+    /// The connection pool's maximum size.
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.db_options.max_connections = n;
+        self
+    }
+    /// How long to wait for a free connection before answering 503.
+    pub fn acquire_timeout(mut self, d: Duration) -> Self {
+        self.db_options.acquire_timeout = d;
+        self
+    }
+    /// Ignores `PLATFORM_*` environment variables (tests, embedding).
+    pub fn ignore_env(mut self) -> Self {
+        self.use_env = false;
+        self
+    }
+
+    fn env(&self, name: &str) -> Option<String> {
+        if !self.use_env {
+            return None;
+        }
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
+
+    /// The database URL this builder will use.
+    pub fn resolved_database_url(&self) -> String {
+        self.env("PLATFORM_DATABASE_URL")
+            .or_else(|| self.database_url.clone())
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
+    }
+
+    /// The environment this builder will use.
+    pub fn resolved_environment(&self) -> Result<Environment> {
+        match self.env("PLATFORM_ENV").as_deref() {
+            None => Ok(self.environment.unwrap_or_default()),
+            Some("production" | "prod") => Ok(Environment::Production),
+            Some("development" | "dev" | "local" | "test") => Ok(Environment::Development),
+            Some(other) => Err(Error::Configuration(format!(
+                "PLATFORM_ENV must be `production` or `development`, not `{other}`"
+            ))),
+        }
+    }
+
+    fn key_file_path(&self, url: &str) -> PathBuf {
+        if let Some(p) = self.env("PLATFORM_KEY_FILE") {
+            return p.into();
+        }
+        if let Some(p) = &self.key_file {
+            return p.clone();
+        }
+        // Next to an SQLite file, so the key travels with the data.
+        if let Some(rest) = url.strip_prefix("sqlite://") {
+            let path = rest.split('?').next().unwrap_or_default();
+            if !path.is_empty() && !path.contains(":memory:") {
+                let p = PathBuf::from(path);
+                if let Some(parent) = p.parent() {
+                    return parent.join("platform.key");
+                }
+            }
+        }
+        PathBuf::from("platform.key")
+    }
+
+    fn resolve_keys(&self, env: Environment, url: &str) -> Result<(AppKey, Vec<AppKey>)> {
+        let mut previous = self.previous_keys.clone();
+        if let Some(list) = self.env("PLATFORM_PREVIOUS_KEYS") {
+            for k in list.split(',').filter(|s| !s.trim().is_empty()) {
+                previous.push(AppKey::parse(k)?);
+            }
+        }
+        if let Some(k) = self.env("PLATFORM_APP_KEY") {
+            return Ok((AppKey::parse(&k)?, previous));
+        }
+        if let Some(k) = &self.app_key {
+            return Ok((k.clone(), previous));
+        }
+        if env == Environment::Production {
+            return Err(Error::Configuration(
+                "PLATFORM_APP_KEY is required in production (generate one with `key:generate`)"
+                    .into(),
+            ));
+        }
+        let path = self.key_file_path(url);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok((AppKey::parse(&text)?, previous)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = AppKey::generate();
+                write_key_file(&path, &key)?;
+                tracing::warn!(path = %path.display(), "generated a development app key");
+                Ok((key, previous))
+            }
+            Err(e) => Err(Error::Configuration(format!(
+                "cannot read the app key file {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Connects, migrates (framework tables, then the host's), checks the
+    /// schema against the registry, creates the generated permissions and
+    /// starts the background tasks.
+    pub async fn build(self) -> Result<Platform> {
+        let environment = self.resolved_environment()?;
+        let url = self.resolved_database_url();
+        let (key, previous) = self.resolve_keys(environment, &url)?;
+        let registry = match self.registry.clone() {
+            Some(r) => r,
+            None => Registry::from_inventory().map_err(|e| Error::Configuration(e.to_string()))?,
+        };
+        let db = Db::connect_with(&url, self.db_options.clone()).await?;
+        if self.migrate {
+            FRAMEWORK_MIGRATIONS.run(&db).await?;
+            for set in &self.migrations {
+                set.run(&db).await?;
+            }
+        }
+        if self.check_schema {
+            crate::schema::check(&db, &registry).await?;
+        }
+        let crypto = Arc::new(Crypto::new(&key, &previous));
+        let store = self
+            .cache_store
+            .clone()
+            .unwrap_or_else(|| Arc::new(MemoryStore::default()));
+        let access = Access::new(db.clone());
+        let audit = AuditLog::new(db.clone(), crypto.clone());
+        let platform = Platform {
+            inner: Arc::new(Inner {
+                db,
+                registry,
+                crypto,
+                cache: Cache::new(store, "platform:"),
+                events: EventBus::default(),
+                access,
+                audit,
+                environment,
+                tasks: Mutex::new(Vec::new()),
+            }),
+        };
+        if self.migrate {
+            platform
+                .access()
+                .sync_permissions(platform.registry())
+                .await?;
+        }
+        platform.access().poll_changes().await?;
+        if self.background && tokio::runtime::Handle::try_current().is_ok() {
+            let sealer = tokio::spawn(platform.audit().clone().run_sealer(Duration::from_secs(1)));
+            let poller = tokio::spawn(platform.access().clone().run_poller(Duration::from_secs(1)));
+            if let Ok(mut t) = platform.inner.tasks.lock() {
+                t.push(sealer);
+                t.push(poller);
+            }
+        }
+        Ok(platform)
+    }
+}
+
+fn write_key_file(path: &std::path::Path, key: &AppKey) -> Result<()> {
+    let io = |e: std::io::Error| {
+        Error::Configuration(format!(
+            "cannot write the app key file {}: {e}",
+            path.display()
+        ))
+    };
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    use std::io::Write;
+    let mut f = opts.open(path).map_err(io)?;
+    f.write_all(key.to_config_string().as_bytes()).map_err(io)?;
+    f.write_all(b"\n").map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://app:secret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(redact_url("sqlite://a.db"), "sqlite://a.db");
+        assert_eq!(redact_url("mysql://root@h/x"), "mysql://root@h/x");
+    }
+
+    #[tokio::test]
+    async fn production_needs_a_key() {
+        let err = Platform::builder()
+            .ignore_env()
+            .database_url("sqlite::memory:")
+            .environment(Environment::Production)
+            .registry(Registry::default())
+            .build()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("PLATFORM_APP_KEY"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn builds_on_memory_sqlite() {
+        let p = Platform::builder()
+            .ignore_env()
+            .database_url("sqlite::memory:")
+            .app_key(AppKey::generate())
+            .registry(Registry::default())
+            .build()
+            .await
+            .unwrap();
+        let perms = p.access().permissions().await.unwrap();
+        assert!(perms.contains(&"view_pii".to_owned()));
+        assert!(perms.contains(&"update_role".to_owned()));
+        assert_eq!(
+            p.access().roles().await.unwrap(),
+            vec!["super_admin".to_owned()]
+        );
+        assert!(p.audit().verify().await.unwrap().is_ok());
+    }
+}

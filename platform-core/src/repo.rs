@@ -1,0 +1,1449 @@
+//! The one write path (and the read path) of every resource.
+//!
+//! Every writer (the API, the panel, imports, jobs, host code, the command
+//! line) goes through [`Records`] (dynamic, by resource name) or its typed
+//! wrapper [`Repo<R>`]:
+//!
+//! `authorize -> validate -> transform (encrypt) -> transaction { rows +
+//! audit entries } -> after commit { cache invalidation, events, sealing }`.
+//!
+//! Nothing after the commit runs for a transaction that rolled back.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::audit::{AuditValues, NewEntry, REDACTED, insert_entries};
+use crate::context::Context;
+use crate::db::{Backend, Sql, Tx};
+use crate::error::{Error, FieldErrors, Result};
+use crate::event::{EventKind, ModelEvent};
+use crate::permission::{Ability, VIEW_ENCRYPTED, VIEW_PII};
+use crate::platform::Platform;
+use crate::query::{Count, ListQuery, Paging, Plan, column_types, encode_cursor, push_columns};
+use crate::resource::{FieldMeta, Resource, ResourceEntry, ResourceMeta};
+use crate::value::{FieldType, Value};
+
+/// Counting stops here; above it, counts are estimated.
+pub const COUNT_THRESHOLD: u64 = 10_000;
+/// Rows a bulk operation handles per statement.
+const BULK_CHUNK: usize = 500;
+/// How long a cached `find` lives (it is also invalidated on every write).
+const FIND_TTL: Duration = Duration::from_secs(300);
+
+/// A record of a resource as dynamic values in field order (decrypted).
+#[derive(Debug, Clone)]
+pub struct Record {
+    meta: &'static ResourceMeta,
+    values: Vec<Value>,
+}
+
+impl PartialEq for Record {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.meta, other.meta) && self.values == other.values
+    }
+}
+
+impl Record {
+    /// A record from values in field order.
+    pub fn new(meta: &'static ResourceMeta, values: Vec<Value>) -> Self {
+        Self { meta, values }
+    }
+    /// The metadata.
+    pub fn meta(&self) -> &'static ResourceMeta {
+        self.meta
+    }
+    /// The values, in field order.
+    pub fn values(&self) -> &[Value] {
+        &self.values
+    }
+    /// Takes the values.
+    pub fn into_values(self) -> Vec<Value> {
+        self.values
+    }
+    /// The value of `field`.
+    pub fn get(&self, field: &str) -> Option<&Value> {
+        self.meta
+            .field_index(field)
+            .and_then(|i| self.values.get(i))
+    }
+    /// The primary key.
+    pub fn id(&self) -> &Value {
+        &self.values[self.meta.primary_key_index()]
+    }
+    /// The record's title (its title field, as text).
+    pub fn title(&self) -> String {
+        let f = self.meta.title_field();
+        self.get(f.name()).map(Value::display).unwrap_or_default()
+    }
+
+    /// This record as a JSON object for a viewer who may or may not see
+    /// personal and encrypted data: hidden fields are left out, `pii` fields
+    /// masked without `view_pii`, `encrypted` fields replaced by `null`
+    /// without `view_encrypted`.
+    pub fn to_json(&self, ctx: &Context) -> serde_json::Value {
+        let see_pii = ctx.can(VIEW_PII);
+        let see_secret = ctx.can(VIEW_ENCRYPTED);
+        let mut map = serde_json::Map::with_capacity(self.values.len());
+        for (f, v) in self.meta.field_list().iter().zip(&self.values) {
+            if f.is_hidden() {
+                continue;
+            }
+            let j = if f.is_encrypted() && !see_secret {
+                serde_json::Value::Null
+            } else if f.is_pii() && !see_pii {
+                mask_pii(v)
+            } else {
+                v.to_json()
+            };
+            map.insert(f.name().to_owned(), j);
+        }
+        serde_json::Value::Object(map)
+    }
+}
+
+/// Masks personal data: `ada@example.com` -> `a***@example.com`,
+/// `Lovelace` -> `L***`.
+pub fn mask_pii(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Text(s) => {
+            let first: String = s.chars().take(1).collect();
+            let masked = match s.split_once('@') {
+                Some((_, domain)) => format!("{first}***@{domain}"),
+                None => format!("{first}***"),
+            };
+            serde_json::Value::String(masked)
+        }
+        _ => serde_json::Value::String(crate::audit::MASKED.to_owned()),
+    }
+}
+
+/// Field values to write, by field name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    values: BTreeMap<String, Value>,
+}
+
+impl Changes {
+    /// No changes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets `field` to `value`.
+    pub fn set(mut self, field: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.values.insert(field.into(), value.into());
+        self
+    }
+    /// Sets `field` to `value` in place.
+    pub fn insert(&mut self, field: impl Into<String>, value: Value) {
+        self.values.insert(field.into(), value);
+    }
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+    /// The changes.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.values.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Reads a JSON object for `meta`: every key must be a writable field and
+    /// every value must have the field's type. All problems are reported.
+    pub fn from_json(meta: &ResourceMeta, json: &serde_json::Value) -> Result<Self> {
+        let Some(obj) = json.as_object() else {
+            return Err(Error::invalid("body", "type", "must be a JSON object"));
+        };
+        let mut errors = FieldErrors::default();
+        let mut out = Self::new();
+        for (k, v) in obj {
+            let Some(f) = meta.field(k).filter(|f| !f.is_hidden()) else {
+                errors.add(
+                    k.clone(),
+                    "unknown_field",
+                    "is not a field of this resource",
+                );
+                continue;
+            };
+            if f.is_read_only() || f.is_managed() {
+                errors.add(k.clone(), "read_only", "cannot be written");
+                continue;
+            }
+            match Value::from_json(f.ty(), v) {
+                Ok(val) => out.insert(k.clone(), val),
+                Err(e) => errors.add(k.clone(), "type", e.to_string()),
+            }
+        }
+        errors.into_result()?;
+        Ok(out)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::Text(s.to_owned())
+    }
+}
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::Text(s)
+    }
+}
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Bool(v)
+    }
+}
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Float(v)
+    }
+}
+
+/// A page of a list.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The rows.
+    pub items: Vec<T>,
+    /// The cursor of the next page (keyset paging), if there is one.
+    pub next_cursor: Option<String>,
+    /// Whether there are more rows after this page.
+    pub has_more: bool,
+    /// The total, when asked for.
+    pub total: Option<Count>,
+}
+
+impl<T> Page<T> {
+    fn map<U>(self, f: impl FnMut(T) -> Result<U>) -> Result<Page<U>> {
+        Ok(Page {
+            items: self.items.into_iter().map(f).collect::<Result<_>>()?,
+            next_cursor: self.next_cursor,
+            has_more: self.has_more,
+            total: self.total,
+        })
+    }
+}
+
+/// The records of one resource, acted on by one [`Context`].
+#[derive(Debug, Clone)]
+pub struct Records {
+    platform: Platform,
+    entry: Arc<ResourceEntry>,
+    ctx: Context,
+}
+
+/// Typed access to the records of `R`: the same path as [`Records`], with
+/// structs in and out.
+#[derive(Debug, Clone)]
+pub struct Repo<R> {
+    records: Records,
+    _r: PhantomData<fn() -> R>,
+}
+
+fn meta_errors_to(e: crate::resource::FromValuesError) -> Error {
+    Error::Backend {
+        backend: "resource",
+        source: Box::new(e),
+    }
+}
+
+impl<R: Resource> Repo<R> {
+    pub(crate) fn new(records: Records) -> Self {
+        Self {
+            records,
+            _r: PhantomData,
+        }
+    }
+    /// The dynamic records underneath.
+    pub fn records(&self) -> &Records {
+        &self.records
+    }
+    fn typed(r: Record) -> Result<R> {
+        R::from_values(r.values).map_err(meta_errors_to)
+    }
+    /// The record with this id.
+    pub async fn find(&self, id: impl Into<Value>) -> Result<R> {
+        Self::typed(self.records.find(id.into()).await?)
+    }
+    /// A page of records.
+    pub async fn list(&self, query: &ListQuery) -> Result<Page<R>> {
+        self.records.list(query).await?.map(Self::typed)
+    }
+    /// Creates a record from `value` (its primary key and managed
+    /// timestamps are ignored) and returns it as stored.
+    pub async fn create(&self, value: &R) -> Result<R> {
+        let meta = R::meta();
+        let mut changes = Changes::new();
+        for (f, v) in meta.field_list().iter().zip(value.to_values()) {
+            if !f.is_primary_key() && !f.is_managed() {
+                changes.insert(f.name(), v);
+            }
+        }
+        Self::typed(self.records.create_inner(changes, true).await?)
+    }
+    /// Saves `value` over the stored record with the same id, writing only
+    /// the fields that changed.
+    pub async fn update(&self, value: &R) -> Result<R> {
+        let meta = R::meta();
+        let values = value.to_values();
+        let id = values[meta.primary_key_index()].clone();
+        let mut changes = Changes::new();
+        for (f, v) in meta.field_list().iter().zip(values) {
+            if !f.is_primary_key() && !f.is_managed() {
+                changes.insert(f.name(), v);
+            }
+        }
+        Self::typed(self.records.update_inner(id, changes, true).await?)
+    }
+    /// Updates some fields of the record with this id.
+    pub async fn update_fields(&self, id: impl Into<Value>, changes: Changes) -> Result<R> {
+        Self::typed(self.records.update(id.into(), changes).await?)
+    }
+    /// Deletes (soft, if the resource soft-deletes).
+    pub async fn delete(&self, id: impl Into<Value>) -> Result<()> {
+        self.records.delete(id.into()).await
+    }
+    /// Restores a soft-deleted record.
+    pub async fn restore(&self, id: impl Into<Value>) -> Result<R> {
+        Self::typed(self.records.restore(id.into()).await?)
+    }
+    /// Deletes for good.
+    pub async fn force_delete(&self, id: impl Into<Value>) -> Result<()> {
+        self.records.force_delete(id.into()).await
+    }
+    /// Updates every record matching `query`'s filters and search.
+    pub async fn update_where(&self, query: &ListQuery, changes: Changes) -> Result<u64> {
+        self.records.update_where(query, changes).await
+    }
+    /// Deletes every record matching `query`'s filters and search.
+    pub async fn delete_where(&self, query: &ListQuery) -> Result<u64> {
+        self.records.delete_where(query).await
+    }
+}
+
+impl Records {
+    pub(crate) fn new(platform: Platform, entry: Arc<ResourceEntry>, ctx: Context) -> Self {
+        Self {
+            platform,
+            entry,
+            ctx,
+        }
+    }
+
+    /// The resource's metadata.
+    pub fn meta(&self) -> &'static ResourceMeta {
+        self.entry.meta()
+    }
+    /// The registry entry.
+    pub fn entry(&self) -> &Arc<ResourceEntry> {
+        &self.entry
+    }
+    /// The acting context.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    fn authorize(&self, ability: Ability) -> Result<()> {
+        self.ctx.authorize(self.entry.permission(ability))
+    }
+
+    fn cache_tag(&self) -> String {
+        format!("resource:{}", self.meta().table())
+    }
+
+    /// Reads a primary key value from text (a URL segment).
+    pub fn parse_id(&self, text: &str) -> Result<Value> {
+        let pk = self.meta().primary_key();
+        match Value::parse(pk.ty(), text) {
+            Ok(v) if !v.is_null() => Ok(v),
+            _ => Err(Error::NotFound {
+                resource: self.meta().name(),
+                id: text.chars().take(64).collect(),
+            }),
+        }
+    }
+
+    fn not_found(&self, id: &Value) -> Error {
+        Error::NotFound {
+            resource: self.meta().name(),
+            id: id.display(),
+        }
+    }
+
+    fn check_id(&self, id: &Value) -> Result<()> {
+        if id.fits(self.meta().primary_key().ty()) && !id.is_null() {
+            Ok(())
+        } else {
+            Err(self.not_found(id))
+        }
+    }
+
+    // ---- reading --------------------------------------------------------
+
+    fn select_by_id(&self, backend: Backend, id: &Value, lock: bool) -> Sql {
+        let meta = self.meta();
+        let pk = meta.primary_key();
+        let mut q = Sql::new(backend);
+        q.push("SELECT ");
+        push_columns(&mut q, meta);
+        q.push(" FROM ").ident(meta.table()).push(" WHERE ");
+        q.qualified(meta.table(), pk.column_name())
+            .push(" = ")
+            .bind_field(id.clone(), pk);
+        if lock && backend != Backend::Sqlite {
+            q.push(" FOR UPDATE");
+        }
+        q
+    }
+
+    /// Decrypts the encrypted fields of a stored row.
+    fn decrypt_row(&self, mut values: Vec<Value>) -> Result<Record> {
+        let meta = self.meta();
+        for (f, v) in meta.field_list().iter().zip(values.iter_mut()) {
+            if f.is_encrypted()
+                && let Value::Text(ct) = v
+            {
+                let pt = self
+                    .platform
+                    .crypto()
+                    .decrypt(ct, &encryption_context(meta, f))?;
+                *v = Value::Text(pt);
+            }
+        }
+        Ok(Record::new(meta, values))
+    }
+
+    async fn fetch_stored(&self, id: &Value) -> Result<Option<Vec<Value>>> {
+        let meta = self.meta();
+        let db = self.platform.db();
+        let types = column_types(meta);
+        if meta.is_cached() {
+            let tag = self.cache_tag();
+            let key = format!("find:{}", id.display());
+            let cache = self.platform.cache().tags(&[tag.as_str()]);
+            if let Some(v) = cache.get::<Vec<Value>>(&key).await {
+                return Ok(Some(v));
+            }
+            let row = db
+                .fetch_optional(self.select_by_id(db.backend(), id, false), &types)
+                .await?;
+            if let Some(r) = &row {
+                cache.put(&key, r, FIND_TTL).await;
+            }
+            return Ok(row);
+        }
+        db.fetch_optional(self.select_by_id(db.backend(), id, false), &types)
+            .await
+    }
+
+    /// The record with this id. Soft-deleted records are not found.
+    pub async fn find(&self, id: Value) -> Result<Record> {
+        self.authorize(Ability::View)?;
+        self.check_id(&id)?;
+        let row = self
+            .fetch_stored(&id)
+            .await?
+            .ok_or_else(|| self.not_found(&id))?;
+        let rec = self.decrypt_row(row)?;
+        if let Some(d) = self.meta().deleted_at()
+            && !rec.get(d.name()).is_some_and(Value::is_null)
+        {
+            return Err(self.not_found(&id));
+        }
+        Ok(rec)
+    }
+
+    /// The record with this id, soft-deleted or not.
+    pub async fn find_with_trashed(&self, id: Value) -> Result<Record> {
+        self.authorize(Ability::View)?;
+        self.check_id(&id)?;
+        let row = self
+            .fetch_stored(&id)
+            .await?
+            .ok_or_else(|| self.not_found(&id))?;
+        self.decrypt_row(row)
+    }
+
+    /// A page of records matching `query`.
+    pub async fn list(&self, query: &ListQuery) -> Result<Page<Record>> {
+        self.authorize(Ability::ViewAny)?;
+        let meta = self.meta();
+        let plan = Plan::new(meta, query).map_err(Error::Validation)?;
+        let db = self.platform.db();
+        let backend = db.backend();
+        let mut q = Sql::new(backend);
+        q.push("SELECT ");
+        push_columns(&mut q, meta);
+        q.push(" FROM ").ident(meta.table());
+        plan.push_where(&mut q, backend, true);
+        plan.push_order(&mut q);
+        q.push(" LIMIT ").int(i64::from(plan.size) + 1);
+        if let Some(off) = plan.offset {
+            q.push(" OFFSET ")
+                .int(i64::try_from(off).unwrap_or(i64::MAX));
+        }
+        let mut rows = db.fetch_all(q, &column_types(meta)).await?;
+        let has_more = rows.len() > plan.size as usize;
+        rows.truncate(plan.size as usize);
+        let next_cursor = match (&query.paging, has_more, rows.last()) {
+            (Paging::Cursor { .. }, true, Some(last)) => Some(encode_cursor(
+                &plan.sort,
+                &last[plan.sort.index],
+                &last[meta.primary_key_index()],
+            )),
+            _ => None,
+        };
+        let first_page = plan.after.is_none() && plan.offset.unwrap_or(0) == 0;
+        let total = if !query.count {
+            None
+        } else if first_page && !has_more {
+            Some(Count::Exact(rows.len() as u64))
+        } else {
+            Some(self.count_plan(&plan).await?)
+        };
+        let items = rows
+            .into_iter()
+            .map(|r| self.decrypt_row(r))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Page {
+            items,
+            next_cursor,
+            has_more,
+            total,
+        })
+    }
+
+    /// Counts the records matching `query`: exactly up to
+    /// [`COUNT_THRESHOLD`], estimated from statistics above it.
+    pub async fn count(&self, query: &ListQuery) -> Result<Count> {
+        self.authorize(Ability::ViewAny)?;
+        let plan = Plan::new(self.meta(), query).map_err(Error::Validation)?;
+        self.count_plan(&plan).await
+    }
+
+    async fn count_plan(&self, plan: &Plan) -> Result<Count> {
+        let meta = self.meta();
+        let db = self.platform.db();
+        let backend = db.backend();
+        let mut q = Sql::new(backend);
+        q.push("SELECT COUNT(*) FROM (SELECT 1 FROM ")
+            .ident(meta.table());
+        plan.push_where(&mut q, backend, false);
+        q.push(" LIMIT ")
+            .int(i64::try_from(COUNT_THRESHOLD).unwrap_or(i64::MAX) + 1);
+        q.push(") AS c");
+        let n = u64::try_from(db.fetch_i64(q).await?.unwrap_or(0)).unwrap_or(0);
+        if n <= COUNT_THRESHOLD {
+            return Ok(Count::Exact(n));
+        }
+        let estimate = match backend {
+            Backend::Postgres if !plan.is_filtered() && meta.deleted_at().is_none() => {
+                let mut e = Sql::new(backend);
+                e.push("SELECT CAST(reltuples AS BIGINT) FROM pg_class WHERE oid = to_regclass(")
+                    .bind_str(meta.table())
+                    .push(")");
+                db.fetch_i64(e).await?
+            }
+            Backend::Postgres => {
+                let mut e = Sql::new(backend);
+                e.push("EXPLAIN (FORMAT JSON) SELECT 1 FROM ")
+                    .ident(meta.table());
+                plan.push_where(&mut e, backend, false);
+                let row = db.fetch_optional(e, &[FieldType::Json]).await?;
+                row.and_then(|r| match r.into_iter().next() {
+                    Some(Value::Json(j)) => j
+                        .pointer("/0/Plan/Plan Rows")
+                        .and_then(serde_json::Value::as_f64)
+                        .map(|f| f as i64),
+                    _ => None,
+                })
+            }
+            Backend::MySql if !plan.is_filtered() && meta.deleted_at().is_none() => {
+                let mut e = Sql::new(backend);
+                e.push("SELECT CAST(TABLE_ROWS AS SIGNED) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ")
+                    .bind_str(meta.table());
+                db.fetch_i64(e).await?
+            }
+            Backend::Sqlite if !plan.is_filtered() && meta.deleted_at().is_none() => {
+                let pk = meta.primary_key();
+                if matches!(pk.ty(), FieldType::I64 | FieldType::I32) {
+                    let mut e = Sql::new(backend);
+                    e.push("SELECT MAX(")
+                        .ident(pk.column_name())
+                        .push(") - MIN(");
+                    e.ident(pk.column_name())
+                        .push(") + 1 FROM ")
+                        .ident(meta.table());
+                    db.fetch_i64(e).await?
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        Ok(match estimate {
+            Some(e) if u64::try_from(e).unwrap_or(0) > COUNT_THRESHOLD => {
+                Count::Estimated(u64::try_from(e).unwrap_or(0))
+            }
+            _ => Count::AtLeast(COUNT_THRESHOLD + 1),
+        })
+    }
+
+    // ---- validation -----------------------------------------------------
+
+    /// Checks values for `fields` (the ones being written).
+    fn validate(&self, values: &[Value], fields: &[usize], creating: bool) -> Result<()> {
+        let meta = self.meta();
+        let mut errors = FieldErrors::default();
+        for &i in fields {
+            let f = &meta.field_list()[i];
+            let v = &values[i];
+            let name = f.name();
+            if v.is_null() {
+                if !f.is_nullable() && !(creating && f.is_primary_key()) {
+                    errors.add(name, "required", "is required");
+                }
+                continue;
+            }
+            if !v.fits(f.ty()) {
+                errors.add(name, "type", format!("must be a {}", f.ty().name()));
+                continue;
+            }
+            match v {
+                Value::Text(s) => {
+                    if let Some(max) = f.max_len()
+                        && s.chars().count() > max as usize
+                    {
+                        errors.add(
+                            name,
+                            "too_long",
+                            format!("must be at most {max} characters"),
+                        );
+                    }
+                    if !f.choice_list().is_empty() && !f.choice_list().contains(&s.as_str()) {
+                        errors.add(
+                            name,
+                            "choice",
+                            format!("must be one of: {}", f.choice_list().join(", ")),
+                        );
+                    }
+                    if s.contains('\0') {
+                        errors.add(name, "invalid", "must not contain NUL characters");
+                    }
+                }
+                Value::Int(n) if f.ty() == FieldType::I32 && i32::try_from(*n).is_err() => {
+                    errors.add(name, "type", "is out of range");
+                }
+                Value::Float(x) if !x.is_finite() => {
+                    errors.add(name, "type", "must be a finite number");
+                }
+                _ => {}
+            }
+        }
+        errors.into_result()
+    }
+
+    /// Applies `changes` to `values`, returning the indexes written.
+    fn apply(&self, values: &mut [Value], changes: Changes, trusted: bool) -> Result<Vec<usize>> {
+        let meta = self.meta();
+        let mut errors = FieldErrors::default();
+        let mut written = Vec::new();
+        for (name, v) in changes.values {
+            let Some(i) = meta.field_index(&name) else {
+                errors.add(name, "unknown_field", "is not a field of this resource");
+                continue;
+            };
+            let f = &meta.field_list()[i];
+            if f.is_primary_key()
+                || f.is_managed()
+                || (!trusted && (f.is_read_only() || f.is_hidden()))
+            {
+                errors.add(name, "read_only", "cannot be written");
+                continue;
+            }
+            values[i] = v;
+            written.push(i);
+        }
+        errors.into_result()?;
+        Ok(written)
+    }
+
+    /// Encrypts the encrypted values (the transform step).
+    fn encrypt(&self, values: &mut [Value]) {
+        let meta = self.meta();
+        for (f, v) in meta.field_list().iter().zip(values.iter_mut()) {
+            if f.is_encrypted()
+                && let Value::Text(pt) = v
+            {
+                *v = Value::Text(
+                    self.platform
+                        .crypto()
+                        .encrypt(pt, &encryption_context(meta, f)),
+                );
+            }
+        }
+    }
+
+    /// Turns a constraint violation into a validation error naming the
+    /// field, by asking the database which unique value is taken or which
+    /// referenced record is missing.
+    async fn explain_conflict(
+        &self,
+        err: Error,
+        values: &[Value],
+        own_id: Option<&Value>,
+    ) -> Error {
+        if !matches!(err, Error::Conflict { .. }) {
+            return err;
+        }
+        let meta = self.meta();
+        let db = self.platform.db();
+        let mut errors = FieldErrors::default();
+        for (i, f) in meta.field_list().iter().enumerate() {
+            let v = &values[i];
+            if v.is_null() {
+                continue;
+            }
+            if f.is_unique() {
+                let mut q = db.sql();
+                q.push("SELECT COUNT(*) FROM ")
+                    .ident(meta.table())
+                    .push(" WHERE ");
+                q.ident(f.column_name())
+                    .push(" = ")
+                    .bind_field(v.clone(), f);
+                if let Some(id) = own_id {
+                    let pk = meta.primary_key();
+                    q.push(" AND ")
+                        .ident(pk.column_name())
+                        .push(" <> ")
+                        .bind_field(id.clone(), pk);
+                }
+                if db.fetch_i64(q).await.ok().flatten().unwrap_or(0) > 0 {
+                    errors.add(f.name(), "unique", "has already been taken");
+                }
+            }
+            if let Some(target) = f.belongs_to_meta() {
+                let tpk = target.primary_key();
+                let mut q = db.sql();
+                q.push("SELECT COUNT(*) FROM ")
+                    .ident(target.table())
+                    .push(" WHERE ");
+                q.ident(tpk.column_name())
+                    .push(" = ")
+                    .bind_field(v.clone(), tpk);
+                if db.fetch_i64(q).await.ok().flatten().unwrap_or(1) == 0 {
+                    errors.add(
+                        f.name(),
+                        "exists",
+                        format!("refers to a {} that does not exist", target.label_text()),
+                    );
+                }
+            }
+        }
+        if errors.is_empty() {
+            err
+        } else {
+            Error::Validation(errors)
+        }
+    }
+
+    // ---- audit helpers --------------------------------------------------
+
+    fn audit_values(&self, values: &[Value], fields: &[usize]) -> AuditValues {
+        let meta = self.meta();
+        let mut m = AuditValues::new();
+        for &i in fields {
+            let f = &meta.field_list()[i];
+            if !f.is_audited() {
+                continue;
+            }
+            let v = if f.is_encrypted() && !values[i].is_null() {
+                serde_json::Value::String(REDACTED.to_owned())
+            } else {
+                values[i].to_json()
+            };
+            m.insert(f.name().to_owned(), v);
+        }
+        m
+    }
+
+    fn all_fields(&self) -> Vec<usize> {
+        (0..self.meta().field_list().len()).collect()
+    }
+
+    fn audit_entry(
+        &self,
+        event: EventKind,
+        id: &Value,
+        old: Option<AuditValues>,
+        new: Option<AuditValues>,
+    ) -> NewEntry {
+        NewEntry {
+            event: event.name().to_owned(),
+            resource: self.meta().name().to_owned(),
+            record_id: id.display(),
+            old,
+            new,
+        }
+    }
+
+    async fn after_commit(&self, kind: EventKind, ids: Vec<Value>, bulk: bool) {
+        let meta = self.meta();
+        if meta.is_cached() {
+            self.platform.cache().flush_tag(&self.cache_tag()).await;
+        }
+        if meta.is_audited() {
+            self.platform.audit().notify();
+        }
+        let event = ModelEvent {
+            kind,
+            resource: meta.name(),
+            table: meta.table(),
+            ids,
+            bulk,
+            actor: self.ctx.actor().kind(),
+            user_id: self.ctx.actor().user_id(),
+            request_id: self.ctx.request_id().map(str::to_owned),
+        };
+        self.platform.events().emit(&event).await;
+    }
+
+    // ---- writing --------------------------------------------------------
+
+    /// Creates a record from `changes` (every required field must be set).
+    pub async fn create(&self, changes: Changes) -> Result<Record> {
+        self.create_inner(changes, false).await
+    }
+
+    pub(crate) async fn create_inner(&self, changes: Changes, trusted: bool) -> Result<Record> {
+        self.authorize(Ability::Create)?;
+        let meta = self.meta();
+        let mut values = vec![Value::Null; meta.field_list().len()];
+        let mut written = self.apply(&mut values, changes, trusted)?;
+        // Every field is written on create, so required ones are checked.
+        let now = Value::DateTime(crate::db::truncate_micros(Utc::now()));
+        for (i, f) in meta.field_list().iter().enumerate() {
+            if f.is_managed() && f.name() != "deleted_at" {
+                values[i] = now.clone();
+            }
+            if !written.contains(&i) && !f.is_primary_key() && !f.is_managed() {
+                written.push(i);
+            }
+        }
+        self.validate(&values, &written, true)?;
+        let plain = values.clone();
+        self.encrypt(&mut values);
+        let pk_i = meta.primary_key_index();
+        let pk = meta.primary_key();
+        let db = self.platform.db();
+        let backend = db.backend();
+        let generated_id = matches!(pk.ty(), FieldType::I64 | FieldType::I32);
+        if pk.ty() == FieldType::Uuid {
+            values[pk_i] = Value::Uuid(uuid::Uuid::now_v7());
+        }
+        let insert_fields: Vec<usize> = (0..values.len())
+            .filter(|&i| !(generated_id && i == pk_i))
+            .collect();
+        let mut q = Sql::new(backend);
+        q.push("INSERT INTO ").ident(meta.table()).push(" (");
+        q.join(&insert_fields, ", ", |q, &i| {
+            q.ident(meta.field_list()[i].column_name());
+        });
+        q.push(") VALUES (");
+        q.join(&insert_fields, ", ", |q, &i| {
+            q.bind_field(values[i].clone(), &meta.field_list()[i]);
+        });
+        q.push(")");
+        if generated_id && backend != Backend::MySql {
+            q.push(" RETURNING ").ident(pk.column_name());
+        }
+        let result: Result<Value> = async {
+            let mut tx = db.begin().await?;
+            let id = if generated_id {
+                Value::Int(tx.insert_returning_id(q).await?)
+            } else {
+                tx.execute(q).await?;
+                values[pk_i].clone()
+            };
+            if meta.is_audited() {
+                let mut audited = plain.clone();
+                audited[pk_i] = id.clone();
+                let new = self.audit_values(&audited, &self.all_fields());
+                insert_entries(
+                    &mut tx,
+                    &self.ctx,
+                    &[self.audit_entry(EventKind::Created, &id, None, Some(new))],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(id)
+        }
+        .await;
+        let id = match result {
+            Ok(id) => id,
+            Err(e) => return Err(self.explain_conflict(e, &values, None).await),
+        };
+        let mut rec = plain;
+        rec[pk_i] = id.clone();
+        self.after_commit(EventKind::Created, vec![id], false).await;
+        Ok(Record::new(meta, rec))
+    }
+
+    /// Updates the fields in `changes` of the record with this id; only the
+    /// fields whose value changes are written and audited.
+    pub async fn update(&self, id: Value, changes: Changes) -> Result<Record> {
+        self.update_inner(id, changes, false).await
+    }
+
+    pub(crate) async fn update_inner(
+        &self,
+        id: Value,
+        changes: Changes,
+        trusted: bool,
+    ) -> Result<Record> {
+        self.authorize(Ability::Update)?;
+        self.check_id(&id)?;
+        let meta = self.meta();
+        let db = self.platform.db();
+        let mut tx = db.begin().await?;
+        let current = self.locked_row(&mut tx, &id, false).await?;
+        let old = self.decrypt_row(current)?.into_values();
+        let mut values = old.clone();
+        let written = self.apply(&mut values, changes, trusted)?;
+        self.validate(&values, &written, false)?;
+        let changed: Vec<usize> = written
+            .into_iter()
+            .filter(|&i| values[i] != old[i])
+            .collect();
+        if changed.is_empty() {
+            tx.rollback().await?;
+            return Ok(Record::new(meta, values));
+        }
+        let plain = values.clone();
+        let mut stored = values;
+        self.encrypt(&mut stored);
+        let mut set = changed.clone();
+        if let Some(u) = meta
+            .field_index("updated_at")
+            .filter(|&i| meta.field_list()[i].is_managed())
+        {
+            stored[u] = Value::DateTime(crate::db::truncate_micros(Utc::now()));
+            set.push(u);
+        }
+        let result: Result<()> = async {
+            self.write_update(&mut tx, &id, &stored, &set).await?;
+            if meta.is_audited() {
+                let o = self.audit_values(&old, &changed);
+                let n = self.audit_values(&plain, &changed);
+                if !n.is_empty() {
+                    insert_entries(
+                        &mut tx,
+                        &self.ctx,
+                        &[self.audit_entry(EventKind::Updated, &id, Some(o), Some(n))],
+                    )
+                    .await?;
+                }
+            }
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = result {
+            return Err(self.explain_conflict(e, &stored, Some(&id)).await);
+        }
+        let mut rec = plain;
+        for &i in &set {
+            if meta.field_list()[i].is_managed() {
+                rec[i] = stored[i].clone();
+            }
+        }
+        self.after_commit(EventKind::Updated, vec![id], false).await;
+        Ok(Record::new(meta, rec))
+    }
+
+    async fn write_update(
+        &self,
+        tx: &mut Tx,
+        id: &Value,
+        stored: &[Value],
+        set: &[usize],
+    ) -> Result<()> {
+        let meta = self.meta();
+        let pk = meta.primary_key();
+        let mut q = tx.sql();
+        q.push("UPDATE ").ident(meta.table()).push(" SET ");
+        q.join(set, ", ", |q, &i| {
+            let f = &meta.field_list()[i];
+            q.ident(f.column_name())
+                .push(" = ")
+                .bind_field(stored[i].clone(), f);
+        });
+        q.push(" WHERE ")
+            .ident(pk.column_name())
+            .push(" = ")
+            .bind_field(id.clone(), pk);
+        tx.execute(q).await?;
+        Ok(())
+    }
+
+    /// The stored row, locked for the transaction; soft-deleted rows count as
+    /// missing unless `trashed` (then only soft-deleted rows count).
+    async fn locked_row(&self, tx: &mut Tx, id: &Value, trashed: bool) -> Result<Vec<Value>> {
+        let meta = self.meta();
+        let q = self.select_by_id(tx.backend(), id, true);
+        let row = tx
+            .fetch_optional(q, &column_types(meta))
+            .await?
+            .ok_or_else(|| self.not_found(id))?;
+        if let Some(d) = meta.deleted_at() {
+            let i = meta.field_index(d.name()).unwrap_or(0);
+            if row[i].is_null() == trashed {
+                return Err(self.not_found(id));
+            }
+        }
+        Ok(row)
+    }
+
+    /// Deletes the record: sets `deleted_at` on soft-deleting resources,
+    /// removes the row otherwise.
+    pub async fn delete(&self, id: Value) -> Result<()> {
+        self.authorize(Ability::Delete)?;
+        self.remove(id, false).await
+    }
+
+    /// Removes the record for good (soft-deleted or not).
+    pub async fn force_delete(&self, id: Value) -> Result<()> {
+        self.authorize(Ability::ForceDelete)?;
+        self.remove(id, true).await
+    }
+
+    async fn remove(&self, id: Value, force: bool) -> Result<()> {
+        self.check_id(&id)?;
+        let meta = self.meta();
+        let db = self.platform.db();
+        let soft = meta.deleted_at().filter(|_| !force);
+        let result: Result<()> = async {
+            let mut tx = db.begin().await?;
+            let row = if force && meta.is_soft_delete() {
+                let q = self.select_by_id(tx.backend(), &id, true);
+                tx.fetch_optional(q, &column_types(meta))
+                    .await?
+                    .ok_or_else(|| self.not_found(&id))?
+            } else {
+                self.locked_row(&mut tx, &id, false).await?
+            };
+            let old = self.decrypt_row(row)?.into_values();
+            let pk = meta.primary_key();
+            let mut q = tx.sql();
+            if let Some(d) = soft {
+                q.push("UPDATE ")
+                    .ident(meta.table())
+                    .push(" SET ")
+                    .ident(d.column_name());
+                q.push(" = ")
+                    .bind(Value::DateTime(Utc::now()), FieldType::DateTime);
+            } else {
+                q.push("DELETE FROM ").ident(meta.table());
+            }
+            q.push(" WHERE ")
+                .ident(pk.column_name())
+                .push(" = ")
+                .bind_field(id.clone(), pk);
+            tx.execute(q).await?;
+            if meta.is_audited() {
+                let kind = if force {
+                    EventKind::ForceDeleted
+                } else {
+                    EventKind::Deleted
+                };
+                let o = self.audit_values(&old, &self.all_fields());
+                insert_entries(
+                    &mut tx,
+                    &self.ctx,
+                    &[self.audit_entry(kind, &id, Some(o), None)],
+                )
+                .await?;
+            }
+            tx.commit().await
+        }
+        .await;
+        match result {
+            Err(Error::Conflict { .. }) => Err(Error::Conflict {
+                field: meta.name().to_owned(),
+                message: format!(
+                    "this {} is still referenced by other records",
+                    meta.label_text()
+                ),
+            }),
+            Err(e) => Err(e),
+            Ok(()) => {
+                let kind = if force {
+                    EventKind::ForceDeleted
+                } else {
+                    EventKind::Deleted
+                };
+                self.after_commit(kind, vec![id], false).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Restores a soft-deleted record.
+    pub async fn restore(&self, id: Value) -> Result<Record> {
+        self.authorize(Ability::Restore)?;
+        self.check_id(&id)?;
+        let meta = self.meta();
+        let Some(d) = meta.deleted_at() else {
+            return Err(Error::Unsupported(format!(
+                "{} records are not soft-deleted",
+                meta.label_text()
+            )));
+        };
+        let di = meta.field_index(d.name()).unwrap_or(0);
+        let db = self.platform.db();
+        let mut tx = db.begin().await?;
+        let row = self.locked_row(&mut tx, &id, true).await?;
+        let mut rec = self.decrypt_row(row)?.into_values();
+        let old_deleted = rec[di].clone();
+        let pk = meta.primary_key();
+        let mut q = tx.sql();
+        q.push("UPDATE ")
+            .ident(meta.table())
+            .push(" SET ")
+            .ident(d.column_name());
+        q.push(" = NULL WHERE ")
+            .ident(pk.column_name())
+            .push(" = ")
+            .bind_field(id.clone(), pk);
+        tx.execute(q).await?;
+        rec[di] = Value::Null;
+        if meta.is_audited() {
+            let mut o = AuditValues::new();
+            o.insert(d.name().to_owned(), old_deleted.to_json());
+            let mut n = AuditValues::new();
+            n.insert(d.name().to_owned(), serde_json::Value::Null);
+            insert_entries(
+                &mut tx,
+                &self.ctx,
+                &[self.audit_entry(EventKind::Restored, &id, Some(o), Some(n))],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        self.after_commit(EventKind::Restored, vec![id], false)
+            .await;
+        Ok(Record::new(meta, rec))
+    }
+
+    /// Restores the record to its state as of audit entry `audit_id`: the
+    /// audited, non-encrypted fields get the values they had right after
+    /// that entry. Written (and audited) as an ordinary update tagged
+    /// `restored_from:<id>`.
+    pub async fn restore_version(&self, id: Value, audit_id: i64) -> Result<Record> {
+        self.authorize(Ability::Update)?;
+        self.check_id(&id)?;
+        let meta = self.meta();
+        let history = self
+            .platform
+            .audit()
+            .history_until(meta.name(), &id.display(), audit_id)
+            .await?;
+        if history.last().map(|e| e.id) != Some(audit_id) {
+            return Err(Error::invalid(
+                "audit",
+                "invalid",
+                format!(
+                    "audit entry {audit_id} does not belong to this {}",
+                    meta.label_text()
+                ),
+            ));
+        }
+        let mut state = AuditValues::new();
+        for e in &history {
+            state.extend(e.new_values_map());
+        }
+        let mut changes = Changes::new();
+        for (name, j) in state {
+            let Some(f) = meta.field(&name) else { continue };
+            if f.is_primary_key() || f.is_managed() || f.is_encrypted() || !f.is_audited() {
+                continue;
+            }
+            if let Ok(v) = Value::from_json(f.ty(), &j) {
+                changes.insert(name, v);
+            }
+        }
+        let records = Records::new(
+            self.platform.clone(),
+            self.entry.clone(),
+            self.ctx
+                .clone()
+                .with_tag(format!("restored_from:{audit_id}")),
+        );
+        records.update_inner(id, changes, true).await
+    }
+
+    /// Updates every record matching `query`'s filters and search (paging is
+    /// ignored), auditing each row's changes. Needs `update_` and
+    /// `view_any_`. Returns the number of records changed.
+    pub async fn update_where(&self, query: &ListQuery, changes: Changes) -> Result<u64> {
+        self.authorize(Ability::Update)?;
+        self.authorize(Ability::ViewAny)?;
+        let meta = self.meta();
+        let mut probe = vec![Value::Null; meta.field_list().len()];
+        let written = self.apply(&mut probe, changes, false)?;
+        if written.is_empty() {
+            return Ok(0);
+        }
+        self.validate(&probe, &written, false)?;
+        let mut stored_probe = probe.clone();
+        self.encrypt(&mut stored_probe);
+        self.bulk(query, |old| {
+            let changed: Vec<usize> = written
+                .iter()
+                .copied()
+                .filter(|&i| probe[i] != old[i])
+                .collect();
+            (!changed.is_empty()).then(|| (changed, probe.clone(), stored_probe.clone()))
+        })
+        .await
+    }
+
+    /// Deletes every record matching `query`'s filters and search (soft on
+    /// soft-deleting resources), auditing each. Needs `delete_any_` and
+    /// `view_any_`. Returns the number deleted.
+    pub async fn delete_where(&self, query: &ListQuery) -> Result<u64> {
+        self.authorize(Ability::DeleteAny)?;
+        self.authorize(Ability::ViewAny)?;
+        self.bulk_delete(query).await
+    }
+
+    /// Shared loop of the bulk operations: walks the matching rows by
+    /// primary key in chunks inside one transaction.
+    async fn bulk<F>(&self, query: &ListQuery, mut change: F) -> Result<u64>
+    where
+        F: FnMut(&[Value]) -> Option<(Vec<usize>, Vec<Value>, Vec<Value>)>,
+    {
+        let meta = self.meta();
+        let plan = Plan::new(meta, &bulk_query(query)).map_err(Error::Validation)?;
+        let db = self.platform.db();
+        let backend = db.backend();
+        let pk_i = meta.primary_key_index();
+        let unique_field = meta
+            .field_list()
+            .iter()
+            .find(|f| f.is_unique())
+            .map(FieldMeta::name);
+        let mut tx = db.begin().await?;
+        let mut last: Option<Value> = None;
+        let mut ids = Vec::new();
+        let mut updated_at = None;
+        if let Some(u) = meta
+            .field_index("updated_at")
+            .filter(|&i| meta.field_list()[i].is_managed())
+        {
+            updated_at = Some((u, Value::DateTime(crate::db::truncate_micros(Utc::now()))));
+        }
+        let result: Result<()> = async {
+            loop {
+                let rows = self
+                    .bulk_chunk(&mut tx, &plan, backend, last.as_ref())
+                    .await?;
+                let n = rows.len();
+                let mut entries = Vec::new();
+                for row in rows {
+                    let id = row[pk_i].clone();
+                    last = Some(id.clone());
+                    let old = self.decrypt_row(row)?.into_values();
+                    let Some((changed, plain_new, stored_new)) = change(&old) else {
+                        continue;
+                    };
+                    let mut plain = old.clone();
+                    let mut stored = old.clone();
+                    let mut set = changed.clone();
+                    for &i in &changed {
+                        plain[i] = plain_new[i].clone();
+                        stored[i] = stored_new[i].clone();
+                    }
+                    if let Some((u, t)) = &updated_at {
+                        stored[*u] = t.clone();
+                        set.push(*u);
+                    }
+                    self.write_update(&mut tx, &id, &stored, &set).await?;
+                    if meta.is_audited() {
+                        let o = self.audit_values(&old, &changed);
+                        let nv = self.audit_values(&plain, &changed);
+                        if !nv.is_empty() {
+                            entries.push(self.audit_entry(
+                                EventKind::Updated,
+                                &id,
+                                Some(o),
+                                Some(nv),
+                            ));
+                        }
+                    }
+                    ids.push(id);
+                }
+                let mut tagged = self.ctx.clone();
+                if !entries.is_empty() {
+                    tagged = tagged.with_tag("bulk");
+                }
+                insert_entries(&mut tx, &tagged, &entries).await?;
+                if n < BULK_CHUNK {
+                    return Ok(());
+                }
+            }
+        }
+        .await;
+        if let Err(e) = result {
+            let _ = tx.rollback().await;
+            return Err(match e {
+                Error::Conflict { .. } => Error::invalid(
+                    unique_field.unwrap_or("changes"),
+                    "unique",
+                    "the change would give several records the same unique value",
+                ),
+                e => e,
+            });
+        }
+        tx.commit().await?;
+        let n = ids.len() as u64;
+        if n > 0 {
+            self.after_commit(EventKind::Updated, ids, true).await;
+        }
+        Ok(n)
+    }
+
+    async fn bulk_chunk(
+        &self,
+        tx: &mut Tx,
+        plan: &Plan,
+        backend: Backend,
+        after: Option<&Value>,
+    ) -> Result<Vec<Vec<Value>>> {
+        let meta = self.meta();
+        let pk = meta.primary_key();
+        let mut q = Sql::new(backend);
+        q.push("SELECT ");
+        push_columns(&mut q, meta);
+        q.push(" FROM ").ident(meta.table());
+        plan.push_where(&mut q, backend, false);
+        if let Some(a) = after {
+            q.push(" AND ")
+                .qualified(meta.table(), pk.column_name())
+                .push(" > ")
+                .bind_field(a.clone(), pk);
+        }
+        q.push(" ORDER BY ")
+            .qualified(meta.table(), pk.column_name())
+            .push(" ASC LIMIT ")
+            .int(BULK_CHUNK as i64);
+        if backend != Backend::Sqlite {
+            q.push(" FOR UPDATE");
+        }
+        tx.fetch_all(q, &column_types(meta)).await
+    }
+
+    async fn bulk_delete(&self, query: &ListQuery) -> Result<u64> {
+        let meta = self.meta();
+        let plan = Plan::new(meta, &bulk_query(query)).map_err(Error::Validation)?;
+        let db = self.platform.db();
+        let backend = db.backend();
+        let pk = meta.primary_key();
+        let pk_i = meta.primary_key_index();
+        let soft = meta.deleted_at();
+        let now = Value::DateTime(crate::db::truncate_micros(Utc::now()));
+        let mut tx = db.begin().await?;
+        let mut ids = Vec::new();
+        let mut last: Option<Value> = None;
+        let result: Result<()> = async {
+            loop {
+                // Walk by primary key: soft-deleted rows stay in the table.
+                let rows = self
+                    .bulk_chunk(&mut tx, &plan, backend, last.as_ref())
+                    .await?;
+                let n = rows.len();
+                if n == 0 {
+                    return Ok(());
+                }
+                let chunk_ids: Vec<Value> = rows.iter().map(|r| r[pk_i].clone()).collect();
+                let mut q = tx.sql();
+                if let Some(d) = soft {
+                    q.push("UPDATE ")
+                        .ident(meta.table())
+                        .push(" SET ")
+                        .ident(d.column_name());
+                    q.push(" = ").bind(now.clone(), FieldType::DateTime);
+                } else {
+                    q.push("DELETE FROM ").ident(meta.table());
+                }
+                q.push(" WHERE ").ident(pk.column_name()).push(" IN (");
+                q.join(&chunk_ids, ", ", |q, id| {
+                    q.bind_field(id.clone(), pk);
+                });
+                q.push(")");
+                tx.execute(q).await?;
+                if meta.is_audited() {
+                    let mut entries = Vec::with_capacity(n);
+                    for row in rows {
+                        let id = row[pk_i].clone();
+                        let old = self.decrypt_row(row)?.into_values();
+                        let o = self.audit_values(&old, &self.all_fields());
+                        entries.push(self.audit_entry(EventKind::Deleted, &id, Some(o), None));
+                    }
+                    insert_entries(&mut tx, &self.ctx.clone().with_tag("bulk"), &entries).await?;
+                }
+                last = chunk_ids.last().cloned();
+                ids.extend(chunk_ids);
+                if n < BULK_CHUNK {
+                    return Ok(());
+                }
+            }
+        }
+        .await;
+        if let Err(e) = result {
+            let _ = tx.rollback().await;
+            return Err(match e {
+                Error::Conflict { .. } => Error::Conflict {
+                    field: meta.name().to_owned(),
+                    message: format!(
+                        "some {} are still referenced by other records; nothing was deleted",
+                        meta.plural_label()
+                    ),
+                },
+                e => e,
+            });
+        }
+        tx.commit().await?;
+        let n = ids.len() as u64;
+        if n > 0 {
+            self.after_commit(EventKind::Deleted, ids, true).await;
+        }
+        Ok(n)
+    }
+}
+
+/// The filters and search of `q`, without paging or sorting.
+fn bulk_query(q: &ListQuery) -> ListQuery {
+    ListQuery {
+        search: q.search.clone(),
+        sort: None,
+        filters: q.filters.clone(),
+        paging: Paging::default(),
+        trashed: q.trashed,
+        count: false,
+    }
+}
+
+/// The associated data an encrypted value is bound to.
+fn encryption_context(meta: &ResourceMeta, f: &FieldMeta) -> String {
+    format!("{}.{}", meta.table(), f.column_name())
+}
