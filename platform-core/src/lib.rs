@@ -36,4 +36,8 @@ pub use error::{Error, Result};
 pub use platform::Platform;
 #[cfg(feature = "macros")]
 pub use platform_macros::Resource;
+/// Embeds a directory of per-back-end SQL migrations as a
+/// [`db::MigrationSet`], at compile time.
+#[cfg(feature = "macros")]
+pub use platform_macros::embed_migrations;
 pub use resource::{Registry, Resource};

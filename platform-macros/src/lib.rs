@@ -1,8 +1,28 @@
-//! The `#[derive(Resource)]` macro. Use it through `platform-core`.
-use proc_macro::TokenStream;
+//! The procedural macros of Platform: `#[derive(Resource)]` and
+//! `embed_migrations!`.
+//!
+//! Do not depend on this crate: use the re-exports in `platform-core`,
+//! `platform_core::Resource` and `platform_core::embed_migrations!`.
 
-/// Derives `platform_core::Resource`.
+use proc_macro::TokenStream;
+use syn::{DeriveInput, LitStr, parse_macro_input};
+
+mod ctxt;
+mod migrations;
+mod resource;
+
+#[doc = include_str!("docs/derive_resource.md")]
 #[proc_macro_derive(Resource, attributes(resource))]
-pub fn derive_resource(_input: TokenStream) -> TokenStream {
-    TokenStream::new()
+pub fn derive_resource(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    resource::derive(&input).into()
+}
+
+#[doc = include_str!("docs/embed_migrations.md")]
+#[proc_macro]
+pub fn embed_migrations(input: TokenStream) -> TokenStream {
+    let dir = parse_macro_input!(input as LitStr);
+    migrations::expand(&dir)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }
