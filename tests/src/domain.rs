@@ -7,7 +7,11 @@ use platform_core::resource::Registry;
 
 /// A customer.
 #[derive(Resource, Debug, Clone, PartialEq)]
-#[resource(table = "customers", search(name, email), navigation(group = "Billing", sort = 1))]
+#[resource(
+    table = "customers",
+    search(name, email),
+    navigation(group = "Billing", sort = 1)
+)]
 pub struct Customer {
     /// Id.
     #[resource(primary_key, sortable)]

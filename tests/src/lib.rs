@@ -107,7 +107,9 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("{var} is set but the server does not answer: {e}"));
         let create = match backend {
             Backend::Postgres => format!("CREATE DATABASE \"{name}\""),
-            _ => format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"),
+            _ => {
+                format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            }
         };
         db.execute_script(&create)
             .await
@@ -164,7 +166,10 @@ impl TestDb {
                     done.push(m.table());
                 }
             }
-            assert!(done.len() > before, "circular belongs_to among test resources");
+            assert!(
+                done.len() > before,
+                "circular belongs_to among test resources"
+            );
         }
         db.close().await;
     }
@@ -188,7 +193,9 @@ impl Drop for TestDb {
                 rt.block_on(async move {
                     if let Ok(db) = Db::connect(&admin).await {
                         let sql = match backend {
-                            Backend::Postgres => format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                            Backend::Postgres => {
+                                format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")
+                            }
                             _ => format!("DROP DATABASE IF EXISTS `{name}`"),
                         };
                         let _ = db.execute_script(&sql).await;
@@ -228,7 +235,10 @@ mod tests {
             with_database("postgres://u@h:5432/test", "x"),
             "postgres://u@h:5432/x"
         );
-        assert_eq!(with_database("mysql://root@h:3306", "x"), "mysql://root@h:3306/x");
+        assert_eq!(
+            with_database("mysql://root@h:3306", "x"),
+            "mysql://root@h:3306/x"
+        );
         assert_eq!(
             with_database("postgres://u@h/db?sslmode=disable", "x"),
             "postgres://u@h/x?sslmode=disable"

@@ -19,10 +19,7 @@ fn user_ctx(perms: &[&str]) -> Context {
     Context::new(Actor::User(Arc::new(Principal {
         user_id: 1,
         email: "u@example.com".into(),
-        grants: Arc::new(Grants::new(
-            vec![],
-            perms.iter().map(|s| (*s).to_owned()),
-        )),
+        grants: Arc::new(Grants::new(vec![], perms.iter().map(|s| (*s).to_owned()))),
     })))
 }
 
@@ -61,7 +58,11 @@ async fn create_read_update_delete_restore() {
         // The plaintext never reaches the table or the audit trail.
         let stored = raw_text(&p, "SELECT iban FROM invoices").await;
         assert!(stored[0].starts_with("enc:v1:"), "{backend}: {stored:?}");
-        let audits = raw_text(&p, "SELECT new_values FROM platform_audits WHERE resource = 'invoice'").await;
+        let audits = raw_text(
+            &p,
+            "SELECT new_values FROM platform_audits WHERE resource = 'invoice'",
+        )
+        .await;
         assert!(!audits[0].contains("DE89"), "{backend}: {audits:?}");
         assert!(audits[0].contains("[encrypted]"), "{backend}: {audits:?}");
 
@@ -74,22 +75,42 @@ async fn create_read_update_delete_restore() {
         let updated = repo.update(&changed).await.unwrap();
         assert_eq!(updated.status, "sent");
         assert!(updated.updated_at >= found.updated_at);
-        let entries = p.audit().for_record("invoice", &created.id.to_string(), 10).await.unwrap();
+        let entries = p
+            .audit()
+            .for_record("invoice", &created.id.to_string(), 10)
+            .await
+            .unwrap();
         assert_eq!(entries.len(), 2, "{backend}");
         assert_eq!(entries[0].event, "updated");
-        assert_eq!(entries[0].old(), [("status".to_owned(), serde_json::json!("draft"))].into());
-        assert_eq!(entries[0].new_values_map(), [("status".to_owned(), serde_json::json!("sent"))].into());
+        assert_eq!(
+            entries[0].old(),
+            [("status".to_owned(), serde_json::json!("draft"))].into()
+        );
+        assert_eq!(
+            entries[0].new_values_map(),
+            [("status".to_owned(), serde_json::json!("sent"))].into()
+        );
         assert_eq!(entries[0].request_id.as_deref(), Some("req-1"));
         assert_eq!(entries[0].url.as_deref(), Some("/test"));
         assert_eq!(entries[0].actor_type, "system");
 
         // Saving an unchanged record writes nothing.
         repo.update(&updated).await.unwrap();
-        assert_eq!(p.audit().for_record("invoice", &created.id.to_string(), 10).await.unwrap().len(), 2);
+        assert_eq!(
+            p.audit()
+                .for_record("invoice", &created.id.to_string(), 10)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
 
         // Soft delete, restore, force delete.
         repo.delete(created.id).await.unwrap();
-        assert!(matches!(repo.find(created.id).await, Err(Error::NotFound { .. })), "{backend}");
+        assert!(
+            matches!(repo.find(created.id).await, Err(Error::NotFound { .. })),
+            "{backend}"
+        );
         let trashed = repo
             .list(&ListQuery::new().trashed(Trashed::Only))
             .await
@@ -97,10 +118,15 @@ async fn create_read_update_delete_restore() {
         assert_eq!(trashed.items.len(), 1);
         let restored = repo.restore(created.id).await.unwrap();
         assert_eq!(restored.deleted_at, None);
-        assert!(matches!(repo.restore(created.id).await, Err(Error::NotFound { .. })));
+        assert!(matches!(
+            repo.restore(created.id).await,
+            Err(Error::NotFound { .. })
+        ));
         repo.force_delete(created.id).await.unwrap();
         assert!(matches!(
-            repo.records().find_with_trashed(Value::Int(created.id)).await,
+            repo.records()
+                .find_with_trashed(Value::Int(created.id))
+                .await,
             Err(Error::NotFound { .. })
         ));
         let events: Vec<String> = p
@@ -111,7 +137,11 @@ async fn create_read_update_delete_restore() {
             .into_iter()
             .map(|e| e.event)
             .collect();
-        assert_eq!(events, ["force_deleted", "restored", "deleted", "updated", "created"], "{backend}");
+        assert_eq!(
+            events,
+            ["force_deleted", "restored", "deleted", "updated", "created"],
+            "{backend}"
+        );
         let report = p.audit().verify().await.unwrap();
         assert!(report.is_ok(), "{backend}: {report:?}");
         assert_eq!(report.checked, 6, "{backend}: customer + 5 invoice entries");
@@ -129,10 +159,18 @@ async fn bad_input_gets_field_errors_and_writes_nothing() {
             "customer_id": c.id, "number": "INV-1", "status": "bogus",
             "amount_cents": "12", "issued_on": "2024-02-30", "nope": 1, "id": 5
         });
-        let Err(Error::Validation(errors)) = platform_core::repo::Changes::from_json(records.meta(), &body) else {
+        let Err(Error::Validation(errors)) =
+            platform_core::repo::Changes::from_json(records.meta(), &body)
+        else {
             panic!("{backend}: expected validation errors");
         };
-        assert!(errors.has("amount_cents") && errors.has("issued_on") && errors.has("nope") && errors.has("id"), "{errors:?}");
+        assert!(
+            errors.has("amount_cents")
+                && errors.has("issued_on")
+                && errors.has("nope")
+                && errors.has("id"),
+            "{errors:?}"
+        );
 
         let good = |number: &str| {
             Changes::new()
@@ -140,47 +178,85 @@ async fn bad_input_gets_field_errors_and_writes_nothing() {
                 .set("number", number)
                 .set("status", "draft")
                 .set("amount_cents", 5_i64)
-                .set("issued_on", Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 3, 1).unwrap()))
+                .set(
+                    "issued_on",
+                    Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 3, 1).unwrap()),
+                )
         };
         // Wrong choice, over-long string, missing required.
         let err = records
             .create(good(&"X".repeat(21)).set("status", "bogus"))
             .await
             .unwrap_err();
-        let Error::Validation(e) = err else { panic!("{backend}: {err:?}") };
+        let Error::Validation(e) = err else {
+            panic!("{backend}: {err:?}")
+        };
         assert!(e.has("number") && e.has("status"), "{e:?}");
-        let err = records.create(Changes::new().set("number", "INV-9")).await.unwrap_err();
-        let Error::Validation(e) = err else { panic!("{err:?}") };
-        assert!(e.has("customer_id") && e.has("status") && e.has("issued_on"), "{e:?}");
+        let err = records
+            .create(Changes::new().set("number", "INV-9"))
+            .await
+            .unwrap_err();
+        let Error::Validation(e) = err else {
+            panic!("{err:?}")
+        };
+        assert!(
+            e.has("customer_id") && e.has("status") && e.has("issued_on"),
+            "{e:?}"
+        );
 
         // Duplicate unique value and dangling foreign key: field errors.
         records.create(good("INV-1")).await.unwrap();
         let err = records.create(good("INV-1")).await.unwrap_err();
-        let Error::Validation(e) = err else { panic!("{backend}: {err:?}") };
+        let Error::Validation(e) = err else {
+            panic!("{backend}: {err:?}")
+        };
         assert_eq!(e.iter().next().unwrap().code, "unique", "{backend}: {e:?}");
         assert!(e.has("number"));
-        let err = records.create(good("INV-2").set("customer_id", 999_999_i64)).await.unwrap_err();
-        let Error::Validation(e) = err else { panic!("{backend}: {err:?}") };
+        let err = records
+            .create(good("INV-2").set("customer_id", 999_999_i64))
+            .await
+            .unwrap_err();
+        let Error::Validation(e) = err else {
+            panic!("{backend}: {err:?}")
+        };
         assert!(e.has("customer_id"), "{backend}: {e:?}");
         assert_eq!(e.iter().next().unwrap().code, "exists");
 
         // Hostile text is stored as text.
         let hostile = "'); DROP TABLE invoices; --";
-        let rec = records.create(good("INV-3").set("notes", hostile)).await.unwrap();
+        let rec = records
+            .create(good("INV-3").set("notes", hostile))
+            .await
+            .unwrap();
         assert_eq!(rec.get("notes"), Some(&Value::Text(hostile.into())));
 
         // Only the two valid invoices exist and each was audited once.
-        let n = p.db().fetch_i64(Sql::literal(p.db().backend(), "SELECT COUNT(*) FROM invoices")).await.unwrap();
+        let n = p
+            .db()
+            .fetch_i64(Sql::literal(
+                p.db().backend(),
+                "SELECT COUNT(*) FROM invoices",
+            ))
+            .await
+            .unwrap();
         assert_eq!(n, Some(2), "{backend}");
         let a = p
             .db()
-            .fetch_i64(Sql::literal(p.db().backend(), "SELECT COUNT(*) FROM platform_audits WHERE resource = 'invoice'"))
+            .fetch_i64(Sql::literal(
+                p.db().backend(),
+                "SELECT COUNT(*) FROM platform_audits WHERE resource = 'invoice'",
+            ))
             .await
             .unwrap();
         assert_eq!(a, Some(2), "{backend}");
 
         // A record still referenced cannot be deleted: a conflict, nothing lost.
-        let err = p.records("customers", &ctx).unwrap().delete(Value::Int(c.id)).await.unwrap_err();
+        let err = p
+            .records("customers", &ctx)
+            .unwrap()
+            .delete(Value::Int(c.id))
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Conflict { .. }), "{backend}: {err:?}");
         assert!(p.repo::<Customer>(&ctx).find(c.id).await.is_ok());
     }
@@ -203,7 +279,10 @@ async fn lists_search_sort_filter_and_page() {
         }
         // Keyset pages over a non-unique sort key visit every row once, in order.
         let mut seen = Vec::new();
-        let mut q = ListQuery::new().sort("amount_cents", Direction::Desc).page_size(7).with_count();
+        let mut q = ListQuery::new()
+            .sort("amount_cents", Direction::Desc)
+            .page_size(7)
+            .with_count();
         loop {
             let page = repo.list(&q).await.unwrap();
             if seen.is_empty() {
@@ -221,11 +300,25 @@ async fn lists_search_sort_filter_and_page() {
         assert_eq!(seen, sorted, "{backend}");
 
         // Offset pages.
-        let page3 = repo.list(&ListQuery::new().page_size(10).page(3)).await.unwrap();
-        assert_eq!(page3.items.first().map(|i| i.number.as_str()), Some("INV-000021"));
+        let page3 = repo
+            .list(&ListQuery::new().page_size(10).page(3))
+            .await
+            .unwrap();
+        assert_eq!(
+            page3.items.first().map(|i| i.number.as_str()),
+            Some("INV-000021")
+        );
 
         // Filters: equality, in, range.
-        let paid = repo.list(&ListQuery::new().filter_eq("status", "paid").page_size(100).with_count()).await.unwrap();
+        let paid = repo
+            .list(
+                &ListQuery::new()
+                    .filter_eq("status", "paid")
+                    .page_size(100)
+                    .with_count(),
+            )
+            .await
+            .unwrap();
         assert_eq!(paid.total, Some(Count::Exact(15)), "{backend}");
         assert!(paid.items.iter().all(|i| i.status == "paid"));
         let some = repo
@@ -238,28 +331,61 @@ async fn lists_search_sort_filter_and_page() {
             .await
             .unwrap();
         assert!(!some.items.is_empty());
-        assert!(some.items.iter().all(|i| i.amount_cents >= 500 && (i.status == "paid" || i.status == "void")));
+        assert!(
+            some.items
+                .iter()
+                .all(|i| i.amount_cents >= 500 && (i.status == "paid" || i.status == "void"))
+        );
 
         // Search: a number, a word in the notes, case-insensitively.
-        let found = repo.list(&ListQuery::new().search("INV-000042")).await.unwrap();
+        let found = repo
+            .list(&ListQuery::new().search("INV-000042"))
+            .await
+            .unwrap();
         assert_eq!(found.items.len(), 1, "{backend}");
         let found = repo.list(&ListQuery::new().search("rush")).await.unwrap();
-        assert_eq!(found.items.iter().map(|i| i.id).collect::<Vec<_>>(), [found.items[0].id], "{backend}");
+        assert_eq!(
+            found.items.iter().map(|i| i.id).collect::<Vec<_>>(),
+            [found.items[0].id],
+            "{backend}"
+        );
         assert_eq!(found.items[0].number, "INV-000042");
         // SQL-looking and LIKE-special text is only text.
-        for hostile in ["%", "_", "' OR 1=1 --", "\"); DROP TABLE invoices; --", "100%_!"] {
+        for hostile in [
+            "%",
+            "_",
+            "' OR 1=1 --",
+            "\"); DROP TABLE invoices; --",
+            "100%_!",
+        ] {
             let r = repo.list(&ListQuery::new().search(hostile)).await.unwrap();
-            assert!(r.items.is_empty(), "{backend}: {hostile:?} matched {}", r.items.len());
+            assert!(
+                r.items.is_empty(),
+                "{backend}: {hostile:?} matched {}",
+                r.items.len()
+            );
         }
 
         // Unknown or unsafe names are validation errors.
         for (q, field) in [
             (ListQuery::new().sort("iban", Direction::Asc), "sort"),
-            (ListQuery::new().sort("id; DROP TABLE x", Direction::Asc), "sort"),
+            (
+                ListQuery::new().sort("id; DROP TABLE x", Direction::Asc),
+                "sort",
+            ),
             (ListQuery::new().filter_eq("notes", "x"), "filter[notes]"),
-            (ListQuery::new().filter_eq("status", "bogus"), "filter[status]"),
-            (ListQuery::new().filter_eq("amount_cents", "12abc"), "filter[amount_cents]"),
-            (ListQuery::new().filter("status", FilterOp::Gt("a".into())), "filter[status]"),
+            (
+                ListQuery::new().filter_eq("status", "bogus"),
+                "filter[status]",
+            ),
+            (
+                ListQuery::new().filter_eq("amount_cents", "12abc"),
+                "filter[amount_cents]",
+            ),
+            (
+                ListQuery::new().filter("status", FilterOp::Gt("a".into())),
+                "filter[status]",
+            ),
             (ListQuery::new().after("garbage"), "page[after]"),
         ] {
             match repo.list(&q).await {
@@ -271,7 +397,8 @@ async fn lists_search_sort_filter_and_page() {
         let first = repo.list(&ListQuery::new().page_size(5)).await.unwrap();
         let cur = first.next_cursor.unwrap();
         assert!(matches!(
-            repo.list(&ListQuery::new().sort("number", Direction::Asc).after(cur)).await,
+            repo.list(&ListQuery::new().sort("number", Direction::Asc).after(cur))
+                .await,
             Err(Error::Validation(_))
         ));
     }
@@ -285,8 +412,16 @@ async fn keyset_paging_over_a_nullable_column() {
         let ctx = Context::system();
         let repo = p.repo::<Task>(&ctx);
         for i in 0..23 {
-            let due = (i % 3 != 0).then(|| chrono::NaiveDate::from_ymd_opt(2025, 1, 1 + (i % 5)).unwrap());
-            repo.create(&Task { id: 0, title: format!("t{i}"), due_on: due, done: i % 2 == 0 }).await.unwrap();
+            let due = (i % 3 != 0)
+                .then(|| chrono::NaiveDate::from_ymd_opt(2025, 1, 1 + (i % 5)).unwrap());
+            repo.create(&Task {
+                id: 0,
+                title: format!("t{i}"),
+                due_on: due,
+                done: i % 2 == 0,
+            })
+            .await
+            .unwrap();
         }
         for dir in [Direction::Asc, Direction::Desc] {
             let mut q = ListQuery::new().sort("due_on", dir).page_size(4);
@@ -306,10 +441,17 @@ async fn keyset_paging_over_a_nullable_column() {
             assert_eq!(ids.len(), 23, "{backend} {dir:?}: a row was repeated");
             // Nulls last.
             let first_null = seen.iter().position(|s| s.0.is_none()).unwrap();
-            assert!(seen[first_null..].iter().all(|s| s.0.is_none()), "{backend} {dir:?}");
+            assert!(
+                seen[first_null..].iter().all(|s| s.0.is_none()),
+                "{backend} {dir:?}"
+            );
         }
         let undated = repo
-            .list(&ListQuery::new().filter("due_on", FilterOp::Null(true)).page_size(100))
+            .list(
+                &ListQuery::new()
+                    .filter("due_on", FilterOp::Null(true))
+                    .page_size(100),
+            )
             .await
             .unwrap();
         assert_eq!(undated.items.len(), 8, "{backend}");
@@ -324,10 +466,20 @@ async fn bulk_operations_audit_every_row() {
         let ctx = Context::system();
         let repo = p.repo::<Invoice>(&ctx);
         for n in 1..=30_u32 {
-            repo.create(&invoice(c.id, n, if n <= 12 { "draft" } else { "paid" }, 100)).await.unwrap();
+            repo.create(&invoice(
+                c.id,
+                n,
+                if n <= 12 { "draft" } else { "paid" },
+                100,
+            ))
+            .await
+            .unwrap();
         }
         let drafts = ListQuery::new().filter_eq("status", "draft");
-        let n = repo.update_where(&drafts, Changes::new().set("status", "void")).await.unwrap();
+        let n = repo
+            .update_where(&drafts, Changes::new().set("status", "void"))
+            .await
+            .unwrap();
         assert_eq!(n, 12, "{backend}");
         let voided = p
             .db()
@@ -335,9 +487,15 @@ async fn bulk_operations_audit_every_row() {
             .await
             .unwrap();
         assert_eq!(voided, Some(12), "{backend}");
-        let n = repo.delete_where(&ListQuery::new().filter_eq("status", "void")).await.unwrap();
+        let n = repo
+            .delete_where(&ListQuery::new().filter_eq("status", "void"))
+            .await
+            .unwrap();
         assert_eq!(n, 12);
-        let left = repo.list(&ListQuery::new().page_size(100).with_count()).await.unwrap();
+        let left = repo
+            .list(&ListQuery::new().page_size(100).with_count())
+            .await
+            .unwrap();
         assert_eq!(left.total, Some(Count::Exact(18)), "{backend}");
         let deleted = p
             .db()
@@ -346,11 +504,20 @@ async fn bulk_operations_audit_every_row() {
             .unwrap();
         assert_eq!(deleted, Some(12), "{backend}");
         // A bulk change that breaks a rule is refused as a whole.
-        let err = repo.update_where(&ListQuery::new(), Changes::new().set("status", "nope")).await.unwrap_err();
+        let err = repo
+            .update_where(&ListQuery::new(), Changes::new().set("status", "nope"))
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Validation(_)));
-        let err = repo.update_where(&ListQuery::new(), Changes::new().set("number", "SAME")).await.unwrap_err();
+        let err = repo
+            .update_where(&ListQuery::new(), Changes::new().set("number", "SAME"))
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Validation(_)), "{backend}: {err:?}");
-        let unchanged = repo.list(&ListQuery::new().filter_eq("status", "paid").with_count()).await.unwrap();
+        let unchanged = repo
+            .list(&ListQuery::new().filter_eq("status", "paid").with_count())
+            .await
+            .unwrap();
         assert_eq!(unchanged.total, Some(Count::Exact(18)), "{backend}");
         assert!(p.audit().verify().await.unwrap().is_ok());
     }
@@ -362,23 +529,57 @@ async fn permissions_guard_every_call() {
         let backend = db.backend.name();
         let (p, c) = setup(&db).await;
         let anon = Context::default();
-        assert!(matches!(p.repo::<Invoice>(&anon).list(&ListQuery::new()).await, Err(Error::Unauthenticated)));
+        assert!(matches!(
+            p.repo::<Invoice>(&anon).list(&ListQuery::new()).await,
+            Err(Error::Unauthenticated)
+        ));
         let reader = user_ctx(&["view_any_invoice", "view_invoice"]);
         let repo = p.repo::<Invoice>(&reader);
         assert!(repo.list(&ListQuery::new()).await.is_ok(), "{backend}");
-        let err = repo.create(&invoice(c.id, 1, "draft", 1)).await.unwrap_err();
-        assert!(matches!(&err, Error::PermissionDenied { ability } if ability == "create_invoice"), "{err:?}");
+        let err = repo
+            .create(&invoice(c.id, 1, "draft", 1))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::PermissionDenied { ability } if ability == "create_invoice"),
+            "{err:?}"
+        );
         let err = repo.delete_where(&ListQuery::new()).await.unwrap_err();
-        assert!(matches!(&err, Error::PermissionDenied { ability } if ability == "delete_any_invoice"));
+        assert!(
+            matches!(&err, Error::PermissionDenied { ability } if ability == "delete_any_invoice")
+        );
         // Personal and encrypted data are masked for viewers without the permissions.
-        let inv = p.repo::<Invoice>(&Context::system()).create(&invoice(c.id, 2, "draft", 1)).await.unwrap();
-        let rec = p.records("invoices", &reader).unwrap().find(Value::Int(inv.id)).await.unwrap();
+        let inv = p
+            .repo::<Invoice>(&Context::system())
+            .create(&invoice(c.id, 2, "draft", 1))
+            .await
+            .unwrap();
+        let rec = p
+            .records("invoices", &reader)
+            .unwrap()
+            .find(Value::Int(inv.id))
+            .await
+            .unwrap();
         assert_eq!(rec.to_json(&reader)["iban"], serde_json::Value::Null);
-        let cust = p.records("customers", &Context::system()).unwrap().find(Value::Int(c.id)).await.unwrap();
-        assert_eq!(cust.to_json(&reader)["email"], serde_json::json!("a***@example.com"));
+        let cust = p
+            .records("customers", &Context::system())
+            .unwrap()
+            .find(Value::Int(c.id))
+            .await
+            .unwrap();
+        assert_eq!(
+            cust.to_json(&reader)["email"],
+            serde_json::json!("a***@example.com")
+        );
         let privileged = user_ctx(&["view_pii", "view_encrypted"]);
-        assert_eq!(cust.to_json(&privileged)["email"], serde_json::json!("ada@example.com"));
-        assert_eq!(rec.to_json(&privileged)["iban"], serde_json::json!("DE89 3704 0044 0532 0002 00"));
+        assert_eq!(
+            cust.to_json(&privileged)["email"],
+            serde_json::json!("ada@example.com")
+        );
+        assert_eq!(
+            rec.to_json(&privileged)["iban"],
+            serde_json::json!("DE89 3704 0044 0532 0002 00")
+        );
     }
 }
 
@@ -405,13 +606,21 @@ async fn events_fire_after_commit_only_and_the_cache_follows_writes() {
         assert!(repo.create(&invoice(999, 2, "draft", 1)).await.is_err());
         // Cached find sees every committed change, including bulk ones.
         assert_eq!(repo.find(inv.id).await.unwrap().status, "draft");
-        repo.update_fields(inv.id, Changes::new().set("status", "sent")).await.unwrap();
+        repo.update_fields(inv.id, Changes::new().set("status", "sent"))
+            .await
+            .unwrap();
         assert_eq!(repo.find(inv.id).await.unwrap().status, "sent", "{backend}");
-        repo.update_where(&ListQuery::new(), Changes::new().set("status", "paid")).await.unwrap();
+        repo.update_where(&ListQuery::new(), Changes::new().set("status", "paid"))
+            .await
+            .unwrap();
         assert_eq!(repo.find(inv.id).await.unwrap().status, "paid", "{backend}");
         assert_eq!(
             *seen.lock().unwrap(),
-            [(EventKind::Created, false), (EventKind::Updated, false), (EventKind::Updated, true)],
+            [
+                (EventKind::Created, false),
+                (EventKind::Updated, false),
+                (EventKind::Updated, true)
+            ],
             "{backend}"
         );
         assert_eq!(all.load(Ordering::SeqCst), 3);
@@ -426,21 +635,67 @@ async fn restore_to_an_audit_version() {
         let ctx = Context::system();
         let repo = p.repo::<Invoice>(&ctx);
         let inv = repo.create(&invoice(c.id, 1, "draft", 100)).await.unwrap();
-        repo.update_fields(inv.id, Changes::new().set("status", "sent").set("amount_cents", 200_i64)).await.unwrap();
-        let v2 = p.audit().for_record("invoice", &inv.id.to_string(), 1).await.unwrap()[0].id;
-        repo.update_fields(inv.id, Changes::new().set("status", "void").set("amount_cents", 300_i64)).await.unwrap();
-        let back = p.records("invoices", &ctx).unwrap().restore_version(Value::Int(inv.id), v2).await.unwrap();
-        assert_eq!(back.get("status"), Some(&Value::Text("sent".into())), "{backend}");
+        repo.update_fields(
+            inv.id,
+            Changes::new()
+                .set("status", "sent")
+                .set("amount_cents", 200_i64),
+        )
+        .await
+        .unwrap();
+        let v2 = p
+            .audit()
+            .for_record("invoice", &inv.id.to_string(), 1)
+            .await
+            .unwrap()[0]
+            .id;
+        repo.update_fields(
+            inv.id,
+            Changes::new()
+                .set("status", "void")
+                .set("amount_cents", 300_i64),
+        )
+        .await
+        .unwrap();
+        let back = p
+            .records("invoices", &ctx)
+            .unwrap()
+            .restore_version(Value::Int(inv.id), v2)
+            .await
+            .unwrap();
+        assert_eq!(
+            back.get("status"),
+            Some(&Value::Text("sent".into())),
+            "{backend}"
+        );
         assert_eq!(back.get("amount_cents"), Some(&Value::Int(200)));
         // The encrypted field is left alone (its audit value is redacted).
-        assert_eq!(back.get("iban"), Some(&Value::Text(inv.iban.clone().unwrap())));
-        let last = &p.audit().for_record("invoice", &inv.id.to_string(), 1).await.unwrap()[0];
-        assert!(last.tag_list().contains(&format!("restored_from:{v2}")), "{backend}: {last:?}");
+        assert_eq!(
+            back.get("iban"),
+            Some(&Value::Text(inv.iban.clone().unwrap()))
+        );
+        let last = &p
+            .audit()
+            .for_record("invoice", &inv.id.to_string(), 1)
+            .await
+            .unwrap()[0];
+        assert!(
+            last.tag_list().contains(&format!("restored_from:{v2}")),
+            "{backend}: {last:?}"
+        );
         // An entry of another record is refused.
         let other = repo.create(&invoice(c.id, 2, "draft", 1)).await.unwrap();
-        let foreign = p.audit().for_record("invoice", &other.id.to_string(), 1).await.unwrap()[0].id;
+        let foreign = p
+            .audit()
+            .for_record("invoice", &other.id.to_string(), 1)
+            .await
+            .unwrap()[0]
+            .id;
         assert!(matches!(
-            p.records("invoices", &ctx).unwrap().restore_version(Value::Int(inv.id), foreign).await,
+            p.records("invoices", &ctx)
+                .unwrap()
+                .restore_version(Value::Int(inv.id), foreign)
+                .await,
             Err(Error::Validation(_))
         ));
     }

@@ -278,7 +278,7 @@ impl Db {
             Pool::MySql(p) => TxInner::MySql(p.begin().await?),
         };
         Ok(Tx {
-            inner,
+            inner: Some(inner),
             backend: self.backend,
         })
     }
@@ -335,10 +335,32 @@ enum TxInner {
     MySql(sqlx::Transaction<'static, sqlx::MySql>),
 }
 
-/// An open transaction. Dropped without [`Tx::commit`], it rolls back.
+/// An open transaction. Dropped without [`Tx::commit`] or [`Tx::rollback`]
+/// (an early return, a panic, a cancelled request), it is rolled back at
+/// once on a background task, so no locks linger on a pooled connection.
 pub struct Tx {
-    inner: TxInner,
+    inner: Option<TxInner>,
     backend: Backend,
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        let Some(inner) = self.inner.take() else {
+            return;
+        };
+        // sqlx only queues the ROLLBACK of a dropped transaction until the
+        // connection is next used; an idle pooled connection would keep its
+        // row locks until then.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = match inner {
+                    TxInner::Sqlite(t) => t.rollback().await,
+                    TxInner::Postgres(t) => t.rollback().await,
+                    TxInner::MySql(t) => t.rollback().await,
+                };
+            });
+        }
+    }
 }
 
 impl std::fmt::Debug for Tx {
@@ -360,13 +382,13 @@ impl Tx {
     }
     /// Runs a statement, returning the rows affected.
     pub async fn execute(&mut self, sql: Sql) -> Result<u64> {
-        dispatch_tx!(&mut self.inner, c => c.exec_sql(sql).await)
+        dispatch_tx!(self.inner_mut()?, c => c.exec_sql(sql).await)
     }
     /// Runs an `INSERT`, returning the id the database generated
     /// (`RETURNING` on SQLite and PostgreSQL, `LAST_INSERT_ID()` on MySQL).
     /// On SQLite and PostgreSQL the statement must end with `RETURNING <pk>`.
     pub async fn insert_returning_id(&mut self, sql: Sql) -> Result<i64> {
-        match &mut self.inner {
+        match self.inner_mut()? {
             TxInner::MySql(t) => {
                 let q = bind_mysql(
                     sqlx::query(sqlx::AssertSqlSafe(sql.text().to_owned())),
@@ -390,7 +412,7 @@ impl Tx {
     }
     /// Runs a query and decodes every row.
     pub async fn fetch_all(&mut self, sql: Sql, types: &[FieldType]) -> Result<Vec<Row>> {
-        dispatch_tx!(&mut self.inner, c => c.fetch_sql(sql, types).await)
+        dispatch_tx!(self.inner_mut()?, c => c.fetch_sql(sql, types).await)
     }
     /// Runs a query and decodes the first row.
     pub async fn fetch_optional(&mut self, sql: Sql, types: &[FieldType]) -> Result<Option<Row>> {
@@ -404,9 +426,18 @@ impl Tx {
             .and_then(|r| r.into_iter().next())
             .and_then(|v| v.as_i64()))
     }
+    fn inner_mut(&mut self) -> Result<&mut TxInner> {
+        self.inner.as_mut().ok_or_else(|| Error::Backend {
+            backend: "database",
+            source: "transaction already finished".into(),
+        })
+    }
     /// Commits.
-    pub async fn commit(self) -> Result<()> {
-        match self.inner {
+    pub async fn commit(mut self) -> Result<()> {
+        match self.inner.take().ok_or_else(|| Error::Backend {
+            backend: "database",
+            source: "transaction already finished".into(),
+        })? {
             TxInner::Sqlite(t) => t.commit().await?,
             TxInner::Postgres(t) => t.commit().await?,
             TxInner::MySql(t) => t.commit().await?,
@@ -414,8 +445,11 @@ impl Tx {
         Ok(())
     }
     /// Rolls back.
-    pub async fn rollback(self) -> Result<()> {
-        match self.inner {
+    pub async fn rollback(mut self) -> Result<()> {
+        let Some(inner) = self.inner.take() else {
+            return Ok(());
+        };
+        match inner {
             TxInner::Sqlite(t) => t.rollback().await?,
             TxInner::Postgres(t) => t.rollback().await?,
             TxInner::MySql(t) => t.rollback().await?,
