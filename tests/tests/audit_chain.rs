@@ -1,0 +1,239 @@
+//! The tamper-evident audit chain: concurrent writers from many connections
+//! and many processes, tampering of every kind, pruning with a checkpoint.
+
+use platform_core::Platform;
+use platform_core::context::Context;
+use platform_core::db::{Backend, Sql};
+use platform_core::repo::Changes;
+use platform_tests::domain::{Customer, Invoice, customer, invoice, registry};
+use platform_tests::{TestDb, all_backends};
+
+async fn exec(p: &Platform, sql: &'static str) {
+    p.db()
+        .execute(Sql::literal(p.db().backend(), sql))
+        .await
+        .unwrap();
+}
+
+async fn count(p: &Platform, sql: &'static str) -> i64 {
+    p.db()
+        .fetch_i64(Sql::literal(p.db().backend(), sql))
+        .await
+        .unwrap()
+        .unwrap_or(0)
+}
+
+async fn seed(db: &TestDb) -> (Platform, i64) {
+    let p = db.platform(registry()).await;
+    let c = p
+        .repo::<Customer>(&Context::system())
+        .create(&customer("Grace", "grace@example.com", "US"))
+        .await
+        .unwrap();
+    (p, c.id)
+}
+
+#[tokio::test]
+async fn concurrent_writers_on_many_connections_form_one_valid_chain() {
+    for db in all_backends().await {
+        let backend = db.backend.name();
+        let (p, cid) = seed(&db).await;
+        // Eight writers, each with its own pool, sealing in the background
+        // while they write.
+        let mut handles = Vec::new();
+        for w in 0..8_u32 {
+            let url = db.url.clone();
+            handles.push(tokio::spawn(async move {
+                let p = Platform::builder()
+                    .ignore_env()
+                    .database_url(url)
+                    .app_key(platform_tests::test_key())
+                    .registry(registry())
+                    .max_connections(2)
+                    .build()
+                    .await
+                    .unwrap();
+                let ctx = Context::job(format!("w{w}"));
+                let repo = p.repo::<Invoice>(&ctx);
+                for i in 0..15_u32 {
+                    let inv = repo
+                        .create(&invoice(cid, w * 1000 + i, "draft", 1))
+                        .await
+                        .unwrap();
+                    repo.update_fields(inv.id, Changes::new().set("amount_cents", 2_i64))
+                        .await
+                        .unwrap();
+                }
+                p.shutdown().await;
+            }));
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
+        let report = p.audit().verify().await.unwrap();
+        assert!(report.is_ok(), "{backend}: {report:?}");
+        assert_eq!(report.checked, 1 + 8 * 15 * 2, "{backend}");
+        assert_eq!(report.unsealed, 0);
+        assert_eq!(
+            count(&p, "SELECT COUNT(*) FROM platform_audits WHERE seq IS NULL").await,
+            0
+        );
+    }
+}
+
+#[tokio::test]
+async fn several_processes_writing_at_once_keep_the_chain_valid() {
+    for db in all_backends().await {
+        let backend = db.backend.name();
+        let (p, cid) = seed(&db).await;
+        let exe = env!("CARGO_BIN_EXE_audit_writer");
+        let children: Vec<_> = (1..=4)
+            .map(|tag| {
+                std::process::Command::new(exe)
+                    .args([db.url.as_str(), &cid.to_string(), "20", &tag.to_string()])
+                    .spawn()
+                    .expect("spawn writer")
+            })
+            .collect();
+        for mut c in children {
+            let status = tokio::task::spawn_blocking(move || c.wait())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(status.success(), "{backend}: writer failed");
+        }
+        let report = p.audit().verify().await.unwrap();
+        assert!(report.is_ok(), "{backend}: {report:?}");
+        assert_eq!(report.checked, 1 + 4 * 20 * 2, "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn verify_names_the_first_tampered_entry() {
+    for db in all_backends().await {
+        let backend = db.backend.name();
+        let (p, cid) = seed(&db).await;
+        let repo = p.repo::<Invoice>(&Context::system());
+        for n in 1..=5 {
+            repo.create(&invoice(cid, n, "draft", 1)).await.unwrap();
+        }
+        assert!(p.audit().verify().await.unwrap().is_ok());
+
+        // Altered content.
+        exec(&p, "UPDATE platform_audits SET new_values = REPLACE(new_values, 'draft', 'paid') WHERE seq = 3").await;
+        let r = p.audit().verify().await.unwrap();
+        let b = r.broken.expect("altered entry found");
+        assert_eq!(b.seq, 3, "{backend}: {b:?}");
+        assert!(b.reason.contains("altered"), "{b:?}");
+        exec(&p, "UPDATE platform_audits SET new_values = REPLACE(new_values, 'paid', 'draft') WHERE seq = 3").await;
+        assert!(
+            p.audit().verify().await.unwrap().is_ok(),
+            "{backend}: restoring the text restores the chain"
+        );
+
+        // Altered actor.
+        exec(
+            &p,
+            "UPDATE platform_audits SET actor_type = 'user' WHERE seq = 2",
+        )
+        .await;
+        assert_eq!(
+            p.audit().verify().await.unwrap().broken.map(|b| b.seq),
+            Some(2)
+        );
+        exec(
+            &p,
+            "UPDATE platform_audits SET actor_type = 'system' WHERE seq = 2",
+        )
+        .await;
+
+        // A deleted entry in the middle.
+        exec(&p, "DELETE FROM platform_audits WHERE seq = 4").await;
+        let b = p.audit().verify().await.unwrap().broken.expect("gap found");
+        assert_eq!(b.seq, 5, "{backend}: {b:?}");
+        assert!(b.reason.contains("missing"), "{b:?}");
+
+        // Entries deleted from the end (after repairing nothing): the signed head disagrees.
+        let db2 = TestDb::sqlite();
+        let (p2, cid2) = seed(&db2).await;
+        let repo2 = p2.repo::<Invoice>(&Context::system());
+        for n in 1..=3 {
+            repo2.create(&invoice(cid2, n, "draft", 1)).await.unwrap();
+        }
+        assert!(p2.audit().verify().await.unwrap().is_ok());
+        exec(&p2, "DELETE FROM platform_audits WHERE seq = 4").await;
+        let b = p2
+            .audit()
+            .verify()
+            .await
+            .unwrap()
+            .broken
+            .expect("truncation found");
+        assert!(b.reason.contains("signed head"), "{b:?}");
+        // A forged head (moved back without the key) is caught too.
+        exec(&p2, "UPDATE platform_audit_chain SET seq = 3").await;
+        let b = p2
+            .audit()
+            .verify()
+            .await
+            .unwrap()
+            .broken
+            .expect("forged head found");
+        assert!(b.reason.contains("signature"), "{b:?}");
+    }
+}
+
+#[tokio::test]
+async fn pruning_keeps_the_rest_verifiable() {
+    for db in all_backends().await {
+        let backend = db.backend.name();
+        let (p, cid) = seed(&db).await;
+        let repo = p.repo::<Invoice>(&Context::system());
+        for n in 1..=10 {
+            repo.create(&invoice(cid, n, "draft", 1)).await.unwrap();
+        }
+        p.audit().seal().await.unwrap();
+        // The first six entries are old.
+        let old = match p.db().backend() {
+            Backend::Sqlite => {
+                "UPDATE platform_audits SET created_at = '2020-01-01T00:00:00.000000Z' WHERE seq <= 6"
+            }
+            Backend::Postgres => {
+                "UPDATE platform_audits SET created_at = '2020-01-01T00:00:00Z' WHERE seq <= 6"
+            }
+            Backend::MySql => {
+                "UPDATE platform_audits SET created_at = '2020-01-01 00:00:00' WHERE seq <= 6"
+            }
+        };
+        exec(&p, old).await;
+        // Changing created_at breaks those entries' hashes, which is the point of
+        // the chain; re-seal them as a migration of old data would.
+        exec(
+            &p,
+            "UPDATE platform_audits SET seq = NULL, prev_hash = NULL, hash = NULL",
+        )
+        .await;
+        exec(&p, "DELETE FROM platform_audit_chain").await;
+        p.audit().seal().await.unwrap();
+        assert!(p.audit().verify().await.unwrap().is_ok(), "{backend}");
+        let cutoff = chrono::Utc::now() - chrono::Duration::days(365);
+        let pruned = p.audit().prune(cutoff).await.unwrap();
+        assert_eq!(pruned, 6, "{backend}");
+        let r = p.audit().verify().await.unwrap();
+        assert!(r.is_ok(), "{backend}: {r:?}");
+        assert_eq!(r.checked, 5);
+        // New entries continue the chain after the checkpoint.
+        repo.create(&invoice(cid, 99, "draft", 1)).await.unwrap();
+        assert!(p.audit().verify().await.unwrap().is_ok());
+        // A forged checkpoint is caught.
+        exec(&p, "UPDATE platform_audit_checkpoints SET pruned = 1").await;
+        let b = p
+            .audit()
+            .verify()
+            .await
+            .unwrap()
+            .broken
+            .expect("forged checkpoint");
+        assert!(b.reason.contains("checkpoint"), "{b:?}");
+    }
+}
