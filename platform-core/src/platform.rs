@@ -166,6 +166,7 @@ impl Platform {
 /// code (unless [`PlatformBuilder::ignore_env`]): `PLATFORM_DATABASE_URL`,
 /// `PLATFORM_APP_KEY`, `PLATFORM_PREVIOUS_KEYS`, `PLATFORM_ENV`,
 /// `PLATFORM_KEY_FILE`.
+#[derive(Clone)]
 pub struct PlatformBuilder {
     database_url: Option<String>,
     app_key: Option<AppKey>,
@@ -316,6 +317,22 @@ impl PlatformBuilder {
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
     }
 
+    /// The registry this builder will use (the explicit one, or every
+    /// `#[derive(Resource)]` type).
+    pub fn resolved_registry(&self) -> Result<Registry> {
+        match &self.registry {
+            Some(r) => Ok(r.clone()),
+            None => Registry::from_inventory().map_err(|e| Error::Configuration(e.to_string())),
+        }
+    }
+
+    /// The framework's and the host's migration sets, in the order they run.
+    pub fn migration_sets(&self) -> Vec<MigrationSet> {
+        std::iter::once(FRAMEWORK_MIGRATIONS)
+            .chain(self.migrations.iter().copied())
+            .collect()
+    }
+
     /// The environment this builder will use.
     pub fn resolved_environment(&self) -> Result<Environment> {
         match self.env("PLATFORM_ENV").as_deref() {
@@ -390,14 +407,10 @@ impl PlatformBuilder {
         let environment = self.resolved_environment()?;
         let url = self.resolved_database_url();
         let (key, previous) = self.resolve_keys(environment, &url)?;
-        let registry = match self.registry.clone() {
-            Some(r) => r,
-            None => Registry::from_inventory().map_err(|e| Error::Configuration(e.to_string()))?,
-        };
+        let registry = self.resolved_registry()?;
         let db = Db::connect_with(&url, self.db_options.clone()).await?;
         if self.migrate {
-            FRAMEWORK_MIGRATIONS.run(&db).await?;
-            for set in &self.migrations {
+            for set in self.migration_sets() {
                 set.run(&db).await?;
             }
         }

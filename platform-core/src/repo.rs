@@ -289,6 +289,24 @@ impl<R: Resource> Repo<R> {
         }
         Self::typed(self.records.create_inner(changes, true).await?)
     }
+    /// Creates many records in one transaction (all or none) and returns
+    /// their ids.
+    pub async fn create_many(&self, values: &[R]) -> Result<Vec<Value>> {
+        let meta = R::meta();
+        let rows = values
+            .iter()
+            .map(|v| {
+                let mut changes = Changes::new();
+                for (f, x) in meta.field_list().iter().zip(v.to_values()) {
+                    if !f.is_primary_key() && !f.is_managed() {
+                        changes.insert(f.name(), x);
+                    }
+                }
+                changes
+            })
+            .collect();
+        self.records.create_many_inner(rows, true).await
+    }
     /// Saves `value` over the stored record with the same id, writing only
     /// the fields that changed.
     pub async fn update(&self, value: &R) -> Result<R> {
@@ -614,7 +632,7 @@ impl Records {
                 continue;
             }
             if !v.fits(f.ty()) {
-                errors.add(name, "type", format!("must be a {}", f.ty().name()));
+                errors.add(name, "type", format!("must be {}", f.ty().expectation()));
                 continue;
             }
             match v {
@@ -824,13 +842,13 @@ impl Records {
         self.create_inner(changes, false).await
     }
 
-    pub(crate) async fn create_inner(&self, changes: Changes, trusted: bool) -> Result<Record> {
-        self.authorize(Ability::Create)?;
+    /// Applies `changes` to an empty record, fills the managed timestamps,
+    /// validates, and returns the plain and the stored (encrypted) values.
+    fn prepare_create(&self, changes: Changes, trusted: bool, now: &Value) -> Result<(Vec<Value>, Vec<Value>)> {
         let meta = self.meta();
         let mut values = vec![Value::Null; meta.field_list().len()];
         let mut written = self.apply(&mut values, changes, trusted)?;
         // Every field is written on create, so required ones are checked.
-        let now = Value::DateTime(crate::db::truncate_micros(Utc::now()));
         for (i, f) in meta.field_list().iter().enumerate() {
             if f.is_managed() && f.name() != "deleted_at" {
                 values[i] = now.clone();
@@ -840,40 +858,79 @@ impl Records {
             }
         }
         self.validate(&values, &written, true)?;
-        let plain = values.clone();
-        self.encrypt(&mut values);
         let pk_i = meta.primary_key_index();
-        let pk = meta.primary_key();
-        let db = self.platform.db();
-        let backend = db.backend();
-        let generated_id = matches!(pk.ty(), FieldType::I64 | FieldType::I32);
-        if pk.ty() == FieldType::Uuid {
+        if meta.primary_key().ty() == FieldType::Uuid {
             values[pk_i] = Value::Uuid(uuid::Uuid::now_v7());
         }
-        let insert_fields: Vec<usize> = (0..values.len())
-            .filter(|&i| !(generated_id && i == pk_i))
+        let plain = values.clone();
+        self.encrypt(&mut values);
+        Ok((plain, values))
+    }
+
+    fn has_generated_id(&self) -> bool {
+        matches!(self.meta().primary_key().ty(), FieldType::I64 | FieldType::I32)
+    }
+
+    /// `INSERT` of `rows` (stored values), returning the new ids in row order.
+    async fn insert_rows(&self, tx: &mut Tx, rows: &[Vec<Value>]) -> Result<Vec<Value>> {
+        let meta = self.meta();
+        let pk_i = meta.primary_key_index();
+        let pk = meta.primary_key();
+        let backend = tx.backend();
+        let generated = self.has_generated_id();
+        let cols: Vec<usize> = (0..meta.field_list().len())
+            .filter(|&i| !(generated && i == pk_i))
             .collect();
         let mut q = Sql::new(backend);
         q.push("INSERT INTO ").ident(meta.table()).push(" (");
-        q.join(&insert_fields, ", ", |q, &i| {
+        q.join(&cols, ", ", |q, &i| {
             q.ident(meta.field_list()[i].column_name());
         });
-        q.push(") VALUES (");
-        q.join(&insert_fields, ", ", |q, &i| {
-            q.bind_field(values[i].clone(), &meta.field_list()[i]);
+        q.push(") VALUES ");
+        q.join(rows, ", ", |q, row| {
+            q.push("(");
+            q.join(&cols, ", ", |q, &i| {
+                q.bind_field(row[i].clone(), &meta.field_list()[i]);
+            });
+            q.push(")");
         });
-        q.push(")");
-        if generated_id && backend != Backend::MySql {
-            q.push(" RETURNING ").ident(pk.column_name());
+        if !generated {
+            tx.execute(q).await?;
+            return Ok(rows.iter().map(|r| r[pk_i].clone()).collect());
         }
+        if backend == Backend::MySql {
+            // InnoDB gives the rows of one multi-row INSERT consecutive ids
+            // from LAST_INSERT_ID() (auto-increment lock mode 0 or 1, and
+            // simple inserts in mode 2).
+            let first = tx.insert_returning_id(q).await?;
+            return Ok((0..rows.len() as i64).map(|k| Value::Int(first + k)).collect());
+        }
+        if rows.len() == 1 {
+            q.push(" RETURNING ").ident(pk.column_name());
+            return Ok(vec![Value::Int(tx.insert_returning_id(q).await?)]);
+        }
+        q.push(" RETURNING ").ident(pk.column_name());
+        // Identity values rise in VALUES order within one statement.
+        let mut ids: Vec<i64> = tx
+            .fetch_all(q, &[FieldType::I64])
+            .await?
+            .into_iter()
+            .filter_map(|r| r.first().and_then(Value::as_i64))
+            .collect();
+        ids.sort_unstable();
+        Ok(ids.into_iter().map(Value::Int).collect())
+    }
+
+    pub(crate) async fn create_inner(&self, changes: Changes, trusted: bool) -> Result<Record> {
+        self.authorize(Ability::Create)?;
+        let meta = self.meta();
+        let now = Value::DateTime(crate::db::truncate_micros(Utc::now()));
+        let (mut plain, stored) = self.prepare_create(changes, trusted, &now)?;
+        let pk_i = meta.primary_key_index();
+        let db = self.platform.db();
         let result: Result<Value> = async {
             let mut tx = db.begin().await?;
-            let id = if generated_id {
-                Value::Int(tx.insert_returning_id(q).await?)
-            } else {
-                tx.execute(q).await?;
-                values[pk_i].clone()
-            };
+            let id = self.insert_rows(&mut tx, std::slice::from_ref(&stored)).await?.remove(0);
             if meta.is_audited() {
                 let mut audited = plain.clone();
                 audited[pk_i] = id.clone();
@@ -891,12 +948,81 @@ impl Records {
         .await;
         let id = match result {
             Ok(id) => id,
-            Err(e) => return Err(self.explain_conflict(e, &values, None).await),
+            Err(e) => return Err(self.explain_conflict(e, &stored, None).await),
         };
-        let mut rec = plain;
-        rec[pk_i] = id.clone();
+        plain[pk_i] = id.clone();
         self.after_commit(EventKind::Created, vec![id], false).await;
-        Ok(Record::new(meta, rec))
+        Ok(Record::new(meta, plain))
+    }
+
+    /// Creates many records in one transaction: all of them or none.
+    /// Validation errors name the row (`rows[3].number`). Each record gets
+    /// its own audit entry; listeners get one `Created` event with every id.
+    pub async fn create_many(&self, rows: Vec<Changes>) -> Result<Vec<Value>> {
+        self.create_many_inner(rows, false).await
+    }
+
+    pub(crate) async fn create_many_inner(&self, rows: Vec<Changes>, trusted: bool) -> Result<Vec<Value>> {
+        self.authorize(Ability::Create)?;
+        let meta = self.meta();
+        let now = Value::DateTime(crate::db::truncate_micros(Utc::now()));
+        let mut errors = FieldErrors::default();
+        let mut prepared = Vec::with_capacity(rows.len());
+        for (n, changes) in rows.into_iter().enumerate() {
+            match self.prepare_create(changes, trusted, &now) {
+                Ok(p) => prepared.push(p),
+                Err(Error::Validation(e)) => {
+                    for fe in e.iter() {
+                        errors.add(format!("rows[{n}].{}", fe.field), fe.code, fe.message.clone());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        errors.into_result()?;
+        if prepared.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pk_i = meta.primary_key_index();
+        let per_statement = (30_000 / meta.field_list().len()).clamp(1, 500);
+        let db = self.platform.db();
+        let result: Result<Vec<Value>> = async {
+            let mut tx = db.begin().await?;
+            let mut ids = Vec::with_capacity(prepared.len());
+            for chunk in prepared.chunks(per_statement) {
+                let stored: Vec<Vec<Value>> = chunk.iter().map(|(_, s)| s.clone()).collect();
+                let chunk_ids = self.insert_rows(&mut tx, &stored).await?;
+                if meta.is_audited() {
+                    let entries: Vec<NewEntry> = chunk
+                        .iter()
+                        .zip(&chunk_ids)
+                        .map(|((plain, _), id)| {
+                            let mut audited = plain.clone();
+                            audited[pk_i] = id.clone();
+                            let new = self.audit_values(&audited, &self.all_fields());
+                            self.audit_entry(EventKind::Created, id, None, Some(new))
+                        })
+                        .collect();
+                    insert_entries(&mut tx, &self.ctx, &entries).await?;
+                }
+                ids.extend(chunk_ids);
+            }
+            tx.commit().await?;
+            Ok(ids)
+        }
+        .await;
+        match result {
+            Ok(ids) => {
+                self.after_commit(EventKind::Created, ids.clone(), true).await;
+                Ok(ids)
+            }
+            Err(Error::Conflict { .. }) => Err(Error::invalid(
+                "rows",
+                "conflict",
+                "a row repeats a unique value or refers to a record that does not exist; nothing was written",
+            )),
+            Err(e) => Err(e),
+        }
     }
 
     /// Updates the fields in `changes` of the record with this id; only the

@@ -50,6 +50,21 @@ impl FieldType {
         }
     }
 
+    /// What a value of this type must look like, for messages (`an integer`,
+    /// `a date (YYYY-MM-DD)`).
+    pub const fn expectation(self) -> &'static str {
+        match self {
+            Self::Bool => "a boolean",
+            Self::I32 | Self::I64 => "an integer",
+            Self::F64 => "a number",
+            Self::String | Self::Text => "a string",
+            Self::Date => "a date (YYYY-MM-DD)",
+            Self::DateTime => "a date and time (RFC 3339)",
+            Self::Uuid => "a UUID",
+            Self::Json => "JSON",
+        }
+    }
+
     /// Whether values of this type are strings.
     pub const fn is_string(self) -> bool {
         matches!(self, Self::String | Self::Text)
@@ -223,7 +238,7 @@ impl Value {
 #[non_exhaustive]
 pub enum ValueError {
     /// The value has another type.
-    #[error("must be a {}", .0.name())]
+    #[error("must be {}", .0.expectation())]
     Expected(FieldType),
     /// The number does not fit the field.
     #[error("is out of range")]

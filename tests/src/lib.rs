@@ -145,6 +145,12 @@ impl TestDb {
     /// would write them), parents before children.
     pub async fn create_tables(&self, registry: &Registry) {
         let db = Db::connect(&self.url).await.expect("connect");
+        Self::create_tables_on(&db, registry).await;
+        db.close().await;
+    }
+
+    /// Creates the tables of `registry`'s resources on `db`, parents first.
+    pub async fn create_tables_on(db: &Db, registry: &Registry) {
         let mut done: Vec<&str> = Vec::new();
         let entries: Vec<_> = registry.entries().collect();
         while done.len() < entries.len() {
@@ -159,7 +165,7 @@ impl TestDb {
                         .is_none_or(|t| t.table() == m.table() || done.contains(&t.table()))
                 });
                 if ready {
-                    let sql = platform_core::schema::create_table_sql(m, self.backend);
+                    let sql = platform_core::schema::create_table_sql(m, db.backend());
                     db.execute_script(&sql)
                         .await
                         .unwrap_or_else(|e| panic!("create {}: {e}\n{sql}", m.table()));
@@ -171,7 +177,6 @@ impl TestDb {
                 "circular belongs_to among test resources"
             );
         }
-        db.close().await;
     }
 }
 
@@ -244,4 +249,28 @@ mod tests {
             "postgres://u@h/x?sslmode=disable"
         );
     }
+}
+
+/// The README's and the book's Rust snippets, compiled (and, unless marked
+/// `no_run`, run) by `cargo test --doc`.
+#[cfg(doctest)]
+mod book {
+    #[doc = include_str!("../../README.md")]
+    mod readme {}
+    #[doc = include_str!("../../book/src/introduction.md")]
+    mod introduction {}
+    #[doc = include_str!("../../book/src/getting-started.md")]
+    mod getting_started {}
+    #[doc = include_str!("../../book/src/resources.md")]
+    mod resources {}
+    #[doc = include_str!("../../book/src/audit.md")]
+    mod audit {}
+    #[doc = include_str!("../../book/src/access.md")]
+    mod access {}
+    #[doc = include_str!("../../book/src/cli.md")]
+    mod cli {}
+    #[doc = include_str!("../../book/src/configuration.md")]
+    mod configuration {}
+    #[doc = include_str!("../../book/src/troubleshooting.md")]
+    mod troubleshooting {}
 }

@@ -1,1 +1,25 @@
-fn main(){}
+//! The Platform demo: customers and invoices with an audited JSON API.
+//!
+//! `cargo run -p demo` migrates an SQLite file `platform.db`, seeds the demo
+//! data on first start, creates `admin@example.com` and serves on
+//! `127.0.0.1:8080`. The same binary is the command line:
+//! `cargo run -p demo -- --help`.
+
+mod domain;
+mod seed;
+
+// ANCHOR: main
+use platform_core::prelude::*;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let builder = Platform::builder().migrations(platform_core::embed_migrations!("migrations"));
+    platform_admin::cli::Cli::new(builder)
+        .on_serve(|platform| async move {
+            seed::ensure_admin(&platform).await?;
+            seed::seed_domain(&platform).await
+        })
+        .run()
+        .await
+}
+// ANCHOR_END: main

@@ -1,0 +1,177 @@
+//! First-start data: the administrator and, unless `PLATFORM_SEED=0`, a
+//! deterministic set of customers and invoices (`PLATFORM_SEED_INVOICES`,
+//! default 3000, and a tenth as many customers).
+
+use chrono::{Days, NaiveDate};
+use platform_core::context::Context;
+use platform_core::permission::SUPER_ADMIN;
+use platform_core::query::ListQuery;
+use platform_core::repo::Changes;
+use platform_core::value::Value;
+use platform_core::{Platform, access::NewUser};
+
+/// The administrator the demo creates.
+pub(crate) const ADMIN_EMAIL: &str = "admin@example.com";
+
+/// Rows written per transaction while seeding.
+const BATCH: usize = 2_000;
+
+/// A small deterministic generator (splitmix64), so every seeded database
+/// holds the same data and benchmark figures stay comparable.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+const FIRST: &[&str] = &[
+    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Margaret", "Ken", "Dennis", "Frances",
+    "John", "Radia", "Tim", "Hedy", "Claude", "Katherine", "Linus", "Guido", "Bjarne", "Niklaus",
+];
+const LAST: &[&str] = &[
+    "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Hamilton", "Thompson",
+    "Ritchie", "Allen", "McCarthy", "Perlman", "Berners-Lee", "Lamarr", "Shannon", "Johnson",
+    "Torvalds", "van Rossum", "Stroustrup", "Wirth",
+];
+const COUNTRIES: &[&str] = &["DE", "FR", "GB", "US", "KR", "JP", "NL", "SE", "ES", "IT", "BR", "CA"];
+const STATUSES: &[&str] = &["draft", "sent", "sent", "paid", "paid", "paid", "void"];
+const NOTES: &[&str] = &[
+    "Net 30, thank you for your business",
+    "Consulting, March",
+    "Hardware and installation",
+    "Annual support contract",
+    "Rush order, ship express",
+    "Discount applied as agreed",
+    "Second reminder sent",
+    "Paid by bank transfer",
+];
+
+/// Creates the administrator on first start and prints the one-time password.
+pub(crate) async fn ensure_admin(p: &Platform) -> anyhow::Result<()> {
+    if p.access().find_user_by_email(ADMIN_EMAIL).await?.is_some() {
+        return Ok(());
+    }
+    let (password, shown) = match std::env::var("PLATFORM_ADMIN_PASSWORD") {
+        Ok(pw) if !pw.is_empty() => (pw, false),
+        _ => (platform_core::crypto::random_token(15), true),
+    };
+    let ctx = Context::system();
+    let user = p
+        .access()
+        .create_user(
+            &ctx,
+            NewUser {
+                email: ADMIN_EMAIL.into(),
+                name: "Administrator".into(),
+                password: password.clone(),
+            },
+        )
+        .await?;
+    p.access().assign_role(&ctx, user.id, SUPER_ADMIN).await?;
+    if shown {
+        println!("Created the administrator {ADMIN_EMAIL} with the one-time password: {password}");
+    } else {
+        println!("Created the administrator {ADMIN_EMAIL} (password from PLATFORM_ADMIN_PASSWORD)");
+    }
+    Ok(())
+}
+
+/// Seeds customers and invoices when the database has none.
+pub(crate) async fn seed_domain(p: &Platform) -> anyhow::Result<()> {
+    if std::env::var("PLATFORM_SEED").is_ok_and(|v| v == "0") {
+        return Ok(());
+    }
+    let ctx = Context::system();
+    let customers = p.records("customers", &ctx).expect("customers resource");
+    let invoices = p.records("invoices", &ctx).expect("invoices resource");
+    if !customers.list(&ListQuery::new().page_size(1)).await?.items.is_empty() {
+        return Ok(());
+    }
+    let n_invoices: u64 = std::env::var("PLATFORM_SEED_INVOICES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3_000);
+    let n_customers = (n_invoices / 10).max(1);
+    let started = std::time::Instant::now();
+    let mut rng = Rng(0x5EED);
+    let mut customer_ids = Vec::with_capacity(n_customers as usize);
+    let mut done = 0;
+    while done < n_customers {
+        let batch: Vec<Changes> = (done..(done + BATCH as u64).min(n_customers))
+            .map(|i| {
+                let (first, last) = (rng.pick(FIRST), rng.pick(LAST));
+                let name = format!("{first} {last}");
+                let email = format!(
+                    "{}.{}.{}@example.com",
+                    first.to_lowercase(),
+                    last.to_lowercase().replace(' ', ""),
+                    i + 1
+                );
+                Changes::new()
+                    .set("name", name)
+                    .set("email", email)
+                    .set("country", rng.pick(COUNTRIES))
+            })
+            .collect();
+        done += batch.len() as u64;
+        for id in customers.create_many(batch).await? {
+            customer_ids.push(id.as_i64().unwrap_or_default());
+        }
+    }
+    let start = NaiveDate::from_ymd_opt(2024, 1, 1).expect("date");
+    let mut done = 0;
+    while done < n_invoices {
+        let batch: Vec<Changes> = (done..(done + BATCH as u64).min(n_invoices))
+            .map(|i| {
+                let customer = customer_ids[rng.below(customer_ids.len() as u64) as usize];
+                let issued = start + Days::new(rng.below(730));
+                let mut c = Changes::new()
+                    .set("customer_id", customer)
+                    .set("number", format!("INV-{:06}", i + 1))
+                    .set("status", rng.pick(STATUSES))
+                    .set("amount_cents", (1_000 + rng.below(499_000)) as i64)
+                    .set("issued_on", Value::Date(issued));
+                if rng.below(3) > 0 {
+                    c = c.set("notes", rng.pick(NOTES));
+                }
+                if rng.below(2) == 0 {
+                    c = c.set(
+                        "iban",
+                        format!(
+                            "DE{:02} {:04} {:04} {:04} {:04} {:02}",
+                            rng.below(100),
+                            rng.below(10_000),
+                            rng.below(10_000),
+                            rng.below(10_000),
+                            rng.below(10_000),
+                            rng.below(100)
+                        ),
+                    );
+                }
+                c
+            })
+            .collect();
+        done += batch.len() as u64;
+        invoices.create_many(batch).await?;
+        if done % 100_000 == 0 {
+            println!("seeded {done} of {n_invoices} invoices");
+        }
+    }
+    println!(
+        "Seeded {n_customers} customers and {n_invoices} invoices in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

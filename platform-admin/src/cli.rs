@@ -1,0 +1,497 @@
+//! The command line every host binary gets (artisan): `serve`, `migrate`,
+//! `user:create`, `token:create`, `permissions:sync`, `audit:verify`,
+//! `audit:prune`, `make:migration`, `key:generate`.
+//!
+//! ```no_run
+//! use platform_core::Platform;
+//!
+//! #[tokio::main]
+//! async fn main() -> anyhow::Result<()> {
+//!     platform_admin::cli::Cli::new(Platform::builder()).run().await
+//! }
+//! ```
+//!
+//! Every command exits non-zero on failure, so scripts and cron can rely on
+//! the exit code; `--help` on each command describes it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use chrono::Utc;
+use clap::{Parser, Subcommand};
+use platform_core::Platform;
+use platform_core::context::Context;
+use platform_core::crypto::AppKey;
+use platform_core::platform::{PlatformBuilder, redact_url};
+use platform_core::resource::Registry;
+
+type Hook = Arc<
+    dyn Fn(Platform) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> + Send + Sync,
+>;
+type RouterHook = Arc<dyn Fn(axum::Router<Platform>) -> axum::Router<Platform> + Send + Sync>;
+
+/// The command line of a host application.
+#[derive(Clone)]
+pub struct Cli {
+    builder: PlatformBuilder,
+    on_serve: Vec<Hook>,
+    routes: Vec<RouterHook>,
+}
+
+impl std::fmt::Debug for Cli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cli")
+            .field("builder", &self.builder)
+            .field("serve_hooks", &self.on_serve.len())
+            .finish()
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "A Platform application", version, propagate_version = true)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the JSON API (and the panel) over HTTP. The default command.
+    Serve {
+        /// The address to listen on.
+        #[arg(long, env = "PLATFORM_ADDR", default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+    },
+    /// Apply pending migrations (the framework's, then the application's).
+    Migrate {
+        /// Only list what is pending.
+        #[arg(long)]
+        status: bool,
+    },
+    /// Create a user.
+    #[command(name = "user:create")]
+    UserCreate {
+        /// E-mail address.
+        #[arg(long)]
+        email: String,
+        /// Password (at least 8 characters); generated and printed when omitted.
+        #[arg(long, env = "PLATFORM_USER_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Display name (default: the part of the e-mail before `@`).
+        #[arg(long)]
+        name: Option<String>,
+        /// Roles to give (repeatable), e.g. `super_admin`.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+    /// Create an API token; prints the token alone on stdout (shown once).
+    #[command(name = "token:create")]
+    TokenCreate {
+        /// The owner's e-mail address.
+        #[arg(long)]
+        email: String,
+        /// A name for the token.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// Comma-separated permissions the token may use (default: all of the owner's).
+        #[arg(long, value_delimiter = ',')]
+        abilities: Vec<String>,
+        /// Lifetime such as `30d`, `12h`, `90m` (default: no expiry).
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// Create the generated permissions of every resource (and `super_admin`).
+    #[command(name = "permissions:sync")]
+    PermissionsSync,
+    /// Check the audit trail's hash chain; exits non-zero and names the first
+    /// broken entry when it was tampered with.
+    #[command(name = "audit:verify")]
+    AuditVerify,
+    /// Delete audit entries older than a duration, keeping the rest verifiable.
+    #[command(name = "audit:prune")]
+    AuditPrune {
+        /// Age such as `365d`.
+        #[arg(long)]
+        older_than: String,
+    },
+    /// Write a first migration for a resource from its metadata.
+    #[command(name = "make:migration")]
+    MakeMigration {
+        /// The resource's name (`invoice`) or plural (`invoices`).
+        resource: String,
+        /// The migrations directory.
+        #[arg(long, default_value = "migrations")]
+        dir: PathBuf,
+    },
+    /// Print a new application key for `PLATFORM_APP_KEY`.
+    #[command(name = "key:generate")]
+    KeyGenerate,
+}
+
+/// Parses `30d`, `12h`, `90m`, `45s`.
+pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let t = text.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow!("`{text}` is not a duration like 30d, 12h, 90m"))?;
+    let secs = match unit {
+        "d" => n.checked_mul(86_400),
+        "h" => n.checked_mul(3_600),
+        "m" => n.checked_mul(60),
+        "s" => Some(n),
+        _ => None,
+    }
+    .ok_or_else(|| anyhow!("`{text}` is not a duration like 30d, 12h, 90m"))?;
+    if secs == 0 {
+        bail!("a duration must be positive");
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+impl Cli {
+    /// The command line over a platform built by `builder`.
+    pub fn new(builder: PlatformBuilder) -> Self {
+        Self {
+            builder,
+            on_serve: Vec::new(),
+            routes: Vec::new(),
+        }
+    }
+
+    /// Runs `hook` after the platform is built and before `serve` listens
+    /// (seed data, start workers).
+    pub fn on_serve<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Platform) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        self.on_serve.push(Arc::new(move |p| Box::pin(hook(p))));
+        self
+    }
+
+    /// Adds the host's own routes to what `serve` serves.
+    pub fn routes<F>(mut self, f: F) -> Self
+    where
+        F: Fn(axum::Router<Platform>) -> axum::Router<Platform> + Send + Sync + 'static,
+    {
+        self.routes.push(Arc::new(f));
+        self
+    }
+
+    /// Parses the process's arguments and runs the command.
+    pub async fn run(self) -> anyhow::Result<()> {
+        self.run_from(std::env::args_os()).await
+    }
+
+    /// Parses `args` (the first is the program name) and runs the command.
+    pub async fn run_from<I, T>(self, args: I) -> anyhow::Result<()>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let args = Args::parse_from(args);
+        init_tracing();
+        let command = args.command.unwrap_or(Command::Serve {
+            addr: std::env::var("PLATFORM_ADDR")
+                .ok()
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+        });
+        match command {
+            Command::Serve { addr } => self.serve(addr).await,
+            Command::Migrate { status } => self.migrate(status).await,
+            Command::UserCreate {
+                email,
+                password,
+                name,
+                roles,
+            } => self.user_create(email, password, name, roles).await,
+            Command::TokenCreate {
+                email,
+                name,
+                abilities,
+                expires_in,
+            } => self.token_create(email, name, abilities, expires_in).await,
+            Command::PermissionsSync => {
+                let p = self.quiet().await?;
+                let n = p.access().sync_permissions(p.registry()).await?;
+                println!("{n} new permissions; {} in all", p.access().permissions().await?.len());
+                p.shutdown().await;
+                Ok(())
+            }
+            Command::AuditVerify => self.audit_verify().await,
+            Command::AuditPrune { older_than } => {
+                let age = parse_duration(&older_than)?;
+                let p = self.quiet().await?;
+                let cutoff = Utc::now() - chrono::Duration::from_std(age)?;
+                let n = p.audit().prune(cutoff).await?;
+                println!("pruned {n} audit entries older than {cutoff}");
+                p.shutdown().await;
+                Ok(())
+            }
+            Command::MakeMigration { resource, dir } => {
+                let registry = self.builder.resolved_registry()?;
+                let path = make_migration(&registry, &resource, &dir)?;
+                println!("wrote {}", path.display());
+                Ok(())
+            }
+            Command::KeyGenerate => {
+                println!("{}", AppKey::generate().to_config_string());
+                Ok(())
+            }
+        }
+    }
+
+    /// A platform for a short command: no background tasks.
+    async fn quiet(&self) -> anyhow::Result<Platform> {
+        Ok(self.builder.clone().background_tasks(false).build().await?)
+    }
+
+    async fn serve(self, addr: SocketAddr) -> anyhow::Result<()> {
+        let url = self.builder.resolved_database_url();
+        let platform = self.builder.clone().build().await?;
+        tracing::info!(database = %redact_url(&url), "platform ready");
+        for hook in &self.on_serve {
+            hook(platform.clone()).await?;
+        }
+        let mut router = crate::app_router();
+        for r in &self.routes {
+            router = r(router);
+        }
+        let app = router.with_state(platform.clone());
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        println!("Platform is serving http://{addr}/ (API at /api, OpenAPI at /api/openapi.json)");
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+        platform.shutdown().await;
+        Ok(())
+    }
+
+    async fn migrate(self, status: bool) -> anyhow::Result<()> {
+        let url = self.builder.resolved_database_url();
+        let db = platform_core::db::Db::connect(&url).await?;
+        for set in self.builder.migration_sets() {
+            if status {
+                let pending = set.pending(&db).await?;
+                println!("{}: {} pending {:?}", set.name, pending.len(), pending);
+            } else {
+                let n = set.run(&db).await?;
+                println!("{}: applied {n} migration(s)", set.name);
+            }
+        }
+        if !status {
+            let registry = self.builder.resolved_registry()?;
+            let drift = platform_core::schema::drift(&db, &registry).await?;
+            for d in &drift {
+                eprintln!("warning: {d}");
+            }
+        }
+        db.close().await;
+        Ok(())
+    }
+
+    async fn user_create(
+        self,
+        email: String,
+        password: Option<String>,
+        name: Option<String>,
+        roles: Vec<String>,
+    ) -> anyhow::Result<()> {
+        let p = self.quiet().await?;
+        let generated = password.is_none();
+        let password = password.unwrap_or_else(|| platform_core::crypto::random_token(15));
+        let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_owned());
+        let ctx = Context::console();
+        let user = p
+            .access()
+            .create_user(
+                &ctx,
+                platform_core::access::NewUser {
+                    email,
+                    name,
+                    password: password.clone(),
+                },
+            )
+            .await?;
+        for role in &roles {
+            p.access().assign_role(&ctx, user.id, role).await?;
+        }
+        println!("created user {} ({})", user.id, user.email);
+        if generated {
+            println!("password: {password}");
+        }
+        p.shutdown().await;
+        Ok(())
+    }
+
+    async fn token_create(
+        self,
+        email: String,
+        name: String,
+        abilities: Vec<String>,
+        expires_in: Option<String>,
+    ) -> anyhow::Result<()> {
+        let expires_at = match expires_in {
+            Some(t) => Some(Utc::now() + chrono::Duration::from_std(parse_duration(&t)?)?),
+            None => None,
+        };
+        let p = self.quiet().await?;
+        let user = p
+            .access()
+            .find_user_by_email(&email)
+            .await?
+            .ok_or_else(|| anyhow!("no user with e-mail {email}"))?;
+        let token = p
+            .access()
+            .create_token(&Context::console(), user.id, &name, &abilities, expires_at)
+            .await?;
+        println!("{}", token.plain_text);
+        p.shutdown().await;
+        Ok(())
+    }
+
+    async fn audit_verify(self) -> anyhow::Result<()> {
+        let p = self.quiet().await?;
+        let report = p.audit().verify().await?;
+        p.shutdown().await;
+        match report.broken {
+            None => {
+                println!(
+                    "audit trail intact: {} entries verified{}",
+                    report.checked,
+                    if report.unsealed > 0 {
+                        format!(", {} not yet sealed", report.unsealed)
+                    } else {
+                        String::new()
+                    }
+                );
+                Ok(())
+            }
+            Some(b) => {
+                let id = b.id.map_or_else(|| "-".to_owned(), |i| i.to_string());
+                Err(anyhow!(
+                    "audit trail BROKEN at entry seq {} (id {id}): {} ({} entries verified before it)",
+                    b.seq,
+                    b.reason,
+                    report.checked
+                ))
+            }
+        }
+    }
+}
+
+/// Writes `<dir>/<NNNN>_create_<table>/{sqlite,postgres,mysql}.sql` for the
+/// resource named `name`; returns the directory written.
+pub fn make_migration(registry: &Registry, name: &str, dir: &Path) -> anyhow::Result<PathBuf> {
+    let entry = registry
+        .by_name(name)
+        .or_else(|| registry.by_plural(name))
+        .ok_or_else(|| {
+            let known: Vec<&str> = registry.entries().map(|e| e.meta().name()).collect();
+            anyhow!("no resource `{name}`; resources: {}", known.join(", "))
+        })?;
+    let meta = entry.meta();
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut next = 1;
+    for e in std::fs::read_dir(dir)? {
+        let file_name = e?.file_name();
+        let file_name = file_name.to_string_lossy();
+        if let Some((v, rest)) = file_name.split_once('_') {
+            if let Ok(v) = v.parse::<u32>() {
+                next = next.max(v + 1);
+            }
+            if rest == format!("create_{}", meta.table()) {
+                bail!(
+                    "{} already has a migration creating `{}` ({file_name}); write a new migration to change it",
+                    dir.display(),
+                    meta.table()
+                );
+            }
+        }
+    }
+    let target = dir.join(format!("{next:04}_create_{}", meta.table()));
+    std::fs::create_dir_all(&target)?;
+    let sql = platform_core::schema::make_migration(meta);
+    std::fs::write(target.join("sqlite.sql"), sql.sqlite)?;
+    std::fs::write(target.join("postgres.sql"), sql.postgres)?;
+    std::fs::write(target.join("mysql.sql"), sql.mysql)?;
+    Ok(target)
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30d").unwrap(), Duration::from_secs(30 * 86_400));
+        assert_eq!(parse_duration("90m").unwrap(), Duration::from_secs(5_400));
+        assert!(parse_duration("0d").is_err());
+        assert!(parse_duration("d").is_err());
+        assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn every_command_has_help() {
+        use clap::CommandFactory;
+        let cmd = Args::command();
+        cmd.clone().debug_assert();
+        let names: Vec<&str> = cmd.get_subcommands().map(clap::Command::get_name).collect();
+        for n in [
+            "serve",
+            "migrate",
+            "user:create",
+            "token:create",
+            "permissions:sync",
+            "audit:verify",
+            "make:migration",
+        ] {
+            assert!(names.contains(&n), "{n} missing from {names:?}");
+        }
+        assert!(cmd.get_subcommands().all(|c| c.get_about().is_some()));
+    }
+}

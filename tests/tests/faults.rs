@@ -1,0 +1,166 @@
+//! Failures of the database server: a connection killed in the middle of a
+//! write, a server that does not answer, schema drift at start-up.
+
+use std::time::Duration;
+
+use platform_core::context::Context;
+use platform_core::db::{Backend, Db, Sql};
+use platform_core::error::Error;
+use platform_core::{Platform, Resource};
+use platform_tests::domain::{Customer, Invoice, customer, invoice, registry};
+use platform_tests::{TestDb, all_backends, test_key};
+
+/// The connection running a write is killed while the write waits for the
+/// audit table: the caller gets `Unavailable` (503), and neither the row nor
+/// its audit entry exists.
+#[tokio::test]
+async fn a_connection_killed_mid_write_leaves_nothing_half_written() {
+    for backend in [Backend::Postgres, Backend::MySql] {
+        let Some(db) = TestDb::server(backend).await else {
+            continue;
+        };
+        let name = backend.name();
+        let p = db.platform(registry()).await;
+        let c = p
+            .repo::<Customer>(&Context::system())
+            .create(&customer("Kim", "kim@example.com", "KR"))
+            .await
+            .unwrap();
+        let audits_before = count(&p, "SELECT COUNT(*) FROM platform_audits").await;
+
+        // Another session holds the audit table, so the write blocks there,
+        // after its row is inserted.
+        let admin = Db::connect(&db.url).await.unwrap();
+        let mut locker = admin.begin().await.unwrap();
+        let lock = match backend {
+            Backend::Postgres => "LOCK TABLE platform_audits IN ACCESS EXCLUSIVE MODE",
+            _ => "SELECT COUNT(*) FROM platform_audits FOR UPDATE",
+        };
+        locker.execute(Sql::literal(backend, lock)).await.unwrap();
+
+        let writer = {
+            let p = p.clone();
+            tokio::spawn(async move {
+                p.repo::<Invoice>(&Context::system())
+                    .create(&invoice(c.id, 1, "draft", 100))
+                    .await
+            })
+        };
+        // Find the blocked session and kill it.
+        let find = match backend {
+            Backend::Postgres => {
+                "SELECT CAST(pid AS BIGINT) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database() AND query LIKE 'INSERT INTO platform_audits%'"
+            }
+            _ => {
+                "SELECT CAST(ID AS SIGNED) FROM information_schema.PROCESSLIST WHERE DB = DATABASE() AND INFO LIKE 'INSERT INTO platform_audits%'"
+            }
+        };
+        let mut victim = None;
+        for _ in 0..100 {
+            victim = admin.fetch_i64(Sql::literal(backend, find)).await.unwrap();
+            if victim.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let victim = victim.unwrap_or_else(|| panic!("{name}: the write never blocked on the audit table"));
+        let mut kill = admin.sql();
+        match backend {
+            Backend::Postgres => {
+                kill.push("SELECT pg_terminate_backend(CAST(").bind_i64(victim).push(" AS INT))");
+                admin.fetch_optional(kill, &[]).await.unwrap();
+            }
+            _ => {
+                kill.push("KILL ").int(victim);
+                admin.execute(kill).await.unwrap();
+            }
+        }
+        let result = tokio::time::timeout(Duration::from_secs(20), writer)
+            .await
+            .expect("the write returned")
+            .unwrap();
+        locker.rollback().await.unwrap();
+        assert!(
+            matches!(result, Err(Error::Unavailable { .. })),
+            "{name}: expected Unavailable, got {result:?}"
+        );
+        assert_eq!(count(&p, "SELECT COUNT(*) FROM invoices").await, 0, "{name}: half-written row");
+        assert_eq!(count(&p, "SELECT COUNT(*) FROM platform_audits").await, audits_before, "{name}");
+        // The platform recovers: the next write works.
+        p.repo::<Invoice>(&Context::system())
+            .create(&invoice(c.id, 2, "draft", 100))
+            .await
+            .unwrap();
+        admin.close().await;
+    }
+}
+
+async fn count(p: &Platform, sql: &'static str) -> i64 {
+    p.db().fetch_i64(Sql::literal(p.db().backend(), sql)).await.unwrap().unwrap_or(0)
+}
+
+/// A server that does not answer is `Unavailable`, quickly, never a hang.
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    for url in [
+        format!("postgres://postgres@127.0.0.1:{port}/x"),
+        format!("mysql://root@127.0.0.1:{port}/x"),
+    ] {
+        let started = std::time::Instant::now();
+        let err = Platform::builder()
+            .ignore_env()
+            .database_url(&url)
+            .app_key(test_key())
+            .acquire_timeout(Duration::from_secs(2))
+            .build()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Unavailable { .. }), "{url}: {err:?}");
+        assert!(started.elapsed() < Duration::from_secs(15), "{url}: took {:?}", started.elapsed());
+    }
+}
+
+/// The platform refuses to start when the live schema has drifted from the
+/// metadata, and names the resource and field.
+#[tokio::test]
+async fn schema_drift_is_refused_naming_resource_and_field() {
+    for db in all_backends().await {
+        let name = db.backend.name();
+        db.create_tables(&registry()).await;
+        let raw = Db::connect(&db.url).await.unwrap();
+        let (drop_col, retype) = match db.backend {
+            Backend::Sqlite => (
+                "DROP INDEX tasks_done_idx; ALTER TABLE tasks DROP COLUMN done",
+                "ALTER TABLE customers ADD COLUMN x TEXT",
+            ),
+            Backend::Postgres => (
+                "ALTER TABLE tasks DROP COLUMN done",
+                "ALTER TABLE customers ALTER COLUMN country TYPE VARCHAR(1)",
+            ),
+            Backend::MySql => (
+                "ALTER TABLE tasks DROP COLUMN done",
+                "ALTER TABLE customers MODIFY COLUMN country VARCHAR(1) NOT NULL",
+            ),
+        };
+        raw.execute_script(drop_col).await.unwrap();
+        raw.execute_script(retype).await.unwrap();
+        raw.execute_script("DROP TABLE invoices_search").await.ok();
+        raw.close().await;
+        let err = Platform::builder()
+            .ignore_env()
+            .database_url(&db.url)
+            .app_key(test_key())
+            .registry(registry())
+            .build()
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::Configuration(_)), "{name}: {err:?}");
+        assert!(text.contains("resource `task`, field `done`: column `tasks.done` is missing"), "{name}: {text}");
+        if db.backend != Backend::Sqlite {
+            assert!(text.contains("resource `customer`, field `country`"), "{name}: {text}");
+        }
+        assert_eq!(Invoice::meta().table(), "invoices");
+    }
+}
