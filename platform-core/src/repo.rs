@@ -626,7 +626,7 @@ impl Records {
             let v = &values[i];
             let name = f.name();
             if v.is_null() {
-                if !f.is_nullable() && !(creating && f.is_primary_key()) {
+                if !(f.is_nullable() || creating && f.is_primary_key()) {
                     errors.add(name, "required", "is required");
                 }
                 continue;

@@ -700,3 +700,66 @@ async fn restore_to_an_audit_version() {
         ));
     }
 }
+
+#[tokio::test]
+async fn create_many_is_all_or_nothing_with_ids_in_order() {
+    for db in all_backends().await {
+        let backend = db.backend.name();
+        let (p, c) = setup(&db).await;
+        let ctx = Context::system();
+        let records = p.records("invoices", &ctx).unwrap();
+        let rows: Vec<Changes> = (1..=1200_u32)
+            .map(|n| {
+                Changes::new()
+                    .set("customer_id", c.id)
+                    .set("number", format!("BULK-{n:05}"))
+                    .set("status", "draft")
+                    .set("amount_cents", i64::from(n))
+                    .set("issued_on", Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()))
+            })
+            .collect();
+        let ids = records.create_many(rows).await.unwrap();
+        assert_eq!(ids.len(), 1200, "{backend}");
+        // Each id belongs to the row at its position.
+        for (k, id) in ids.iter().enumerate().step_by(97) {
+            let rec = records.find(id.clone()).await.unwrap();
+            assert_eq!(rec.get("amount_cents"), Some(&Value::Int(k as i64 + 1)), "{backend}: row {k}");
+        }
+        let audited = p
+            .db()
+            .fetch_i64(Sql::literal(p.db().backend(), "SELECT COUNT(*) FROM platform_audits WHERE resource = 'invoice' AND event = 'created'"))
+            .await
+            .unwrap();
+        assert_eq!(audited, Some(1200), "{backend}");
+        // One bad row: a field error naming the row, nothing written.
+        let bad = vec![
+            Changes::new()
+                .set("customer_id", c.id)
+                .set("number", "OK-1")
+                .set("status", "draft")
+                .set("amount_cents", 1_i64)
+                .set("issued_on", Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap())),
+            Changes::new().set("number", "BAD").set("status", "nope"),
+        ];
+        let Err(Error::Validation(e)) = records.create_many(bad).await else {
+            panic!("{backend}: expected a validation error");
+        };
+        assert!(e.has("rows[1].status") && e.has("rows[1].customer_id"), "{e:?}");
+        // A duplicate inside the batch: refused as a whole.
+        let dup: Vec<Changes> = ["DUP-1", "DUP-1"]
+            .iter()
+            .map(|n| {
+                Changes::new()
+                    .set("customer_id", c.id)
+                    .set("number", *n)
+                    .set("status", "draft")
+                    .set("amount_cents", 1_i64)
+                    .set("issued_on", Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()))
+            })
+            .collect();
+        assert!(matches!(records.create_many(dup).await, Err(Error::Validation(_))));
+        let total = records.count(&ListQuery::new()).await.unwrap();
+        assert_eq!(total, Count::Exact(1200), "{backend}");
+        assert!(p.audit().verify().await.unwrap().is_ok());
+    }
+}

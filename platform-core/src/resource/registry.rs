@@ -95,7 +95,7 @@ impl Registry {
     pub fn from_inventory() -> Result<Self, RegistryError> {
         let mut b = Self::builder();
         for r in inventory::iter::<Registration> {
-            b = b.add(*r);
+            b = b.registration(*r);
         }
         b.build()
     }
@@ -151,10 +151,10 @@ pub struct RegistryBuilder {
 impl RegistryBuilder {
     /// Adds `R`.
     pub fn register<R: Resource>(self) -> Self {
-        self.add(Registration::of::<R>())
+        self.registration(Registration::of::<R>())
     }
     /// Adds a registration.
-    pub fn add(mut self, r: Registration) -> Self {
+    pub fn registration(mut self, r: Registration) -> Self {
         self.regs.push(r);
         self
     }
