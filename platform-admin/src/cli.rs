@@ -30,9 +30,8 @@ use platform_core::crypto::AppKey;
 use platform_core::platform::{PlatformBuilder, redact_url};
 use platform_core::resource::Registry;
 
-type Hook = Arc<
-    dyn Fn(Platform) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> + Send + Sync,
->;
+type Hook =
+    Arc<dyn Fn(Platform) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> + Send + Sync>;
 type RouterHook = Arc<dyn Fn(axum::Router<Platform>) -> axum::Router<Platform> + Send + Sync>;
 
 /// The command line of a host application.
@@ -221,7 +220,10 @@ impl Cli {
             Command::PermissionsSync => {
                 let p = self.quiet().await?;
                 let n = p.access().sync_permissions(p.registry()).await?;
-                println!("{n} new permissions; {} in all", p.access().permissions().await?.len());
+                println!(
+                    "{n} new permissions; {} in all",
+                    p.access().permissions().await?.len()
+                );
                 p.shutdown().await;
                 Ok(())
             }
@@ -446,8 +448,7 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         {
             s.recv().await;
         }
@@ -467,7 +468,10 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("30d").unwrap(), Duration::from_secs(30 * 86_400));
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86_400)
+        );
         assert_eq!(parse_duration("90m").unwrap(), Duration::from_secs(5_400));
         assert!(parse_duration("0d").is_err());
         assert!(parse_duration("d").is_err());

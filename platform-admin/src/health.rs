@@ -51,6 +51,10 @@ where
             "duration_ms": started.elapsed().as_secs_f64() * 1000.0,
         }],
     });
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body)).into_response()
 }

@@ -1,1 +1,59 @@
-//! placeholder
+//! # platform-admin
+//!
+//! The axum routers of Platform. Each is a plain [`axum::Router`] generic
+//! over the host's state (anything from which a
+//! [`Platform`](platform_core::Platform) can be taken with
+//! [`FromRef`](axum::extract::FromRef)); none of them is a server.
+//!
+//! | router | mount it at | what it serves |
+//! |--------|-------------|----------------|
+//! | [`api_router`] | `.nest("/api", …)` | the JSON API of every resource, the audit trail, `openapi.json` |
+//!
+//! ```no_run
+//! use axum::Router;
+//! use platform_core::Platform;
+//!
+//! # async fn run() -> anyhow::Result<()> {
+//! let platform = Platform::builder().build().await?;
+//! let app: Router = Router::new()
+//!     .nest("/api", platform_admin::api_router())
+//!     .with_state(platform);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(
+//!     listener,
+//!     app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+//! )
+//! .await?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod api;
+pub mod error;
+pub mod layer;
+
+pub use api::{ApiConfig, api_router, api_router_with};
+pub use error::{Error, Result};
+
+pub mod cli;
+pub mod health;
+
+pub use health::health_router;
+
+/// Every router of the platform mounted where the demo's contract puts them
+/// (`/api`, `/health`), for a `Platform` state. `Cli::serve` serves this.
+pub fn app_router() -> axum::Router<platform_core::Platform> {
+    axum::Router::new()
+        .nest("/api", api_router())
+        .merge(health_router())
+        .route(
+            "/",
+            axum::routing::get(|| async {
+                axum::Json(serde_json::json!({
+                    "api": "/api",
+                    "openapi": "/api/openapi.json",
+                    "health": "/health",
+                }))
+            }),
+        )
+}

@@ -1,0 +1,255 @@
+//! The handlers of `/{resource}` and `/{resource}/{id}`: extract, check the
+//! permission (so an anonymous or unprivileged caller learns nothing from
+//! validation messages), call the core's one write path, map the answer.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use platform_core::error::FieldErrors;
+use platform_core::permission::Ability;
+use platform_core::query::{Count, ListQuery, Paging};
+use platform_core::repo::{Changes, Records};
+use serde::Serialize;
+
+use super::context::ApiContext;
+use super::extract::{JsonBody, Params, RecordPath, ResourcePath};
+use super::link;
+use crate::error::{Error, Result};
+
+/// `{"data": ...}`.
+#[derive(Serialize)]
+pub(super) struct DataBody<T> {
+    pub(super) data: T,
+}
+
+#[derive(Serialize)]
+struct ListBody {
+    data: Vec<serde_json::Value>,
+    meta: ListMeta,
+    links: Links,
+}
+
+#[derive(Serialize)]
+struct ListMeta {
+    has_more: bool,
+    next_cursor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<Count>,
+}
+
+#[derive(Serialize)]
+pub(super) struct Links {
+    pub(super) next: Option<String>,
+}
+
+fn authorize(records: &Records, ability: Ability) -> Result<()> {
+    records
+        .context()
+        .authorize(records.entry().permission(ability))
+        .map_err(Error::from)
+}
+
+/// Reads a boolean parameter: `true`/`1` or `false`/`0`.
+fn flag(params: &Params, name: &str, errors: &mut FieldErrors) -> bool {
+    match params.get(name) {
+        None | Some("false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(_) => {
+            errors.add(name, "invalid", "must be true or false");
+            false
+        }
+    }
+}
+
+fn no_params(params: &Params) -> Result<()> {
+    let mut errors = FieldErrors::default();
+    params.reject_unknown(&[], &mut errors);
+    errors.into_result().map_err(Error::from)
+}
+
+/// The list query of the request's parameters, every problem reported.
+fn list_query(params: &Params) -> Result<ListQuery> {
+    let mut errors = FieldErrors::default();
+    flag(params, "count", &mut errors);
+    params.reject_nul(&mut errors);
+    match ListQuery::from_params(params.pairs()) {
+        Ok(q) if errors.is_empty() => return Ok(q),
+        Ok(_) => {}
+        Err(e) => {
+            for f in e.iter() {
+                errors.add(f.field.clone(), f.code, f.message.clone());
+            }
+        }
+    }
+    Err(platform_core::Error::Validation(errors).into())
+}
+
+/// `GET /{resource}`.
+pub(super) async fn index(
+    api: ApiContext,
+    ResourcePath(resource): ResourcePath,
+    params: Params,
+) -> Result<Response> {
+    let records = api.records(&resource)?;
+    authorize(&records, Ability::ViewAny)?;
+    let query = list_query(&params)?;
+    let page = records.list(&query).await?;
+    let next = if page.has_more {
+        let path = api.original_uri().path();
+        match &query.paging {
+            Paging::Cursor { .. } => page.next_cursor.as_deref().map(|c| {
+                link::with_params(
+                    path,
+                    params.pairs(),
+                    &["page[after]"],
+                    &[("page[after]", c)],
+                )
+            }),
+            Paging::Offset { number, .. } => {
+                let n = (number + 1).to_string();
+                Some(link::with_params(
+                    path,
+                    params.pairs(),
+                    &["page[number]"],
+                    &[("page[number]", n.as_str())],
+                ))
+            }
+        }
+    } else {
+        None
+    };
+    let ctx = api.context();
+    let body = ListBody {
+        data: page.items.iter().map(|r| r.to_json(ctx)).collect(),
+        meta: ListMeta {
+            has_more: page.has_more,
+            next_cursor: page.next_cursor,
+            total: page.total,
+        },
+        links: Links { next },
+    };
+    Ok(Json(body).into_response())
+}
+
+/// `POST /{resource}`.
+pub(super) async fn create(
+    api: ApiContext,
+    ResourcePath(resource): ResourcePath,
+    params: Params,
+    body: Result<JsonBody, Error>,
+) -> Result<Response> {
+    let records = api.records(&resource)?;
+    authorize(&records, Ability::Create)?;
+    no_params(&params)?;
+    let JsonBody(body) = body?;
+    let changes = Changes::from_json(records.meta(), &body)?;
+    let rec = records.create(changes).await?;
+    let location = link::child(api.original_uri().path(), &rec.id().display());
+    let mut res = (
+        StatusCode::CREATED,
+        Json(DataBody {
+            data: rec.to_json(api.context()),
+        }),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::try_from(location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}
+
+/// `GET /{resource}/{id}`.
+pub(super) async fn show(
+    api: ApiContext,
+    RecordPath(resource, id): RecordPath,
+    params: Params,
+) -> Result<Response> {
+    let records = api.records(&resource)?;
+    authorize(&records, Ability::View)?;
+    no_params(&params)?;
+    let rec = records.find(records.parse_id(&id)?).await?;
+    Ok(Json(DataBody {
+        data: rec.to_json(api.context()),
+    })
+    .into_response())
+}
+
+/// `PATCH` and `PUT /{resource}/{id}`: writes the fields sent.
+pub(super) async fn update(
+    api: ApiContext,
+    RecordPath(resource, id): RecordPath,
+    params: Params,
+    body: Result<JsonBody, Error>,
+) -> Result<Response> {
+    let records = api.records(&resource)?;
+    authorize(&records, Ability::Update)?;
+    no_params(&params)?;
+    let id = records.parse_id(&id)?;
+    let JsonBody(body) = body?;
+    let changes = Changes::from_json(records.meta(), &body)?;
+    let rec = records.update(id, changes).await?;
+    Ok(Json(DataBody {
+        data: rec.to_json(api.context()),
+    })
+    .into_response())
+}
+
+/// `DELETE /{resource}/{id}[?force=true]`.
+pub(super) async fn destroy(
+    api: ApiContext,
+    RecordPath(resource, id): RecordPath,
+    params: Params,
+) -> Result<Response> {
+    let records = api.records(&resource)?;
+    let mut errors = FieldErrors::default();
+    let force = flag(&params, "force", &mut errors);
+    authorize(
+        &records,
+        if force {
+            Ability::ForceDelete
+        } else {
+            Ability::Delete
+        },
+    )?;
+    params.reject_unknown(&["force"], &mut errors);
+    errors.into_result()?;
+    let id = records.parse_id(&id)?;
+    if force {
+        records.force_delete(id).await?;
+    } else {
+        records.delete(id).await?;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /{resource}/{id}/restore` (soft-deleting resources only).
+pub(super) async fn restore(
+    api: ApiContext,
+    RecordPath(resource, id): RecordPath,
+    params: Params,
+) -> Result<Response> {
+    let records = api.records(&resource)?;
+    if !records.meta().is_soft_delete() {
+        return Err(Error::RouteNotFound);
+    }
+    authorize(&records, Ability::Restore)?;
+    no_params(&params)?;
+    let id = records.parse_id(&id)?;
+    let rec = match records.restore(id.clone()).await {
+        Ok(rec) => rec,
+        // The core knows only deleted records here; one that exists but is
+        // not deleted is a conflict with its state, not a missing record.
+        Err(platform_core::Error::NotFound { .. }) if records.find(id).await.is_ok() => {
+            return Err(platform_core::Error::Conflict {
+                field: "deleted_at".to_owned(),
+                message: format!("this {} is not deleted", records.meta().label_text()),
+            }
+            .into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Json(DataBody {
+        data: rec.to_json(api.context()),
+    })
+    .into_response())
+}
