@@ -13,7 +13,6 @@ use platform_core::db::Backend;
 use platform_core::query::{Direction, ListQuery};
 
 #[allow(dead_code)] // the fields are decoded, as a real handler would
-#[derive(sqlx::FromRow)]
 struct RawInvoice {
     id: i64,
     customer_id: i64,
@@ -26,6 +25,26 @@ struct RawInvoice {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     deleted_at: Option<DateTime<Utc>>,
+}
+
+macro_rules! raw_invoice {
+    ($r:expr) => {{
+        use sqlx::Row;
+        let r = $r;
+        RawInvoice {
+            id: r.try_get(0).unwrap(),
+            customer_id: r.try_get(1).unwrap(),
+            number: r.try_get(2).unwrap(),
+            status: r.try_get(3).unwrap(),
+            amount_cents: r.try_get(4).unwrap(),
+            issued_on: r.try_get(5).unwrap(),
+            notes: r.try_get(6).unwrap(),
+            iban: r.try_get(7).unwrap(),
+            created_at: r.try_get(8).unwrap(),
+            updated_at: r.try_get(9).unwrap(),
+            deleted_at: r.try_get(10).unwrap(),
+        }
+    }};
 }
 
 const SEARCH: &str = "INV-0004";
@@ -56,14 +75,15 @@ fn bench(c: &mut Criterion) {
         assert_eq!(n, 25, "the benchmark query must fill a page");
         let mut g = c.benchmark_group(format!("list 25 of {rows}/{}", backend.name()));
         g.bench_function("platform list (search + filter + sort)", |b| {
-            b.to_async(&rt).iter(|| async { records.list(&query()).await.unwrap() });
+            b.to_async(&rt)
+                .iter(|| async { records.list(&query()).await.unwrap() });
         });
         match backend {
             Backend::Sqlite => {
                 let pool = p.db().as_sqlite().unwrap().clone();
                 g.bench_function("hand-written sqlx", |b| {
                     b.to_async(&rt).iter(|| async {
-                        let v: Vec<RawInvoice> = sqlx::query_as(
+                        let rows = sqlx::query(
                             r#"SELECT id, customer_id, number, status, amount_cents, issued_on, notes, iban, created_at, updated_at, deleted_at FROM invoices WHERE deleted_at IS NULL AND status = ? AND id IN (SELECT rowid FROM invoices_search WHERE invoices_search MATCH ?) ORDER BY amount_cents DESC, id DESC LIMIT 26"#,
                         )
                         .bind("paid")
@@ -71,6 +91,7 @@ fn bench(c: &mut Criterion) {
                         .fetch_all(&pool)
                         .await
                         .unwrap();
+                        let v: Vec<RawInvoice> = rows.iter().map(|r| raw_invoice!(r)).collect();
                         assert_eq!(v.len(), 26);
                     });
                 });
@@ -79,14 +100,15 @@ fn bench(c: &mut Criterion) {
                 let pool = p.db().as_postgres().unwrap().clone();
                 g.bench_function("hand-written sqlx", |b| {
                     b.to_async(&rt).iter(|| async {
-                        let v: Vec<RawInvoice> = sqlx::query_as(
-                            r#"SELECT id, customer_id, number, status, amount_cents, issued_on, notes, iban, created_at, updated_at, deleted_at FROM invoices WHERE deleted_at IS NULL AND status = $1 AND (number ILIKE $2 OR notes ILIKE $2) ORDER BY amount_cents DESC, id DESC LIMIT 26"#,
+                        let rows = sqlx::query(
+                            r#"SELECT id, customer_id, number, status, amount_cents, issued_on, notes, iban, created_at, updated_at, deleted_at FROM invoices WHERE deleted_at IS NULL AND status = $1 AND (number ILIKE $2 ESCAPE '!' OR notes ILIKE $2 ESCAPE '!') ORDER BY amount_cents DESC, id DESC LIMIT 26"#,
                         )
                         .bind("paid")
                         .bind(format!("%{SEARCH}%"))
                         .fetch_all(&pool)
                         .await
                         .unwrap();
+                        let v: Vec<RawInvoice> = rows.iter().map(|r| raw_invoice!(r)).collect();
                         assert_eq!(v.len(), 26);
                     });
                 });

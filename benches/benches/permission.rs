@@ -36,7 +36,10 @@ fn bench(c: &mut Criterion) {
             .unwrap();
         p.access().create_role(&ctx, "clerk").await.unwrap();
         let perms: Vec<String> = p.access().permissions().await.unwrap();
-        p.access().set_role_permissions(&ctx, "clerk", &perms[..10]).await.unwrap();
+        p.access()
+            .set_role_permissions(&ctx, "clerk", &perms[..10])
+            .await
+            .unwrap();
         p.access().assign_role(&ctx, u.id, "clerk").await.unwrap();
         p.access().grants(u.id).await.unwrap();
         (p, u.id)

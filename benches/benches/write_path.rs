@@ -17,7 +17,11 @@ use platform_tests::domain::{Invoice, invoice};
 static N: AtomicU64 = AtomicU64::new(0);
 
 fn next_number(prefix: &str) -> String {
-    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// The hand-written baseline: the same row and an audit row, one transaction.
@@ -113,7 +117,9 @@ fn bench(c: &mut Criterion) {
         // Keep the benchmark database small between runs.
         rt.block_on(async {
             p.db()
-                .execute_script("DELETE FROM invoices WHERE number LIKE 'RAW-%' OR number LIKE 'PLT-%'")
+                .execute_script(
+                    "DELETE FROM invoices WHERE number LIKE 'RAW-%' OR number LIKE 'PLT-%'",
+                )
                 .await
                 .unwrap();
             p.db()

@@ -154,7 +154,10 @@ pub async fn seed(p: &Platform, invoices: u64) {
                 Changes::new()
                     .set("name", format!("Customer {i}"))
                     .set("email", format!("customer{i}@example.com"))
-                    .set("country", ["DE", "FR", "GB", "US", "KR"][rng.below(5) as usize])
+                    .set(
+                        "country",
+                        ["DE", "FR", "GB", "US", "KR"][rng.below(5) as usize],
+                    )
             })
             .collect();
         n += batch.len() as u64;
@@ -176,7 +179,10 @@ pub async fn seed(p: &Platform, invoices: u64) {
                     c = c.set("notes", NOTES[rng.below(6) as usize]);
                 }
                 if rng.below(2) == 0 {
-                    c = c.set("iban", format!("DE89 3704 0044 0532 {:04} 00", rng.below(10_000)));
+                    c = c.set(
+                        "iban",
+                        format!("DE89 3704 0044 0532 {:04} 00", rng.below(10_000)),
+                    );
                 }
                 c
             })
@@ -184,7 +190,10 @@ pub async fn seed(p: &Platform, invoices: u64) {
         n += batch.len() as u64;
         inv.create_many(batch).await.expect("seed invoices");
         if n % 100_000 == 0 {
-            eprintln!("seeded {n} invoices ({:.0} s)", started.elapsed().as_secs_f64());
+            eprintln!(
+                "seeded {n} invoices ({:.0} s)",
+                started.elapsed().as_secs_f64()
+            );
         }
     }
     eprintln!("sealing the audit trail ...");

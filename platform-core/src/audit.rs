@@ -761,15 +761,30 @@ impl AuditLog {
         record_id: &str,
         limit: i64,
     ) -> Result<Vec<Entry>> {
+        self.for_record_before(resource, record_id, None, limit)
+            .await
+    }
+
+    /// The entries of one record older than entry `before`, newest first
+    /// (keyset paging).
+    pub async fn for_record_before(
+        &self,
+        resource: &str,
+        record_id: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Entry>> {
         let mut q = self.db.sql();
         q.push("SELECT ")
             .push(COLUMNS)
             .push(" FROM platform_audits WHERE resource = ")
             .bind_str(resource)
             .push(" AND record_id = ")
-            .bind_str(record_id)
-            .push(" ORDER BY id DESC LIMIT ")
-            .int(limit.clamp(1, 1000));
+            .bind_str(record_id);
+        if let Some(b) = before {
+            q.push(" AND id < ").bind_i64(b);
+        }
+        q.push(" ORDER BY id DESC LIMIT ").int(limit.clamp(1, 1000));
         self.db
             .fetch_all(q, &COLUMN_TYPES)
             .await?

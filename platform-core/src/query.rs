@@ -227,7 +227,11 @@ impl ListQuery {
                     "without" => q.trashed = Trashed::Without,
                     _ => errors.add("trashed", "invalid", "must be `with`, `only` or `without`"),
                 },
-                "count" => q.count = matches!(v, "true" | "1"),
+                "count" => match v {
+                    "true" | "1" => q.count = true,
+                    "false" | "0" => q.count = false,
+                    _ => errors.add("count", "invalid", "must be true or false"),
+                },
                 _ if k.starts_with("filter[") => match parse_filter_key(k) {
                     Some((field, op)) => {
                         let op = match op {
@@ -381,6 +385,10 @@ pub(crate) fn encode_cursor(plan: &SortPlan, sort_value: &Value, pk: &Value) -> 
 }
 
 fn read_value(field: &FieldMeta, text: &str, key: &str, errors: &mut FieldErrors) -> Option<Value> {
+    if text.contains('\0') {
+        errors.add(key, "invalid", "must not contain NUL characters");
+        return None;
+    }
     match Value::parse(field.ty(), text) {
         Ok(v) => {
             if !field.choice_list().is_empty()
@@ -515,6 +523,8 @@ impl Plan {
         if let Some(s) = &q.search {
             if meta.search_fields().is_empty() {
                 errors.add("search", "invalid", "this resource has no search fields");
+            } else if s.contains('\0') {
+                errors.add("search", "invalid", "must not contain NUL characters");
             } else if s.chars().count() > MAX_SEARCH_LEN {
                 errors.add(
                     "search",

@@ -271,11 +271,11 @@ impl<R: Resource> Repo<R> {
     }
     /// The record with this id.
     pub async fn find(&self, id: impl Into<Value>) -> Result<R> {
-        Self::typed(self.records.find(id.into()).await?)
+        Self::typed(self.records.find_inner(id.into(), true).await?)
     }
     /// A page of records.
     pub async fn list(&self, query: &ListQuery) -> Result<Page<R>> {
-        self.records.list(query).await?.map(Self::typed)
+        self.records.list_inner(query, true).await?.map(Self::typed)
     }
     /// Creates a record from `value` (its primary key and managed
     /// timestamps are ignored) and returns it as stored.
@@ -462,15 +462,35 @@ impl Records {
             .await
     }
 
+    /// Encrypted values as the actor may see them: decrypted with
+    /// `view_encrypted` (or when `full`, for typed host code), else `Null`
+    /// (and then not decrypted at all).
+    fn visible_row(&self, mut values: Vec<Value>, full: bool) -> Result<Record> {
+        if full || self.ctx.can(VIEW_ENCRYPTED) {
+            return self.decrypt_row(values);
+        }
+        for (f, v) in self.meta().field_list().iter().zip(values.iter_mut()) {
+            if f.is_encrypted() {
+                *v = Value::Null;
+            }
+        }
+        Ok(Record::new(self.meta(), values))
+    }
+
     /// The record with this id. Soft-deleted records are not found.
+    /// Encrypted fields are `Null` unless the actor has `view_encrypted`.
     pub async fn find(&self, id: Value) -> Result<Record> {
+        self.find_inner(id, false).await
+    }
+
+    pub(crate) async fn find_inner(&self, id: Value, full: bool) -> Result<Record> {
         self.authorize(Ability::View)?;
         self.check_id(&id)?;
         let row = self
             .fetch_stored(&id)
             .await?
             .ok_or_else(|| self.not_found(&id))?;
-        let rec = self.decrypt_row(row)?;
+        let rec = self.visible_row(row, full)?;
         if let Some(d) = self.meta().deleted_at()
             && !rec.get(d.name()).is_some_and(Value::is_null)
         {
@@ -487,11 +507,16 @@ impl Records {
             .fetch_stored(&id)
             .await?
             .ok_or_else(|| self.not_found(&id))?;
-        self.decrypt_row(row)
+        self.visible_row(row, false)
     }
 
-    /// A page of records matching `query`.
+    /// A page of records matching `query`. Encrypted fields are `Null`
+    /// unless the actor has `view_encrypted`.
     pub async fn list(&self, query: &ListQuery) -> Result<Page<Record>> {
+        self.list_inner(query, false).await
+    }
+
+    pub(crate) async fn list_inner(&self, query: &ListQuery, full: bool) -> Result<Page<Record>> {
         self.authorize(Ability::ViewAny)?;
         let meta = self.meta();
         let plan = Plan::new(meta, query).map_err(Error::Validation)?;
@@ -529,7 +554,7 @@ impl Records {
         };
         let items = rows
             .into_iter()
-            .map(|r| self.decrypt_row(r))
+            .map(|r| self.visible_row(r, full))
             .collect::<Result<Vec<_>>>()?;
         Ok(Page {
             items,
@@ -844,7 +869,12 @@ impl Records {
 
     /// Applies `changes` to an empty record, fills the managed timestamps,
     /// validates, and returns the plain and the stored (encrypted) values.
-    fn prepare_create(&self, changes: Changes, trusted: bool, now: &Value) -> Result<(Vec<Value>, Vec<Value>)> {
+    fn prepare_create(
+        &self,
+        changes: Changes,
+        trusted: bool,
+        now: &Value,
+    ) -> Result<(Vec<Value>, Vec<Value>)> {
         let meta = self.meta();
         let mut values = vec![Value::Null; meta.field_list().len()];
         let mut written = self.apply(&mut values, changes, trusted)?;
@@ -868,7 +898,10 @@ impl Records {
     }
 
     fn has_generated_id(&self) -> bool {
-        matches!(self.meta().primary_key().ty(), FieldType::I64 | FieldType::I32)
+        matches!(
+            self.meta().primary_key().ty(),
+            FieldType::I64 | FieldType::I32
+        )
     }
 
     /// `INSERT` of `rows` (stored values), returning the new ids in row order.
@@ -903,7 +936,9 @@ impl Records {
             // from LAST_INSERT_ID() (auto-increment lock mode 0 or 1, and
             // simple inserts in mode 2).
             let first = tx.insert_returning_id(q).await?;
-            return Ok((0..rows.len() as i64).map(|k| Value::Int(first + k)).collect());
+            return Ok((0..rows.len() as i64)
+                .map(|k| Value::Int(first + k))
+                .collect());
         }
         if rows.len() == 1 {
             q.push(" RETURNING ").ident(pk.column_name());
@@ -928,9 +963,12 @@ impl Records {
         let (mut plain, stored) = self.prepare_create(changes, trusted, &now)?;
         let pk_i = meta.primary_key_index();
         let db = self.platform.db();
+        let mut tx = db.begin().await?;
         let result: Result<Value> = async {
-            let mut tx = db.begin().await?;
-            let id = self.insert_rows(&mut tx, std::slice::from_ref(&stored)).await?.remove(0);
+            let id = self
+                .insert_rows(&mut tx, std::slice::from_ref(&stored))
+                .await?
+                .remove(0);
             if meta.is_audited() {
                 let mut audited = plain.clone();
                 audited[pk_i] = id.clone();
@@ -942,10 +980,10 @@ impl Records {
                 )
                 .await?;
             }
-            tx.commit().await?;
             Ok(id)
         }
         .await;
+        let result = tx.finish(result).await;
         let id = match result {
             Ok(id) => id,
             Err(e) => return Err(self.explain_conflict(e, &stored, None).await),
@@ -962,7 +1000,11 @@ impl Records {
         self.create_many_inner(rows, false).await
     }
 
-    pub(crate) async fn create_many_inner(&self, rows: Vec<Changes>, trusted: bool) -> Result<Vec<Value>> {
+    pub(crate) async fn create_many_inner(
+        &self,
+        rows: Vec<Changes>,
+        trusted: bool,
+    ) -> Result<Vec<Value>> {
         self.authorize(Ability::Create)?;
         let meta = self.meta();
         let now = Value::DateTime(crate::db::truncate_micros(Utc::now()));
@@ -973,7 +1015,11 @@ impl Records {
                 Ok(p) => prepared.push(p),
                 Err(Error::Validation(e)) => {
                     for fe in e.iter() {
-                        errors.add(format!("rows[{n}].{}", fe.field), fe.code, fe.message.clone());
+                        errors.add(
+                            format!("rows[{n}].{}", fe.field),
+                            fe.code,
+                            fe.message.clone(),
+                        );
                     }
                 }
                 Err(e) => return Err(e),
@@ -986,8 +1032,8 @@ impl Records {
         let pk_i = meta.primary_key_index();
         let per_statement = (30_000 / meta.field_list().len()).clamp(1, 500);
         let db = self.platform.db();
+        let mut tx = db.begin().await?;
         let result: Result<Vec<Value>> = async {
-            let mut tx = db.begin().await?;
             let mut ids = Vec::with_capacity(prepared.len());
             for chunk in prepared.chunks(per_statement) {
                 let stored: Vec<Vec<Value>> = chunk.iter().map(|(_, s)| s.clone()).collect();
@@ -1007,13 +1053,14 @@ impl Records {
                 }
                 ids.extend(chunk_ids);
             }
-            tx.commit().await?;
             Ok(ids)
         }
         .await;
+        let result = tx.finish(result).await;
         match result {
             Ok(ids) => {
-                self.after_commit(EventKind::Created, ids.clone(), true).await;
+                self.after_commit(EventKind::Created, ids.clone(), true)
+                    .await;
                 Ok(ids)
             }
             Err(Error::Conflict { .. }) => Err(Error::invalid(
@@ -1040,33 +1087,38 @@ impl Records {
         self.authorize(Ability::Update)?;
         self.check_id(&id)?;
         let meta = self.meta();
+        // Validate before taking any lock: only the written fields are checked.
+        let mut probe = vec![Value::Null; meta.field_list().len()];
+        let written = self.apply(&mut probe, changes, trusted)?;
+        self.validate(&probe, &written, false)?;
         let db = self.platform.db();
         let mut tx = db.begin().await?;
-        let current = self.locked_row(&mut tx, &id, false).await?;
-        let old = self.decrypt_row(current)?.into_values();
-        let mut values = old.clone();
-        let written = self.apply(&mut values, changes, trusted)?;
-        self.validate(&values, &written, false)?;
-        let changed: Vec<usize> = written
-            .into_iter()
-            .filter(|&i| values[i] != old[i])
-            .collect();
-        if changed.is_empty() {
-            tx.rollback().await?;
-            return Ok(Record::new(meta, values));
-        }
-        let plain = values.clone();
-        let mut stored = values;
-        self.encrypt(&mut stored);
-        let mut set = changed.clone();
-        if let Some(u) = meta
-            .field_index("updated_at")
-            .filter(|&i| meta.field_list()[i].is_managed())
-        {
-            stored[u] = Value::DateTime(crate::db::truncate_micros(Utc::now()));
-            set.push(u);
-        }
-        let result: Result<()> = async {
+        let result: Result<(Vec<Value>, Vec<usize>)> = async {
+            let current = self.locked_row(&mut tx, &id).await?;
+            let old = self.decrypt_row(current)?.into_values();
+            let mut plain = old.clone();
+            for &i in &written {
+                plain[i] = probe[i].clone();
+            }
+            let changed: Vec<usize> = written
+                .iter()
+                .copied()
+                .filter(|&i| plain[i] != old[i])
+                .collect();
+            if changed.is_empty() {
+                return Ok((plain, changed));
+            }
+            let mut stored = plain.clone();
+            self.encrypt(&mut stored);
+            let mut set = changed.clone();
+            if let Some(u) = meta
+                .field_index("updated_at")
+                .filter(|&i| meta.field_list()[i].is_managed())
+            {
+                stored[u] = Value::DateTime(crate::db::truncate_micros(Utc::now()));
+                plain[u] = stored[u].clone();
+                set.push(u);
+            }
             self.write_update(&mut tx, &id, &stored, &set).await?;
             if meta.is_audited() {
                 let o = self.audit_values(&old, &changed);
@@ -1080,20 +1132,22 @@ impl Records {
                     .await?;
                 }
             }
-            tx.commit().await
+            Ok((plain, set))
         }
         .await;
-        if let Err(e) = result {
-            return Err(self.explain_conflict(e, &stored, Some(&id)).await);
-        }
-        let mut rec = plain;
-        for &i in &set {
-            if meta.field_list()[i].is_managed() {
-                rec[i] = stored[i].clone();
+        let (plain, set) = match tx.finish(result).await {
+            Ok(r) => r,
+            Err(e) => {
+                let mut values = probe;
+                values[meta.primary_key_index()] = id.clone();
+                return Err(self.explain_conflict(e, &values, Some(&id)).await);
             }
+        };
+        if set.is_empty() {
+            return Ok(Record::new(meta, plain));
         }
         self.after_commit(EventKind::Updated, vec![id], false).await;
-        Ok(Record::new(meta, rec))
+        Ok(Record::new(meta, plain))
     }
 
     async fn write_update(
@@ -1122,21 +1176,25 @@ impl Records {
     }
 
     /// The stored row, locked for the transaction; soft-deleted rows count as
-    /// missing unless `trashed` (then only soft-deleted rows count).
-    async fn locked_row(&self, tx: &mut Tx, id: &Value, trashed: bool) -> Result<Vec<Value>> {
+    /// missing.
+    async fn locked_row(&self, tx: &mut Tx, id: &Value) -> Result<Vec<Value>> {
         let meta = self.meta();
-        let q = self.select_by_id(tx.backend(), id, true);
-        let row = tx
-            .fetch_optional(q, &column_types(meta))
-            .await?
-            .ok_or_else(|| self.not_found(id))?;
+        let row = self.locked_row_any(tx, id).await?;
         if let Some(d) = meta.deleted_at() {
             let i = meta.field_index(d.name()).unwrap_or(0);
-            if row[i].is_null() == trashed {
+            if !row[i].is_null() {
                 return Err(self.not_found(id));
             }
         }
         Ok(row)
+    }
+
+    /// The stored row, locked, soft-deleted or not.
+    async fn locked_row_any(&self, tx: &mut Tx, id: &Value) -> Result<Vec<Value>> {
+        let q = self.select_by_id(tx.backend(), id, true);
+        tx.fetch_optional(q, &column_types(self.meta()))
+            .await?
+            .ok_or_else(|| self.not_found(id))
     }
 
     /// Deletes the record: sets `deleted_at` on soft-deleting resources,
@@ -1157,15 +1215,12 @@ impl Records {
         let meta = self.meta();
         let db = self.platform.db();
         let soft = meta.deleted_at().filter(|_| !force);
+        let mut tx = db.begin().await?;
         let result: Result<()> = async {
-            let mut tx = db.begin().await?;
-            let row = if force && meta.is_soft_delete() {
-                let q = self.select_by_id(tx.backend(), &id, true);
-                tx.fetch_optional(q, &column_types(meta))
-                    .await?
-                    .ok_or_else(|| self.not_found(&id))?
+            let row = if force {
+                self.locked_row_any(&mut tx, &id).await?
             } else {
-                self.locked_row(&mut tx, &id, false).await?
+                self.locked_row(&mut tx, &id).await?
             };
             let old = self.decrypt_row(row)?.into_values();
             let pk = meta.primary_key();
@@ -1199,9 +1254,10 @@ impl Records {
                 )
                 .await?;
             }
-            tx.commit().await
+            Ok(())
         }
         .await;
+        let result = tx.finish(result).await;
         match result {
             Err(Error::Conflict { .. }) => Err(Error::Conflict {
                 field: meta.name().to_owned(),
@@ -1237,34 +1293,44 @@ impl Records {
         let di = meta.field_index(d.name()).unwrap_or(0);
         let db = self.platform.db();
         let mut tx = db.begin().await?;
-        let row = self.locked_row(&mut tx, &id, true).await?;
-        let mut rec = self.decrypt_row(row)?.into_values();
-        let old_deleted = rec[di].clone();
-        let pk = meta.primary_key();
-        let mut q = tx.sql();
-        q.push("UPDATE ")
-            .ident(meta.table())
-            .push(" SET ")
-            .ident(d.column_name());
-        q.push(" = NULL WHERE ")
-            .ident(pk.column_name())
-            .push(" = ")
-            .bind_field(id.clone(), pk);
-        tx.execute(q).await?;
-        rec[di] = Value::Null;
-        if meta.is_audited() {
-            let mut o = AuditValues::new();
-            o.insert(d.name().to_owned(), old_deleted.to_json());
-            let mut n = AuditValues::new();
-            n.insert(d.name().to_owned(), serde_json::Value::Null);
-            insert_entries(
-                &mut tx,
-                &self.ctx,
-                &[self.audit_entry(EventKind::Restored, &id, Some(o), Some(n))],
-            )
-            .await?;
+        let result: Result<Vec<Value>> = async {
+            let row = self.locked_row_any(&mut tx, &id).await?;
+            if row[di].is_null() {
+                return Err(Error::Conflict {
+                    field: d.name().to_owned(),
+                    message: format!("this {} is not deleted", meta.label_text()),
+                });
+            }
+            let mut rec = self.decrypt_row(row)?.into_values();
+            let old_deleted = rec[di].clone();
+            let pk = meta.primary_key();
+            let mut q = tx.sql();
+            q.push("UPDATE ")
+                .ident(meta.table())
+                .push(" SET ")
+                .ident(d.column_name());
+            q.push(" = NULL WHERE ")
+                .ident(pk.column_name())
+                .push(" = ")
+                .bind_field(id.clone(), pk);
+            tx.execute(q).await?;
+            rec[di] = Value::Null;
+            if meta.is_audited() {
+                let mut o = AuditValues::new();
+                o.insert(d.name().to_owned(), old_deleted.to_json());
+                let mut n = AuditValues::new();
+                n.insert(d.name().to_owned(), serde_json::Value::Null);
+                insert_entries(
+                    &mut tx,
+                    &self.ctx,
+                    &[self.audit_entry(EventKind::Restored, &id, Some(o), Some(n))],
+                )
+                .await?;
+            }
+            Ok(rec)
         }
-        tx.commit().await?;
+        .await;
+        let rec = tx.finish(result).await?;
         self.after_commit(EventKind::Restored, vec![id], false)
             .await;
         Ok(Record::new(meta, rec))

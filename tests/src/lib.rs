@@ -197,6 +197,24 @@ impl Drop for TestDb {
                     .expect("runtime");
                 rt.block_on(async move {
                     if let Ok(db) = Db::connect(&admin).await {
+                        if backend == Backend::MySql {
+                            // A connection left in a transaction would make
+                            // DROP DATABASE wait for its metadata lock.
+                            let mut q = db.sql();
+                            q.push("SELECT CAST(ID AS SIGNED) FROM information_schema.PROCESSLIST WHERE DB = ")
+                                .bind_str(name.clone());
+                            let ids = db
+                                .fetch_all(q, &[platform_core::value::FieldType::I64])
+                                .await
+                                .unwrap_or_default();
+                            for r in ids {
+                                if let Some(id) = r.first().and_then(|v| v.as_i64()) {
+                                    let mut k = db.sql();
+                                    k.push("KILL ").int(id);
+                                    let _ = db.execute(k).await;
+                                }
+                            }
+                        }
                         let sql = match backend {
                             Backend::Postgres => {
                                 format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")

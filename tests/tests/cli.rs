@@ -45,7 +45,10 @@ fn help_lists_every_command() {
     ] {
         assert!(text.contains(c), "{c} missing from --help:\n{text}");
     }
-    let o = Command::new(EXE).args(["token:create", "--help"]).output().unwrap();
+    let o = Command::new(EXE)
+        .args(["token:create", "--help"])
+        .output()
+        .unwrap();
     assert!(stdout(&o).contains("--expires-in"));
     let o = Command::new(EXE).arg("no:such").output().unwrap();
     assert!(!o.status.success());
@@ -64,13 +67,25 @@ fn make_migration_writes_three_scripts_and_refuses_to_repeat() {
         let sql = std::fs::read_to_string(written.join(f)).unwrap();
         assert!(sql.contains("CREATE TABLE"), "{f}");
     }
-    assert!(std::fs::read_to_string(written.join("postgres.sql")).unwrap().contains("gin_trgm_ops"));
+    assert!(
+        std::fs::read_to_string(written.join("postgres.sql"))
+            .unwrap()
+            .contains("gin_trgm_ops")
+    );
     let again = run(&db, &["make:migration", "invoice", "--dir", d]);
     assert!(!again.status.success());
-    assert!(stderr(&again).contains("already has a migration"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("already has a migration"),
+        "{}",
+        stderr(&again)
+    );
     let unknown = run(&db, &["make:migration", "widgets", "--dir", d]);
     assert!(!unknown.status.success());
-    assert!(stderr(&unknown).contains("no resource `widgets`"), "{}", stderr(&unknown));
+    assert!(
+        stderr(&unknown).contains("no resource `widgets`"),
+        "{}",
+        stderr(&unknown)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -84,21 +99,66 @@ async fn migrate_users_tokens_and_audit_verify() {
         let o = run(&db, &["migrate", "--status"]);
         assert!(stdout(&o).contains("platform: 0 pending"), "{}", stdout(&o));
 
-        let o = run(&db, &["user:create", "--email", "root@example.com", "--role", "super_admin"]);
+        let o = run(
+            &db,
+            &[
+                "user:create",
+                "--email",
+                "root@example.com",
+                "--role",
+                "super_admin",
+            ],
+        );
         assert!(o.status.success(), "{backend}: {}", stderr(&o));
-        assert!(stdout(&o).contains("password: "), "a generated password is printed");
-        let o = run(&db, &["user:create", "--email", "root@example.com", "--password", "long enough pw"]);
+        assert!(
+            stdout(&o).contains("password: "),
+            "a generated password is printed"
+        );
+        let o = run(
+            &db,
+            &[
+                "user:create",
+                "--email",
+                "root@example.com",
+                "--password",
+                "long enough pw",
+            ],
+        );
         assert!(!o.status.success(), "duplicate e-mail");
-        assert!(stderr(&o).contains("email has already been taken"), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("email has already been taken"),
+            "{}",
+            stderr(&o)
+        );
 
-        let o = run(&db, &["token:create", "--email", "root@example.com", "--abilities", "view_any_invoice,view_invoice", "--expires-in", "30d"]);
+        let o = run(
+            &db,
+            &[
+                "token:create",
+                "--email",
+                "root@example.com",
+                "--abilities",
+                "view_any_invoice,view_invoice",
+                "--expires-in",
+                "30d",
+            ],
+        );
         assert!(o.status.success(), "{backend}: {}", stderr(&o));
         let token = stdout(&o);
         assert_eq!(token.lines().count(), 1, "the token alone: {token:?}");
         assert!(token.trim().starts_with("plt_"));
         let o = run(&db, &["token:create", "--email", "nobody@example.com"]);
         assert!(!o.status.success());
-        let o = run(&db, &["token:create", "--email", "root@example.com", "--expires-in", "soon"]);
+        let o = run(
+            &db,
+            &[
+                "token:create",
+                "--email",
+                "root@example.com",
+                "--expires-in",
+                "soon",
+            ],
+        );
         assert!(!o.status.success());
 
         let o = run(&db, &["permissions:sync"]);
@@ -121,16 +181,38 @@ async fn migrate_users_tokens_and_audit_verify() {
         let o = run(&db, &["audit:verify"]);
         assert!(!o.status.success(), "{backend}: a broken chain must fail");
         let err = stderr(&o);
-        assert!(err.contains("BROKEN at entry seq 1") && err.contains("altered"), "{err}");
+        assert!(
+            err.contains("BROKEN at entry seq 1") && err.contains("altered"),
+            "{err}"
+        );
     }
 }
 
 #[tokio::test]
 async fn serve_answers_and_stops_cleanly() {
     let db = TestDb::sqlite();
-    assert!(run(&db, &["user:create", "--email", "a@example.com", "--role", "super_admin"]).status.success());
-    let token = stdout(&run(&db, &["token:create", "--email", "a@example.com"])).trim().to_owned();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    assert!(
+        run(
+            &db,
+            &[
+                "user:create",
+                "--email",
+                "a@example.com",
+                "--role",
+                "super_admin"
+            ]
+        )
+        .status
+        .success()
+    );
+    let token = stdout(&run(&db, &["token:create", "--email", "a@example.com"]))
+        .trim()
+        .to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let addr = format!("127.0.0.1:{port}");
     let mut child = Command::new(EXE)
         .args(["serve", "--addr", &addr])
@@ -150,8 +232,16 @@ async fn serve_answers_and_stops_cleanly() {
     let get = |path: &str, auth: bool| {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        let auth = if auth { format!("Authorization: Bearer {token}\r\n") } else { String::new() };
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").unwrap();
+        let auth = if auth {
+            format!("Authorization: Bearer {token}\r\n")
+        } else {
+            String::new()
+        };
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out

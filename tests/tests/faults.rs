@@ -63,11 +63,14 @@ async fn a_connection_killed_mid_write_leaves_nothing_half_written() {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let victim = victim.unwrap_or_else(|| panic!("{name}: the write never blocked on the audit table"));
+        let victim =
+            victim.unwrap_or_else(|| panic!("{name}: the write never blocked on the audit table"));
         let mut kill = admin.sql();
         match backend {
             Backend::Postgres => {
-                kill.push("SELECT pg_terminate_backend(CAST(").bind_i64(victim).push(" AS INT))");
+                kill.push("SELECT pg_terminate_backend(CAST(")
+                    .bind_i64(victim)
+                    .push(" AS INT))");
                 admin.fetch_optional(kill, &[]).await.unwrap();
             }
             _ => {
@@ -84,8 +87,16 @@ async fn a_connection_killed_mid_write_leaves_nothing_half_written() {
             matches!(result, Err(Error::Unavailable { .. })),
             "{name}: expected Unavailable, got {result:?}"
         );
-        assert_eq!(count(&p, "SELECT COUNT(*) FROM invoices").await, 0, "{name}: half-written row");
-        assert_eq!(count(&p, "SELECT COUNT(*) FROM platform_audits").await, audits_before, "{name}");
+        assert_eq!(
+            count(&p, "SELECT COUNT(*) FROM invoices").await,
+            0,
+            "{name}: half-written row"
+        );
+        assert_eq!(
+            count(&p, "SELECT COUNT(*) FROM platform_audits").await,
+            audits_before,
+            "{name}"
+        );
         // The platform recovers: the next write works.
         p.repo::<Invoice>(&Context::system())
             .create(&invoice(c.id, 2, "draft", 100))
@@ -96,13 +107,21 @@ async fn a_connection_killed_mid_write_leaves_nothing_half_written() {
 }
 
 async fn count(p: &Platform, sql: &'static str) -> i64 {
-    p.db().fetch_i64(Sql::literal(p.db().backend(), sql)).await.unwrap().unwrap_or(0)
+    p.db()
+        .fetch_i64(Sql::literal(p.db().backend(), sql))
+        .await
+        .unwrap()
+        .unwrap_or(0)
 }
 
 /// A server that does not answer is `Unavailable`, quickly, never a hang.
 #[tokio::test]
 async fn an_unreachable_server_is_unavailable() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     for url in [
         format!("postgres://postgres@127.0.0.1:{port}/x"),
         format!("mysql://root@127.0.0.1:{port}/x"),
@@ -117,7 +136,11 @@ async fn an_unreachable_server_is_unavailable() {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Unavailable { .. }), "{url}: {err:?}");
-        assert!(started.elapsed() < Duration::from_secs(15), "{url}: took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{url}: took {:?}",
+            started.elapsed()
+        );
     }
 }
 
@@ -157,9 +180,15 @@ async fn schema_drift_is_refused_naming_resource_and_field() {
             .unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, Error::Configuration(_)), "{name}: {err:?}");
-        assert!(text.contains("resource `task`, field `done`: column `tasks.done` is missing"), "{name}: {text}");
+        assert!(
+            text.contains("resource `task`, field `done`: column `tasks.done` is missing"),
+            "{name}: {text}"
+        );
         if db.backend != Backend::Sqlite {
-            assert!(text.contains("resource `customer`, field `country`"), "{name}: {text}");
+            assert!(
+                text.contains("resource `customer`, field `country`"),
+                "{name}: {text}"
+            );
         }
         assert_eq!(Invoice::meta().table(), "invoices");
     }

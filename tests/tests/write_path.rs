@@ -120,7 +120,7 @@ async fn create_read_update_delete_restore() {
         assert_eq!(restored.deleted_at, None);
         assert!(matches!(
             repo.restore(created.id).await,
-            Err(Error::NotFound { .. })
+            Err(Error::Conflict { .. })
         ));
         repo.force_delete(created.id).await.unwrap();
         assert!(matches!(
@@ -571,11 +571,19 @@ async fn permissions_guard_every_call() {
             cust.to_json(&reader)["email"],
             serde_json::json!("a***@example.com")
         );
-        let privileged = user_ctx(&["view_pii", "view_encrypted"]);
+        // Without `view_encrypted` the value is not even decrypted.
+        assert_eq!(rec.get("iban"), Some(&Value::Null));
+        let privileged = user_ctx(&["view_pii", "view_encrypted", "view_invoice"]);
         assert_eq!(
             cust.to_json(&privileged)["email"],
             serde_json::json!("ada@example.com")
         );
+        let rec = p
+            .records("invoices", &privileged)
+            .unwrap()
+            .find(Value::Int(inv.id))
+            .await
+            .unwrap();
         assert_eq!(
             rec.to_json(&privileged)["iban"],
             serde_json::json!("DE89 3704 0044 0532 0002 00")
@@ -715,7 +723,10 @@ async fn create_many_is_all_or_nothing_with_ids_in_order() {
                     .set("number", format!("BULK-{n:05}"))
                     .set("status", "draft")
                     .set("amount_cents", i64::from(n))
-                    .set("issued_on", Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()))
+                    .set(
+                        "issued_on",
+                        Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()),
+                    )
             })
             .collect();
         let ids = records.create_many(rows).await.unwrap();
@@ -723,7 +734,11 @@ async fn create_many_is_all_or_nothing_with_ids_in_order() {
         // Each id belongs to the row at its position.
         for (k, id) in ids.iter().enumerate().step_by(97) {
             let rec = records.find(id.clone()).await.unwrap();
-            assert_eq!(rec.get("amount_cents"), Some(&Value::Int(k as i64 + 1)), "{backend}: row {k}");
+            assert_eq!(
+                rec.get("amount_cents"),
+                Some(&Value::Int(k as i64 + 1)),
+                "{backend}: row {k}"
+            );
         }
         let audited = p
             .db()
@@ -738,13 +753,19 @@ async fn create_many_is_all_or_nothing_with_ids_in_order() {
                 .set("number", "OK-1")
                 .set("status", "draft")
                 .set("amount_cents", 1_i64)
-                .set("issued_on", Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap())),
+                .set(
+                    "issued_on",
+                    Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()),
+                ),
             Changes::new().set("number", "BAD").set("status", "nope"),
         ];
         let Err(Error::Validation(e)) = records.create_many(bad).await else {
             panic!("{backend}: expected a validation error");
         };
-        assert!(e.has("rows[1].status") && e.has("rows[1].customer_id"), "{e:?}");
+        assert!(
+            e.has("rows[1].status") && e.has("rows[1].customer_id"),
+            "{e:?}"
+        );
         // A duplicate inside the batch: refused as a whole.
         let dup: Vec<Changes> = ["DUP-1", "DUP-1"]
             .iter()
@@ -754,10 +775,16 @@ async fn create_many_is_all_or_nothing_with_ids_in_order() {
                     .set("number", *n)
                     .set("status", "draft")
                     .set("amount_cents", 1_i64)
-                    .set("issued_on", Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()))
+                    .set(
+                        "issued_on",
+                        Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()),
+                    )
             })
             .collect();
-        assert!(matches!(records.create_many(dup).await, Err(Error::Validation(_))));
+        assert!(matches!(
+            records.create_many(dup).await,
+            Err(Error::Validation(_))
+        ));
         let total = records.count(&ListQuery::new()).await.unwrap();
         assert_eq!(total, Count::Exact(1200), "{backend}");
         assert!(p.audit().verify().await.unwrap().is_ok());

@@ -24,7 +24,7 @@ enum Pool {
     Postgres(sqlx::PgPool),
 }
 
-#[derive(Serialize, sqlx::FromRow)]
+#[derive(Serialize)]
 struct Invoice {
     id: i64,
     customer_id: i64,
@@ -49,6 +49,35 @@ struct NewInvoice {
     notes: Option<String>,
 }
 
+/// Decodes one row by hand, as a handler without sqlx's macros does.
+macro_rules! invoice_from_row {
+    ($row:expr) => {{
+        use sqlx::Row;
+        let r = $row;
+        Invoice {
+            id: r.try_get(0)?,
+            customer_id: r.try_get(1)?,
+            number: r.try_get(2)?,
+            status: r.try_get(3)?,
+            amount_cents: r.try_get(4)?,
+            issued_on: r.try_get(5)?,
+            notes: r.try_get(6)?,
+            iban: r.try_get(7)?,
+            created_at: r.try_get(8)?,
+            updated_at: r.try_get(9)?,
+            deleted_at: r.try_get(10)?,
+        }
+    }};
+}
+
+fn decode_sqlite(rows: Vec<sqlx::sqlite::SqliteRow>) -> Result<Vec<Invoice>, sqlx::Error> {
+    rows.iter().map(|r| Ok(invoice_from_row!(r))).collect()
+}
+
+fn decode_pg(rows: Vec<sqlx::postgres::PgRow>) -> Result<Vec<Invoice>, sqlx::Error> {
+    rows.iter().map(|r| Ok(invoice_from_row!(r))).collect()
+}
+
 const COLUMNS: &str = "id, customer_id, number, status, amount_cents, issued_on, notes, iban, created_at, updated_at, deleted_at";
 
 async fn list(
@@ -71,21 +100,23 @@ async fn list(
                 sql.push_str(" AND status = ?");
             }
             if search.is_some() {
-                sql.push_str(" AND id IN (SELECT rowid FROM invoices_search WHERE invoices_search MATCH ?)");
+                sql.push_str(
+                    " AND id IN (SELECT rowid FROM invoices_search WHERE invoices_search MATCH ?)",
+                );
             }
             sql.push_str(if desc {
                 " ORDER BY amount_cents DESC, id DESC LIMIT ?"
             } else {
                 " ORDER BY id LIMIT ?"
             });
-            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             if let Some(s) = &status {
                 q = q.bind(s.clone());
             }
             if let Some(s) = &search {
                 q = q.bind(format!("\"{}\"", s.replace('"', "\"\"")));
             }
-            q.bind(limit + 1).fetch_all(p).await.map_err(err)?
+            decode_sqlite(q.bind(limit + 1).fetch_all(p).await.map_err(err)?).map_err(err)?
         }
         Pool::Postgres(p) => {
             let mut sql = format!("SELECT {COLUMNS} FROM invoices WHERE deleted_at IS NULL");
@@ -104,19 +135,21 @@ async fn list(
             } else {
                 format!(" ORDER BY id LIMIT ${n}")
             });
-            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             if let Some(s) = &status {
                 q = q.bind(s.clone());
             }
             if let Some(s) = &search {
                 q = q.bind(format!("%{s}%"));
             }
-            q.bind(limit + 1).fetch_all(p).await.map_err(err)?
+            decode_pg(q.bind(limit + 1).fetch_all(p).await.map_err(err)?).map_err(err)?
         }
     };
     let has_more = rows.len() as i64 > limit;
     let rows: Vec<&Invoice> = rows.iter().take(limit as usize).collect();
-    Ok(Json(serde_json::json!({ "data": rows, "meta": { "has_more": has_more } })))
+    Ok(Json(
+        serde_json::json!({ "data": rows, "meta": { "has_more": has_more } }),
+    ))
 }
 
 async fn create(
@@ -156,7 +189,10 @@ async fn create(
             id
         }
     };
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "data": { "id": id } }))))
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "data": { "id": id } })),
+    ))
 }
 
 #[tokio::main]

@@ -8,7 +8,10 @@ use platform_core::prelude::*;
 // ANCHOR: customer
 /// A customer.
 #[derive(Resource, Debug, Clone)]
-#[resource(search(name, email), navigation(group = "Billing", icon = "users", sort = 1))]
+#[resource(
+    search(name, email),
+    navigation(group = "Billing", icon = "users", sort = 1)
+)]
 pub(crate) struct Customer {
     /// Id.
     #[resource(primary_key, sortable)]

@@ -37,15 +37,52 @@ impl Rng {
 }
 
 const FIRST: &[&str] = &[
-    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Margaret", "Ken", "Dennis", "Frances",
-    "John", "Radia", "Tim", "Hedy", "Claude", "Katherine", "Linus", "Guido", "Bjarne", "Niklaus",
+    "Ada",
+    "Grace",
+    "Alan",
+    "Edsger",
+    "Barbara",
+    "Donald",
+    "Margaret",
+    "Ken",
+    "Dennis",
+    "Frances",
+    "John",
+    "Radia",
+    "Tim",
+    "Hedy",
+    "Claude",
+    "Katherine",
+    "Linus",
+    "Guido",
+    "Bjarne",
+    "Niklaus",
 ];
 const LAST: &[&str] = &[
-    "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Hamilton", "Thompson",
-    "Ritchie", "Allen", "McCarthy", "Perlman", "Berners-Lee", "Lamarr", "Shannon", "Johnson",
-    "Torvalds", "van Rossum", "Stroustrup", "Wirth",
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Dijkstra",
+    "Liskov",
+    "Knuth",
+    "Hamilton",
+    "Thompson",
+    "Ritchie",
+    "Allen",
+    "McCarthy",
+    "Perlman",
+    "Berners-Lee",
+    "Lamarr",
+    "Shannon",
+    "Johnson",
+    "Torvalds",
+    "van Rossum",
+    "Stroustrup",
+    "Wirth",
 ];
-const COUNTRIES: &[&str] = &["DE", "FR", "GB", "US", "KR", "JP", "NL", "SE", "ES", "IT", "BR", "CA"];
+const COUNTRIES: &[&str] = &[
+    "DE", "FR", "GB", "US", "KR", "JP", "NL", "SE", "ES", "IT", "BR", "CA",
+];
 const STATUSES: &[&str] = &["draft", "sent", "sent", "paid", "paid", "paid", "void"];
 const NOTES: &[&str] = &[
     "Net 30, thank you for your business",
@@ -96,7 +133,12 @@ pub(crate) async fn seed_domain(p: &Platform) -> anyhow::Result<()> {
     let ctx = Context::system();
     let customers = p.records("customers", &ctx).expect("customers resource");
     let invoices = p.records("invoices", &ctx).expect("invoices resource");
-    if !customers.list(&ListQuery::new().page_size(1)).await?.items.is_empty() {
+    if !customers
+        .list(&ListQuery::new().page_size(1))
+        .await?
+        .items
+        .is_empty()
+    {
         return Ok(());
     }
     let n_invoices: u64 = std::env::var("PLATFORM_SEED_INVOICES")

@@ -27,8 +27,6 @@ use crate::error::{Error, Result};
 const DEFAULT_LIMIT: usize = 50;
 /// The largest `limit`.
 const MAX_LIMIT: usize = 100;
-/// How far back a record's entries are searched when paging with `before`.
-const RECORD_SCAN: i64 = 1000;
 
 #[derive(Serialize)]
 struct AuditBody {
@@ -131,16 +129,8 @@ pub(super) async fn index(api: ApiContext, params: Params) -> Result<Response> {
             let id = records
                 .parse_id(text)
                 .map_or_else(|_| text.to_owned(), |v| v.display());
-            match before {
-                None => log.for_record(meta.name(), &id, fetch).await?,
-                Some(b) => log
-                    .for_record(meta.name(), &id, RECORD_SCAN)
-                    .await?
-                    .into_iter()
-                    .filter(|e| e.id < b)
-                    .take(limit + 1)
-                    .collect(),
-            }
+            log.for_record_before(meta.name(), &id, before, fetch)
+                .await?
         }
         None => log.recent(Some(meta.name()), before, fetch).await?,
     };

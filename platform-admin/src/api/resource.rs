@@ -235,19 +235,8 @@ pub(super) async fn restore(
     authorize(&records, Ability::Restore)?;
     no_params(&params)?;
     let id = records.parse_id(&id)?;
-    let rec = match records.restore(id.clone()).await {
-        Ok(rec) => rec,
-        // The core knows only deleted records here; one that exists but is
-        // not deleted is a conflict with its state, not a missing record.
-        Err(platform_core::Error::NotFound { .. }) if records.find(id).await.is_ok() => {
-            return Err(platform_core::Error::Conflict {
-                field: "deleted_at".to_owned(),
-                message: format!("this {} is not deleted", records.meta().label_text()),
-            }
-            .into());
-        }
-        Err(e) => return Err(e.into()),
-    };
+    // A record that exists but is not deleted is a conflict (409).
+    let rec = records.restore(id).await?;
     Ok(Json(DataBody {
         data: rec.to_json(api.context()),
     })

@@ -444,6 +444,20 @@ impl Tx {
         }
         Ok(())
     }
+    /// Commits when `result` is `Ok`, rolls back when it is `Err`, and
+    /// returns `result` (or the commit's error).
+    pub async fn finish<T>(self, result: Result<T>) -> Result<T> {
+        match result {
+            Ok(v) => {
+                self.commit().await?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.rollback().await;
+                Err(e)
+            }
+        }
+    }
     /// Rolls back.
     pub async fn rollback(mut self) -> Result<()> {
         let Some(inner) = self.inner.take() else {
