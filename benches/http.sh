@@ -22,10 +22,10 @@ BENCH_DIR=$ROOT/target/platform-bench
 mkdir -p "$BENCH_DIR"
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-cargo build --release -q -p demo -p platform-benches --bin demo --bin baseline
+cargo build --release -q -p demo -p platform-benches --bin demo --bin baseline --bin load
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.5; done; echo "port $1 never opened" >&2; return 1; }
+wait_port() { for _ in $(seq 14400); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.5; done; echo "port $1 never opened" >&2; return 1; }
 
 case "$BACKEND" in
   sqlite)
@@ -65,11 +65,18 @@ SEARCH='/api/invoices?search=INV-0004&filter%5Bstatus%5D=paid&sort=-amount_cents
 cat >"$BENCH_DIR/create.lua" <<'LUA'
 local counter = 0
 math.randomseed(os.time())
-local id = tostring(os.time()) .. tostring(math.random(1, 2^20))
+local id = string.format("%x%x", os.time() % 65536, math.random(0, 4095))
 request = function()
   counter = counter + 1
   local body = string.format('{"customer_id": 1, "number": "W%s-%d", "status": "draft", "amount_cents": 1250, "issued_on": "2024-05-01", "notes": "load"}', id, counter)
   return wrk.format("POST", nil, {["Content-Type"] = "application/json", ["Authorization"] = wrk.headers["Authorization"]}, body)
+end
+local shown = 0
+response = function(status, headers, body)
+  if status >= 300 and shown < 3 then
+    io.stderr:write(string.format("unexpected %d: %s\n", status, body))
+    shown = shown + 1
+  end
 end
 LUA
 
@@ -100,6 +107,17 @@ row "baseline  GET search+filter+sort 25" "http://127.0.0.1:$PORT_B$SEARCH"; B2=
 row "platform  GET search+filter+sort 25" -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT_P$SEARCH"; P2=$LAST_RPS
 row "baseline  POST create + audit row" -s "$BENCH_DIR/create.lua" -H "Authorization: none" "http://127.0.0.1:$PORT_B/api/invoices"; B3=$LAST_RPS
 row "platform  POST create (full write path)" -s "$BENCH_DIR/create.lua" -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT_P/api/invoices"; P3=$LAST_RPS
+
+# Latency at a fixed rate (open loop, measured from when each request was due).
+RATE=${OPEN_LOOP_RATE:-200}
+open_row() {
+  local name=$1; shift
+  read -r sent ok rps p50 p90 p99 max < <("$TARGET/release/load" "$@")
+  printf '%-44s %10s %9s %9s %7s\n' "$name" "$rps" "$p50" "$p99" "$((sent - ok))"
+}
+open_row "baseline  search at ${RATE}/s (open loop)" "http://127.0.0.1:$PORT_B$SEARCH" "$RATE" 10 "$CONNS"
+open_row "platform  search at ${RATE}/s (open loop)" "http://127.0.0.1:$PORT_P$SEARCH" "$RATE" 10 "$CONNS" "Authorization: Bearer $TOKEN"
+
 echo
 awk -v a="$P1" -v b="$B1" 'BEGIN { printf "ratio platform/baseline, list 25:            %.2fx\n", a/b }'
 awk -v a="$P2" -v b="$B2" 'BEGIN { printf "ratio platform/baseline, search+filter+sort: %.2fx\n", a/b }'

@@ -130,6 +130,8 @@ enum Command {
     /// Print a new application key for `PLATFORM_APP_KEY`.
     #[command(name = "key:generate")]
     KeyGenerate,
+    /// Run the health checks; exits non-zero when one fails.
+    Health,
 }
 
 /// Parses `30d`, `12h`, `90m`, `45s`.
@@ -247,6 +249,7 @@ impl Cli {
                 println!("{}", AppKey::generate().to_config_string());
                 Ok(())
             }
+            Command::Health => self.health().await,
         }
     }
 
@@ -362,6 +365,34 @@ impl Cli {
         println!("{}", token.plain_text);
         p.shutdown().await;
         Ok(())
+    }
+
+    async fn health(self) -> anyhow::Result<()> {
+        let url = self.builder.resolved_database_url();
+        let started = std::time::Instant::now();
+        let check = async {
+            let db = platform_core::db::Db::connect_with(
+                &url,
+                platform_core::db::DbOptions {
+                    max_connections: 1,
+                    acquire_timeout: Duration::from_secs(3),
+                },
+            )
+            .await?;
+            db.ping().await?;
+            db.close().await;
+            Ok::<_, platform_core::Error>(())
+        };
+        let result = tokio::time::timeout(Duration::from_secs(5), check).await;
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        match result {
+            Ok(Ok(())) => {
+                println!("database: ok ({ms:.1} ms)");
+                Ok(())
+            }
+            Ok(Err(e)) => Err(anyhow!("database: FAIL ({e})")),
+            Err(_) => Err(anyhow!("database: FAIL (no answer within 5 s)")),
+        }
     }
 
     async fn audit_verify(self) -> anyhow::Result<()> {

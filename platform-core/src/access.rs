@@ -282,8 +282,10 @@ impl Access {
         }
     }
 
-    async fn commit_change(&self, tx: Tx) -> Result<()> {
-        tx.commit().await?;
+    /// Commits (or, on error, rolls back) a grant change and drops the
+    /// cached grants of this process.
+    async fn commit_change(&self, tx: Tx, result: Result<()>) -> Result<()> {
+        tx.finish(result).await?;
         self.invalidate_local();
         Ok(())
     }
@@ -431,32 +433,36 @@ impl Access {
         errors.into_result()?;
         let hash = hash_password(password)?;
         let mut tx = self.db.begin().await?;
-        let mut q = tx.sql();
-        q.push("UPDATE platform_users SET password_hash = ")
-            .bind_str(hash)
-            .push(", updated_at = ")
-            .bind(Value::DateTime(Utc::now()), FieldType::DateTime)
-            .push(" WHERE id = ")
-            .bind_i64(user_id);
-        if tx.execute(q).await? == 0 {
-            return Err(Error::NotFound {
-                resource: "user",
-                id: user_id.to_string(),
-            });
+        let result: Result<()> = async {
+            let mut q = tx.sql();
+            q.push("UPDATE platform_users SET password_hash = ")
+                .bind_str(hash)
+                .push(", updated_at = ")
+                .bind(Value::DateTime(Utc::now()), FieldType::DateTime)
+                .push(" WHERE id = ")
+                .bind_i64(user_id);
+            if tx.execute(q).await? == 0 {
+                return Err(Error::NotFound {
+                    resource: "user",
+                    id: user_id.to_string(),
+                });
+            }
+            let mut v = AuditValues::new();
+            v.insert("password".into(), crate::audit::REDACTED.into());
+            audit(
+                &mut tx,
+                ctx,
+                "password_changed",
+                "user",
+                user_id,
+                None,
+                Some(v),
+            )
+            .await?;
+            Ok(())
         }
-        let mut v = AuditValues::new();
-        v.insert("password".into(), crate::audit::REDACTED.into());
-        audit(
-            &mut tx,
-            ctx,
-            "password_changed",
-            "user",
-            user_id,
-            None,
-            Some(v),
-        )
-        .await?;
-        self.commit_change(tx).await
+        .await;
+        self.commit_change(tx, result).await
     }
 
     // ---- roles and permissions -------------------------------------------
@@ -478,36 +484,39 @@ impl Access {
             self.permissions().await?.into_iter().collect();
         let missing: Vec<&String> = names.iter().filter(|n| !existing.contains(*n)).collect();
         let mut tx = self.db.begin().await?;
-        let now = Value::DateTime(Utc::now());
-        for chunk in missing.chunks(200) {
-            let mut q = tx.sql();
-            q.push(insert_ignore(tx.backend()))
-                .push("platform_permissions (name, created_at) VALUES ");
-            q.join(chunk, ", ", |q, n| {
-                q.push("(")
-                    .bind_str(n.as_str())
-                    .push(", ")
-                    .bind(now.clone(), FieldType::DateTime)
-                    .push(")");
-            });
-            if tx.backend() == Backend::Postgres {
-                q.push(" ON CONFLICT DO NOTHING");
+        let result: Result<()> = async {
+            let now = Value::DateTime(Utc::now());
+            for chunk in missing.chunks(200) {
+                let mut q = tx.sql();
+                q.push(insert_ignore(tx.backend()))
+                    .push("platform_permissions (name, created_at) VALUES ");
+                q.join(chunk, ", ", |q, n| {
+                    q.push("(")
+                        .bind_str(n.as_str())
+                        .push(", ")
+                        .bind(now.clone(), FieldType::DateTime)
+                        .push(")");
+                });
+                if tx.backend() == Backend::Postgres {
+                    q.push(" ON CONFLICT DO NOTHING");
+                }
+                tx.execute(q).await?;
             }
-            tx.execute(q).await?;
+            let mut r = tx.sql();
+            r.push(insert_ignore(tx.backend()))
+                .push("platform_roles (name, created_at) VALUES (")
+                .bind_str(SUPER_ADMIN)
+                .push(", ")
+                .bind(now, FieldType::DateTime)
+                .push(")");
+            if tx.backend() == Backend::Postgres {
+                r.push(" ON CONFLICT DO NOTHING");
+            }
+            tx.execute(r).await?;
+            self.bump_db_version(&mut tx).await
         }
-        let mut r = tx.sql();
-        r.push(insert_ignore(tx.backend()))
-            .push("platform_roles (name, created_at) VALUES (")
-            .bind_str(SUPER_ADMIN)
-            .push(", ")
-            .bind(now, FieldType::DateTime)
-            .push(")");
-        if tx.backend() == Backend::Postgres {
-            r.push(" ON CONFLICT DO NOTHING");
-        }
-        tx.execute(r).await?;
-        self.bump_db_version(&mut tx).await?;
-        self.commit_change(tx).await?;
+        .await;
+        self.commit_change(tx, result).await?;
         Ok(missing.len())
     }
 
@@ -553,23 +562,30 @@ impl Access {
             ));
         }
         let mut tx = self.db.begin().await?;
-        let mut q = tx.sql();
-        q.push("INSERT INTO platform_roles (name, created_at) VALUES (")
-            .bind_str(name)
-            .push(", ")
-            .bind(Value::DateTime(Utc::now()), FieldType::DateTime)
-            .push(")");
-        if tx.backend() != Backend::MySql {
-            q.push(" RETURNING id");
+        let result: Result<i64> = async {
+            let mut q = tx.sql();
+            q.push("INSERT INTO platform_roles (name, created_at) VALUES (")
+                .bind_str(name)
+                .push(", ")
+                .bind(Value::DateTime(Utc::now()), FieldType::DateTime)
+                .push(")");
+            if tx.backend() != Backend::MySql {
+                q.push(" RETURNING id");
+            }
+            let id = tx.insert_returning_id(q).await.map_err(|e| match e {
+                Error::Conflict { .. } => {
+                    Error::invalid("name", "unique", "has already been taken")
+                }
+                e => e,
+            })?;
+            let mut v = AuditValues::new();
+            v.insert("name".into(), name.into());
+            audit(&mut tx, ctx, "created", "role", id, None, Some(v)).await?;
+            Ok(id)
         }
-        let id = tx.insert_returning_id(q).await.map_err(|e| match e {
-            Error::Conflict { .. } => Error::invalid("name", "unique", "has already been taken"),
-            e => e,
-        })?;
-        let mut v = AuditValues::new();
-        v.insert("name".into(), name.into());
-        audit(&mut tx, ctx, "created", "role", id, None, Some(v)).await?;
-        self.commit_change(tx).await?;
+        .await;
+        let id = tx.finish(result).await?;
+        self.invalidate_local();
         Ok(id)
     }
 
@@ -585,16 +601,20 @@ impl Access {
             ));
         }
         let mut tx = self.db.begin().await?;
-        let role_id = role_id(&mut tx, name).await?;
-        let mut q = tx.sql();
-        q.push("DELETE FROM platform_roles WHERE id = ")
-            .bind_i64(role_id);
-        tx.execute(q).await?;
-        let mut v = AuditValues::new();
-        v.insert("name".into(), name.into());
-        audit(&mut tx, ctx, "deleted", "role", role_id, Some(v), None).await?;
-        self.bump_db_version(&mut tx).await?;
-        self.commit_change(tx).await
+        let result: Result<()> = async {
+            let role_id = role_id(&mut tx, name).await?;
+            let mut q = tx.sql();
+            q.push("DELETE FROM platform_roles WHERE id = ")
+                .bind_i64(role_id);
+            tx.execute(q).await?;
+            let mut v = AuditValues::new();
+            v.insert("name".into(), name.into());
+            audit(&mut tx, ctx, "deleted", "role", role_id, Some(v), None).await?;
+            self.bump_db_version(&mut tx).await?;
+            Ok(())
+        }
+        .await;
+        self.commit_change(tx, result).await
     }
 
     /// The permissions of a role.
@@ -623,34 +643,38 @@ impl Access {
         ctx.authorize(&permission_name(Ability::Update, "role"))?;
         let before = self.role_permissions(role).await?;
         let mut tx = self.db.begin().await?;
-        let rid = role_id(&mut tx, role).await?;
-        let ids = permission_ids(&mut tx, permissions).await?;
-        let mut del = tx.sql();
-        del.push("DELETE FROM platform_role_permissions WHERE role_id = ")
-            .bind_i64(rid);
-        tx.execute(del).await?;
-        for chunk in ids.chunks(200) {
-            let mut q = tx.sql();
-            q.push("INSERT INTO platform_role_permissions (role_id, permission_id) VALUES ");
-            q.join(chunk, ", ", |q, pid| {
-                q.push("(")
-                    .bind_i64(rid)
-                    .push(", ")
-                    .bind_i64(*pid)
-                    .push(")");
-            });
-            tx.execute(q).await?;
+        let result: Result<()> = async {
+            let rid = role_id(&mut tx, role).await?;
+            let ids = permission_ids(&mut tx, permissions).await?;
+            let mut del = tx.sql();
+            del.push("DELETE FROM platform_role_permissions WHERE role_id = ")
+                .bind_i64(rid);
+            tx.execute(del).await?;
+            for chunk in ids.chunks(200) {
+                let mut q = tx.sql();
+                q.push("INSERT INTO platform_role_permissions (role_id, permission_id) VALUES ");
+                q.join(chunk, ", ", |q, pid| {
+                    q.push("(")
+                        .bind_i64(rid)
+                        .push(", ")
+                        .bind_i64(*pid)
+                        .push(")");
+                });
+                tx.execute(q).await?;
+            }
+            let mut old = AuditValues::new();
+            old.insert("permissions".into(), serde_json::json!(before));
+            let mut new = AuditValues::new();
+            let mut sorted = permissions.to_vec();
+            sorted.sort();
+            sorted.dedup();
+            new.insert("permissions".into(), serde_json::json!(sorted));
+            audit(&mut tx, ctx, "updated", "role", rid, Some(old), Some(new)).await?;
+            self.bump_db_version(&mut tx).await?;
+            Ok(())
         }
-        let mut old = AuditValues::new();
-        old.insert("permissions".into(), serde_json::json!(before));
-        let mut new = AuditValues::new();
-        let mut sorted = permissions.to_vec();
-        sorted.sort();
-        sorted.dedup();
-        new.insert("permissions".into(), serde_json::json!(sorted));
-        audit(&mut tx, ctx, "updated", "role", rid, Some(old), Some(new)).await?;
-        self.bump_db_version(&mut tx).await?;
-        self.commit_change(tx).await
+        .await;
+        self.commit_change(tx, result).await
     }
 
     /// Grants one permission to a role. Needs `update_role`.
@@ -738,65 +762,69 @@ impl Access {
             });
         }
         let mut tx = self.db.begin().await?;
-        let target = if kind == "role" {
-            role_id(&mut tx, name).await?
-        } else {
-            permission_ids(&mut tx, &[name.to_owned()]).await?[0]
-        };
-        let (table, col) = if kind == "role" {
-            ("platform_user_roles", "role_id")
-        } else {
-            ("platform_user_permissions", "permission_id")
-        };
-        let mut q = tx.sql();
-        if add {
-            q.push(insert_ignore(tx.backend()))
-                .ident(table)
-                .push(" (user_id, ")
-                .ident(col)
-                .push(") VALUES (")
-                .bind_i64(user_id)
-                .push(", ")
-                .bind_i64(target)
-                .push(")");
-            if tx.backend() == Backend::Postgres {
-                q.push(" ON CONFLICT DO NOTHING");
-            }
-        } else {
-            q.push("DELETE FROM ")
-                .ident(table)
-                .push(" WHERE user_id = ")
-                .bind_i64(user_id)
-                .push(" AND ")
-                .ident(col)
-                .push(" = ")
-                .bind_i64(target);
-        }
-        let changed = tx.execute(q).await.map_err(|e| match e {
-            Error::Conflict { .. } => Error::NotFound {
-                resource: "user",
-                id: user_id.to_string(),
-            },
-            e => e,
-        })?;
-        if changed > 0 {
-            let mut v = AuditValues::new();
-            v.insert(kind.into(), name.into());
-            let event = match (kind, add) {
-                ("role", true) => "role_assigned",
-                ("role", false) => "role_removed",
-                (_, true) => "permission_granted",
-                (_, false) => "permission_revoked",
-            };
-            let (old, new) = if add {
-                (None, Some(v))
+        let result: Result<()> = async {
+            let target = if kind == "role" {
+                role_id(&mut tx, name).await?
             } else {
-                (Some(v), None)
+                permission_ids(&mut tx, &[name.to_owned()]).await?[0]
             };
-            audit(&mut tx, ctx, event, "user", user_id, old, new).await?;
-            self.bump_db_version(&mut tx).await?;
+            let (table, col) = if kind == "role" {
+                ("platform_user_roles", "role_id")
+            } else {
+                ("platform_user_permissions", "permission_id")
+            };
+            let mut q = tx.sql();
+            if add {
+                q.push(insert_ignore(tx.backend()))
+                    .ident(table)
+                    .push(" (user_id, ")
+                    .ident(col)
+                    .push(") VALUES (")
+                    .bind_i64(user_id)
+                    .push(", ")
+                    .bind_i64(target)
+                    .push(")");
+                if tx.backend() == Backend::Postgres {
+                    q.push(" ON CONFLICT DO NOTHING");
+                }
+            } else {
+                q.push("DELETE FROM ")
+                    .ident(table)
+                    .push(" WHERE user_id = ")
+                    .bind_i64(user_id)
+                    .push(" AND ")
+                    .ident(col)
+                    .push(" = ")
+                    .bind_i64(target);
+            }
+            let changed = tx.execute(q).await.map_err(|e| match e {
+                Error::Conflict { .. } => Error::NotFound {
+                    resource: "user",
+                    id: user_id.to_string(),
+                },
+                e => e,
+            })?;
+            if changed > 0 {
+                let mut v = AuditValues::new();
+                v.insert(kind.into(), name.into());
+                let event = match (kind, add) {
+                    ("role", true) => "role_assigned",
+                    ("role", false) => "role_removed",
+                    (_, true) => "permission_granted",
+                    (_, false) => "permission_revoked",
+                };
+                let (old, new) = if add {
+                    (None, Some(v))
+                } else {
+                    (Some(v), None)
+                };
+                audit(&mut tx, ctx, event, "user", user_id, old, new).await?;
+                self.bump_db_version(&mut tx).await?;
+            }
+            Ok(())
         }
-        self.commit_change(tx).await
+        .await;
+        self.commit_change(tx, result).await
     }
 
     /// A user's grants, from the cache when it is current.
@@ -1001,30 +1029,34 @@ impl Access {
             ctx.authorize(&permission_name(Ability::Update, "user"))?;
         }
         let mut tx = self.db.begin().await?;
-        let mut u = tx.sql();
-        u.push("UPDATE platform_api_tokens SET revoked_at = ")
-            .bind(Value::DateTime(Utc::now()), FieldType::DateTime)
-            .push(" WHERE id = ")
-            .bind_i64(token_id)
-            .push(" AND revoked_at IS NULL");
-        tx.execute(u).await?;
-        let mut v = AuditValues::new();
-        v.insert(
-            "token".into(),
-            serde_json::json!({ "id": token_id, "name": row.info.name }),
-        );
-        audit(
-            &mut tx,
-            ctx,
-            "token_revoked",
-            "user",
-            row.info.user_id,
-            Some(v),
-            None,
-        )
-        .await?;
-        self.bump_db_version(&mut tx).await?;
-        self.commit_change(tx).await
+        let result: Result<()> = async {
+            let mut u = tx.sql();
+            u.push("UPDATE platform_api_tokens SET revoked_at = ")
+                .bind(Value::DateTime(Utc::now()), FieldType::DateTime)
+                .push(" WHERE id = ")
+                .bind_i64(token_id)
+                .push(" AND revoked_at IS NULL");
+            tx.execute(u).await?;
+            let mut v = AuditValues::new();
+            v.insert(
+                "token".into(),
+                serde_json::json!({ "id": token_id, "name": row.info.name }),
+            );
+            audit(
+                &mut tx,
+                ctx,
+                "token_revoked",
+                "user",
+                row.info.user_id,
+                Some(v),
+                None,
+            )
+            .await?;
+            self.bump_db_version(&mut tx).await?;
+            Ok(())
+        }
+        .await;
+        self.commit_change(tx, result).await
     }
 
     /// The actor a bearer token stands for. Unknown, malformed, expired and

@@ -165,7 +165,7 @@ impl Platform {
 /// Builds a [`Platform`]. Environment variables override what is set in
 /// code (unless [`PlatformBuilder::ignore_env`]): `PLATFORM_DATABASE_URL`,
 /// `PLATFORM_APP_KEY`, `PLATFORM_PREVIOUS_KEYS`, `PLATFORM_ENV`,
-/// `PLATFORM_KEY_FILE`.
+/// `PLATFORM_KEY_FILE`, `PLATFORM_DB_MAX_CONNECTIONS`.
 #[derive(Clone)]
 pub struct PlatformBuilder {
     database_url: Option<String>,
@@ -400,6 +400,18 @@ impl PlatformBuilder {
         }
     }
 
+    fn resolved_db_options(&self) -> Result<DbOptions> {
+        let mut o = self.db_options.clone();
+        if let Some(n) = self.env("PLATFORM_DB_MAX_CONNECTIONS") {
+            o.max_connections = n.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                Error::Configuration(format!(
+                    "PLATFORM_DB_MAX_CONNECTIONS must be a positive number, not `{n}`"
+                ))
+            })?;
+        }
+        Ok(o)
+    }
+
     /// Connects, migrates (framework tables, then the host's), checks the
     /// schema against the registry, creates the generated permissions and
     /// starts the background tasks.
@@ -408,7 +420,7 @@ impl PlatformBuilder {
         let url = self.resolved_database_url();
         let (key, previous) = self.resolve_keys(environment, &url)?;
         let registry = self.resolved_registry()?;
-        let db = Db::connect_with(&url, self.db_options.clone()).await?;
+        let db = Db::connect_with(&url, self.resolved_db_options()?).await?;
         if self.migrate {
             for set in self.migration_sets() {
                 set.run(&db).await?;

@@ -797,8 +797,17 @@ fn push_search(q: &mut Sql, backend: Backend, meta: &ResourceMeta, text: &str) {
     };
     match backend {
         Backend::Postgres => {
-            q.push(" AND ");
-            like_all(q, " ILIKE ");
+            // The expression of the trigram index the migration creates.
+            let cols: Vec<&str> = meta
+                .search_fields()
+                .iter()
+                .map(|f| meta.field(f).map_or(*f, FieldMeta::column_name))
+                .collect();
+            q.push(" AND (");
+            push_pg_search_expression(q, table, &cols);
+            q.push(") ILIKE ")
+                .bind(Value::Text(pattern.clone()), FieldType::Text)
+                .push(" ESCAPE '!'");
         }
         Backend::Sqlite => {
             let trimmed = text.trim();
@@ -838,6 +847,38 @@ fn push_search(q: &mut Sql, backend: Backend, meta: &ResourceMeta, text: &str) {
             }
             like_all(q, " LIKE ");
         }
+    }
+}
+
+/// The PostgreSQL expression the searched fields are indexed (and searched)
+/// as: the fields joined by a control character, so a match never spans two
+/// fields. `table` qualifies the columns when given. Identifiers come from
+/// validated metadata.
+pub(crate) fn pg_search_expression(cols: &[&str], table: Option<&str>) -> String {
+    let col = |c: &str| match table {
+        Some(t) => format!("\"{t}\".\"{c}\""),
+        None => format!("\"{c}\""),
+    };
+    match cols {
+        [one] => col(one),
+        many => many
+            .iter()
+            .map(|c| format!("COALESCE({}, '')", col(c)))
+            .collect::<Vec<_>>()
+            .join(" || chr(1) || "),
+    }
+}
+
+fn push_pg_search_expression(q: &mut Sql, table: &str, cols: &[&str]) {
+    if let [one] = cols {
+        q.qualified(table, one);
+        return;
+    }
+    for (i, c) in cols.iter().enumerate() {
+        if i > 0 {
+            q.push(" || chr(1) || ");
+        }
+        q.push("COALESCE(").qualified(table, c).push(", '')");
     }
 }
 

@@ -283,6 +283,8 @@ mod book {
     mod resources {}
     #[doc = include_str!("../../book/src/audit.md")]
     mod audit {}
+    #[doc = include_str!("../../book/src/api.md")]
+    mod api {}
     #[doc = include_str!("../../book/src/access.md")]
     mod access {}
     #[doc = include_str!("../../book/src/cli.md")]

@@ -42,6 +42,7 @@ fn help_lists_every_command() {
         "audit:prune",
         "make:migration",
         "key:generate",
+        "health",
     ] {
         assert!(text.contains(c), "{c} missing from --help:\n{text}");
     }
@@ -161,6 +162,10 @@ async fn migrate_users_tokens_and_audit_verify() {
         );
         assert!(!o.status.success());
 
+        let o = run(&db, &["health"]);
+        assert!(o.status.success(), "{backend}: {}", stderr(&o));
+        assert!(stdout(&o).contains("database: ok"));
+
         let o = run(&db, &["permissions:sync"]);
         assert!(o.status.success(), "{}", stderr(&o));
         assert!(stdout(&o).contains("0 new permissions"), "{}", stdout(&o));
@@ -186,6 +191,26 @@ async fn migrate_users_tokens_and_audit_verify() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn health_fails_when_the_database_does_not_answer() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let o = Command::new(EXE)
+        .arg("health")
+        .env(
+            "PLATFORM_DATABASE_URL",
+            format!("postgres://postgres@127.0.0.1:{port}/x"),
+        )
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("database: FAIL"), "{}", stderr(&o));
 }
 
 #[tokio::test]

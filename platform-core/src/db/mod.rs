@@ -285,7 +285,13 @@ impl Db {
 
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<()> {
-        let sql = Sql::literal(self.backend, "SELECT 1");
+        let sql = Sql::literal(
+            self.backend,
+            match self.backend {
+                Backend::MySql => "SELECT CAST(1 AS SIGNED)",
+                _ => "SELECT CAST(1 AS BIGINT)",
+            },
+        );
         self.fetch_i64(sql).await.map(|_| ())
     }
 
