@@ -101,7 +101,7 @@ fn bench(c: &mut Criterion) {
                 g.bench_function("hand-written sqlx", |b| {
                     b.to_async(&rt).iter(|| async {
                         let rows = sqlx::query(
-                            r#"SELECT id, customer_id, number, status, amount_cents, issued_on, notes, iban, created_at, updated_at, deleted_at FROM invoices WHERE deleted_at IS NULL AND status = $1 AND (number ILIKE $2 ESCAPE '!' OR notes ILIKE $2 ESCAPE '!') ORDER BY amount_cents DESC, id DESC LIMIT 26"#,
+                            r#"SELECT id, customer_id, number, status, amount_cents, issued_on, notes, iban, created_at, updated_at, deleted_at FROM invoices WHERE deleted_at IS NULL AND status = $1 AND (COALESCE(number, '') || chr(1) || COALESCE(notes, '')) ILIKE $2 ESCAPE '!' ORDER BY amount_cents DESC, id DESC LIMIT 26"#,
                         )
                         .bind("paid")
                         .bind(format!("%{SEARCH}%"))

@@ -127,7 +127,9 @@ async fn list(
             }
             if search.is_some() {
                 n += 1;
-                sql.push_str(&format!(" AND (number ILIKE ${n} OR notes ILIKE ${n})"));
+                sql.push_str(&format!(
+                    " AND (COALESCE(number, '') || chr(1) || COALESCE(notes, '')) ILIKE ${n} ESCAPE '!'"
+                ));
             }
             n += 1;
             sql.push_str(&if desc {

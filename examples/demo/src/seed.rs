@@ -237,12 +237,18 @@ pub(crate) async fn seed_domain(p: &Platform) -> anyhow::Result<()> {
     }
     // Fresh statistics (and, on PostgreSQL, a merged trigram index) after a
     // bulk load, so the first queries get good plans.
-    let maintenance = match p.db().backend() {
-        platform_core::db::Backend::Postgres => "VACUUM ANALYZE customers; VACUUM ANALYZE invoices",
-        platform_core::db::Backend::MySql => "ANALYZE TABLE customers, invoices",
-        platform_core::db::Backend::Sqlite => "ANALYZE",
+    // (One statement per call: PostgreSQL runs a multi-statement script in
+    // one transaction, and VACUUM refuses that.)
+    let maintenance: &[&str] = match p.db().backend() {
+        platform_core::db::Backend::Postgres => {
+            &["VACUUM ANALYZE customers", "VACUUM ANALYZE invoices"]
+        }
+        platform_core::db::Backend::MySql => &["ANALYZE TABLE customers, invoices"],
+        platform_core::db::Backend::Sqlite => &["ANALYZE"],
     };
-    p.db().execute_script(maintenance).await?;
+    for statement in maintenance {
+        p.db().execute_script(statement).await?;
+    }
     println!(
         "Seeded to {n_customers} customers and {n_invoices} invoices in {:.1} s",
         started.elapsed().as_secs_f64()

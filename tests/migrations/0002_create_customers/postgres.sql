@@ -11,4 +11,4 @@ CREATE INDEX "customers_name_idx" ON "customers" ("name", "id");
 CREATE UNIQUE INDEX "customers_email_unique" ON "customers" ("email");
 CREATE INDEX "customers_country_idx" ON "customers" ("country", "id");
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
-CREATE INDEX "customers_search_trgm" ON "customers" USING gin ((COALESCE("name", '') || chr(1) || COALESCE("email", '')) gin_trgm_ops);
+CREATE INDEX "customers_search_trgm" ON "customers" USING gin ((COALESCE("name", '') || chr(1) || COALESCE("email", '')) gin_trgm_ops) WITH (fastupdate = off);

@@ -20,4 +20,4 @@ CREATE INDEX "invoices_amount_cents_idx" ON "invoices" ("amount_cents", "id");
 CREATE INDEX "invoices_issued_on_idx" ON "invoices" ("issued_on", "id");
 CREATE INDEX "invoices_deleted_at_idx" ON "invoices" ("deleted_at", "id");
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
-CREATE INDEX "invoices_search_trgm" ON "invoices" USING gin ((COALESCE("number", '') || chr(1) || COALESCE("notes", '')) gin_trgm_ops);
+CREATE INDEX "invoices_search_trgm" ON "invoices" USING gin ((COALESCE("number", '') || chr(1) || COALESCE("notes", '')) gin_trgm_ops) WITH (fastupdate = off);
