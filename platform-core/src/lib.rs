@@ -21,6 +21,7 @@ pub mod error;
 pub mod event;
 pub mod permission;
 pub mod platform;
+pub mod policy;
 pub mod prelude;
 pub mod query;
 pub mod repo;

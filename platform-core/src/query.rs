@@ -355,6 +355,8 @@ pub(crate) struct Plan {
     pub(crate) offset: Option<u64>,
     pub(crate) size: u32,
     trashed: Trashed,
+    /// The policy's conditions (`None`: nothing is visible).
+    scope: Option<Vec<(&'static FieldMeta, Value)>>,
 }
 
 #[derive(Debug, Clone)]
@@ -569,7 +571,14 @@ impl Plan {
             offset,
             size,
             trashed: q.trashed,
+            scope: Some(Vec::new()),
         })
+    }
+
+    /// Restricts the plan to a policy's scope (conditions resolved against
+    /// the metadata by the caller; `None` hides everything).
+    pub(crate) fn restrict(&mut self, scope: Option<Vec<(&'static FieldMeta, Value)>>) {
+        self.scope = scope;
     }
 
     /// Appends ` WHERE ...` (always present: starts with a true condition).
@@ -577,6 +586,19 @@ impl Plan {
         let meta = self.meta;
         let table = meta.table();
         q.push(" WHERE 1 = 1");
+        match &self.scope {
+            None => {
+                q.push(" AND 1 = 0");
+            }
+            Some(conds) => {
+                for (f, v) in conds {
+                    q.push(" AND ")
+                        .qualified(table, f.column_name())
+                        .push(" = ")
+                        .bind_field(v.clone(), f);
+                }
+            }
+        }
         if let Some(d) = meta.deleted_at() {
             match self.trashed {
                 Trashed::Without => {

@@ -23,6 +23,7 @@ use crate::error::{Error, FieldErrors, Result};
 use crate::event::{EventKind, ModelEvent};
 use crate::permission::{Ability, VIEW_ENCRYPTED, VIEW_PII};
 use crate::platform::Platform;
+use crate::policy::Scope;
 use crate::query::{Count, ListQuery, Paging, Plan, column_types, encode_cursor, push_columns};
 use crate::resource::{FieldMeta, Resource, ResourceEntry, ResourceMeta};
 use crate::value::{FieldType, Value};
@@ -373,6 +374,61 @@ impl Records {
         self.ctx.authorize(self.entry.permission(ability))
     }
 
+    /// The record-level policy's conditions for this actor, resolved
+    /// against the metadata (`None`: no record is visible).
+    fn scope(&self) -> Result<Option<Vec<(&'static FieldMeta, Value)>>> {
+        let meta = self.meta();
+        let Some(policy) = meta.policy_fn() else {
+            return Ok(Some(Vec::new()));
+        };
+        match policy(&self.ctx) {
+            Scope::All => Ok(Some(Vec::new())),
+            Scope::None => Ok(None),
+            Scope::Where(conds) => conds
+                .into_iter()
+                .map(|(name, v)| {
+                    meta.field(name).map(|f| (f, v)).ok_or_else(|| {
+                        Error::Configuration(format!(
+                            "the policy of `{}` names `{name}`, which is not a field",
+                            meta.name()
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+                .map(Some),
+        }
+    }
+
+    /// Whether the record-level policy lets this actor reach every record.
+    pub fn reaches_everything(&self) -> Result<bool> {
+        Ok(self.scope()?.is_some_and(|c| c.is_empty()))
+    }
+
+    /// Whether a record (values in field order) is inside the policy's scope.
+    fn in_scope(&self, values: &[Value]) -> Result<bool> {
+        let meta = self.meta();
+        Ok(match self.scope()? {
+            None => false,
+            Some(conds) => conds.iter().all(|(f, v)| {
+                meta.field_index(f.name())
+                    .is_some_and(|i| values.get(i) == Some(v))
+            }),
+        })
+    }
+
+    /// A validated query plan restricted to the policy's scope.
+    fn plan(&self, query: &ListQuery) -> Result<Plan> {
+        let mut plan = Plan::new(self.meta(), query).map_err(Error::Validation)?;
+        plan.restrict(self.scope()?);
+        Ok(plan)
+    }
+
+    fn outside_policy(&self) -> Error {
+        Error::PermissionDenied {
+            ability: format!("the policy of {}", self.meta().plural()),
+        }
+    }
+
     fn cache_tag(&self) -> String {
         format!("resource:{}", self.meta().table())
     }
@@ -489,6 +545,7 @@ impl Records {
         let row = self
             .fetch_stored(&id)
             .await?
+            .filter(|r| self.in_scope(r).unwrap_or(false))
             .ok_or_else(|| self.not_found(&id))?;
         let rec = self.visible_row(row, full)?;
         if let Some(d) = self.meta().deleted_at()
@@ -506,6 +563,7 @@ impl Records {
         let row = self
             .fetch_stored(&id)
             .await?
+            .filter(|r| self.in_scope(r).unwrap_or(false))
             .ok_or_else(|| self.not_found(&id))?;
         self.visible_row(row, false)
     }
@@ -519,7 +577,7 @@ impl Records {
     pub(crate) async fn list_inner(&self, query: &ListQuery, full: bool) -> Result<Page<Record>> {
         self.authorize(Ability::ViewAny)?;
         let meta = self.meta();
-        let plan = Plan::new(meta, query).map_err(Error::Validation)?;
+        let plan = self.plan(query)?;
         let db = self.platform.db();
         let backend = db.backend();
         let mut q = Sql::new(backend);
@@ -568,7 +626,7 @@ impl Records {
     /// [`COUNT_THRESHOLD`], estimated from statistics above it.
     pub async fn count(&self, query: &ListQuery) -> Result<Count> {
         self.authorize(Ability::ViewAny)?;
-        let plan = Plan::new(self.meta(), query).map_err(Error::Validation)?;
+        let plan = self.plan(query)?;
         self.count_plan(&plan).await
     }
 
@@ -878,6 +936,18 @@ impl Records {
         let meta = self.meta();
         let mut values = vec![Value::Null; meta.field_list().len()];
         let mut written = self.apply(&mut values, changes, trusted)?;
+        // The policy's fields default to the actor's scope (the owner of a
+        // new record is whoever creates it), and must end inside it.
+        let Some(scope) = self.scope()? else {
+            return Err(self.outside_policy());
+        };
+        for (f, v) in &scope {
+            if let Some(i) = meta.field_index(f.name())
+                && values[i].is_null()
+            {
+                values[i] = v.clone();
+            }
+        }
         // Every field is written on create, so required ones are checked.
         for (i, f) in meta.field_list().iter().enumerate() {
             if f.is_managed() && f.name() != "deleted_at" {
@@ -888,6 +958,9 @@ impl Records {
             }
         }
         self.validate(&values, &written, true)?;
+        if !self.in_scope(&values)? {
+            return Err(self.outside_policy());
+        }
         let pk_i = meta.primary_key_index();
         if meta.primary_key().ty() == FieldType::Uuid {
             values[pk_i] = Value::Uuid(uuid::Uuid::now_v7());
@@ -1100,6 +1173,9 @@ impl Records {
             for &i in &written {
                 plain[i] = probe[i].clone();
             }
+            if !self.in_scope(&plain)? {
+                return Err(self.outside_policy());
+            }
             let changed: Vec<usize> = written
                 .iter()
                 .copied()
@@ -1192,9 +1268,16 @@ impl Records {
     /// The stored row, locked, soft-deleted or not.
     async fn locked_row_any(&self, tx: &mut Tx, id: &Value) -> Result<Vec<Value>> {
         let q = self.select_by_id(tx.backend(), id, true);
-        tx.fetch_optional(q, &column_types(self.meta()))
+        let row = tx
+            .fetch_optional(q, &column_types(self.meta()))
             .await?
-            .ok_or_else(|| self.not_found(id))
+            .ok_or_else(|| self.not_found(id))?;
+        // Records outside the policy do not exist for this actor.
+        if self.in_scope(&row)? {
+            Ok(row)
+        } else {
+            Err(self.not_found(id))
+        }
     }
 
     /// Deletes the record: sets `deleted_at` on soft-deleting resources,
@@ -1344,6 +1427,11 @@ impl Records {
         self.authorize(Ability::Update)?;
         self.check_id(&id)?;
         let meta = self.meta();
+        // A record outside the policy has no history for this actor.
+        self.fetch_stored(&id)
+            .await?
+            .filter(|r| self.in_scope(r).unwrap_or(false))
+            .ok_or_else(|| self.not_found(&id))?;
         let history = self
             .platform
             .audit()
@@ -1425,7 +1513,7 @@ impl Records {
         F: FnMut(&[Value]) -> Option<(Vec<usize>, Vec<Value>, Vec<Value>)>,
     {
         let meta = self.meta();
-        let plan = Plan::new(meta, &bulk_query(query)).map_err(Error::Validation)?;
+        let plan = self.plan(&bulk_query(query))?;
         let db = self.platform.db();
         let backend = db.backend();
         let pk_i = meta.primary_key_index();
@@ -1546,7 +1634,7 @@ impl Records {
 
     async fn bulk_delete(&self, query: &ListQuery) -> Result<u64> {
         let meta = self.meta();
-        let plan = Plan::new(meta, &bulk_query(query)).map_err(Error::Validation)?;
+        let plan = self.plan(&bulk_query(query))?;
         let db = self.platform.db();
         let backend = db.backend();
         let pk = meta.primary_key();

@@ -3,6 +3,8 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use platform_core::Resource;
+use platform_core::context::{Actor, Context};
+use platform_core::policy::Scope;
 use platform_core::resource::Registry;
 
 /// A customer.
@@ -90,12 +92,40 @@ pub struct Task {
     pub done: bool,
 }
 
+/// Owner-only notes: a user reaches their own; super admins and trusted
+/// actors (console, jobs) reach all.
+pub fn own_notes(ctx: &Context) -> Scope {
+    match ctx.actor() {
+        Actor::User(p) | Actor::Token(p, _) if !p.grants.is_super_admin() => {
+            Scope::eq("owner_id", p.user_id)
+        }
+        Actor::Anonymous => Scope::None,
+        _ => Scope::All,
+    }
+}
+
+/// A note with a record-level policy.
+#[derive(Resource, Debug, Clone, PartialEq)]
+#[resource(table = "notes", search(body), policy = own_notes)]
+pub struct Note {
+    /// Id.
+    #[resource(primary_key, sortable)]
+    pub id: i64,
+    /// The owner (filled from the policy on create).
+    #[resource(filter)]
+    pub owner_id: i64,
+    /// Text.
+    #[resource(sortable)]
+    pub body: String,
+}
+
 /// The registry of the test domain.
 pub fn registry() -> Registry {
     Registry::builder()
         .register::<Customer>()
         .register::<Invoice>()
         .register::<Task>()
+        .register::<Note>()
         .build()
         .expect("test registry")
 }

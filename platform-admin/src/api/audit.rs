@@ -123,6 +123,23 @@ pub(super) async fn index(api: ApiContext, params: Params) -> Result<Response> {
     let meta = records.meta();
     let log = api.platform().audit();
     let fetch = limit as i64 + 1;
+    // Under a record-level policy, the history of a record the actor cannot
+    // reach does not exist for them, and neither does the whole resource's.
+    let restricted = !records.reaches_everything()?;
+    if restricted {
+        match record {
+            None => {
+                return Err(platform_core::Error::PermissionDenied {
+                    ability: format!("the policy of {}", meta.plural()),
+                }
+                .into());
+            }
+            Some(text) => {
+                let id = records.parse_id(text)?;
+                records.find_with_trashed(id).await?;
+            }
+        }
+    }
     let mut entries: Vec<Entry> = match record {
         Some(text) => {
             // Ids are stored in their canonical text form (`7`, not `007`).

@@ -16,6 +16,7 @@
 //! assert_eq!(TAGS.field("name").unwrap().max_len(), Some(40));
 //! ```
 
+use crate::policy::PolicyFn;
 use crate::value::{FieldType, FieldValue};
 
 /// Where a resource sits in the admin navigation.
@@ -289,6 +290,7 @@ pub struct ResourceMeta {
     api: bool,
     admin: bool,
     navigation: Navigation,
+    policy: Option<PolicyFn>,
 }
 
 impl ResourceMeta {
@@ -313,6 +315,7 @@ impl ResourceMeta {
                 icon: None,
                 sort: 0,
             },
+            policy: None,
         }
     }
     /// Sets the human labels.
@@ -359,6 +362,11 @@ impl ResourceMeta {
     /// Sets the navigation entry.
     pub const fn navigation(mut self, navigation: Navigation) -> Self {
         self.navigation = navigation;
+        self
+    }
+    /// Sets the record-level policy (see [`crate::policy`]).
+    pub const fn policy(mut self, policy: PolicyFn) -> Self {
+        self.policy = Some(policy);
         self
     }
 
@@ -413,6 +421,10 @@ impl ResourceMeta {
     /// The navigation entry.
     pub const fn navigation_entry(&self) -> Navigation {
         self.navigation
+    }
+    /// The record-level policy, if any.
+    pub const fn policy_fn(&self) -> Option<PolicyFn> {
+        self.policy
     }
 
     /// The field called `name`.

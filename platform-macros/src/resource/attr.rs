@@ -60,6 +60,7 @@ pub(crate) const API: Symbol = Symbol("api");
 pub(crate) const ADMIN: Symbol = Symbol("admin");
 pub(crate) const NAVIGATION: Symbol = Symbol("navigation");
 pub(crate) const CRATE: Symbol = Symbol("crate");
+pub(crate) const POLICY: Symbol = Symbol("policy");
 
 // Keys inside `navigation(...)`.
 pub(crate) const GROUP: Symbol = Symbol("group");
@@ -98,6 +99,7 @@ const CONTAINER_KEYS: &[Symbol] = &[
     ADMIN,
     NAVIGATION,
     CRATE,
+    POLICY,
 ];
 
 const FIELD_KEYS: &[Symbol] = &[
@@ -225,6 +227,7 @@ pub(crate) struct ContainerAttrs {
     pub(crate) admin: Attr<bool>,
     pub(crate) navigation: Attr<NavigationAttrs>,
     pub(crate) krate: Attr<Path>,
+    pub(crate) policy: Attr<Path>,
 }
 
 /// `#[resource(...)]` on a field.
@@ -267,6 +270,7 @@ impl ContainerAttrs {
             admin: Attr::none(ADMIN),
             navigation: Attr::none(NAVIGATION),
             krate: Attr::none(CRATE),
+            policy: Attr::none(POLICY),
         };
         for attr in attrs.iter().filter(|a| a.path() == RESOURCE) {
             if let Err(err) = attr.parse_nested_meta(|meta| this.parse_one(cx, &meta)) {
@@ -321,6 +325,10 @@ impl ContainerAttrs {
         } else if path == NAVIGATION {
             if let Some(nav) = navigation(cx, meta)? {
                 self.navigation.set(cx, path, nav);
+            }
+        } else if path == POLICY {
+            if let Some(p) = policy(cx, meta)? {
+                self.policy.set(cx, path, p);
             }
         } else if path == CRATE {
             if let Some(s) = lit_str(cx, CRATE, meta)? {
@@ -784,6 +792,23 @@ fn belongs_to(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<Type>
             input.span(),
             "resource attribute `belongs_to` expects a resource type: `belongs_to = Customer`",
         ));
+        skip_value(input)?;
+        return Ok(None);
+    }
+    input.parse().map(Some)
+}
+
+/// `policy = path::to::function`.
+fn policy(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<Path>> {
+    const HINT: &str = "resource attribute `policy` expects a function: `policy = invoice_policy`";
+    if !meta.input.peek(Token![=]) {
+        cx.error_spanned_by(&meta.path, HINT);
+        skip_value(meta.input)?;
+        return Ok(None);
+    }
+    let input = meta.value()?;
+    if input.fork().parse::<Path>().is_err() {
+        cx.syn_error(syn::Error::new(input.span(), HINT));
         skip_value(input)?;
         return Ok(None);
     }

@@ -118,6 +118,9 @@ fn resource_meta(cont: &Container<'_>, private: &TokenStream) -> TokenStream {
     if attrs.admin.get() == Some(&false) {
         meta.extend(quote!(.no_admin()));
     }
+    if let Some(policy) = attrs.policy.get() {
+        meta.extend(quote!(.policy(#policy)));
+    }
     if let Some(nav) = attrs.navigation.get() {
         let option = |s: Option<&syn::LitStr>| match s {
             Some(s) => quote!(::core::option::Option::Some(#s)),
