@@ -15,8 +15,18 @@ use platform_core::context::Context;
 use platform_core::db::{Backend, Db, Sql};
 use platform_core::repo::Changes;
 use platform_core::value::Value;
-use platform_tests::domain::registry;
+use platform_core::resource::Registry;
+use platform_tests::domain::{Customer, Invoice};
 use platform_tests::{test_key, with_database};
+
+/// The demo's domain: customers and invoices.
+pub fn registry() -> Registry {
+    Registry::builder()
+        .register::<Customer>()
+        .register::<Invoice>()
+        .build()
+        .expect("bench registry")
+}
 
 /// Where SQLite benchmark files live.
 pub fn bench_dir() -> PathBuf {
