@@ -14,8 +14,8 @@ use platform_core::Platform;
 use platform_core::context::Context;
 use platform_core::db::{Backend, Db, Sql};
 use platform_core::repo::Changes;
-use platform_core::value::Value;
 use platform_core::resource::Registry;
+use platform_core::value::Value;
 use platform_tests::domain::{Customer, Invoice};
 use platform_tests::{test_key, with_database};
 
