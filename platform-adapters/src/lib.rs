@@ -1,1 +1,32 @@
-//! placeholder
+//! # platform-adapters
+//!
+//! Back ends for the adapter traits of `platform-core`, one feature each,
+//! none on by default: a build pulls in only the clients it uses. Each
+//! adapter maps its failures into [`platform_core::Error`]
+//! (`Unavailable` when its server cannot be reached, `Backend` when it
+//! refuses) and passes the trait's conformance suite.
+//!
+//! | feature     | default | what it adds |
+//! |-------------|---------|--------------|
+//! | `mail-smtp` | no      | [`mail::SmtpMailer`]: SMTP delivery (lettre, rustls, pooled connections) |
+//!
+//! ```no_run
+//! # #[cfg(feature = "mail-smtp")]
+//! # async fn f() -> platform_core::Result<()> {
+//! use std::sync::Arc;
+//! use platform_adapters::mail::SmtpMailer;
+//!
+//! let mailer = SmtpMailer::from_url(
+//!     "smtp://app:secret@mail.example.com:587?tls=starttls",
+//!     "Platform <noreply@example.com>",
+//! )?;
+//! let platform = platform_core::Platform::builder()
+//!     .mailer(Arc::new(mailer))
+//!     .build()
+//!     .await?;
+//! # Ok(()) }
+//! ```
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod mail;

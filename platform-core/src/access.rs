@@ -195,7 +195,7 @@ fn user_from_row(r: &[Value]) -> User {
     }
 }
 
-fn validate_email(email: &str, errors: &mut FieldErrors) {
+pub(crate) fn validate_email(email: &str, errors: &mut FieldErrors) {
     let ok = email.len() <= 255
         && email.split_once('@').is_some_and(|(l, d)| {
             !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.')
@@ -206,7 +206,7 @@ fn validate_email(email: &str, errors: &mut FieldErrors) {
     }
 }
 
-fn validate_password(password: &str, errors: &mut FieldErrors) {
+pub(crate) fn validate_password(password: &str, errors: &mut FieldErrors) {
     let n = password.chars().count();
     if n < MIN_PASSWORD_LEN {
         errors.add(

@@ -13,12 +13,15 @@
 
 pub mod access;
 pub mod audit;
+pub mod auth;
 pub mod cache;
 pub mod context;
 pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod event;
+pub mod mail;
+pub mod notification;
 pub mod permission;
 pub mod platform;
 pub mod policy;

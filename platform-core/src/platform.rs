@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use crate::access::Access;
 use crate::audit::AuditLog;
+use crate::auth::{Auth, AuthConfig};
 use crate::cache::{Cache, CacheStore, MemoryStore};
 use crate::context::Context;
 use crate::crypto::{AppKey, Crypto};
 use crate::db::{Db, DbOptions, Migration, MigrationSet};
 use crate::error::{Error, Result};
 use crate::event::EventBus;
+use crate::mail::{LogMailer, Mailer};
+use crate::notification::Notifications;
 use crate::repo::{Records, Repo};
 use crate::resource::{Registry, Resource};
 
@@ -29,13 +32,22 @@ pub enum Environment {
 /// The framework's own tables.
 pub const FRAMEWORK_MIGRATIONS: MigrationSet = MigrationSet {
     name: "platform",
-    migrations: &[Migration {
-        version: 1,
-        name: "access and audit",
-        sqlite: include_str!("../migrations/0001_access_and_audit/sqlite.sql"),
-        postgres: include_str!("../migrations/0001_access_and_audit/postgres.sql"),
-        mysql: include_str!("../migrations/0001_access_and_audit/mysql.sql"),
-    }],
+    migrations: &[
+        Migration {
+            version: 1,
+            name: "access and audit",
+            sqlite: include_str!("../migrations/0001_access_and_audit/sqlite.sql"),
+            postgres: include_str!("../migrations/0001_access_and_audit/postgres.sql"),
+            mysql: include_str!("../migrations/0001_access_and_audit/mysql.sql"),
+        },
+        Migration {
+            version: 2,
+            name: "auth",
+            sqlite: include_str!("../migrations/0002_auth/sqlite.sql"),
+            postgres: include_str!("../migrations/0002_auth/postgres.sql"),
+            mysql: include_str!("../migrations/0002_auth/mysql.sql"),
+        },
+    ],
 };
 
 /// The default database: an SQLite file in the working directory.
@@ -49,6 +61,9 @@ struct Inner {
     events: EventBus,
     access: Access,
     audit: AuditLog,
+    auth: Auth,
+    mailer: Arc<dyn Mailer>,
+    notifications: Notifications,
     environment: Environment,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -115,6 +130,18 @@ impl Platform {
     pub fn audit(&self) -> &AuditLog {
         &self.inner.audit
     }
+    /// Sessions, sign-in, two-factor authentication, password reset.
+    pub fn auth(&self) -> &Auth {
+        &self.inner.auth
+    }
+    /// The mailer (default: [`LogMailer`], which only logs).
+    pub fn mailer(&self) -> &Arc<dyn Mailer> {
+        &self.inner.mailer
+    }
+    /// Database notifications and user preferences.
+    pub fn notifications(&self) -> &Notifications {
+        &self.inner.notifications
+    }
     /// The environment.
     pub fn environment(&self) -> Environment {
         self.inner.environment
@@ -179,6 +206,8 @@ pub struct PlatformBuilder {
     check_schema: bool,
     background: bool,
     cache_store: Option<Arc<dyn CacheStore>>,
+    mailer: Option<Arc<dyn Mailer>>,
+    auth_config: AuthConfig,
     db_options: DbOptions,
     use_env: bool,
 }
@@ -209,6 +238,8 @@ impl Default for PlatformBuilder {
             check_schema: true,
             background: true,
             cache_store: None,
+            mailer: None,
+            auth_config: AuthConfig::default(),
             db_options: DbOptions::default(),
             use_env: true,
         }
@@ -285,6 +316,16 @@ impl PlatformBuilder {
     /// The cache store (default: in-process moka, 64 MiB).
     pub fn cache_store(mut self, store: Arc<dyn CacheStore>) -> Self {
         self.cache_store = Some(store);
+        self
+    }
+    /// The mailer (default: [`LogMailer`], which delivers nothing).
+    pub fn mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
+        self.mailer = Some(mailer);
+        self
+    }
+    /// Authentication settings (default: [`AuthConfig::default`]).
+    pub fn auth_config(mut self, config: AuthConfig) -> Self {
+        self.auth_config = config;
         self
     }
     /// The connection pool's maximum size.
@@ -436,6 +477,14 @@ impl PlatformBuilder {
             .unwrap_or_else(|| Arc::new(MemoryStore::default()));
         let access = Access::new(db.clone());
         let audit = AuditLog::new(db.clone(), crypto.clone());
+        let auth = Auth::new(
+            db.clone(),
+            access.clone(),
+            crypto.clone(),
+            self.auth_config.clone(),
+        );
+        let mailer = self.mailer.clone().unwrap_or_else(|| Arc::new(LogMailer));
+        let notifications = Notifications::new(db.clone());
         let platform = Platform {
             inner: Arc::new(Inner {
                 db,
@@ -445,6 +494,9 @@ impl PlatformBuilder {
                 events: EventBus::default(),
                 access,
                 audit,
+                auth,
+                mailer,
+                notifications,
                 environment,
                 tasks: Mutex::new(Vec::new()),
             }),

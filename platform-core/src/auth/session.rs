@@ -1,0 +1,635 @@
+//! Server-side sessions: random tokens in a cookie, their SHA-256 in
+//! `platform_sessions`.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Inner, acting_as, audit_user, authorize_self, user_ctx};
+use crate::audit::AuditValues;
+use crate::context::Context;
+use crate::crypto::{constant_time_eq, random_token, sha256_hex};
+use crate::db::Tx;
+use crate::error::{Error, Result};
+use crate::value::{FieldType, Value};
+
+/// How often `last_seen_at` of one session is written at most.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+/// Largest accepted session data, as JSON text.
+pub const MAX_DATA_BYTES: usize = 64 * 1024;
+
+const FLASH: &str = "_flash";
+const INTENDED: &str = "_intended";
+const PENDING: &str = "_pending_login";
+
+/// A session's small key/value store (JSON values), saved with
+/// [`Sessions::save`]. Keys starting with `_` are used by the platform
+/// (flash messages, the intended URL, a sign-in waiting for its second
+/// factor).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionData(serde_json::Map<String, serde_json::Value>);
+
+impl SessionData {
+    /// The value under `key`, if present and of type `T`.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        self.0
+            .get(key)
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+    /// Stores `value` under `key` (values that do not serialise are
+    /// skipped).
+    pub fn insert<T: Serialize + ?Sized>(&mut self, key: impl Into<String>, value: &T) {
+        if let Ok(v) = serde_json::to_value(value) {
+            self.0.insert(key.into(), v);
+        }
+    }
+    /// Removes and returns the raw value under `key`.
+    pub fn remove(&mut self, key: &str) -> Option<serde_json::Value> {
+        self.0.remove(key)
+    }
+    /// Whether `key` is present.
+    pub fn contains(&self, key: &str) -> bool {
+        self.0.contains_key(key)
+    }
+    /// Whether there is nothing stored.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    fn to_json(&self) -> String {
+        serde_json::Value::Object(self.0.clone()).to_string()
+    }
+    fn from_json(text: &str) -> Self {
+        match serde_json::from_str(text) {
+            Ok(serde_json::Value::Object(m)) => Self(m),
+            _ => Self::default(),
+        }
+    }
+}
+
+/// A one-time message shown on the next page (`status`, `error`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Flash {
+    /// A kind the page styles by (`success`, `error`, `status`...).
+    pub kind: String,
+    /// The text.
+    pub message: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Pending {
+    user_id: i64,
+    at: i64,
+}
+
+/// One session, as loaded by [`Sessions::load`]. Holds the SHA-256 of its
+/// token, never the token.
+#[derive(Clone)]
+pub struct Session {
+    id: String,
+    user_id: Option<i64>,
+    csrf_token: String,
+    two_factor_passed: bool,
+    password_confirmed_at: Option<DateTime<Utc>>,
+    /// Flash messages, the intended URL and anything else the host keeps;
+    /// written by [`Sessions::save`].
+    pub data: SessionData,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    created_at: DateTime<Utc>,
+    last_seen_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    confirm_timeout: Duration,
+    pending_ttl: Duration,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("user_id", &self.user_id)
+            .field("two_factor_passed", &self.two_factor_passed)
+            .field("password_confirmed_at", &self.password_confirmed_at)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// The signed-in user (`None` for an anonymous session).
+    pub fn user_id(&self) -> Option<i64> {
+        self.user_id
+    }
+    /// Whether the session is signed in.
+    pub fn is_authenticated(&self) -> bool {
+        self.user_id.is_some()
+    }
+    /// The session's CSRF token, for forms and the `X-CSRF-Token` header.
+    pub fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+    /// Whether `token` is this session's CSRF token (constant time).
+    pub fn verify_csrf(&self, token: &str) -> bool {
+        constant_time_eq(self.csrf_token.as_bytes(), token.as_bytes())
+    }
+    /// Whether a second factor (TOTP or recovery code) was proved when this
+    /// session signed in. `false` for accounts without two-factor
+    /// authentication, and for sessions signed in before the account turned
+    /// it on.
+    pub fn two_factor_passed(&self) -> bool {
+        self.two_factor_passed
+    }
+    /// When the password was last confirmed in this session.
+    pub fn password_confirmed_at(&self) -> Option<DateTime<Utc>> {
+        self.password_confirmed_at
+    }
+    /// Whether the password was confirmed within the configured timeout
+    /// ([`crate::auth::AuthConfig::password_timeout`], default 15 min).
+    pub fn password_recently_confirmed(&self) -> bool {
+        self.password_confirmed_at.is_some_and(|t| {
+            Utc::now()
+                .signed_duration_since(t)
+                .to_std()
+                .is_ok_and(|d| d < self.confirm_timeout)
+                || t > Utc::now()
+        })
+    }
+    /// The client address the session started from.
+    pub fn ip(&self) -> Option<&str> {
+        self.ip.as_deref()
+    }
+    /// The user agent the session started with.
+    pub fn user_agent(&self) -> Option<&str> {
+        self.user_agent.as_deref()
+    }
+    /// When the session started.
+    pub fn created_at(&self) -> DateTime<Utc> {
+        self.created_at
+    }
+    /// When the session was last used (written at most once a minute).
+    pub fn last_seen_at(&self) -> DateTime<Utc> {
+        self.last_seen_at
+    }
+    /// When the session ends unless used again.
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        self.expires_at
+    }
+
+    /// Adds a flash message for the next page.
+    pub fn flash(&mut self, kind: impl Into<String>, message: impl Into<String>) {
+        let mut all: Vec<Flash> = self.data.get(FLASH).unwrap_or_default();
+        all.push(Flash {
+            kind: kind.into(),
+            message: message.into(),
+        });
+        self.data.insert(FLASH, &all);
+    }
+    /// Takes the flash messages (they are gone once the session is saved).
+    pub fn take_flash(&mut self) -> Vec<Flash> {
+        self.data
+            .remove(FLASH)
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default()
+    }
+    /// Remembers the URL to return to after signing in.
+    pub fn set_intended(&mut self, url: impl Into<String>) {
+        self.data.insert(INTENDED, &url.into());
+    }
+    /// Takes the URL to return to after signing in.
+    pub fn take_intended(&mut self) -> Option<String> {
+        self.data
+            .remove(INTENDED)
+            .and_then(|v| v.as_str().map(str::to_owned))
+    }
+    /// Remembers that `user_id` gave the right password and still owes the
+    /// second factor ([`crate::auth::LoginOutcome::TwoFactorRequired`]).
+    /// The session stays anonymous until [`Sessions::login`].
+    pub fn set_pending_login(&mut self, user_id: i64) {
+        self.data.insert(
+            PENDING,
+            &Pending {
+                user_id,
+                at: Utc::now().timestamp(),
+            },
+        );
+    }
+    /// The user waiting for the two-factor step, if they passed the password
+    /// step within [`crate::auth::AuthConfig::two_factor_challenge_ttl`].
+    pub fn pending_login(&self) -> Option<i64> {
+        let p: Pending = self.data.get(PENDING)?;
+        let age = Utc::now().timestamp().saturating_sub(p.at);
+        let ttl = i64::try_from(self.pending_ttl.as_secs()).unwrap_or(i64::MAX);
+        (0..=ttl).contains(&age).then_some(p.user_id)
+    }
+    /// Forgets a pending two-factor sign-in.
+    pub fn clear_pending_login(&mut self) {
+        self.data.remove(PENDING);
+    }
+}
+
+/// Session storage ([`crate::auth::Auth::sessions`]).
+#[derive(Clone)]
+pub struct Sessions {
+    pub(super) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sessions")
+            .field("idle_timeout", &self.inner.config.session_idle_timeout)
+            .field("lifetime", &self.inner.config.session_lifetime)
+            .finish()
+    }
+}
+
+const SELECT: &str = "SELECT s.id, s.user_id, s.csrf_token, s.data, s.ip, s.user_agent, s.two_factor_passed, s.password_confirmed_at, s.created_at, s.last_seen_at, s.expires_at, u.disabled_at FROM platform_sessions s LEFT JOIN platform_users u ON u.id = s.user_id WHERE s.id = ";
+const TYPES: [FieldType; 12] = [
+    FieldType::Text,
+    FieldType::I64,
+    FieldType::Text,
+    FieldType::Text,
+    FieldType::Text,
+    FieldType::Text,
+    FieldType::Bool,
+    FieldType::DateTime,
+    FieldType::DateTime,
+    FieldType::DateTime,
+    FieldType::DateTime,
+    FieldType::DateTime,
+];
+
+fn time(v: &Value) -> Option<DateTime<Utc>> {
+    match v {
+        Value::DateTime(t) => Some(*t),
+        _ => None,
+    }
+}
+
+fn chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Whether `token` has the shape of one of our tokens (43 base64url
+/// characters), so junk never reaches the database.
+fn well_formed(token: &str) -> bool {
+    token.len() == 43
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The hash stored for a session token.
+pub(super) fn token_hash(token: &str) -> String {
+    sha256_hex(token.as_bytes())
+}
+
+impl Sessions {
+    fn expiry(&self, created: DateTime<Utc>, seen: DateTime<Utc>) -> DateTime<Utc> {
+        let c = &self.inner.config;
+        let absolute = created
+            .checked_add_signed(chrono(c.session_lifetime))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let idle = seen
+            .checked_add_signed(chrono(c.session_idle_timeout))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        absolute.min(idle)
+    }
+
+    fn blank(&self, id: String, ip: Option<String>, user_agent: Option<String>) -> Session {
+        let now = crate::db::truncate_micros(Utc::now());
+        Session {
+            id,
+            user_id: None,
+            csrf_token: random_token(32),
+            two_factor_passed: false,
+            password_confirmed_at: None,
+            data: SessionData::default(),
+            ip,
+            user_agent,
+            created_at: now,
+            last_seen_at: now,
+            expires_at: self.expiry(now, now),
+            confirm_timeout: self.inner.config.password_timeout,
+            pending_ttl: self.inner.config.two_factor_challenge_ttl,
+        }
+    }
+
+    async fn insert(&self, tx: &mut Tx, s: &Session) -> Result<()> {
+        let opt = |v: &Option<String>| v.clone().map_or(Value::Null, Value::Text);
+        let mut q = tx.sql();
+        q.push("INSERT INTO platform_sessions (id, user_id, csrf_token, data, ip, user_agent, two_factor_passed, password_confirmed_at, created_at, last_seen_at, expires_at) VALUES (")
+            .bind_str(s.id.clone())
+            .push(", ")
+            .bind(s.user_id.map_or(Value::Null, Value::Int), FieldType::I64)
+            .push(", ")
+            .bind_str(s.csrf_token.clone())
+            .push(", ")
+            .bind_str(s.data.to_json())
+            .push(", ")
+            .bind(opt(&s.ip), FieldType::Text)
+            .push(", ")
+            .bind(opt(&s.user_agent), FieldType::Text)
+            .push(", ")
+            .bind(Value::Bool(s.two_factor_passed), FieldType::Bool)
+            .push(", ")
+            .bind(
+                s.password_confirmed_at.map_or(Value::Null, Value::DateTime),
+                FieldType::DateTime,
+            )
+            .push(", ")
+            .bind(Value::DateTime(s.created_at), FieldType::DateTime)
+            .push(", ")
+            .bind(Value::DateTime(s.last_seen_at), FieldType::DateTime)
+            .push(", ")
+            .bind(Value::DateTime(s.expires_at), FieldType::DateTime)
+            .push(")");
+        tx.execute(q).await?;
+        Ok(())
+    }
+
+    /// Starts an anonymous session (for the sign-in form's CSRF token) and
+    /// returns its token, for the cookie, and the session. The user agent is
+    /// cut to 512 characters.
+    pub async fn start(
+        &self,
+        ip: Option<IpAddr>,
+        user_agent: Option<&str>,
+    ) -> Result<(String, Session)> {
+        let token = random_token(32);
+        let ua = user_agent.map(|u| u.chars().take(512).collect::<String>());
+        let s = self.blank(token_hash(&token), ip.map(|i| i.to_string()), ua);
+        let mut tx = self.inner.db.begin().await?;
+        let r = self.insert(&mut tx, &s).await;
+        tx.finish(r).await?;
+        Ok((token, s))
+    }
+
+    /// The live session of `token`: `None` for unknown, malformed and
+    /// expired tokens (idle longer than
+    /// [`crate::auth::AuthConfig::session_idle_timeout`] or older than
+    /// [`crate::auth::AuthConfig::session_lifetime`]) and for sessions of
+    /// disabled users. Records the use at most once a minute.
+    pub async fn load(&self, token: &str) -> Result<Option<Session>> {
+        if !well_formed(token) {
+            return Ok(None);
+        }
+        let id = token_hash(token);
+        let db = &self.inner.db;
+        let mut q = db.sql();
+        q.push(SELECT).bind_str(id.clone());
+        let Some(r) = db.fetch_optional(q, &TYPES).await? else {
+            return Ok(None);
+        };
+        let now = Utc::now();
+        let created = time(&r[8]).unwrap_or_default();
+        let seen = time(&r[9]).unwrap_or_default();
+        let user_id = r[1].as_i64();
+        let disabled = user_id.is_some() && !r[11].is_null();
+        if self.expiry(created, seen) <= now || disabled {
+            let mut d = db.sql();
+            d.push("DELETE FROM platform_sessions WHERE id = ")
+                .bind_str(id);
+            db.execute(d).await?;
+            return Ok(None);
+        }
+        let mut s = Session {
+            id,
+            user_id,
+            csrf_token: r[2].as_str().unwrap_or_default().to_owned(),
+            two_factor_passed: matches!(r[6], Value::Bool(true)) || r[6].as_i64() == Some(1),
+            password_confirmed_at: time(&r[7]),
+            data: SessionData::from_json(r[3].as_str().unwrap_or("{}")),
+            ip: r[4].as_str().map(str::to_owned),
+            user_agent: r[5].as_str().map(str::to_owned),
+            created_at: created,
+            last_seen_at: seen,
+            expires_at: time(&r[10]).unwrap_or_default(),
+            confirm_timeout: self.inner.config.password_timeout,
+            pending_ttl: self.inner.config.two_factor_challenge_ttl,
+        };
+        if now.signed_duration_since(seen) >= chrono(TOUCH_EVERY) {
+            let now = crate::db::truncate_micros(now);
+            s.last_seen_at = now;
+            s.expires_at = self.expiry(created, now);
+            let mut u = db.sql();
+            u.push("UPDATE platform_sessions SET last_seen_at = ")
+                .bind(Value::DateTime(now), FieldType::DateTime)
+                .push(", expires_at = ")
+                .bind(Value::DateTime(s.expires_at), FieldType::DateTime)
+                .push(" WHERE id = ")
+                .bind_str(s.id.clone());
+            db.execute(u).await?;
+        }
+        Ok(Some(s))
+    }
+
+    /// Writes the session's [`Session::data`]. A session that ended in the
+    /// meantime (signed out, expired) is left ended.
+    pub async fn save(&self, session: &Session) -> Result<()> {
+        let data = session.data.to_json();
+        if data.len() > MAX_DATA_BYTES {
+            return Err(Error::invalid(
+                "session",
+                "too_long",
+                format!("session data must be at most {MAX_DATA_BYTES} bytes"),
+            ));
+        }
+        let mut q = self.inner.db.sql();
+        q.push("UPDATE platform_sessions SET data = ")
+            .bind_str(data)
+            .push(" WHERE id = ")
+            .bind_str(session.id.clone());
+        self.inner.db.execute(q).await?;
+        Ok(())
+    }
+
+    /// Signs `user_id` in on `session` and returns the new token for the
+    /// cookie. The old token stops working at once (session fixation
+    /// defence): the session gets a new id and a new CSRF token, and keeps
+    /// nothing of the old one but its flash messages and intended URL.
+    ///
+    /// Call it only after every factor the account needs: the password
+    /// ([`crate::auth::Auth::attempt_login`]) and, for
+    /// [`crate::auth::LoginOutcome::TwoFactorRequired`], a TOTP or recovery
+    /// code. [`Session::two_factor_passed`] is set when the account has
+    /// two-factor authentication. Audited as `login`. Fails with
+    /// [`Error::Unauthenticated`] for unknown and disabled users.
+    pub async fn login(
+        &self,
+        ctx: &Context,
+        session: &mut Session,
+        user_id: i64,
+    ) -> Result<String> {
+        let user = self
+            .inner
+            .access
+            .user(user_id)
+            .await?
+            .filter(|u| u.disabled_at.is_none())
+            .ok_or(Error::Unauthenticated)?;
+        let token = random_token(32);
+        let mut fresh = self.blank(
+            token_hash(&token),
+            ctx.ip()
+                .map(|i| i.to_string())
+                .or_else(|| session.ip.clone()),
+            ctx.user_agent()
+                .map(str::to_owned)
+                .or_else(|| session.user_agent.clone()),
+        );
+        fresh.user_id = Some(user.id);
+        fresh.two_factor_passed = user.two_factor_confirmed_at.is_some();
+        for key in [FLASH, INTENDED] {
+            if let Some(v) = session.data.0.get(key) {
+                fresh.data.0.insert(key.to_owned(), v.clone());
+            }
+        }
+        let actor = acting_as(ctx, &user);
+        let mut tx = self.inner.db.begin().await?;
+        let result = async {
+            let mut d = tx.sql();
+            d.push("DELETE FROM platform_sessions WHERE id = ")
+                .bind_str(session.id.clone());
+            tx.execute(d).await?;
+            self.insert(&mut tx, &fresh).await?;
+            let mut v = AuditValues::new();
+            v.insert("two_factor".into(), fresh.two_factor_passed.into());
+            audit_user(&mut tx, &actor, "login", user.id, None, Some(v)).await
+        }
+        .await;
+        tx.finish(result).await?;
+        *session = fresh;
+        Ok(token)
+    }
+
+    /// Ends the session of `token` (signing out). Audited as `logout` for a
+    /// signed-in session.
+    pub async fn logout(&self, ctx: &Context, token: &str) -> Result<()> {
+        if !well_formed(token) {
+            return Ok(());
+        }
+        let id = token_hash(token);
+        let mut tx = self.inner.db.begin().await?;
+        let result = async {
+            let mut q = tx.sql();
+            q.push("SELECT user_id FROM platform_sessions WHERE id = ")
+                .bind_str(id.clone());
+            let user_id = tx.fetch_i64(q).await?;
+            let mut d = tx.sql();
+            d.push("DELETE FROM platform_sessions WHERE id = ")
+                .bind_str(id);
+            tx.execute(d).await?;
+            if let Some(uid) = user_id {
+                let actor = user_ctx(&self.inner.access, ctx, uid).await?;
+                audit_user(&mut tx, &actor, "logout", uid, None, None).await?;
+            }
+            Ok(())
+        }
+        .await;
+        tx.finish(result).await
+    }
+
+    /// Ends every session of `user_id` except the one of `except` (a
+    /// token), e.g. "sign out my other devices"; returns how many ended.
+    /// The user themself or someone with `update_user` may. Audited as
+    /// `sessions_revoked` when any did. (Password changes and resets end
+    /// sessions on their own.)
+    pub async fn destroy_user_sessions(
+        &self,
+        ctx: &Context,
+        user_id: i64,
+        except: Option<&str>,
+    ) -> Result<u64> {
+        authorize_self(ctx, user_id)?;
+        let mut tx = self.inner.db.begin().await?;
+        let result = async {
+            let n = delete_user_sessions(&mut tx, user_id, except.map(token_hash)).await?;
+            if n > 0 {
+                let mut v = AuditValues::new();
+                v.insert("sessions".into(), n.into());
+                audit_user(&mut tx, ctx, "sessions_revoked", user_id, Some(v), None).await?;
+            }
+            Ok(n)
+        }
+        .await;
+        tx.finish(result).await
+    }
+
+    /// Deletes every expired session; returns how many. Run it now and then
+    /// (expired sessions never load, so this only reclaims space).
+    pub async fn prune_expired(&self) -> Result<u64> {
+        let db = &self.inner.db;
+        let mut q = db.sql();
+        q.push("DELETE FROM platform_sessions WHERE expires_at <= ")
+            .bind(Value::DateTime(Utc::now()), FieldType::DateTime);
+        db.execute(q).await
+    }
+
+    /// How many live sessions `user_id` has.
+    pub async fn count_for_user(&self, user_id: i64) -> Result<i64> {
+        let db = &self.inner.db;
+        let mut q = db.sql();
+        q.push("SELECT COUNT(*) FROM platform_sessions WHERE user_id = ")
+            .bind_i64(user_id)
+            .push(" AND expires_at > ")
+            .bind(Value::DateTime(Utc::now()), FieldType::DateTime);
+        Ok(db.fetch_i64(q).await?.unwrap_or(0))
+    }
+
+    /// Records that the password was just confirmed in `session`.
+    pub(super) async fn mark_password_confirmed(&self, session: &mut Session) -> Result<()> {
+        let now = crate::db::truncate_micros(Utc::now());
+        let mut q = self.inner.db.sql();
+        q.push("UPDATE platform_sessions SET password_confirmed_at = ")
+            .bind(Value::DateTime(now), FieldType::DateTime)
+            .push(" WHERE id = ")
+            .bind_str(session.id.clone());
+        self.inner.db.execute(q).await?;
+        session.password_confirmed_at = Some(now);
+        Ok(())
+    }
+}
+
+/// Deletes the sessions of `user_id` but the one with id `except`.
+pub(super) async fn delete_user_sessions(
+    tx: &mut Tx,
+    user_id: i64,
+    except: Option<String>,
+) -> Result<u64> {
+    let mut q = tx.sql();
+    q.push("DELETE FROM platform_sessions WHERE user_id = ")
+        .bind_i64(user_id);
+    if let Some(id) = except {
+        q.push(" AND id <> ").bind_str(id);
+    }
+    tx.execute(q).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_round_trips() {
+        let mut d = SessionData::default();
+        d.insert("tab", "invoices");
+        d.insert("n", &3);
+        let back = SessionData::from_json(&d.to_json());
+        assert_eq!(back.get::<String>("tab").as_deref(), Some("invoices"));
+        assert_eq!(back.get::<i64>("n"), Some(3));
+        assert_eq!(back.get::<i64>("tab"), None, "wrong type reads as None");
+        assert_eq!(SessionData::from_json("not json"), SessionData::default());
+    }
+
+    #[test]
+    fn token_shape() {
+        assert!(well_formed(&random_token(32)));
+        assert!(!well_formed("short"));
+        assert!(!well_formed(
+            &"a".repeat(42).chars().chain(['!']).collect::<String>()
+        ));
+    }
+}

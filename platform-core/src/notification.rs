@@ -1,0 +1,366 @@
+//! Database notifications (the panel's bell) and per-user preferences.
+//!
+//! A notification is a short message to one user, kept until deleted with
+//! the user; the panel shows the unread ones and marks them read.
+//! Preferences are small JSON values per user and name (the panel keeps
+//! column toggles and similar choices there), at most
+//! [`MAX_PREFERENCE_BYTES`] each.
+
+use chrono::{DateTime, Utc};
+
+use crate::db::{Backend, Db};
+use crate::error::{Error, FieldErrors, Result};
+use crate::value::{FieldType, Value};
+
+/// Largest accepted preference value, as JSON text.
+pub const MAX_PREFERENCE_BYTES: usize = 16 * 1024;
+/// Longest accepted notification body, in bytes.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// How a notification looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// Neutral information.
+    #[default]
+    Info,
+    /// Something went well.
+    Success,
+    /// Something needs attention.
+    Warning,
+    /// Something failed.
+    Danger,
+}
+
+impl Level {
+    /// The stored name (`info`, `success`, `warning`, `danger`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Success => "success",
+            Self::Warning => "warning",
+            Self::Danger => "danger",
+        }
+    }
+    /// The level with this stored name (unknown names read as `Info`).
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "success" => Self::Success,
+            "warning" => Self::Warning,
+            "danger" => Self::Danger,
+            _ => Self::Info,
+        }
+    }
+}
+
+/// A notification to send.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Notice {
+    /// A short title (1 to 255 characters).
+    pub title: String,
+    /// The message (at most [`MAX_BODY_BYTES`]).
+    pub body: String,
+    /// Where clicking it leads (at most 2048 characters).
+    pub url: Option<String>,
+    /// How it looks.
+    pub level: Level,
+}
+
+impl Notice {
+    /// An `Info` notice without a link.
+    pub fn new(title: impl Into<String>, body: impl Into<String>) -> Self {
+        Self {
+            title: title.into(),
+            body: body.into(),
+            url: None,
+            level: Level::Info,
+        }
+    }
+    /// Sets the link.
+    #[must_use]
+    pub fn with_url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+    /// Sets the level.
+    #[must_use]
+    pub fn with_level(mut self, level: Level) -> Self {
+        self.level = level;
+        self
+    }
+}
+
+/// A stored notification.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Notification {
+    /// Id.
+    pub id: i64,
+    /// The recipient.
+    pub user_id: i64,
+    /// Title.
+    pub title: String,
+    /// Message.
+    pub body: String,
+    /// Link.
+    pub url: Option<String>,
+    /// Level.
+    pub level: Level,
+    /// When it was read.
+    pub read_at: Option<DateTime<Utc>>,
+    /// When it was sent.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Notifications and preferences of one database
+/// ([`crate::Platform::notifications`]).
+#[derive(Debug, Clone)]
+pub struct Notifications {
+    db: Db,
+}
+
+const COLUMNS: &str = "id, user_id, title, body, url, level, read_at, created_at";
+const TYPES: [FieldType; 8] = [
+    FieldType::I64,
+    FieldType::I64,
+    FieldType::Text,
+    FieldType::Text,
+    FieldType::Text,
+    FieldType::Text,
+    FieldType::DateTime,
+    FieldType::DateTime,
+];
+
+fn from_row(r: &[Value]) -> Notification {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let time = |v: &Value| match v {
+        Value::DateTime(t) => Some(*t),
+        _ => None,
+    };
+    Notification {
+        id: r[0].as_i64().unwrap_or_default(),
+        user_id: r[1].as_i64().unwrap_or_default(),
+        title: text(&r[2]),
+        body: text(&r[3]),
+        url: r[4].as_str().map(str::to_owned),
+        level: Level::parse(r[5].as_str().unwrap_or_default()),
+        read_at: time(&r[6]),
+        created_at: time(&r[7]).unwrap_or_default(),
+    }
+}
+
+fn clamp_limit(limit: u32) -> i64 {
+    i64::from(limit.clamp(1, 500))
+}
+
+impl Notifications {
+    /// Notifications over `db` (the framework migrations must have run).
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Sends `notice` to `user_id` and returns its id.
+    pub async fn send(&self, user_id: i64, notice: Notice) -> Result<i64> {
+        let mut errors = FieldErrors::default();
+        let title = notice.title.trim();
+        if title.is_empty() {
+            errors.add("title", "required", "is required");
+        } else if title.chars().count() > 255 {
+            errors.add("title", "too_long", "must be at most 255 characters");
+        }
+        if notice.body.len() > MAX_BODY_BYTES {
+            errors.add(
+                "body",
+                "too_long",
+                format!("must be at most {MAX_BODY_BYTES} bytes"),
+            );
+        }
+        if notice
+            .url
+            .as_ref()
+            .is_some_and(|u| u.chars().count() > 2048)
+        {
+            errors.add("url", "too_long", "must be at most 2048 characters");
+        }
+        errors.into_result()?;
+        let mut tx = self.db.begin().await?;
+        let mut q = tx.sql();
+        q.push("INSERT INTO platform_notifications (user_id, title, body, url, level, created_at) VALUES (")
+            .bind_i64(user_id)
+            .push(", ")
+            .bind_str(title)
+            .push(", ")
+            .bind_str(notice.body)
+            .push(", ")
+            .bind(notice.url.map_or(Value::Null, Value::Text), FieldType::Text)
+            .push(", ")
+            .bind_str(notice.level.as_str())
+            .push(", ")
+            .bind(Value::DateTime(Utc::now()), FieldType::DateTime)
+            .push(")");
+        if tx.backend() != Backend::MySql {
+            q.push(" RETURNING id");
+        }
+        let id = tx.insert_returning_id(q).await.map_err(|e| match e {
+            Error::Conflict { .. } => Error::NotFound {
+                resource: "user",
+                id: user_id.to_string(),
+            },
+            e => e,
+        });
+        tx.finish(id).await
+    }
+
+    /// The user's unread notifications, newest first, at most `limit`
+    /// (1 to 500).
+    pub async fn unread(&self, user_id: i64, limit: u32) -> Result<Vec<Notification>> {
+        let mut q = self.db.sql();
+        q.push("SELECT ")
+            .push(COLUMNS)
+            .push(" FROM platform_notifications WHERE user_id = ")
+            .bind_i64(user_id)
+            .push(" AND read_at IS NULL ORDER BY id DESC LIMIT ")
+            .int(clamp_limit(limit));
+        Ok(self
+            .db
+            .fetch_all(q, &TYPES)
+            .await?
+            .iter()
+            .map(|r| from_row(r))
+            .collect())
+    }
+
+    /// The user's notifications, read or not, newest first, at most `limit`
+    /// (1 to 500).
+    pub async fn latest(&self, user_id: i64, limit: u32) -> Result<Vec<Notification>> {
+        let mut q = self.db.sql();
+        q.push("SELECT ")
+            .push(COLUMNS)
+            .push(" FROM platform_notifications WHERE user_id = ")
+            .bind_i64(user_id)
+            .push(" ORDER BY id DESC LIMIT ")
+            .int(clamp_limit(limit));
+        Ok(self
+            .db
+            .fetch_all(q, &TYPES)
+            .await?
+            .iter()
+            .map(|r| from_row(r))
+            .collect())
+    }
+
+    /// How many notifications the user has not read.
+    pub async fn count_unread(&self, user_id: i64) -> Result<i64> {
+        let mut q = self.db.sql();
+        q.push("SELECT COUNT(*) FROM platform_notifications WHERE user_id = ")
+            .bind_i64(user_id)
+            .push(" AND read_at IS NULL");
+        Ok(self.db.fetch_i64(q).await?.unwrap_or(0))
+    }
+
+    /// Marks one of the user's notifications read. `false` when it is not
+    /// theirs, does not exist or was already read.
+    pub async fn mark_read(&self, user_id: i64, id: i64) -> Result<bool> {
+        let mut q = self.db.sql();
+        q.push("UPDATE platform_notifications SET read_at = ")
+            .bind(Value::DateTime(Utc::now()), FieldType::DateTime)
+            .push(" WHERE id = ")
+            .bind_i64(id)
+            .push(" AND user_id = ")
+            .bind_i64(user_id)
+            .push(" AND read_at IS NULL");
+        Ok(self.db.execute(q).await? == 1)
+    }
+
+    /// Marks every unread notification of the user read; returns how many.
+    pub async fn mark_all_read(&self, user_id: i64) -> Result<u64> {
+        let mut q = self.db.sql();
+        q.push("UPDATE platform_notifications SET read_at = ")
+            .bind(Value::DateTime(Utc::now()), FieldType::DateTime)
+            .push(" WHERE user_id = ")
+            .bind_i64(user_id)
+            .push(" AND read_at IS NULL");
+        self.db.execute(q).await
+    }
+
+    // ---- preferences ----------------------------------------------------
+
+    /// The user's preference `name`, if set.
+    pub async fn get_preference(
+        &self,
+        user_id: i64,
+        name: &str,
+    ) -> Result<Option<serde_json::Value>> {
+        let mut q = self.db.sql();
+        q.push("SELECT value FROM platform_user_preferences WHERE user_id = ")
+            .bind_i64(user_id)
+            .push(" AND name = ")
+            .bind_str(name);
+        let row = self.db.fetch_optional(q, &[FieldType::Text]).await?;
+        Ok(row
+            .and_then(|r| r.into_iter().next())
+            .and_then(|v| v.as_str().and_then(|s| serde_json::from_str(s).ok())))
+    }
+
+    /// Sets the user's preference `name` (1 to 191 characters) to `value`
+    /// (at most [`MAX_PREFERENCE_BYTES`] as JSON), replacing any earlier
+    /// value.
+    pub async fn set_preference(
+        &self,
+        user_id: i64,
+        name: &str,
+        value: &serde_json::Value,
+    ) -> Result<()> {
+        let mut errors = FieldErrors::default();
+        let n = name.chars().count();
+        if n == 0 || n > 191 {
+            errors.add("name", "invalid", "must be 1 to 191 characters");
+        }
+        let text = value.to_string();
+        if text.len() > MAX_PREFERENCE_BYTES {
+            errors.add(
+                "value",
+                "too_long",
+                format!("must be at most {MAX_PREFERENCE_BYTES} bytes as JSON"),
+            );
+        }
+        errors.into_result()?;
+        let now = Value::DateTime(Utc::now());
+        let mut tx = self.db.begin().await?;
+        let mut q = tx.sql();
+        q.push("INSERT INTO platform_user_preferences (user_id, name, value, updated_at) VALUES (")
+            .bind_i64(user_id)
+            .push(", ")
+            .bind_str(name)
+            .push(", ")
+            .bind_str(text)
+            .push(", ")
+            .bind(now, FieldType::DateTime)
+            .push(")");
+        match tx.backend() {
+            Backend::MySql => {
+                q.push(" ON DUPLICATE KEY UPDATE value = VALUES(value), updated_at = VALUES(updated_at)")
+            }
+            Backend::Sqlite | Backend::Postgres => q.push(
+                " ON CONFLICT (user_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            ),
+        };
+        let result = tx.execute(q).await.map(|_| ()).map_err(|e| match e {
+            Error::Conflict { .. } => Error::NotFound {
+                resource: "user",
+                id: user_id.to_string(),
+            },
+            e => e,
+        });
+        tx.finish(result).await
+    }
+
+    /// Removes the user's preference `name`; `true` when it existed.
+    pub async fn forget_preference(&self, user_id: i64, name: &str) -> Result<bool> {
+        let mut q = self.db.sql();
+        q.push("DELETE FROM platform_user_preferences WHERE user_id = ")
+            .bind_i64(user_id)
+            .push(" AND name = ")
+            .bind_str(name);
+        Ok(self.db.execute(q).await? > 0)
+    }
+}
