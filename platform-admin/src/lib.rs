@@ -8,6 +8,7 @@
 //! | router | mount it at | what it serves |
 //! |--------|-------------|----------------|
 //! | [`api_router`] | `.nest("/api", …)` | the JSON API of every resource, the audit trail, `openapi.json` |
+//! | [`panel_router`] | `.nest("/admin", …)` | the admin panel (HTML): dashboard, resource pages, users, roles, tokens |
 //!
 //! ```no_run
 //! use axum::Router;
@@ -31,9 +32,11 @@
 pub mod api;
 pub mod error;
 pub mod layer;
+pub mod panel;
 
 pub use api::{ApiConfig, api_router, api_router_with};
 pub use error::{Error, Result};
+pub use panel::{PanelConfig, panel_router, panel_router_with};
 
 pub mod cli;
 pub mod health;
@@ -41,10 +44,17 @@ pub mod health;
 pub use health::health_router;
 
 /// Every router of the platform mounted where the demo's contract puts them
-/// (`/api`, `/health`), for a `Platform` state. `Cli::serve` serves this.
+/// (`/api`, `/admin`, `/health`), for a `Platform` state. `Cli::serve`
+/// serves this. The panel needs the session layer in front of it (until
+/// then its pages redirect to `/admin/login`).
 pub fn app_router() -> axum::Router<platform_core::Platform> {
     axum::Router::new()
         .nest("/api", api_router())
+        .nest("/admin", panel_router())
+        .route(
+            "/admin/",
+            axum::routing::get(|| async { axum::response::Redirect::permanent("/admin") }),
+        )
         .merge(health_router())
         .route(
             "/",

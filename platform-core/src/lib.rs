@@ -12,6 +12,7 @@
 //! | `testing` | no      | conformance suites for adapter authors |
 
 pub mod access;
+pub mod access_log;
 pub mod audit;
 pub mod auth;
 pub mod cache;

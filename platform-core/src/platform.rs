@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::access::Access;
+use crate::access_log::AccessLog;
 use crate::audit::AuditLog;
 use crate::auth::{Auth, AuthConfig};
 use crate::cache::{Cache, CacheStore, MemoryStore};
@@ -47,6 +48,13 @@ pub const FRAMEWORK_MIGRATIONS: MigrationSet = MigrationSet {
             postgres: include_str!("../migrations/0002_auth/postgres.sql"),
             mysql: include_str!("../migrations/0002_auth/mysql.sql"),
         },
+        Migration {
+            version: 3,
+            name: "access log",
+            sqlite: include_str!("../migrations/0003_access_log/sqlite.sql"),
+            postgres: include_str!("../migrations/0003_access_log/postgres.sql"),
+            mysql: include_str!("../migrations/0003_access_log/mysql.sql"),
+        },
     ],
 };
 
@@ -61,6 +69,7 @@ struct Inner {
     events: EventBus,
     access: Access,
     audit: AuditLog,
+    access_log: AccessLog,
     auth: Auth,
     mailer: Arc<dyn Mailer>,
     notifications: Notifications,
@@ -126,6 +135,10 @@ impl Platform {
     pub fn access(&self) -> &Access {
         &self.inner.access
     }
+    /// The access log of panel and API requests.
+    pub fn access_log(&self) -> &AccessLog {
+        &self.inner.access_log
+    }
     /// The audit trail.
     pub fn audit(&self) -> &AuditLog {
         &self.inner.audit
@@ -175,8 +188,10 @@ impl Platform {
         Some(Records::new(self.clone(), entry.clone(), ctx.clone()))
     }
 
-    /// Seals pending audit entries and closes the database pool.
+    /// Writes the queued access log, seals pending audit entries and closes
+    /// the database pool.
     pub async fn shutdown(&self) {
+        self.inner.access_log.stop().await;
         if let Err(e) = self.inner.audit.seal().await {
             tracing::warn!(error = %e, "could not seal the audit trail at shutdown");
         }
@@ -205,6 +220,7 @@ pub struct PlatformBuilder {
     migrate: bool,
     check_schema: bool,
     background: bool,
+    access_log: bool,
     cache_store: Option<Arc<dyn CacheStore>>,
     mailer: Option<Arc<dyn Mailer>>,
     auth_config: AuthConfig,
@@ -237,6 +253,7 @@ impl Default for PlatformBuilder {
             migrate: true,
             check_schema: true,
             background: true,
+            access_log: true,
             cache_store: None,
             mailer: None,
             auth_config: AuthConfig::default(),
@@ -311,6 +328,12 @@ impl PlatformBuilder {
     /// cache polling). Default: yes. Commands that exit at once turn it off.
     pub fn background_tasks(mut self, on: bool) -> Self {
         self.background = on;
+        self
+    }
+    /// Whether panel and API requests are written to the access log
+    /// (default: yes; `PLATFORM_ACCESS_LOG=0` turns it off).
+    pub fn access_log(mut self, on: bool) -> Self {
+        self.access_log = on;
         self
     }
     /// The cache store (default: in-process moka, 64 MiB).
@@ -477,6 +500,9 @@ impl PlatformBuilder {
             .unwrap_or_else(|| Arc::new(MemoryStore::default()));
         let access = Access::new(db.clone());
         let audit = AuditLog::new(db.clone(), crypto.clone());
+        let access_log_on =
+            self.access_log && self.env("PLATFORM_ACCESS_LOG").as_deref() != Some("0");
+        let access_log = AccessLog::new(db.clone(), access_log_on);
         let auth = Auth::new(
             db.clone(),
             access.clone(),
@@ -493,6 +519,7 @@ impl PlatformBuilder {
                 cache: Cache::new(store, "platform:"),
                 events: EventBus::default(),
                 access,
+                access_log,
                 audit,
                 auth,
                 mailer,
@@ -510,9 +537,11 @@ impl PlatformBuilder {
         platform.access().poll_changes().await?;
         if self.background && tokio::runtime::Handle::try_current().is_ok() {
             let sealer = tokio::spawn(platform.audit().clone().run_sealer(Duration::from_secs(1)));
+            let log_writer = tokio::spawn(platform.access_log().clone().run_writer());
             let poller = tokio::spawn(platform.access().clone().run_poller(Duration::from_secs(1)));
             if let Ok(mut t) = platform.inner.tasks.lock() {
                 t.push(sealer);
+                t.push(log_writer);
                 t.push(poller);
             }
         }

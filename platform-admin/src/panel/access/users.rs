@@ -1,0 +1,281 @@
+//! Users: the list, a new user, and a user's roles and direct permissions.
+
+use std::collections::{BTreeSet, HashSet};
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::Response;
+use platform_core::access::NewUser;
+use platform_core::error::FieldErrors;
+use platform_core::permission::{Ability, SUPER_ADMIN, permission_name};
+use serde::Serialize;
+
+use super::errors_text;
+use crate::panel::error::PanelError;
+use crate::panel::flash::Flash;
+use crate::panel::form::FormData;
+use crate::panel::format;
+use crate::panel::render::Panel;
+
+fn perm(ability: Ability) -> String {
+    permission_name(ability, "user")
+}
+
+#[derive(Debug, Serialize)]
+struct UserRow {
+    id: i64,
+    name: String,
+    email: String,
+    two_factor: bool,
+    verified: bool,
+    disabled: bool,
+    created: String,
+    href: String,
+}
+
+#[derive(Debug, Serialize)]
+struct UsersPage {
+    users: Vec<UserRow>,
+    can_create: bool,
+    new_href: String,
+}
+
+/// `GET /access/users`.
+pub(crate) async fn index(p: Panel) -> Result<Response, PanelError> {
+    p.require(&perm(Ability::ViewAny))?;
+    let base = p.base().to_owned();
+    let users = p
+        .platform
+        .access()
+        .users()
+        .await?
+        .into_iter()
+        .map(|u| UserRow {
+            href: format!("{base}/access/users/{}", u.id),
+            id: u.id,
+            name: u.name,
+            email: u.email,
+            two_factor: u.two_factor_confirmed_at.is_some(),
+            verified: u.email_verified_at.is_some(),
+            disabled: u.disabled_at.is_some(),
+            created: format::time(&u.created_at),
+        })
+        .collect();
+    let page = UsersPage {
+        users,
+        can_create: p.can(&perm(Ability::Create)),
+        new_href: format!("{base}/access/users/new"),
+    };
+    p.render("access/users.html", "Users", &page).await
+}
+
+#[derive(Debug, Serialize)]
+struct NewUserPage {
+    action: String,
+    email: String,
+    name: String,
+    errors: Vec<(String, String)>,
+}
+
+async fn new_page(
+    p: &Panel,
+    form: Option<&FormData>,
+    errors: &FieldErrors,
+    status: StatusCode,
+) -> Result<Response, PanelError> {
+    let page = NewUserPage {
+        action: format!("{}/access/users", p.base()),
+        email: form
+            .and_then(|f| f.get("email"))
+            .unwrap_or_default()
+            .to_owned(),
+        name: form
+            .and_then(|f| f.get("name"))
+            .unwrap_or_default()
+            .to_owned(),
+        errors: errors
+            .iter()
+            .map(|e| (e.field.clone(), e.message.clone()))
+            .collect(),
+    };
+    p.render_status(status, "access/user_new.html", "New user", &page)
+        .await
+}
+
+/// `GET /access/users/new`.
+pub(crate) async fn new_form(p: Panel) -> Result<Response, PanelError> {
+    p.require(&perm(Ability::Create))?;
+    new_page(&p, None, &FieldErrors::default(), StatusCode::OK).await
+}
+
+/// `POST /access/users`.
+pub(crate) async fn create(p: Panel, form: FormData) -> Result<Response, PanelError> {
+    p.require(&perm(Ability::Create))?;
+    let input = NewUser {
+        email: form.get("email").unwrap_or_default().to_owned(),
+        name: form.get("name").unwrap_or_default().to_owned(),
+        password: form.get("password").unwrap_or_default().to_owned(),
+    };
+    match p.platform.access().create_user(p.ctx(), input).await {
+        Ok(u) => Ok(p.redirect_with(
+            &format!("{}/access/users/{}", p.base(), u.id),
+            Flash::success(format!("Created user {}.", u.email)),
+        )),
+        Err(platform_core::Error::Validation(e)) => {
+            new_page(&p, Some(&form), &e, StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Check {
+    name: String,
+    checked: bool,
+    disabled: bool,
+    note: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct UserPage {
+    user: UserRow,
+    action: String,
+    roles: Vec<Check>,
+    permissions: Vec<Check>,
+    can_update: bool,
+    tokens_href: Option<String>,
+}
+
+/// `GET /access/users/{id}`: roles, direct permissions, password.
+pub(crate) async fn edit(p: Panel, Path(id): Path<String>) -> Result<Response, PanelError> {
+    p.require(&perm(Ability::View))?;
+    let id: i64 = id.parse().map_err(|_| PanelError::NotFound)?;
+    let access = p.platform.access();
+    let user = access.user(id).await?.ok_or(PanelError::NotFound)?;
+    let grants = access.grants(id).await?;
+    let held_roles: HashSet<&str> = grants.roles().iter().map(String::as_str).collect();
+    let mut via_roles: HashSet<String> = HashSet::new();
+    for r in grants.roles() {
+        via_roles.extend(access.role_permissions(r).await?);
+    }
+    let direct: HashSet<&str> = grants
+        .permissions()
+        .filter(|p| !via_roles.contains(*p))
+        .collect();
+    let can_update = p.can(&perm(Ability::Update));
+    let actor_is_super = matches!(
+        p.ctx().actor(),
+        platform_core::Actor::User(pr) if pr.grants.is_super_admin()
+    );
+    let roles = access
+        .roles()
+        .await?
+        .into_iter()
+        .map(|r| Check {
+            checked: held_roles.contains(r.as_str()),
+            disabled: !can_update || r == SUPER_ADMIN && !actor_is_super,
+            note: "",
+            name: r,
+        })
+        .collect();
+    let permissions = access
+        .permissions()
+        .await?
+        .into_iter()
+        .map(|name| {
+            let via = via_roles.contains(&name);
+            Check {
+                checked: direct.contains(name.as_str()) || via,
+                disabled: !can_update || via,
+                note: if via { "via role" } else { "" },
+                name,
+            }
+        })
+        .collect();
+    let base = p.base().to_owned();
+    let is_self = p.auth.user.id == id;
+    let page = UserPage {
+        user: UserRow {
+            href: format!("{base}/access/users/{id}"),
+            id,
+            name: user.name.clone(),
+            email: user.email.clone(),
+            two_factor: user.two_factor_confirmed_at.is_some(),
+            verified: user.email_verified_at.is_some(),
+            disabled: user.disabled_at.is_some(),
+            created: format::time(&user.created_at),
+        },
+        action: format!("{base}/access/users/{id}"),
+        roles,
+        permissions,
+        can_update,
+        tokens_href: (can_update || is_self).then(|| {
+            if is_self {
+                format!("{base}/access/tokens")
+            } else {
+                format!("{base}/access/users/{id}/tokens")
+            }
+        }),
+    };
+    p.render("access/user_edit.html", &user.email, &page).await
+}
+
+/// `POST /access/users/{id}`: `roles` and `permissions` (repeated) are the
+/// wanted roles and direct permissions; `password`, when not empty, is set.
+pub(crate) async fn update(
+    p: Panel,
+    Path(id): Path<String>,
+    form: FormData,
+) -> Result<Response, PanelError> {
+    p.require(&perm(Ability::Update))?;
+    let id: i64 = id.parse().map_err(|_| PanelError::NotFound)?;
+    let access = p.platform.access();
+    access.user(id).await?.ok_or(PanelError::NotFound)?;
+    let href = format!("{}/access/users/{id}", p.base());
+    let grants = access.grants(id).await?;
+    let mut via_roles: HashSet<String> = HashSet::new();
+    for r in grants.roles() {
+        via_roles.extend(access.role_permissions(r).await?);
+    }
+    let have_roles: BTreeSet<&str> = grants.roles().iter().map(String::as_str).collect();
+    let want_roles: BTreeSet<&str> = form.all("roles").collect();
+    let have_direct: BTreeSet<&str> = grants
+        .permissions()
+        .filter(|p| !via_roles.contains(*p))
+        .collect();
+    let want_direct: BTreeSet<&str> = form
+        .all("permissions")
+        .filter(|p| !via_roles.contains(*p))
+        .collect();
+    let ctx = p.ctx();
+    let result: platform_core::Result<()> = async {
+        for r in want_roles.difference(&have_roles) {
+            access.assign_role(ctx, id, r).await?;
+        }
+        for r in have_roles.difference(&want_roles) {
+            access.remove_role(ctx, id, r).await?;
+        }
+        for perm in want_direct.difference(&have_direct) {
+            access.grant_user_permission(ctx, id, perm).await?;
+        }
+        for perm in have_direct.difference(&want_direct) {
+            access.revoke_user_permission(ctx, id, perm).await?;
+        }
+        if let Some(pw) = form.get("password").filter(|s| !s.is_empty()) {
+            access.set_password(ctx, id, pw).await?;
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(p.redirect_with(&href, Flash::success("Saved."))),
+        Err(platform_core::Error::Validation(e)) => {
+            Ok(p.redirect_with(&href, Flash::error(errors_text(&e))))
+        }
+        Err(platform_core::Error::NotFound { resource, id }) => Ok(p.redirect_with(
+            &href,
+            Flash::error(format!("There is no {resource} `{id}`.")),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,187 @@
+//! The contract between the session layer and the panel: [`PanelAuth`].
+//!
+//! The panel does not read cookies, sessions or tokens itself. A layer in
+//! front of it (the session layer: cookie session, 2FA step, CSRF check,
+//! security headers) authenticates the request and inserts a [`PanelAuth`]
+//! request extension:
+//!
+//! ```
+//! use axum::Router;
+//! use platform_admin::panel::auth::PanelAuth;
+//! use platform_core::Platform;
+//!
+//! async fn sign_in(
+//!     platform: Platform,
+//!     mut req: axum::extract::Request,
+//!     next: axum::middleware::Next,
+//! ) -> axum::response::Response {
+//!     // ... find the session's user id, verify the CSRF token of POSTs ...
+//!     # let user_id = 1;
+//!     if let Ok(Some(auth)) = PanelAuth::for_user(&platform, user_id, "csrf-token").await {
+//!         req.extensions_mut().insert(auth);
+//!     }
+//!     next.run(req).await
+//! }
+//! ```
+//!
+//! What the panel relies on:
+//!
+//! - `user` is the signed-in, enabled account;
+//! - `ctx` has the actor `Actor::User(principal)` of that user (its grants
+//!   decide every permission check) and, ideally, the client address, user
+//!   agent, URL and request id, which go into the audit trail;
+//! - `csrf_token` is the token the layer checks on every `POST`: the panel
+//!   puts it in every form as `<input type="hidden" name="_csrf">` and in
+//!   `<meta name="csrf-token">` (its JavaScript sends it as the `_csrf`
+//!   form field too).
+//!
+//! Without the extension, every page redirects (`303`) to
+//! `{base}/login?next=<path>`, where `<path>` is the request's path and
+//! query (always a relative path, never another origin).
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, OriginalUri};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use platform_core::access::User;
+use platform_core::context::{Actor, Context};
+use platform_core::{Platform, Result};
+
+use super::format::encode_component;
+use super::render::Shared;
+
+/// Who is signed in to the panel; a request extension set by the session
+/// layer. See the [module docs](self) for the contract.
+#[derive(Clone, Debug)]
+pub struct PanelAuth {
+    /// The signed-in user.
+    pub user: User,
+    /// The acting context: `Actor::User(principal)` plus client address,
+    /// user agent, URL and request id.
+    pub ctx: Context,
+    /// The CSRF token every form carries as `_csrf`.
+    pub csrf_token: String,
+}
+
+impl PanelAuth {
+    /// The auth of an enabled user (`None` for an unknown or disabled
+    /// account), with a context holding only the actor; add the request's
+    /// details with [`PanelAuth::with_context`].
+    pub async fn for_user(
+        platform: &Platform,
+        user_id: i64,
+        csrf_token: impl Into<String>,
+    ) -> Result<Option<Self>> {
+        let access = platform.access();
+        let Some(user) = access.user(user_id).await? else {
+            return Ok(None);
+        };
+        let Some(principal) = access.principal(user_id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            user,
+            ctx: Context::new(Actor::User(Arc::new(principal))),
+            csrf_token: csrf_token.into(),
+        }))
+    }
+
+    /// Replaces the context (keep its actor: build it from `self.ctx`).
+    pub fn with_context(mut self, ctx: Context) -> Self {
+        self.ctx = ctx;
+        self
+    }
+
+    /// Whether the user holds `permission`.
+    pub fn can(&self, permission: &str) -> bool {
+        self.ctx.can(permission)
+    }
+}
+
+/// The answer to a request without [`PanelAuth`]: a redirect to the sign-in
+/// page with the requested path in `next`.
+#[derive(Debug, Clone)]
+pub struct LoginRedirect {
+    location: String,
+}
+
+impl LoginRedirect {
+    /// A redirect to `{base}/login?next=<next>`; `next` is kept only when it
+    /// is a relative path (starts with one `/`).
+    pub fn new(base: &str, next: &str) -> Self {
+        let mut location = format!("{base}/login");
+        if is_relative_path(next) {
+            location.push_str("?next=");
+            location.push_str(&encode_component(next));
+        }
+        Self { location }
+    }
+    /// Where it redirects.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+}
+
+/// Whether `s` is a path on this origin: `/...`, not `//...` or `/\...`.
+pub(crate) fn is_relative_path(s: &str) -> bool {
+    s.starts_with('/')
+        && !s.starts_with("//")
+        && !s.starts_with("/\\")
+        && !s.chars().any(char::is_control)
+}
+
+impl IntoResponse for LoginRedirect {
+    fn into_response(self) -> Response {
+        let mut res = StatusCode::SEE_OTHER.into_response();
+        if let Ok(v) = HeaderValue::try_from(self.location) {
+            res.headers_mut().insert(header::LOCATION, v);
+        }
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res
+    }
+}
+
+/// The path and query the client asked for (before nesting stripped the
+/// prefix).
+pub(crate) fn original_path_and_query(parts: &Parts) -> String {
+    let uri = parts
+        .extensions
+        .get::<OriginalUri>()
+        .map_or(&parts.uri, |o| &o.0);
+    uri.path_and_query()
+        .map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned())
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PanelAuth {
+    type Rejection = LoginRedirect;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(auth) = parts.extensions.get::<PanelAuth>() {
+            return Ok(auth.clone());
+        }
+        let base = parts
+            .extensions
+            .get::<Arc<Shared>>()
+            .map_or("/admin", |s| s.config.base_path.as_str());
+        Err(LoginRedirect::new(base, &original_path_and_query(parts)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_is_a_relative_path_only() {
+        assert_eq!(
+            LoginRedirect::new("/admin", "/admin/invoices?search=a b").location(),
+            "/admin/login?next=%2Fadmin%2Finvoices%3Fsearch%3Da%20b"
+        );
+        for bad in ["//evil.example/x", "https://evil.example", "/\\evil", ""] {
+            assert_eq!(LoginRedirect::new("/admin", bad).location(), "/admin/login");
+        }
+    }
+}

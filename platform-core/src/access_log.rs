@@ -1,0 +1,296 @@
+//! The access log: who requested what from the panel and the API, with what
+//! result, when.
+//!
+//! Recording costs the request one channel send: a background writer
+//! inserts the entries in batches (up to 500 per statement, at least once a
+//! second), so the log never holds up a response. When the writer falls
+//! behind by more than the channel's capacity, entries are dropped and
+//! counted ([`AccessLog::dropped`]) rather than slowing requests down.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+use crate::db::{Db, Sql};
+use crate::error::Result;
+use crate::value::{FieldType, Value};
+
+/// One request.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AccessEntry {
+    /// When the request arrived.
+    pub at: DateTime<Utc>,
+    /// `api` or `panel`.
+    pub surface: &'static str,
+    /// HTTP method.
+    pub method: String,
+    /// Path and query, with secrets (reset tokens, signatures) removed by the
+    /// caller.
+    pub path: String,
+    /// Response status.
+    pub status: u16,
+    /// Time to the response head, in milliseconds.
+    pub duration_ms: f64,
+    /// The signed-in user, if any.
+    pub user_id: Option<i64>,
+    /// The API token, if any.
+    pub token_id: Option<i64>,
+    /// Client address.
+    pub ip: Option<String>,
+    /// Client user agent.
+    pub user_agent: Option<String>,
+    /// Request id.
+    pub request_id: Option<String>,
+}
+
+/// Entries a batch statement carries at most.
+const BATCH: usize = 500;
+/// Entries waiting to be written at most.
+const CAPACITY: usize = 50_000;
+
+/// The access log of one database.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    db: Db,
+    tx: mpsc::Sender<AccessEntry>,
+    rx: Arc<std::sync::Mutex<Option<mpsc::Receiver<AccessEntry>>>>,
+    dropped: Arc<AtomicU64>,
+    enabled: bool,
+    stop: Arc<tokio::sync::Notify>,
+    done: Arc<tokio::sync::Notify>,
+    running: Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+impl AccessLog {
+    /// An access log writing to `db` (the writer starts with
+    /// [`AccessLog::run_writer`]); `enabled = false` records nothing.
+    pub fn new(db: Db, enabled: bool) -> Self {
+        let (tx, rx) = mpsc::channel(CAPACITY);
+        Self {
+            db,
+            tx,
+            rx: Arc::new(std::sync::Mutex::new(Some(rx))),
+            dropped: Arc::new(AtomicU64::new(0)),
+            enabled,
+            stop: Arc::new(tokio::sync::Notify::new()),
+            done: Arc::new(tokio::sync::Notify::new()),
+            running: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+
+    /// Whether requests are recorded.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Records a request (never waits).
+    pub fn record(&self, mut entry: AccessEntry) {
+        if !self.enabled {
+            return;
+        }
+        entry.path = truncate(&entry.path, 2048);
+        entry.method = truncate(&entry.method, 16);
+        entry.user_agent = entry.user_agent.map(|u| truncate(&u, 512));
+        entry.request_id = entry.request_id.map(|r| truncate(&r, 64));
+        if self.tx.try_send(entry).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Entries dropped because the writer fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Writes recorded entries until the platform stops. Runs once: a second
+    /// call returns at once.
+    pub async fn run_writer(self) {
+        let rx = self.rx.lock().ok().and_then(|mut r| r.take());
+        let Some(mut rx) = rx else {
+            return;
+        };
+        self.running.store(true, Ordering::SeqCst);
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            let first = tokio::select! {
+                biased;
+                () = self.stop.notified() => {
+                    while let Ok(e) = rx.try_recv() {
+                        batch.push(e);
+                    }
+                    for chunk in batch.chunks(BATCH) {
+                        if let Err(e) = self.write(chunk).await {
+                            tracing::warn!(error = %e, "could not write the access log");
+                        }
+                    }
+                    self.running.store(false, Ordering::SeqCst);
+                    self.done.notify_one();
+                    return;
+                }
+                e = rx.recv() => e,
+            };
+            let Some(first) = first else {
+                self.running.store(false, Ordering::SeqCst);
+                return;
+            };
+            batch.push(first);
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(250);
+            while batch.len() < BATCH {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(e)) => batch.push(e),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            if let Err(e) = self.write(&batch).await {
+                tracing::warn!(error = %e, entries = batch.len(), "could not write the access log");
+            }
+            batch.clear();
+        }
+    }
+
+    /// Stops the writer after it has written what is queued (waits up to
+    /// 5 s).
+    pub async fn stop(&self) {
+        if !self.running.load(Ordering::SeqCst) {
+            let _ = self.flush().await;
+            return;
+        }
+        self.stop.notify_one();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.done.notified()).await;
+    }
+
+    /// Writes whatever is queued now when no writer runs (tests, commands).
+    pub async fn flush(&self) -> Result<usize> {
+        let mut batch = Vec::new();
+        if let Ok(mut guard) = self.rx.lock()
+            && let Some(rx) = guard.as_mut()
+        {
+            while let Ok(e) = rx.try_recv() {
+                batch.push(e);
+            }
+        }
+        for chunk in batch.chunks(BATCH) {
+            self.write(chunk).await?;
+        }
+        Ok(batch.len())
+    }
+
+    async fn write(&self, entries: &[AccessEntry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let opt = |s: &Option<String>| s.clone().map_or(Value::Null, Value::Text);
+        let mut q = self.db.sql();
+        q.push("INSERT INTO platform_access_log (at, surface, method, path, status, duration_ms, user_id, token_id, ip, user_agent, request_id) VALUES ");
+        q.join(entries, ", ", |q, e| {
+            q.push("(")
+                .bind(Value::DateTime(e.at), FieldType::DateTime)
+                .push(", ")
+                .bind_str(e.surface)
+                .push(", ")
+                .bind_str(e.method.clone())
+                .push(", ")
+                .bind_str(e.path.clone())
+                .push(", ")
+                .bind(Value::Int(i64::from(e.status)), FieldType::I32)
+                .push(", ")
+                .bind(Value::Float(e.duration_ms), FieldType::F64)
+                .push(", ")
+                .bind(e.user_id.map_or(Value::Null, Value::Int), FieldType::I64)
+                .push(", ")
+                .bind(e.token_id.map_or(Value::Null, Value::Int), FieldType::I64)
+                .push(", ")
+                .bind(opt(&e.ip), FieldType::Text)
+                .push(", ")
+                .bind(opt(&e.user_agent), FieldType::Text)
+                .push(", ")
+                .bind(opt(&e.request_id), FieldType::Text)
+                .push(")");
+        });
+        self.db.execute(q).await?;
+        Ok(())
+    }
+
+    /// The newest entries, optionally of one user, before entry `before`.
+    pub async fn recent(
+        &self,
+        user_id: Option<i64>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<(i64, AccessEntry)>> {
+        let mut q = self.db.sql();
+        q.push("SELECT id, at, surface, method, path, status, duration_ms, user_id, token_id, ip, user_agent, request_id FROM platform_access_log WHERE 1 = 1");
+        if let Some(u) = user_id {
+            q.push(" AND user_id = ").bind_i64(u);
+        }
+        if let Some(b) = before {
+            q.push(" AND id < ").bind_i64(b);
+        }
+        q.push(" ORDER BY id DESC LIMIT ").int(limit.clamp(1, 1000));
+        let types = [
+            FieldType::I64,
+            FieldType::DateTime,
+            FieldType::Text,
+            FieldType::Text,
+            FieldType::Text,
+            FieldType::I64,
+            FieldType::F64,
+            FieldType::I64,
+            FieldType::I64,
+            FieldType::Text,
+            FieldType::Text,
+            FieldType::Text,
+        ];
+        let text = |v: &Value| v.as_str().map(str::to_owned);
+        Ok(self
+            .db
+            .fetch_all(q, &types)
+            .await?
+            .iter()
+            .map(|r| {
+                let surface = match r[2].as_str() {
+                    Some("panel") => "panel",
+                    Some("api") => "api",
+                    _ => "other",
+                };
+                (
+                    r[0].as_i64().unwrap_or_default(),
+                    AccessEntry {
+                        at: match r[1] {
+                            Value::DateTime(t) => t,
+                            _ => DateTime::<Utc>::default(),
+                        },
+                        surface,
+                        method: text(&r[3]).unwrap_or_default(),
+                        path: text(&r[4]).unwrap_or_default(),
+                        status: u16::try_from(r[5].as_i64().unwrap_or(0)).unwrap_or(0),
+                        duration_ms: match r[6] {
+                            Value::Float(f) => f,
+                            _ => 0.0,
+                        },
+                        user_id: r[7].as_i64(),
+                        token_id: r[8].as_i64(),
+                        ip: text(&r[9]),
+                        user_agent: text(&r[10]),
+                        request_id: text(&r[11]),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Deletes entries older than `before`; returns how many.
+    pub async fn prune(&self, before: DateTime<Utc>) -> Result<u64> {
+        let mut q: Sql = self.db.sql();
+        q.push("DELETE FROM platform_access_log WHERE at < ")
+            .bind(Value::DateTime(before), FieldType::DateTime);
+        self.db.execute(q).await
+    }
+}
