@@ -1609,7 +1609,7 @@ async fn column_choices_are_remembered_per_user() {
         .header("x-test-user", a.to_string())
         .header("x-requested-with", "fetch")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from("_csrf=x&cols=country"))
+        .body(Body::from(format!("_csrf={CSRF}&cols=country")))
         .unwrap();
     assert_eq!(app.send(req).await.status, StatusCode::NO_CONTENT);
     // A `back` elsewhere is not followed.

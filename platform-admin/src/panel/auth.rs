@@ -41,7 +41,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, OriginalUri};
+use axum::extract::{FromRef, FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -51,6 +51,8 @@ use platform_core::{Platform, Result};
 
 use super::format::encode_component;
 use super::render::Shared;
+use super::session::{self, ExpectedCsrf};
+use platform_core::auth::Session;
 
 /// Who is signed in to the panel; a request extension set by the session
 /// layer. See the [module docs](self) for the contract.
@@ -155,19 +157,80 @@ pub(crate) fn original_path_and_query(parts: &Parts) -> String {
         .map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned())
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for PanelAuth {
-    type Rejection = LoginRedirect;
+impl<S> FromRequestParts<S> for PanelAuth
+where
+    Platform: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        if let Some(auth) = parts.extensions.get::<PanelAuth>() {
-            return Ok(auth.clone());
-        }
+    /// The signed-in user of the request: a [`PanelAuth`] extension a layer
+    /// put there, or the user of the session cookie. Without one, a redirect
+    /// to the sign-in page; a user who has not set up two-factor
+    /// authentication yet is sent to set it up first; sensitive actions
+    /// (the `access/` pages' forms) need a recent password confirmation.
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let base = parts
             .extensions
             .get::<Arc<Shared>>()
-            .map_or("/admin", |s| s.config.base_path.as_str());
-        Err(LoginRedirect::new(base, &original_path_and_query(parts)))
+            .map_or_else(|| "/admin".to_owned(), |s| s.config.base_path.clone());
+        if let Some(auth) = parts.extensions.get::<PanelAuth>().cloned() {
+            if parts.extensions.get::<ExpectedCsrf>().is_none() {
+                parts
+                    .extensions
+                    .insert(ExpectedCsrf(auth.csrf_token.clone()));
+            }
+            return Ok(auth);
+        }
+        let platform = Platform::from_ref(state);
+        let resolved = session::resolve(parts, &platform)
+            .await
+            .map_err(|e| super::error::PanelError::Core(e).into_response())?;
+        let next = original_path_and_query(parts);
+        let Some(s) = resolved.session.filter(Session::is_authenticated) else {
+            return Err(LoginRedirect::new(&base, &next).into_response());
+        };
+        let user_id = s.user_id().unwrap_or_default();
+        if !s.two_factor_passed() {
+            // Two-factor authentication is mandatory for the panel.
+            return Err(redirect_to(&format!("{base}/two-factor/setup")));
+        }
+        let auth = match PanelAuth::for_user(&platform, user_id, s.csrf_token()).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return Err(LoginRedirect::new(&base, &next).into_response()),
+            Err(e) => return Err(super::error::PanelError::Core(e).into_response()),
+        };
+        let sensitive = parts.method == axum::http::Method::POST
+            && next.starts_with(&format!("{base}/access/"));
+        if sensitive && !s.password_recently_confirmed() {
+            let back = parts
+                .headers
+                .get(header::REFERER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|r| r.find(&base).map(|i| r[i..].to_owned()))
+                .filter(|p| is_relative_path(p))
+                .unwrap_or_else(|| format!("{base}/access/tokens"));
+            return Err(redirect_to(&format!(
+                "{base}/confirm-password?next={}",
+                encode_component(&back)
+            )));
+        }
+        if let Some(actor) = parts.extensions.get::<crate::layer::AccessActor>() {
+            actor.set(Some(user_id), None);
+        }
+        parts.extensions.insert(auth.clone());
+        Ok(auth)
     }
+}
+
+fn redirect_to(location: &str) -> Response {
+    let mut res = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::try_from(location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
 }
 
 #[cfg(test)]

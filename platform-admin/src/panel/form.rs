@@ -90,6 +90,10 @@ impl<S: Send + Sync> FromRequest<S> for FormData {
         if !is_form {
             return Err(PanelError::UnsupportedMediaType);
         }
+        let expected = req
+            .extensions()
+            .get::<super::session::ExpectedCsrf>()
+            .cloned();
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 PanelError::PayloadTooLarge
@@ -97,9 +101,15 @@ impl<S: Send + Sync> FromRequest<S> for FormData {
                 PanelError::BadRequest("the form could not be read".into())
             }
         })?;
-        parse_urlencoded(&bytes)
+        let form = parse_urlencoded(&bytes)
             .map(FormData)
-            .ok_or_else(|| PanelError::BadRequest("the form is malformed".into()))
+            .ok_or_else(|| PanelError::BadRequest("the form is malformed".into()))?;
+        // Every form is checked against the session's CSRF token before any
+        // handler sees it; no session, no token or another token: refused.
+        if !super::session::csrf_ok(expected.as_ref(), form.get("_csrf")) {
+            return Err(PanelError::Csrf);
+        }
+        Ok(form)
     }
 }
 

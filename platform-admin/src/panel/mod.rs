@@ -71,6 +71,7 @@
 
 pub mod auth;
 pub mod bulk;
+pub mod session;
 pub mod widget;
 
 mod access;
