@@ -1,6 +1,6 @@
 //! The command line every host binary gets (artisan): `serve`, `migrate`,
-//! `user:create`, `token:create`, `permissions:sync`, `audit:verify`,
-//! `audit:prune`, `make:migration`, `key:generate`.
+//! `user:create`, `token:create`, `permissions:sync`, `permissions:matrix`,
+//! `audit:verify`, `audit:prune`, `make:migration`, `key:generate`.
 //!
 //! ```no_run
 //! use platform_core::Platform;
@@ -107,6 +107,13 @@ enum Command {
     /// Create the generated permissions of every resource (and `super_admin`).
     #[command(name = "permissions:sync")]
     PermissionsSync,
+    /// Request every API and panel route of every resource as every role
+    /// (and anonymously) on a scratch SQLite database migrated with the
+    /// application's migrations (never the application's own data), print
+    /// the matrix, and exit non-zero when an answer differs from the
+    /// declared permissions.
+    #[command(name = "permissions:matrix")]
+    PermissionsMatrix,
     /// Check the audit trail's hash chain; exits non-zero and names the first
     /// broken entry when it was tampered with.
     #[command(name = "audit:verify")]
@@ -229,6 +236,7 @@ impl Cli {
                 p.shutdown().await;
                 Ok(())
             }
+            Command::PermissionsMatrix => self.permissions_matrix().await,
             Command::AuditVerify => self.audit_verify().await,
             Command::AuditPrune { older_than } => {
                 let age = parse_duration(&older_than)?;
@@ -265,7 +273,7 @@ impl Cli {
         for hook in &self.on_serve {
             hook(platform.clone()).await?;
         }
-        let mut router = crate::app_router();
+        let mut router = crate::app_router(&platform)?;
         for r in &self.routes {
             router = r(router);
         }
@@ -365,6 +373,62 @@ impl Cli {
         println!("{}", token.plain_text);
         p.shutdown().await;
         Ok(())
+    }
+
+    async fn permissions_matrix(self) -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!(
+            "platform-matrix-{}-{}",
+            std::process::id(),
+            platform_core::crypto::hex(&{
+                let mut b = [0u8; 6];
+                platform_core::crypto::random_bytes(&mut b);
+                b
+            })
+        ));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let result = async {
+            // The environment is ignored: PLATFORM_DATABASE_URL must never
+            // point the matrix at real data.
+            let platform = self
+                .builder
+                .clone()
+                .ignore_env()
+                .database_url(format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.join("matrix.db").display()
+                ))
+                .app_key(AppKey::generate())
+                .migrate(true)
+                .check_schema(true)
+                .background_tasks(false)
+                .access_log(false)
+                .build()
+                .await?;
+            let mut router = crate::app_router(&platform)?;
+            for r in &self.routes {
+                router = r(router);
+            }
+            let report = crate::matrix::PermissionMatrix::new(&platform)
+                .router(router)
+                .run()
+                .await;
+            platform.shutdown().await;
+            anyhow::Ok(report?)
+        }
+        .await;
+        let _ = std::fs::remove_dir_all(&dir);
+        let report = result?;
+        print!("{report}");
+        if report.is_ok() {
+            Ok(())
+        } else {
+            Err(anyhow!(
+                "{} of {} requests differ from the declared permissions",
+                report.mismatches().len(),
+                report.rows.len()
+            ))
+        }
     }
 
     async fn health(self) -> anyhow::Result<()> {
@@ -522,6 +586,7 @@ mod tests {
             "user:create",
             "token:create",
             "permissions:sync",
+            "permissions:matrix",
             "audit:verify",
             "make:migration",
         ] {

@@ -44,13 +44,38 @@ pub mod health;
 pub use health::health_router;
 
 /// Every router of the platform mounted where the demo's contract puts them
-/// (`/api`, `/admin`, `/health`), for a `Platform` state. `Cli::serve`
-/// serves this. The panel needs the session layer in front of it (until
-/// then its pages redirect to `/admin/login`).
-pub fn app_router() -> axum::Router<platform_core::Platform> {
-    axum::Router::new()
-        .nest("/api", api_router())
-        .nest("/admin", panel_router())
+/// (`/api`, `/admin`, `/health`), for a `Platform` state, with the layers a
+/// deployment needs: security headers (a strict CSP on the panel), the
+/// access log of panel and API requests, and the panel's IP allowlist.
+/// `Cli::serve` serves this.
+///
+/// Configuration (environment):
+/// - `PLATFORM_ADMIN_ALLOW`: a comma-separated CIDR list (`10.0.0.0/8,
+///   192.168.1.7`); when set, the panel answers 403 to every other client.
+/// - `PLATFORM_TRUST_FORWARDED=1`: take the client address from
+///   `X-Forwarded-For` (only behind a proxy that sets it).
+///
+/// Fails with [`Error::Core`] (a configuration error) on a malformed
+/// allowlist: a typo must not open the panel to everyone.
+pub fn app_router(
+    platform: &platform_core::Platform,
+) -> Result<axum::Router<platform_core::Platform>> {
+    use crate::layer::{AccessLogLayer, IpAllowlistLayer, SecurityHeadersLayer, parse_networks};
+    let allow = std::env::var("PLATFORM_ADMIN_ALLOW").unwrap_or_default();
+    let nets = parse_networks(&allow)
+        .map_err(|e| platform_core::Error::Configuration(format!("PLATFORM_ADMIN_ALLOW: {e}")))?;
+    let trust_forwarded =
+        std::env::var("PLATFORM_TRUST_FORWARDED").is_ok_and(|v| v == "1" || v == "true");
+    let admin = panel_router()
+        .layer(AccessLogLayer::new(platform.clone(), "panel"))
+        .layer(SecurityHeadersLayer::panel())
+        .layer(IpAllowlistLayer::new(nets, trust_forwarded));
+    let api = api_router()
+        .layer(AccessLogLayer::new(platform.clone(), "api"))
+        .layer(SecurityHeadersLayer::api());
+    Ok(axum::Router::new()
+        .nest("/api", api)
+        .nest("/admin", admin)
         .route(
             "/admin/",
             axum::routing::get(|| async { axum::response::Redirect::permanent("/admin") }),
@@ -63,7 +88,8 @@ pub fn app_router() -> axum::Router<platform_core::Platform> {
                     "api": "/api",
                     "openapi": "/api/openapi.json",
                     "health": "/health",
+                    "admin": "/admin",
                 }))
             }),
-        )
+        ))
 }

@@ -23,7 +23,9 @@ async fn health_reports_the_database() {
     for db in all_backends().await {
         let backend = db.backend.name();
         let p = db.platform(registry()).await;
-        let app = platform_admin::app_router().with_state(p.clone());
+        let app = platform_admin::app_router(&p)
+            .unwrap()
+            .with_state(p.clone());
         let (status, body) = get(&app, "/health").await;
         assert_eq!(status, StatusCode::OK, "{backend}: {body}");
         assert_eq!(body["status"], "ok");

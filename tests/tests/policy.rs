@@ -152,7 +152,9 @@ async fn owner_only_notes_everywhere() {
             .create_token(&console, bob_id, "t", &[], None)
             .await
             .unwrap();
-        let app = platform_admin::app_router().with_state(p.clone());
+        let app = platform_admin::app_router(&p)
+            .unwrap()
+            .with_state(p.clone());
         let req = |uri: String| {
             Request::get(uri)
                 .header("authorization", format!("Bearer {}", token.plain_text))

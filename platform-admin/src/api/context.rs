@@ -102,6 +102,13 @@ where
                 Err(e) => return Err(e.into()),
             },
         };
+        if let Some(log) = parts.extensions.get::<crate::layer::AccessActor>() {
+            match &actor {
+                Actor::Token(p, scope) => log.set(Some(p.user_id), Some(scope.token_id)),
+                Actor::User(p) => log.set(Some(p.user_id), None),
+                _ => {}
+            }
+        }
         let mut ctx = Context::new(actor);
         let config = parts.extensions.get::<Arc<ApiConfig>>().map(Arc::as_ref);
         if let Some(ip) = client_ip(parts, config) {

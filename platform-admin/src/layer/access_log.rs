@@ -136,11 +136,13 @@ where
         let actor = AccessActor::default();
         req.extensions_mut().insert(actor.clone());
         let method = req.method().as_str().to_owned();
-        let path = sanitize(
-            req.uri()
-                .path_and_query()
-                .map_or(req.uri().path(), |p| p.as_str()),
-        );
+        // The path as the client sent it (a nested router sees it without
+        // its prefix).
+        let uri = req
+            .extensions()
+            .get::<axum::extract::OriginalUri>()
+            .map_or_else(|| req.uri().clone(), |o| o.0.clone());
+        let path = sanitize(uri.path_and_query().map_or(uri.path(), |p| p.as_str()));
         let ip = req
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()

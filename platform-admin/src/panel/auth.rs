@@ -200,16 +200,24 @@ where
             Ok(None) => return Err(LoginRedirect::new(&base, &next).into_response()),
             Err(e) => return Err(super::error::PanelError::Core(e).into_response()),
         };
-        let sensitive = parts.method == axum::http::Method::POST
-            && next.starts_with(&format!("{base}/access/"));
-        if sensitive && !s.password_recently_confirmed() {
-            let back = parts
-                .headers
-                .get(header::REFERER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|r| r.find(&base).map(|i| r[i..].to_owned()))
-                .filter(|p| is_relative_path(p))
-                .unwrap_or_else(|| format!("{base}/access/tokens"));
+        // The access pages (users, roles, tokens) need the password again
+        // when it was not confirmed lately (Fortify's `password.confirm`).
+        if next.starts_with(&format!("{base}/access/")) && !s.password_recently_confirmed() {
+            let back = if parts.method == axum::http::Method::GET {
+                next.clone()
+            } else {
+                // A form post cannot be replayed: go back to its page.
+                parts
+                    .headers
+                    .get(header::REFERER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|r| {
+                        r.find(&format!("{base}/access/"))
+                            .map(|i| r[i..].to_owned())
+                    })
+                    .filter(|p| is_relative_path(p))
+                    .unwrap_or_else(|| format!("{base}/access/tokens"))
+            };
             return Err(redirect_to(&format!(
                 "{base}/confirm-password?next={}",
                 encode_component(&back)

@@ -34,8 +34,6 @@ pub(crate) enum PanelError {
     UnsupportedMediaType,
     /// The form's CSRF token is missing or is not this session's.
     Csrf,
-    /// Too many attempts; retry after this many seconds.
-    Throttled(u64),
     /// A failure of the panel itself (a template, say); logged, never shown.
     Internal(String),
 }
@@ -74,7 +72,6 @@ impl PanelError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Csrf => StatusCode::FORBIDDEN,
-            Self::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -121,10 +118,6 @@ impl PanelError {
                 "This form expired or was not sent from this panel. Go back, reload the page and try again."
                     .to_owned(),
             ),
-            Self::Throttled(secs) => (
-                "Too many attempts",
-                format!("Too many attempts. Try again in {secs} seconds."),
-            ),
             Self::Core(_) | Self::Internal(_) => (
                 "Something went wrong",
                 "The page could not be shown. The error was logged; quote the request id when reporting it."
@@ -162,10 +155,6 @@ impl IntoResponse for PanelError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        }
-        if let Self::Throttled(secs) = self {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         res.extensions_mut().insert(info);
         res

@@ -91,6 +91,7 @@ mod query;
 mod record;
 mod render;
 mod search;
+mod signin;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -217,6 +218,40 @@ where
     let shared = Arc::new(render::Shared::new(config));
     Router::new()
         .route("/", get(dashboard::show))
+        .route("/login", get(signin::login_form).post(signin::login))
+        .route("/logout", post(signin::logout))
+        .route(
+            "/two-factor-challenge",
+            get(signin::challenge_form).post(signin::challenge),
+        )
+        .route(
+            "/two-factor/setup",
+            get(signin::setup_form).post(signin::setup),
+        )
+        .route(
+            "/forgot-password",
+            get(signin::forgot_form).post(signin::forgot),
+        )
+        .route(
+            "/reset-password/{token}",
+            get(signin::reset_form).post(signin::reset),
+        )
+        .route("/verify-email", get(signin::verify_email))
+        .route(
+            "/confirm-password",
+            get(signin::confirm_form).post(signin::confirm),
+        )
+        .route(
+            "/register",
+            get(signin::register_form).post(signin::register),
+        )
+        .route(
+            "/profile",
+            get(signin::profile).post(signin::update_profile),
+        )
+        .route("/profile/password", post(signin::change_password))
+        .route("/profile/verification", post(signin::resend_verification))
+        .route("/profile/recovery-codes", post(signin::regenerate_codes))
         .route("/static/{file}", get(assets::serve))
         .route("/search", get(search::show))
         .route("/theme", post(prefs::theme))

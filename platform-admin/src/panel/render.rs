@@ -87,6 +87,46 @@ pub(crate) const DEFAULT_TEMPLATES: &[(&str, &str)] = &[
         "access/tokens.html",
         include_str!("../../templates/access/tokens.html"),
     ),
+    (
+        "auth/login.html",
+        include_str!("../../templates/auth/login.html"),
+    ),
+    (
+        "auth/two_factor_challenge.html",
+        include_str!("../../templates/auth/two_factor_challenge.html"),
+    ),
+    (
+        "auth/two_factor_setup.html",
+        include_str!("../../templates/auth/two_factor_setup.html"),
+    ),
+    (
+        "auth/recovery_codes.html",
+        include_str!("../../templates/auth/recovery_codes.html"),
+    ),
+    (
+        "auth/forgot_password.html",
+        include_str!("../../templates/auth/forgot_password.html"),
+    ),
+    (
+        "auth/reset_password.html",
+        include_str!("../../templates/auth/reset_password.html"),
+    ),
+    (
+        "auth/verify_email.html",
+        include_str!("../../templates/auth/verify_email.html"),
+    ),
+    (
+        "auth/confirm_password.html",
+        include_str!("../../templates/auth/confirm_password.html"),
+    ),
+    (
+        "auth/register.html",
+        include_str!("../../templates/auth/register.html"),
+    ),
+    (
+        "auth/profile.html",
+        include_str!("../../templates/auth/profile.html"),
+    ),
 ];
 
 /// What every request of one panel shares: its settings, templates,
@@ -215,7 +255,10 @@ pub(crate) fn cookies(headers: &HeaderMap) -> Vec<(String, String)> {
 
 /// Fills what the session layer left out of the context: the URL, the
 /// request id, the user agent and the client address (the socket's).
-fn fill_context(mut ctx: platform_core::Context, parts: &Parts) -> platform_core::Context {
+pub(crate) fn fill_context(
+    mut ctx: platform_core::Context,
+    parts: &Parts,
+) -> platform_core::Context {
     if ctx.url().is_none() {
         ctx = ctx.with_url(original_path_and_query(parts));
     }
@@ -257,6 +300,9 @@ pub(crate) struct Panel {
     /// Whether only a fragment of the page is wanted (`X-Panel-Fragment`).
     pub(crate) fragment: Option<String>,
     pub(crate) flash: Option<Flash>,
+    /// The session of the request's cookie (absent when a layer put the
+    /// [`PanelAuth`] there).
+    pub(crate) session: Option<super::session::Resolved>,
 }
 
 impl<S> FromRequestParts<S> for Panel
@@ -295,6 +341,7 @@ where
             cookies,
             fragment,
             flash,
+            session: parts.extensions.get::<super::session::Resolved>().cloned(),
         })
     }
 }

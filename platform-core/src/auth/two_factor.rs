@@ -281,6 +281,34 @@ impl TwoFactor {
         })
     }
 
+    /// The setup started by [`TwoFactor::begin_setup`] and not confirmed
+    /// yet, shown again (after a wrong code, or a reload of the set-up
+    /// page) so the secret in the user's app keeps working; `None` when no
+    /// setup is pending or two-factor authentication is on. The user
+    /// themself (or someone with `update_user`) may call it.
+    pub async fn pending_setup(
+        &self,
+        ctx: &Context,
+        user_id: i64,
+    ) -> Result<Option<TwoFactorSetup>> {
+        authorize_self(ctx, user_id)?;
+        let state = self.state(user_id).await?;
+        let (false, Some(stored)) = (state.confirmed, state.secret.as_deref()) else {
+            return Ok(None);
+        };
+        let secret = self.secret_bytes(stored)?;
+        let t = totp(&secret, &self.inner.config.app_name, &state.email)?;
+        let otpauth_uri = t.to_url().map_err(|e| Error::Backend {
+            backend: "totp",
+            source: e.to_string().into(),
+        })?;
+        Ok(Some(TwoFactorSetup {
+            secret_base32: self.inner.crypto.decrypt(stored, SECRET_CONTEXT)?,
+            qr_svg: qr_svg(&otpauth_uri)?,
+            otpauth_uri,
+        }))
+    }
+
     /// Finishes enabling two-factor authentication with a code from the
     /// app, and returns the recovery codes (shown once). A wrong code is a
     /// validation error on `code`; without a pending setup, or when already

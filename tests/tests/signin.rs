@@ -1,0 +1,927 @@
+//! The panel's sign-in pages through the whole application router (the
+//! one `serve` runs, with its security-header, access-log and allowlist
+//! layers): sign-in with mandatory two-factor set-up, the challenge with
+//! replay protection and recovery codes, session rotation (fixation),
+//! CSRF, open redirects in `next`, throttling, password reset by mail,
+//! password confirmation before the access pages, the profile page and
+//! oversized posts.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use platform_core::Platform;
+use platform_core::access::NewUser;
+use platform_core::auth::{AuthConfig, LOGIN_FAILED_MESSAGE, Limit, ThrottleConfig, code_at};
+use platform_core::context::Context;
+use platform_core::mail::MemoryMailer;
+use platform_tests::{TestDb, all_backends, test_key};
+use tower::ServiceExt;
+
+const PASSWORD: &str = "correct horse battery";
+const EMAIL: &str = "ada@example.com";
+
+struct App {
+    platform: Platform,
+    router: axum::Router,
+    mailer: Arc<MemoryMailer>,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+    /// The value of the session cookie this answer sets, if any.
+    fn session_cookie(&self) -> Option<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|c| c.strip_prefix("platform_session="))
+            .map(|c| c.split(';').next().unwrap_or_default().to_owned())
+    }
+    fn set_cookie_line(&self) -> String {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("platform_session="))
+            .unwrap_or_default()
+            .to_owned()
+    }
+    /// The CSRF token of the page (`<meta name="csrf-token">`).
+    fn csrf(&self) -> String {
+        between(&self.body, "<meta name=\"csrf-token\" content=\"", "\"")
+    }
+}
+
+fn between(s: &str, start: &str, end: &str) -> String {
+    let i = s
+        .find(start)
+        .unwrap_or_else(|| panic!("`{start}` not in page"))
+        + start.len();
+    s[i..i + s[i..].find(end).expect("end")].to_owned()
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn now() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp()).unwrap()
+}
+
+impl App {
+    async fn new(db: &TestDb) -> Self {
+        Self::with_config(db, AuthConfig::default()).await
+    }
+
+    async fn with_config(db: &TestDb, config: AuthConfig) -> Self {
+        let mailer = Arc::new(MemoryMailer::new());
+        let platform = Platform::builder()
+            .ignore_env()
+            .database_url(&db.url)
+            .app_key(test_key())
+            .registry(platform_core::resource::Registry::default())
+            .background_tasks(false)
+            .max_connections(8)
+            .auth_config(config)
+            .mailer(mailer.clone())
+            .build()
+            .await
+            .unwrap_or_else(|e| panic!("platform on {}: {e}", db.backend.name()));
+        let router = platform_admin::app_router(&platform)
+            .unwrap()
+            .with_state(platform.clone());
+        let ctx = Context::console();
+        let user = platform
+            .access()
+            .create_user(
+                &ctx,
+                NewUser {
+                    email: EMAIL.into(),
+                    name: "Ada".into(),
+                    password: PASSWORD.into(),
+                },
+            )
+            .await
+            .unwrap();
+        platform
+            .access()
+            .assign_role(&ctx, user.id, "super_admin")
+            .await
+            .unwrap();
+        Self {
+            platform,
+            router,
+            mailer,
+        }
+    }
+
+    async fn send(&self, req: Request<Body>) -> Page {
+        let mut req = req;
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 7], 4000))));
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        Page {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    async fn get(&self, cookie: Option<&str>, path: &str) -> Page {
+        let mut b = Request::get(path);
+        if let Some(c) = cookie {
+            b = b.header(header::COOKIE, format!("platform_session={c}"));
+        }
+        self.send(b.body(Body::empty()).unwrap()).await
+    }
+
+    async fn post(&self, cookie: Option<&str>, path: &str, body: String) -> Page {
+        let mut b =
+            Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(c) = cookie {
+            b = b.header(header::COOKIE, format!("platform_session={c}"));
+        }
+        self.send(b.body(Body::from(body)).unwrap()).await
+    }
+
+    /// A fresh anonymous session: its cookie and CSRF token.
+    async fn visit_login(&self) -> (String, String) {
+        let page = self.get(None, "/admin/login").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        (
+            page.session_cookie().expect("a session cookie"),
+            page.csrf(),
+        )
+    }
+
+    async fn login(&self, cookie: &str, csrf: &str, email: &str, password: &str) -> Page {
+        self.post(
+            Some(cookie),
+            "/admin/login",
+            form(&[("_csrf", csrf), ("email", email), ("password", password)]),
+        )
+        .await
+    }
+
+    /// Signs in with the password and sets two-factor up; returns the
+    /// fully signed-in cookie, the secret and the code used.
+    async fn sign_in_and_set_up(&self) -> (String, String, String) {
+        let (cookie, csrf) = self.visit_login().await;
+        let page = self.login(&cookie, &csrf, EMAIL, PASSWORD).await;
+        assert_eq!(page.location(), "/admin/two-factor/setup");
+        let cookie = page.session_cookie().unwrap();
+        let setup = self.get(Some(&cookie), "/admin/two-factor/setup").await;
+        let secret = between(&setup.body, "<code id=\"two-factor-secret\">", "<");
+        let code = code_at(&secret, now()).unwrap();
+        let done = self
+            .post(
+                Some(&cookie),
+                "/admin/two-factor/setup",
+                form(&[("_csrf", &setup.csrf()), ("code", &code)]),
+            )
+            .await;
+        assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+        (done.session_cookie().unwrap(), secret, code)
+    }
+}
+
+#[tokio::test]
+async fn sign_in_requires_two_factor_then_challenges_with_replay_protection() {
+    for db in all_backends().await {
+        // More code checks than the default 5 a minute happen here.
+        let mut config = AuthConfig::default();
+        config.throttle.two_factor = Limit::per_minute(20);
+        let app = App::with_config(&db, config).await;
+        // Every page sends a stranger to the sign-in page, keeping the path.
+        let page = app.get(None, "/admin/access/users?x=1").await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER);
+        assert_eq!(
+            page.location(),
+            "/admin/login?next=%2Fadmin%2Faccess%2Fusers%3Fx%3D1"
+        );
+
+        // The sign-in page starts a locked-down session.
+        let login = app.get(None, "/admin/login?next=%2Fadmin%2Fsearch").await;
+        assert_eq!(login.status, StatusCode::OK);
+        let line = login.set_cookie_line();
+        for flag in ["HttpOnly", "SameSite=Lax", "Path=/admin"] {
+            assert!(line.contains(flag), "{line}");
+        }
+        assert!(login.body.contains("name=\"next\" value=\"/admin/search\""));
+        let anon = login.session_cookie().unwrap();
+        let csrf = login.csrf();
+        assert!(csrf.len() >= 32);
+
+        // Wrong password and unknown account: the same answer.
+        let wrong = app.login(&anon, &csrf, EMAIL, "wrong password").await;
+        let unknown = app
+            .login(&anon, &csrf, "nobody@example.com", PASSWORD)
+            .await;
+        for p in [&wrong, &unknown] {
+            assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+            assert!(p.body.contains(LOGIN_FAILED_MESSAGE));
+        }
+        assert!(wrong.body.contains(&format!("value=\"{EMAIL}\"")));
+
+        // The right password: a new session id (the old one is dead), and
+        // two-factor set-up before anything else.
+        let ok = app
+            .post(
+                Some(&anon),
+                "/admin/login",
+                form(&[
+                    ("_csrf", &csrf),
+                    ("email", EMAIL),
+                    ("password", PASSWORD),
+                    ("next", "/admin/search"),
+                ]),
+            )
+            .await;
+        assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+        assert_eq!(ok.location(), "/admin/two-factor/setup");
+        let half = ok.session_cookie().unwrap();
+        assert_ne!(half, anon, "the session id rotates on sign-in");
+        let old = app.get(Some(&anon), "/admin").await;
+        assert!(old.location().starts_with("/admin/login"));
+        for path in ["/admin", "/admin/access/roles", "/admin/profile"] {
+            let p = app.get(Some(&half), path).await;
+            assert_eq!(p.location(), "/admin/two-factor/setup", "{path}");
+        }
+
+        // The set-up page: QR code and key; a wrong code keeps the key.
+        let setup = app.get(Some(&half), "/admin/two-factor/setup").await;
+        assert_eq!(setup.status, StatusCode::OK);
+        assert!(setup.body.contains("<svg"));
+        let secret = between(&setup.body, "<code id=\"two-factor-secret\">", "<");
+        let bad = app
+            .post(
+                Some(&half),
+                "/admin/two-factor/setup",
+                form(&[("_csrf", &setup.csrf()), ("code", "000000x")]),
+            )
+            .await;
+        assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(bad.body.contains(&secret), "a wrong code keeps the secret");
+        let code = code_at(&secret, now()).unwrap();
+        let done = app
+            .post(
+                Some(&half),
+                "/admin/two-factor/setup",
+                form(&[("_csrf", &setup.csrf()), ("code", &code)]),
+            )
+            .await;
+        assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+        let codes: Vec<String> = done
+            .body
+            .split("<li><code>")
+            .skip(1)
+            .map(|s| s[..s.find('<').unwrap()].to_owned())
+            .collect();
+        assert_eq!(codes.len(), 8);
+        assert!(
+            done.body
+                .contains("id=\"continue\" class=\"button primary\" href=\"/admin/search\"")
+        );
+        let full = done.session_cookie().unwrap();
+        assert_ne!(full, half);
+        let dash = app.get(Some(&full), "/admin").await;
+        assert_eq!(dash.status, StatusCode::OK, "{}", dash.location());
+
+        // Sign out: the session is gone.
+        let out = app
+            .post(
+                Some(&full),
+                "/admin/logout",
+                form(&[("_csrf", &dash.csrf())]),
+            )
+            .await;
+        assert_eq!(out.location(), "/admin/login");
+        assert!(out.set_cookie_line().contains("Max-Age=0"));
+        assert!(
+            app.get(Some(&full), "/admin")
+                .await
+                .location()
+                .starts_with("/admin/login")
+        );
+
+        // Sign in again: the password, then a code. The code used at set-up
+        // is refused (replay); a recovery code works once.
+        let (anon, csrf) = app.visit_login().await;
+        let pw = app.login(&anon, &csrf, EMAIL, PASSWORD).await;
+        assert_eq!(pw.location(), "/admin/two-factor-challenge");
+        let pending = pw.session_cookie().unwrap_or(anon.clone());
+        // Half-way through, no page opens.
+        assert!(
+            app.get(Some(&pending), "/admin")
+                .await
+                .location()
+                .starts_with("/admin/login")
+        );
+        let challenge = app.get(Some(&pending), "/admin/two-factor-challenge").await;
+        assert_eq!(challenge.status, StatusCode::OK);
+        assert!(challenge.body.contains("id=\"use-recovery-code\""));
+        let replay = app
+            .post(
+                Some(&pending),
+                "/admin/two-factor-challenge",
+                form(&[("_csrf", &csrf), ("code", &code)]),
+            )
+            .await;
+        assert_eq!(replay.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(replay.body.contains("The code is not valid."));
+        let recovered = app
+            .post(
+                Some(&pending),
+                "/admin/two-factor-challenge",
+                form(&[("_csrf", &csrf), ("recovery_code", &codes[0])]),
+            )
+            .await;
+        assert_eq!(
+            recovered.status,
+            StatusCode::SEE_OTHER,
+            "{}",
+            recovered.body
+        );
+        assert_eq!(recovered.location(), "/admin");
+        let signed = recovered.session_cookie().unwrap();
+        assert_ne!(signed, pending);
+        assert_eq!(
+            app.get(Some(&signed), "/admin").await.status,
+            StatusCode::OK
+        );
+
+        // The same recovery code a second time: refused.
+        let (anon, csrf) = app.visit_login().await;
+        let pw = app.login(&anon, &csrf, EMAIL, PASSWORD).await;
+        let pending = pw.session_cookie().unwrap_or(anon.clone());
+        let again = app
+            .post(
+                Some(&pending),
+                "/admin/two-factor-challenge",
+                form(&[("_csrf", &csrf), ("recovery_code", &codes[0])]),
+            )
+            .await;
+        assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(again.body.contains("The recovery code is not valid."));
+        // The next step's code (within the allowed drift) is accepted.
+        let next = code_at(&secret, now() + 30).unwrap();
+        let fresh = app
+            .post(
+                Some(&pending),
+                "/admin/two-factor-challenge",
+                form(&[("_csrf", &csrf), ("code", &next)]),
+            )
+            .await;
+        assert_eq!(fresh.status, StatusCode::SEE_OTHER, "{}", fresh.body);
+        assert_eq!(fresh.location(), "/admin");
+    }
+}
+
+#[tokio::test]
+async fn a_planted_session_id_is_worthless_after_sign_in() {
+    let db = TestDb::sqlite();
+    let app = App::new(&db).await;
+    // The attacker gets a session id and plants it in the victim's browser.
+    let (planted, csrf) = app.visit_login().await;
+    let page = app.login(&planted, &csrf, EMAIL, PASSWORD).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    let victim = page.session_cookie().unwrap();
+    assert_ne!(planted, victim);
+    // The planted id does not follow the victim into the panel.
+    for path in ["/admin", "/admin/two-factor/setup"] {
+        let p = app.get(Some(&planted), path).await;
+        assert!(
+            p.location().starts_with("/admin/login"),
+            "{path}: {}",
+            p.location()
+        );
+    }
+}
+
+#[tokio::test]
+async fn forms_need_the_sessions_csrf_token() {
+    let db = TestDb::sqlite();
+    let app = App::new(&db).await;
+    let (cookie, csrf) = app.visit_login().await;
+    let (_, other_csrf) = app.visit_login().await;
+    for body in [
+        form(&[("email", EMAIL), ("password", PASSWORD)]),
+        form(&[
+            ("_csrf", &other_csrf),
+            ("email", EMAIL),
+            ("password", PASSWORD),
+        ]),
+        form(&[("_csrf", ""), ("email", EMAIL), ("password", PASSWORD)]),
+    ] {
+        let p = app.post(Some(&cookie), "/admin/login", body).await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN);
+        assert!(p.body.contains("Page expired"));
+    }
+    // No session at all: refused too.
+    let p = app
+        .post(
+            None,
+            "/admin/login",
+            form(&[("_csrf", &csrf), ("email", EMAIL), ("password", PASSWORD)]),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+    // Signed in: a state change without the token is refused, and nothing
+    // changed (still signed in).
+    let (full, _, _) = app.sign_in_and_set_up().await;
+    let p = app
+        .post(
+            Some(&full),
+            "/admin/logout",
+            form(&[("_csrf", &other_csrf)]),
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.get(Some(&full), "/admin").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn next_never_leaves_the_panel() {
+    let db = TestDb::sqlite();
+    let app = App::with_config(
+        &db,
+        AuthConfig {
+            throttle: ThrottleConfig::off(),
+            ..AuthConfig::default()
+        },
+    )
+    .await;
+    for evil in [
+        "https://evil.example/",
+        "//evil.example/admin",
+        "/\\evil.example",
+        "javascript:alert(1)",
+        "/admin/login",
+        "/elsewhere",
+    ] {
+        let page = app
+            .get(None, &format!("/admin/login?next={}", enc(evil)))
+            .await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(!page.body.contains("name=\"next\""), "{evil}");
+        // Posted directly, it is ignored as well.
+        let (cookie, csrf) = app.visit_login().await;
+        let p = app
+            .post(
+                Some(&cookie),
+                "/admin/login",
+                form(&[
+                    ("_csrf", &csrf),
+                    ("email", EMAIL),
+                    ("password", PASSWORD),
+                    ("next", evil),
+                ]),
+            )
+            .await;
+        assert_eq!(p.location(), "/admin/two-factor/setup", "{evil}");
+        let half = p.session_cookie().unwrap();
+        let setup = app.get(Some(&half), "/admin/two-factor/setup").await;
+        let secret = between(&setup.body, "<code id=\"two-factor-secret\">", "<");
+        let done = app
+            .post(
+                Some(&half),
+                "/admin/two-factor/setup",
+                form(&[
+                    ("_csrf", &setup.csrf()),
+                    ("code", &code_at(&secret, now()).unwrap()),
+                ]),
+            )
+            .await;
+        assert!(
+            done.body
+                .contains("id=\"continue\" class=\"button primary\" href=\"/admin\""),
+            "{evil}"
+        );
+        // Reset two-factor for the next round.
+        let user = app
+            .platform
+            .access()
+            .find_user_by_email(EMAIL)
+            .await
+            .unwrap()
+            .unwrap();
+        app.platform
+            .auth()
+            .two_factor()
+            .disable(&Context::console(), user.id)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn guessing_is_throttled_without_telling_whether_the_account_exists() {
+    let db = TestDb::sqlite();
+    let app = App::new(&db).await;
+    let (cookie, csrf) = app.visit_login().await;
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        let p = app.login(&cookie, &csrf, EMAIL, "wrong password").await;
+        statuses.push(p.status);
+        if p.status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(p.headers.contains_key(header::RETRY_AFTER));
+            assert!(p.body.contains("Too many attempts"));
+        }
+    }
+    assert_eq!(statuses[0], StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(statuses[6], StatusCode::TOO_MANY_REQUESTS);
+    // Unknown accounts are throttled the same way.
+    let mut unknown = Vec::new();
+    for _ in 0..7 {
+        unknown.push(
+            app.login(&cookie, &csrf, "ghost@example.com", "x")
+                .await
+                .status,
+        );
+    }
+    assert_eq!(statuses, unknown);
+    // Even the right password is not checked while throttled.
+    let p = app.login(&cookie, &csrf, EMAIL, PASSWORD).await;
+    assert_eq!(p.status, StatusCode::TOO_MANY_REQUESTS);
+
+    // Two-factor codes are throttled per account.
+    let db = TestDb::sqlite();
+    let app = App::new(&db).await;
+    let (full, _, _) = app.sign_in_and_set_up().await;
+    drop(full);
+    let (cookie, csrf) = app.visit_login().await;
+    let pending = app
+        .login(&cookie, &csrf, EMAIL, PASSWORD)
+        .await
+        .session_cookie()
+        .unwrap_or(cookie);
+    let mut last = StatusCode::OK;
+    for _ in 0..7 {
+        last = app
+            .post(
+                Some(&pending),
+                "/admin/two-factor-challenge",
+                form(&[("_csrf", &csrf), ("code", "123456")]),
+            )
+            .await
+            .status;
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn password_reset_by_mailed_single_use_link() {
+    let db = TestDb::sqlite();
+    let app = App::new(&db).await;
+    let page = app.get(None, "/admin/forgot-password").await;
+    let cookie = page.session_cookie().unwrap();
+    let csrf = page.csrf();
+    let known = app
+        .post(
+            Some(&cookie),
+            "/admin/forgot-password",
+            form(&[("_csrf", &csrf), ("email", EMAIL)]),
+        )
+        .await;
+    let unknown = app
+        .post(
+            Some(&cookie),
+            "/admin/forgot-password",
+            form(&[("_csrf", &csrf), ("email", "ghost@example.com")]),
+        )
+        .await;
+    assert_eq!(known.status, StatusCode::OK);
+    assert_eq!(known.status, unknown.status);
+    assert_eq!(known.body, unknown.body, "the answer does not tell");
+    // The mail is sent in the background.
+    let mut mail = None;
+    for _ in 0..100 {
+        mail = app.mailer.last_to(EMAIL);
+        if mail.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mail = mail.expect("a reset mail");
+    assert_eq!(
+        app.mailer.sent().len(),
+        1,
+        "nothing mailed to unknown addresses"
+    );
+    let link = between(&mail.text, "/admin/reset-password/", "\n");
+    assert!(mail.text.contains("/admin/reset-password/"));
+    assert!(
+        !mail.text.contains("Host"),
+        "links never come from the Host header"
+    );
+    let path = format!("/admin/reset-password/{link}");
+
+    // A forged link.
+    let forged = app
+        .post(
+            Some(&cookie),
+            "/admin/reset-password/forged-token",
+            form(&[
+                ("_csrf", &csrf),
+                ("password", "a new password 1"),
+                ("password_confirmation", "a new password 1"),
+            ]),
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(forged.body.contains("invalid or has expired"));
+    // Mismatched confirmation: nothing used up.
+    let form_page = app.get(Some(&cookie), &path).await;
+    assert_eq!(form_page.status, StatusCode::OK);
+    let mismatch = app
+        .post(
+            Some(&cookie),
+            &path,
+            form(&[
+                ("_csrf", &csrf),
+                ("password", "a new password 1"),
+                ("password_confirmation", "another one 22"),
+            ]),
+        )
+        .await;
+    assert_eq!(mismatch.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let ok = app
+        .post(
+            Some(&cookie),
+            &path,
+            form(&[
+                ("_csrf", &csrf),
+                ("password", "a new password 1"),
+                ("password_confirmation", "a new password 1"),
+            ]),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    assert_eq!(ok.location(), "/admin/login");
+    // Single use.
+    let again = app
+        .post(
+            Some(&cookie),
+            &path,
+            form(&[
+                ("_csrf", &csrf),
+                ("password", "third password 3"),
+                ("password_confirmation", "third password 3"),
+            ]),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // The new password signs in; the old one does not.
+    let (c, t) = app.visit_login().await;
+    assert_eq!(
+        app.login(&c, &t, EMAIL, PASSWORD).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        app.login(&c, &t, EMAIL, "a new password 1").await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn access_pages_ask_for_the_password_again() {
+    let db = TestDb::sqlite();
+    let app = App::new(&db).await;
+    let (full, _, _) = app.sign_in_and_set_up().await;
+    let roles = app.get(Some(&full), "/admin/access/roles").await;
+    assert_eq!(roles.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        roles.location(),
+        "/admin/confirm-password?next=%2Fadmin%2Faccess%2Froles"
+    );
+    let page = app.get(Some(&full), roles.location()).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body
+            .contains("name=\"next\" value=\"/admin/access/roles\"")
+    );
+    let csrf = page.csrf();
+    let wrong = app
+        .post(
+            Some(&full),
+            "/admin/confirm-password",
+            form(&[
+                ("_csrf", &csrf),
+                ("password", "nope nope"),
+                ("next", "/admin/access/roles"),
+            ]),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let right = app
+        .post(
+            Some(&full),
+            "/admin/confirm-password",
+            form(&[
+                ("_csrf", &csrf),
+                ("password", PASSWORD),
+                ("next", "https://evil.example/"),
+            ]),
+        )
+        .await;
+    assert_eq!(right.location(), "/admin", "an outside next is dropped");
+    let roles = app.get(Some(&full), "/admin/access/roles").await;
+    assert_eq!(roles.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn profile_name_and_password() {
+    let db = TestDb::sqlite();
+    let app = App::new(&db).await;
+    let (full, _, _) = app.sign_in_and_set_up().await;
+    let page = app.get(Some(&full), "/admin/profile").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("8 unused recovery codes left"));
+    let csrf = page.csrf();
+    let saved = app
+        .post(
+            Some(&full),
+            "/admin/profile",
+            form(&[("_csrf", &csrf), ("name", "<b>Ada</b>"), ("email", EMAIL)]),
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let page = app.get(Some(&full), "/admin/profile").await;
+    assert!(page.body.contains("&lt;b&gt;Ada&lt;/b&gt;"));
+    assert!(!page.body.contains("<b>Ada</b>"));
+    let bad = app
+        .post(
+            Some(&full),
+            "/admin/profile",
+            form(&[
+                ("_csrf", &csrf),
+                ("name", "Ada"),
+                ("email", "not an address"),
+            ]),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.body.contains("class=\"error\""));
+    let mismatch = app
+        .post(
+            Some(&full),
+            "/admin/profile/password",
+            form(&[
+                ("_csrf", &csrf),
+                ("current_password", PASSWORD),
+                ("password", "brand new pass 1"),
+                ("password_confirmation", "x"),
+            ]),
+        )
+        .await;
+    assert_eq!(mismatch.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let wrong = app
+        .post(
+            Some(&full),
+            "/admin/profile/password",
+            form(&[
+                ("_csrf", &csrf),
+                ("current_password", "wrong"),
+                ("password", "brand new pass 1"),
+                ("password_confirmation", "brand new pass 1"),
+            ]),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let ok = app
+        .post(
+            Some(&full),
+            "/admin/profile/password",
+            form(&[
+                ("_csrf", &csrf),
+                ("current_password", PASSWORD),
+                ("password", "brand new pass 1"),
+                ("password_confirmation", "brand new pass 1"),
+            ]),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    // This session stays signed in.
+    assert_eq!(
+        app.get(Some(&full), "/admin/profile").await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn headers_and_oversized_posts() {
+    let db = TestDb::sqlite();
+    let app = App::new(&db).await;
+    let page = app.get(None, "/admin/login").await;
+    let csp = page.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    let script_src = csp
+        .split(';')
+        .find(|d| d.trim().starts_with("script-src") || d.trim().starts_with("default-src"))
+        .unwrap();
+    assert!(!script_src.contains("unsafe-inline"), "{csp}");
+    assert_eq!(page.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert!(page.headers.contains_key(header::REFERRER_POLICY));
+    assert_eq!(page.headers[header::CACHE_CONTROL], "no-store");
+    // No inline script on the page itself.
+    assert!(!page.body.contains("<script>"));
+
+    let cookie = page.session_cookie().unwrap();
+    let huge = format!("_csrf={}&email={}", page.csrf(), "a".repeat(1024 * 1024));
+    let p = app.post(Some(&cookie), "/admin/login", huge).await;
+    assert_eq!(p.status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Registration is off by default.
+    assert_eq!(
+        app.get(None, "/admin/register").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn registration_when_switched_on() {
+    let db = TestDb::sqlite();
+    let app = App::with_config(
+        &db,
+        AuthConfig {
+            registration: true,
+            ..AuthConfig::default()
+        },
+    )
+    .await;
+    let page = app.get(None, "/admin/register").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let cookie = page.session_cookie().unwrap();
+    let taken = app
+        .post(
+            Some(&cookie),
+            "/admin/register",
+            form(&[
+                ("_csrf", &page.csrf()),
+                ("name", "Eve"),
+                ("email", EMAIL),
+                ("password", "long enough 1"),
+                ("password_confirmation", "long enough 1"),
+            ]),
+        )
+        .await;
+    assert_eq!(taken.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let ok = app
+        .post(
+            Some(&cookie),
+            "/admin/register",
+            form(&[
+                ("_csrf", &page.csrf()),
+                ("name", "Bob"),
+                ("email", "bob@example.com"),
+                ("password", "long enough 1"),
+                ("password_confirmation", "long enough 1"),
+            ]),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    assert_eq!(ok.location(), "/admin/two-factor/setup");
+    // The new account has no permissions: the dashboard shows nothing to
+    // manage, and the access pages are refused.
+    let half = ok.session_cookie().unwrap();
+    assert_eq!(
+        app.get(Some(&half), "/admin").await.location(),
+        "/admin/two-factor/setup"
+    );
+}
