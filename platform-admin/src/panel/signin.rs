@@ -710,7 +710,7 @@ pub(crate) async fn forgot(v: Visitor, form: FormData) -> Result<Response, Panel
             );
             send_later(
                 &v.platform,
-                Mail::new(t.user.email.clone(), "Reset your password", text),
+                Mail::new(t.user.email, "Reset your password", text),
             );
         }
         Ok(None) => {}
