@@ -1015,3 +1015,29 @@ async fn the_ip_allowlist_guards_the_panel() {
         }
     }
 }
+
+#[tokio::test]
+async fn reset_links_and_codes_are_throttled_per_address() {
+    let db = TestDb::sqlite();
+    let app = App::new(&db).await;
+    let page = app.get(None, "/admin/reset-password/guess").await;
+    let cookie = page.session_cookie().unwrap();
+    let csrf = page.csrf();
+    let mut statuses = Vec::new();
+    for i in 0..32 {
+        let p = app
+            .post(
+                Some(&cookie),
+                &format!("/admin/reset-password/guess-{i}"),
+                form(&[
+                    ("_csrf", &csrf),
+                    ("password", "a new password 1"),
+                    ("password_confirmation", "does not match"),
+                ]),
+            )
+            .await;
+        statuses.push(p.status);
+    }
+    assert_eq!(statuses[0], StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(statuses[31], StatusCode::TOO_MANY_REQUESTS);
+}

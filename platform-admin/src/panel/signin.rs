@@ -262,6 +262,17 @@ impl Visitor {
     }
 }
 
+/// Counts a credential check against the client address's ceiling (the
+/// core counts the account's); the seconds to wait when over it.
+fn address_throttled(v: &Visitor) -> Option<u64> {
+    v.platform
+        .auth()
+        .throttle()
+        .address(v.ctx.ip())
+        .err()
+        .map(|t| t.seconds())
+}
+
 /// The seconds of a `throttled` validation error, if `e` is one.
 fn throttled_secs(e: &Error) -> Option<u64> {
     let Error::Validation(errors) = e else {
@@ -455,6 +466,9 @@ pub(crate) async fn challenge(mut v: Visitor, form: FormData) -> Result<Response
             Flash::error("The sign-in took too long. Sign in again."),
         ));
     };
+    if let Some(secs) = address_throttled(&v) {
+        return Ok(v.throttled("auth/two_factor_challenge.html", challenge_data(&v), secs));
+    }
     let auth = v.platform.auth().clone();
     let recovery = form.get("recovery_code").map(|c| cut(Some(c), 64));
     let checked = match &recovery {
@@ -594,6 +608,19 @@ pub(crate) async fn setup(
     };
     let auth = v.platform.auth().clone();
     let code = cut(form.get("code"), 16);
+    if let Some(secs) = address_throttled(&v) {
+        let mut res = setup_page(
+            &v,
+            &ctx,
+            user_id,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(&format!("Too many attempts. Try again in {secs} seconds.")),
+        )
+        .await?;
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        return Ok(res);
+    }
     match auth.two_factor().confirm_setup(&ctx, user_id, &code).await {
         Ok(codes) => {
             let s = v.posted_session()?;
@@ -764,6 +791,9 @@ pub(crate) async fn reset(
 ) -> Result<Response, PanelError> {
     let pw = password(&form, "password");
     let mut data = reset_data(&v, &token);
+    if let Some(secs) = address_throttled(&v) {
+        return Ok(v.throttled("auth/reset_password.html", data, secs));
+    }
     if pw != password(&form, "password_confirmation") {
         data["errors"]["password_confirmation"] = "The passwords do not match.".into();
         return v.render(
@@ -908,6 +938,9 @@ pub(crate) async fn confirm(
         "next": next,
         "cancel": v.home(),
     });
+    if let Some(secs) = address_throttled(&v) {
+        return Ok(v.throttled("auth/confirm_password.html", data, secs));
+    }
     let s = v.posted_session()?;
     match auth.confirm_password(s, &pw).await {
         Ok(true) => {
