@@ -32,6 +32,7 @@
 pub mod api;
 pub mod error;
 pub mod layer;
+pub mod matrix;
 pub mod panel;
 
 pub use api::{ApiConfig, api_router, api_router_with};

@@ -6,7 +6,7 @@
 //! `SameSite=Lax`, scoped to the panel's path, and `Secure` in production
 //! (or with `PLATFORM_SECURE_COOKIES=1`).
 //!
-//! CSRF: every form body the panel reads ([`super::form::FormData`]) must
+//! CSRF: every form body the panel reads (`FormData`) must
 //! carry `_csrf` equal to the session's token ([`ExpectedCsrf`], set while
 //! the request's session is resolved); a form without a session, without
 //! the field or with another session's token is refused before any handler
