@@ -942,6 +942,20 @@ async fn bulk_delete_by_ids_and_by_query() {
         let res = app.post(a, "/admin/invoices/bulk", &fields).await;
         app.expect(&res, StatusCode::SEE_OTHER, "bulk restore");
         assert!(repo.find(inv[0].id).await.is_ok());
+        // Restored rows are tagged bulk as well.
+        let entries = app
+            .platform
+            .audit()
+            .recent(Some("invoice"), None, 100)
+            .await
+            .unwrap();
+        let restored: Vec<_> = entries.iter().filter(|e| e.event == "restored").collect();
+        assert_eq!(restored.len(), ids.len(), "{}", app.backend);
+        assert!(
+            restored
+                .iter()
+                .all(|e| e.tag_list().contains(&"bulk".to_owned()))
+        );
         // No selection: a message, nothing done.
         let res = app
             .post(

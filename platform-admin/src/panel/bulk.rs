@@ -344,10 +344,12 @@ pub(crate) async fn run(
                 .await
                 .map(|n| format!("Deleted {n} {}.", label(n)))
         }
-        Kind::Restore => restore(&records, &selection)
+        // Row by row (each row's own checks and audit entry), tagged `bulk`
+        // like the rows of `delete_where`.
+        Kind::Restore => restore(&bulk_tagged(&p, &records), &selection)
             .await
             .map(|n| format!("Restored {n} {}.", label(n))),
-        Kind::ForceDelete => force_delete(&records, &selection)
+        Kind::ForceDelete => force_delete(&bulk_tagged(&p, &records), &selection)
             .await
             .map(|n| format!("Deleted {n} {} for good.", label(n))),
         Kind::Export => match export(&p, records, &selection).await {
@@ -459,6 +461,14 @@ async fn first_ids(
         .iter()
         .map(|r| r.id().clone())
         .collect())
+}
+
+/// `records` acting with the request's context tagged `bulk`.
+fn bulk_tagged(p: &Panel, records: &Records) -> Records {
+    let ctx = p.ctx().clone().with_tag("bulk");
+    p.platform
+        .records(records.meta().name(), &ctx)
+        .unwrap_or_else(|| records.clone())
 }
 
 async fn restore(records: &Records, selection: &Selection) -> platform_core::Result<u64> {

@@ -56,9 +56,16 @@ pub(crate) fn struct_label(ident: &str) -> String {
 }
 
 /// The label of a field: `_` becomes a space and the first letter is
-/// capitalised (`amount_cents` -> `Amount cents`).
+/// capitalised, without a trailing `_id` or `_cents` (`amount_cents` -> `Amount`,
+/// `customer_id` -> `Customer`).
 pub(crate) fn field_label(name: &str) -> String {
-    capitalize(name.replace('_', " ").trim())
+    // `customer_id` reads "Customer", `amount_cents` "Amount" (as Django
+    // names a foreign key after its relation).
+    let stem = ["_id", "_cents"]
+        .iter()
+        .find_map(|suffix| name.strip_suffix(suffix).filter(|s| !s.is_empty()))
+        .unwrap_or(name);
+    capitalize(stem.replace('_', " ").trim())
 }
 
 fn capitalize(s: &str) -> String {
@@ -121,7 +128,10 @@ mod tests {
             plural(&struct_label("DeliveryCategory")),
             "Delivery categories"
         );
-        assert_eq!(field_label("amount_cents"), "Amount cents");
+        assert_eq!(field_label("amount_cents"), "Amount");
+        assert_eq!(field_label("customer_id"), "Customer");
+        assert_eq!(field_label("id"), "Id");
+        assert_eq!(field_label("_id"), "Id");
         assert_eq!(field_label("id"), "Id");
         assert_eq!(field_label("_private"), "Private");
     }

@@ -106,13 +106,13 @@ fn main() {
     assert_eq!(number.label_text(), "Number");
 
     let customer = meta.field("customer_id").unwrap();
-    assert_eq!(customer.label_text(), "Customer id");
+    assert_eq!(customer.label_text(), "Customer");
     assert_eq!(customer.belongs_to_meta().unwrap().table(), "customers");
     let status = meta.field("status").unwrap();
     assert_eq!(status.choice_list(), ["draft", "sent", "paid"]);
     let amount = meta.field("amount_cents").unwrap();
     assert!(amount.is_money() && amount.ty() == FieldType::I64);
-    assert_eq!(amount.label_text(), "Amount cents");
+    assert_eq!(amount.label_text(), "Amount");
     let notes = meta.field("notes").unwrap();
     assert_eq!(notes.ty(), FieldType::Text);
     assert!(notes.is_nullable());
