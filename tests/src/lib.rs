@@ -285,8 +285,14 @@ mod book {
     mod audit {}
     #[doc = include_str!("../../book/src/api.md")]
     mod api {}
+    #[doc = include_str!("../../book/src/panel.md")]
+    mod panel {}
     #[doc = include_str!("../../book/src/access.md")]
     mod access {}
+    #[doc = include_str!("../../book/src/authentication.md")]
+    mod authentication {}
+    #[doc = include_str!("../../book/src/permissions.md")]
+    mod permissions {}
     #[doc = include_str!("../../book/src/cli.md")]
     mod cli {}
     #[doc = include_str!("../../book/src/configuration.md")]
