@@ -62,7 +62,7 @@ pub(crate) struct Invoice {
     #[resource(text)]
     pub(crate) notes: Option<String>,
     /// Bank account: AES-GCM at rest, never in the audit trail in clear.
-    #[resource(encrypted)]
+    #[resource(encrypted, label = "IBAN")]
     pub(crate) iban: Option<String>,
     /// When the invoice was created.
     pub(crate) created_at: DateTime<Utc>,
