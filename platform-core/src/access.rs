@@ -241,11 +241,11 @@ impl Access {
 
     // ---- cache coherence ----------------------------------------------
 
-    fn invalidate_local(&self) {
+    pub(crate) fn invalidate_local(&self) {
         self.version.fetch_add(1, Ordering::SeqCst);
     }
 
-    async fn bump_db_version(&self, tx: &mut Tx) -> Result<()> {
+    pub(crate) async fn bump_db_version(&self, tx: &mut Tx) -> Result<()> {
         tx.execute(crate::db::Sql::literal(
             tx.backend(),
             "UPDATE platform_meta SET value = value + 1 WHERE name = 'access_version'",

@@ -201,8 +201,12 @@ impl App {
     /// Signs in with the password and sets two-factor up; returns the
     /// fully signed-in cookie, the secret and the code used.
     async fn sign_in_and_set_up(&self) -> (String, String, String) {
+        self.sign_in_and_set_up_as(EMAIL, PASSWORD).await
+    }
+
+    async fn sign_in_and_set_up_as(&self, email: &str, password: &str) -> (String, String, String) {
         let (cookie, csrf) = self.visit_login().await;
-        let page = self.login(&cookie, &csrf, EMAIL, PASSWORD).await;
+        let page = self.login(&cookie, &csrf, email, password).await;
         assert_eq!(page.location(), "/admin/two-factor/setup");
         let cookie = page.session_cookie().unwrap();
         let setup = self.get(Some(&cookie), "/admin/two-factor/setup").await;
@@ -1040,4 +1044,152 @@ async fn reset_links_and_codes_are_throttled_per_address() {
     }
     assert_eq!(statuses[0], StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(statuses[31], StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn admins_disable_accounts_and_reset_two_factor() {
+    for db in all_backends().await {
+        let app = App::new(&db).await;
+        let ctx = Context::console();
+        let access = app.platform.access();
+        let bob = access
+            .create_user(
+                &ctx,
+                NewUser {
+                    email: "bob@example.com".into(),
+                    name: "Bob".into(),
+                    password: PASSWORD.into(),
+                },
+            )
+            .await
+            .unwrap();
+        let token = access
+            .create_token(&ctx, bob.id, "t", &[], None)
+            .await
+            .unwrap();
+        let api = |t: String| {
+            Request::get("/api/audits?resource=user")
+                .header(header::AUTHORIZATION, format!("Bearer {t}"))
+                .body(Body::empty())
+                .unwrap()
+        };
+        let (bob_session, _, _) = app.sign_in_and_set_up_as("bob@example.com", PASSWORD).await;
+        assert_eq!(
+            app.get(Some(&bob_session), "/admin").await.status,
+            StatusCode::OK
+        );
+
+        let (admin, _, _) = app.sign_in_and_set_up().await;
+        // The access pages want the password first.
+        let confirm = app.get(Some(&admin), "/admin/confirm-password").await;
+        app.post(
+            Some(&admin),
+            "/admin/confirm-password",
+            form(&[("_csrf", &confirm.csrf()), ("password", PASSWORD)]),
+        )
+        .await;
+        let page = app
+            .get(Some(&admin), &format!("/admin/access/users/{}", bob.id))
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.location());
+        assert!(page.body.contains("id=\"toggle-account\""));
+        assert!(page.body.contains("id=\"reset-two-factor\""));
+        let csrf = page.csrf();
+
+        // Disable: Bob's session ends, his token and password stop working.
+        let res = app
+            .post(
+                Some(&admin),
+                &format!("/admin/access/users/{}/status", bob.id),
+                form(&[("_csrf", &csrf), ("disabled", "1")]),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+        assert!(
+            app.get(Some(&bob_session), "/admin")
+                .await
+                .location()
+                .starts_with("/admin/login")
+        );
+        assert_eq!(
+            app.send(api(token.plain_text.clone())).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+        let (c, t) = app.visit_login().await;
+        let login = app.login(&c, &t, "bob@example.com", PASSWORD).await;
+        assert_eq!(login.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(login.body.contains(LOGIN_FAILED_MESSAGE));
+
+        // Enable again, and reset his two-factor: the next sign-in sets it
+        // up again.
+        app.post(
+            Some(&admin),
+            &format!("/admin/access/users/{}/status", bob.id),
+            form(&[("_csrf", &csrf), ("disabled", "0")]),
+        )
+        .await;
+        assert_ne!(
+            app.send(api(token.plain_text.clone())).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+        let res = app
+            .post(
+                Some(&admin),
+                &format!("/admin/access/users/{}/two-factor/reset", bob.id),
+                form(&[("_csrf", &csrf)]),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+        let (c, t) = app.visit_login().await;
+        let login = app.login(&c, &t, "bob@example.com", PASSWORD).await;
+        assert_eq!(login.location(), "/admin/two-factor/setup");
+
+        // Nobody disables themself.
+        let admin_id = access.find_user_by_email(EMAIL).await.unwrap().unwrap().id;
+        app.post(
+            Some(&admin),
+            &format!("/admin/access/users/{admin_id}/status"),
+            form(&[("_csrf", &csrf), ("disabled", "1")]),
+        )
+        .await;
+        assert_eq!(app.get(Some(&admin), "/admin").await.status, StatusCode::OK);
+
+        // A user manager who is not a super admin cannot touch a super
+        // admin's account.
+        access.create_role(&ctx, "managers").await.unwrap();
+        access
+            .grant_role_permission(&ctx, "managers", "update_user")
+            .await
+            .unwrap();
+        access
+            .grant_role_permission(&ctx, "managers", "view_user")
+            .await
+            .unwrap();
+        access.assign_role(&ctx, bob.id, "managers").await.unwrap();
+        let (bob_session, _, _) = app.sign_in_and_set_up_as("bob@example.com", PASSWORD).await;
+        let confirm = app.get(Some(&bob_session), "/admin/confirm-password").await;
+        app.post(
+            Some(&bob_session),
+            "/admin/confirm-password",
+            form(&[("_csrf", &confirm.csrf()), ("password", PASSWORD)]),
+        )
+        .await;
+        let res = app
+            .post(
+                Some(&bob_session),
+                &format!("/admin/access/users/{admin_id}/status"),
+                form(&[("_csrf", &confirm.csrf()), ("disabled", "1")]),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{}", db.backend.name());
+        assert!(
+            access
+                .user(admin_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .disabled_at
+                .is_none()
+        );
+    }
 }

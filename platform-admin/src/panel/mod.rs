@@ -29,6 +29,8 @@
 //! | `POST` | `/{resource}/{id}/versions/{audit}/restore` | restore the record to an audit entry's state |
 //! | `GET`, `POST` | `/access/users`, `/access/users/new` | users, new user |
 //! | `GET`, `POST` | `/access/users/{id}` | a user's roles and direct permissions |
+//! | `POST` | `/access/users/{id}/status` | disable (`disabled=1`) or enable an account |
+//! | `POST` | `/access/users/{id}/two-factor/reset` | turn a user's two-factor authentication off (lost device) |
 //! | `GET`, `POST` | `/access/users/{id}/tokens` | another user's API tokens (`update_user`) |
 //! | `GET`, `POST` | `/access/roles` | roles, new role |
 //! | `GET`, `POST` | `/access/roles/{name}` | the role editor (resources × abilities grid) |
@@ -266,6 +268,11 @@ where
         .route(
             "/access/users/{id}",
             get(access::users::edit).post(access::users::update),
+        )
+        .route("/access/users/{id}/status", post(access::users::set_status))
+        .route(
+            "/access/users/{id}/two-factor/reset",
+            post(access::users::reset_two_factor),
         )
         .route(
             "/access/users/{id}/tokens",

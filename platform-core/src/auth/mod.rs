@@ -448,6 +448,58 @@ impl Auth {
         Ok(true)
     }
 
+    // ---- disabling accounts -------------------------------------------------
+
+    /// Disables an account, or enables it again. A disabled account cannot
+    /// sign in, its sessions end at once and its API tokens stop working
+    /// (they are refused while the account is disabled). Needs
+    /// `update_user`; nobody disables their own account
+    /// ([`Error::Conflict`]). Audited as `disabled` / `enabled`.
+    pub async fn set_disabled(&self, ctx: &Context, user_id: i64, disabled: bool) -> Result<()> {
+        ctx.authorize(&permission_name(Ability::Update, "user"))?;
+        if disabled && ctx.actor().user_id() == Some(user_id) {
+            return Err(Error::Conflict {
+                field: "disabled".into(),
+                message: "you cannot disable your own account".into(),
+            });
+        }
+        let now = Utc::now();
+        let mut tx = self.inner.db.begin().await?;
+        let result = async {
+            let mut q = tx.sql();
+            q.push("UPDATE platform_users SET disabled_at = ");
+            if disabled {
+                q.bind(Value::DateTime(now), FieldType::DateTime);
+            } else {
+                q.push("NULL");
+            }
+            q.push(", updated_at = ")
+                .bind(Value::DateTime(now), FieldType::DateTime)
+                .push(" WHERE id = ")
+                .bind_i64(user_id);
+            if tx.execute(q).await? == 0 {
+                return Err(Error::NotFound {
+                    resource: "user",
+                    id: user_id.to_string(),
+                });
+            }
+            let mut v = AuditValues::new();
+            v.insert("disabled".into(), disabled.into());
+            if disabled {
+                let ended = session::delete_user_sessions(&mut tx, user_id, None).await?;
+                v.insert("sessions_revoked".into(), ended.into());
+            }
+            // Cached tokens and grants of every process are dropped.
+            self.inner.access.bump_db_version(&mut tx).await?;
+            let event = if disabled { "disabled" } else { "enabled" };
+            audit_user(&mut tx, ctx, event, user_id, None, Some(v)).await
+        }
+        .await;
+        tx.finish(result).await?;
+        self.inner.access.invalidate_local();
+        Ok(())
+    }
+
     // ---- password reset ---------------------------------------------------
 
     /// Issues a password reset token for the account of `email`, valid for

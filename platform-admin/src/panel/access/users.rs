@@ -143,6 +143,8 @@ struct UserPage {
     roles: Vec<Check>,
     permissions: Vec<Check>,
     can_update: bool,
+    /// Whether the account can be disabled / its two-factor reset here.
+    can_manage: bool,
     tokens_href: Option<String>,
 }
 
@@ -163,6 +165,7 @@ pub(crate) async fn edit(p: Panel, Path(id): Path<String>) -> Result<Response, P
         .filter(|p| !via_roles.contains(*p))
         .collect();
     let can_update = p.can(&perm(Ability::Update));
+    let is_self = p.auth.user.id == id;
     let actor_is_super = matches!(
         p.ctx().actor(),
         platform_core::Actor::User(pr) if pr.grants.is_super_admin()
@@ -193,7 +196,6 @@ pub(crate) async fn edit(p: Panel, Path(id): Path<String>) -> Result<Response, P
         })
         .collect();
     let base = p.base().to_owned();
-    let is_self = p.auth.user.id == id;
     let page = UserPage {
         user: UserRow {
             href: format!("{base}/access/users/{id}"),
@@ -206,6 +208,7 @@ pub(crate) async fn edit(p: Panel, Path(id): Path<String>) -> Result<Response, P
             created: format::time(&user.created_at),
         },
         action: format!("{base}/access/users/{id}"),
+        can_manage: can_update && !is_self && (!grants.is_super_admin() || actor_is_super),
         roles,
         permissions,
         can_update,
@@ -278,4 +281,84 @@ pub(crate) async fn update(
         )),
         Err(e) => Err(e.into()),
     }
+}
+
+/// 403 unless the signed-in user may manage account `id`'s security
+/// (`update_user`; a super admin's account only by a super admin).
+async fn guard_account(p: &Panel, id: i64) -> Result<(), PanelError> {
+    p.require(&perm(Ability::Update))?;
+    let target = p.platform.access().grants(id).await?;
+    let actor_is_super = matches!(
+        p.ctx().actor(),
+        platform_core::Actor::User(pr) if pr.grants.is_super_admin()
+    );
+    if target.is_super_admin() && !actor_is_super {
+        return Err(platform_core::Error::PermissionDenied {
+            ability: SUPER_ADMIN.to_owned(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// `POST /access/users/{id}/status`: `disabled=1` disables the account
+/// (its sessions end, its tokens stop working), `disabled=0` enables it.
+pub(crate) async fn set_status(
+    p: Panel,
+    Path(id): Path<String>,
+    form: FormData,
+) -> Result<Response, PanelError> {
+    let id: i64 = id.parse().map_err(|_| PanelError::NotFound)?;
+    guard_account(&p, id).await?;
+    p.platform
+        .access()
+        .user(id)
+        .await?
+        .ok_or(PanelError::NotFound)?;
+    let disabled = form.get("disabled") == Some("1");
+    let href = format!("{}/access/users/{id}", p.base());
+    match p.platform.auth().set_disabled(p.ctx(), id, disabled).await {
+        Ok(()) => Ok(p.redirect_with(
+            &href,
+            Flash::success(if disabled {
+                "The account is disabled; its sessions ended."
+            } else {
+                "The account is enabled."
+            }),
+        )),
+        Err(platform_core::Error::Conflict { message, .. }) => {
+            Ok(p.redirect_with(&href, Flash::error(message)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /access/users/{id}/two-factor/reset`: turns the user's two-factor
+/// authentication off (a lost device); they set it up again at their next
+/// sign-in.
+pub(crate) async fn reset_two_factor(
+    p: Panel,
+    Path(id): Path<String>,
+    _form: FormData,
+) -> Result<Response, PanelError> {
+    let id: i64 = id.parse().map_err(|_| PanelError::NotFound)?;
+    guard_account(&p, id).await?;
+    p.platform
+        .access()
+        .user(id)
+        .await?
+        .ok_or(PanelError::NotFound)?;
+    p.platform.auth().two_factor().disable(p.ctx(), id).await?;
+    // Their sessions end too: the next sign-in starts the set-up.
+    p.platform
+        .auth()
+        .sessions()
+        .destroy_user_sessions(p.ctx(), id, None)
+        .await?;
+    Ok(p.redirect_with(
+        &format!("{}/access/users/{id}", p.base()),
+        Flash::success(
+            "Two-factor authentication was reset; the user sets it up again at the next sign-in.",
+        ),
+    ))
 }
