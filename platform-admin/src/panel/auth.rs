@@ -193,7 +193,7 @@ where
         let user_id = s.user_id().unwrap_or_default();
         if !s.two_factor_passed() {
             // Two-factor authentication is mandatory for the panel.
-            return Err(redirect_to(&format!("{base}/two-factor/setup")));
+            return Err(super::render::redirect(&format!("{base}/two-factor/setup")));
         }
         let auth = match PanelAuth::for_user(&platform, user_id, s.csrf_token()).await {
             Ok(Some(a)) => a,
@@ -218,7 +218,7 @@ where
                     .filter(|p| is_relative_path(p))
                     .unwrap_or_else(|| format!("{base}/access/tokens"))
             };
-            return Err(redirect_to(&format!(
+            return Err(super::render::redirect(&format!(
                 "{base}/confirm-password?next={}",
                 encode_component(&back)
             )));
@@ -229,16 +229,6 @@ where
         parts.extensions.insert(auth.clone());
         Ok(auth)
     }
-}
-
-fn redirect_to(location: &str) -> Response {
-    let mut res = StatusCode::SEE_OTHER.into_response();
-    if let Ok(v) = HeaderValue::try_from(location) {
-        res.headers_mut().insert(header::LOCATION, v);
-    }
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
 }
 
 #[cfg(test)]

@@ -130,6 +130,18 @@ impl Visitor {
         )
     }
 
+    /// The page the visitor asked for before signing in (taken from the
+    /// session, which is saved without it).
+    async fn take_intended(&mut self) -> Result<Option<String>, PanelError> {
+        let intended = self.session.as_mut().and_then(Session::take_intended);
+        if intended.is_some()
+            && let Some(s) = &self.session
+        {
+            self.platform.auth().sessions().save(s).await?;
+        }
+        Ok(intended)
+    }
+
     /// The session a form was posted with (the CSRF check guarantees one).
     fn posted_session(&mut self) -> Result<&mut Session, PanelError> {
         self.session.as_mut().ok_or(PanelError::Csrf)
@@ -490,12 +502,7 @@ pub(crate) async fn challenge(mut v: Visitor, form: FormData) -> Result<Response
             s.clear_pending_login();
             let token = auth.sessions().login(&ctx, s, user_id).await?;
             v.set_cookie = Some(v.cookie_for(&token));
-            let intended = v.session.as_mut().and_then(Session::take_intended);
-            if intended.is_some()
-                && let Some(s) = &v.session
-            {
-                auth.sessions().save(s).await?;
-            }
+            let intended = v.take_intended().await?;
             let to = v.safe_next(intended.as_deref()).unwrap_or_else(|| v.home());
             Ok(v.redirect(&to))
         }
@@ -558,6 +565,27 @@ async fn setup_page(
     )
 }
 
+/// The set-up page again, with a 429 and `Retry-After`.
+async fn setup_throttled(
+    v: &Visitor,
+    ctx: &Context,
+    user_id: i64,
+    secs: u64,
+) -> Result<Response, PanelError> {
+    let message = format!("Too many attempts. Try again in {secs} seconds.");
+    let mut res = setup_page(
+        v,
+        ctx,
+        user_id,
+        StatusCode::TOO_MANY_REQUESTS,
+        Some(&message),
+    )
+    .await?;
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    Ok(res)
+}
+
 /// Where a half-signed-in session whose account already has two-factor
 /// authentication (enabled from another session) goes: signed out, to sign
 /// in again with a code.
@@ -609,29 +637,14 @@ pub(crate) async fn setup(
     let auth = v.platform.auth().clone();
     let code = cut(form.get("code"), 16);
     if let Some(secs) = address_throttled(&v) {
-        let mut res = setup_page(
-            &v,
-            &ctx,
-            user_id,
-            StatusCode::TOO_MANY_REQUESTS,
-            Some(&format!("Too many attempts. Try again in {secs} seconds.")),
-        )
-        .await?;
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-        return Ok(res);
+        return setup_throttled(&v, &ctx, user_id, secs).await;
     }
     match auth.two_factor().confirm_setup(&ctx, user_id, &code).await {
         Ok(codes) => {
             let s = v.posted_session()?;
             let token = auth.sessions().login(&ctx, s, user_id).await?;
             v.set_cookie = Some(v.cookie_for(&token));
-            let intended = v.session.as_mut().and_then(Session::take_intended);
-            if intended.is_some()
-                && let Some(s) = &v.session
-            {
-                auth.sessions().save(s).await?;
-            }
+            let intended = v.take_intended().await?;
             let next = v.safe_next(intended.as_deref()).unwrap_or_else(|| v.home());
             let data = serde_json::json!({
                 "codes": codes.codes(),
@@ -648,17 +661,7 @@ pub(crate) async fn setup(
         Err(Error::Conflict { .. }) => restart_sign_in(&v).await,
         Err(e) => {
             if let Some(secs) = throttled_secs(&e) {
-                let mut res = setup_page(
-                    &v,
-                    &ctx,
-                    user_id,
-                    StatusCode::TOO_MANY_REQUESTS,
-                    Some(&format!("Too many attempts. Try again in {secs} seconds.")),
-                )
-                .await?;
-                res.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-                return Ok(res);
+                return setup_throttled(&v, &ctx, user_id, secs).await;
             }
             if matches!(e, Error::Validation(_)) {
                 return setup_page(
