@@ -867,6 +867,53 @@ async fn tokens_and_permissions() {
                 .unwrap()
                 .contains("force_delete_invoice")
         );
+        // A write-only caller writes but reads nothing back: its key alone.
+        app.role(
+            "writer",
+            &["create_invoice", "update_invoice", "restore_invoice"],
+        )
+        .await;
+        let (_, writer) = app.user("writer@example.com", Some("writer"), &[]).await;
+        let r = app
+            .json_as(
+                Method::POST,
+                "/api/invoices",
+                Some(&writer),
+                &json!({
+                    "customer_id": cid, "number": "INV-W1", "status": "draft",
+                    "amount_cents": 700, "issued_on": "2024-03-01",
+                    "iban": null, "notes": "written blind"
+                }),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{b}: {:?}", r.body);
+        let wid = r.body["data"]["id"].as_i64().unwrap();
+        assert_eq!(r.body["data"], json!({ "id": wid }), "{b}: key alone");
+        assert_eq!(
+            r.headers[header::LOCATION],
+            format!("/api/invoices/{wid}"),
+            "{b}"
+        );
+        let r = app
+            .json_as(
+                Method::PATCH,
+                &format!("/api/invoices/{wid}"),
+                Some(&writer),
+                &json!({ "status": "sent" }),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{b}: {:?}", r.body);
+        assert_eq!(r.body["data"], json!({ "id": wid }), "{b}: key alone");
+        let r = app
+            .get_as(&format!("/api/invoices/{wid}"), Some(&writer))
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{b}");
+        // The same write by a viewer-writer answers the record.
+        let r = app
+            .get_as(&format!("/api/invoices/{wid}"), Some(&viewer))
+            .await;
+        assert_eq!(r.body["data"]["status"], "sent", "{b}: the write landed");
+        assert_eq!(r.body["data"]["notes"], "written blind", "{b}");
         app.finish().await;
     }
 }

@@ -66,7 +66,7 @@ fn pascal(name: &str) -> String {
 
 fn schema_name(meta: &ResourceMeta) -> String {
     let n = pascal(meta.name());
-    let clashes = ["", "Create", "Update", "Document", "List"]
+    let clashes = ["", "Create", "Update", "Document", "Written", "List"]
         .iter()
         .any(|suffix| SHARED_SCHEMAS.contains(&format!("{n}{suffix}").as_str()));
     if clashes { format!("{n}Resource") } else { n }
@@ -243,6 +243,26 @@ fn resource_schemas(meta: &ResourceMeta, schemas: &mut Map<String, Value>) {
             "type": "object",
             "required": ["data"],
             "properties": { "data": reference("schemas", &name) },
+        }),
+    );
+    // What a write answers: the record, or its key alone for a caller
+    // without `view_` (see api/resource.rs, `written`).
+    let pk = meta.primary_key();
+    schemas.insert(
+        format!("{name}Written"),
+        json!({
+            "type": "object",
+            "required": ["data"],
+            "properties": { "data": { "anyOf": [
+                reference("schemas", &name),
+                {
+                    "type": "object",
+                    "description": format!("The key alone, for a caller without `view_{}`.", meta.name()),
+                    "required": [pk.name()],
+                    "properties": { pk.name(): output_field(pk) },
+                    "additionalProperties": false,
+                },
+            ] } },
         }),
     );
     schemas.insert(
@@ -441,8 +461,8 @@ fn resource_paths(meta: &ResourceMeta, paths: &mut Map<String, Value>) {
         "Delete": { "operationId": format!("delete_{single}"), "parameters": { "id": "$response.body#/data/id" } },
     });
     let mut created = ok_response(
-        &format!("The {label}, as stored."),
-        &format!("{name}Document"),
+        &format!("The {label}, as stored (its key alone without `view_{single}`)."),
+        &format!("{name}Written"),
     );
     created["headers"]["Location"] = json!({
         "description": "The path of the new record.",
@@ -474,6 +494,12 @@ fn resource_paths(meta: &ResourceMeta, paths: &mut Map<String, Value>) {
     );
 
     let shown = || ok_response(&format!("The {label}."), &format!("{name}Document"));
+    let written = || {
+        ok_response(
+            &format!("The {label}, as stored (its key alone without `view_{single}`)."),
+            &format!("{name}Written"),
+        )
+    };
     let update = |id: &str, summary: String| {
         json!({
             "operationId": id,
@@ -481,7 +507,7 @@ fn resource_paths(meta: &ResourceMeta, paths: &mut Map<String, Value>) {
             "description": format!("Writes only the fields sent (`PUT` and `PATCH` alike). Needs `update_{single}`."),
             "tags": tags,
             "requestBody": body(format!("{name}Update")),
-            "responses": responses(("200", shown()), true),
+            "responses": responses(("200", written()), true),
         })
     };
     let mut deleted = json!({ "description": "Deleted.", "headers": request_id_header() });
@@ -530,7 +556,7 @@ fn resource_paths(meta: &ResourceMeta, paths: &mut Map<String, Value>) {
                     "summary": format!("Restore a deleted {label}"),
                     "description": format!("Needs `restore_{single}`."),
                     "tags": tags,
-                    "responses": responses(("200", shown()), false),
+                    "responses": responses(("200", written()), false),
                 },
             }),
         );

@@ -49,6 +49,25 @@ fn authorize(records: &Records, ability: Ability) -> Result<()> {
         .map_err(Error::from)
 }
 
+/// The body of a record a write returned: the whole record when the caller
+/// may view it (`view_<resource>`), only its primary key otherwise, so a
+/// write-only caller (an import token with `create_` alone, say) learns no
+/// more than it sent. The panel asks for `view_` on its edit pages; the API
+/// lets such callers write but never reads back to them.
+fn written(
+    records: &Records,
+    rec: &platform_core::repo::Record,
+    ctx: &platform_core::Context,
+) -> serde_json::Value {
+    if ctx.can(records.entry().permission(Ability::View)) {
+        return rec.to_json(ctx);
+    }
+    let pk = records.meta().primary_key();
+    let mut map = serde_json::Map::with_capacity(1);
+    map.insert(pk.name().to_owned(), rec.id().to_json());
+    serde_json::Value::Object(map)
+}
+
 /// Reads a boolean parameter: `true`/`1` or `false`/`0`.
 fn flag(params: &Params, name: &str, errors: &mut FieldErrors) -> bool {
     match params.get(name) {
@@ -148,7 +167,7 @@ pub(super) async fn create(
     let mut res = (
         StatusCode::CREATED,
         Json(DataBody {
-            data: rec.to_json(api.context()),
+            data: written(&records, &rec, api.context()),
         }),
     )
         .into_response();
@@ -189,7 +208,7 @@ pub(super) async fn update(
     let changes = Changes::from_json(records.meta(), &body)?;
     let rec = records.update(id, changes).await?;
     Ok(Json(DataBody {
-        data: rec.to_json(api.context()),
+        data: written(&records, &rec, api.context()),
     })
     .into_response())
 }
@@ -238,7 +257,7 @@ pub(super) async fn restore(
     // A record that exists but is not deleted is a conflict (409).
     let rec = records.restore(id).await?;
     Ok(Json(DataBody {
-        data: rec.to_json(api.context()),
+        data: written(&records, &rec, api.context()),
     })
     .into_response())
 }
