@@ -311,7 +311,7 @@ fn parse_filter_key(k: &str) -> Option<(&str, Option<&str>)> {
 }
 
 /// A row count that stays cheap on big tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum Count {
     /// Counted exactly.

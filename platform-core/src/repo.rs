@@ -30,10 +30,21 @@ use crate::value::{FieldType, Value};
 
 /// Counting stops here; above it, counts are estimated.
 pub const COUNT_THRESHOLD: u64 = 10_000;
+/// How long a counted total is reused for the same filters, search and
+/// scope. Every write through the write path drops a resource's cached
+/// totals at once (in every process sharing the cache store), so this only
+/// bounds how stale a total can be after writes made around the platform
+/// (raw SQL, another process with its own in-memory cache).
+pub const COUNT_CACHE_TTL: Duration = Duration::from_secs(10);
 /// Rows a bulk operation handles per statement.
 const BULK_CHUNK: usize = 500;
 /// How long a cached `find` lives (it is also invalidated on every write).
 const FIND_TTL: Duration = Duration::from_secs(300);
+
+/// The cache tag of a table's counted totals.
+fn count_tag(table: &str) -> String {
+    format!("count:{table}")
+}
 
 /// A record of a resource as dynamic values in field order (decrypted).
 #[derive(Debug, Clone)]
@@ -630,10 +641,12 @@ impl Records {
         self.count_plan(&plan).await
     }
 
+    /// The bounded count of `plan`, reused for [`COUNT_CACHE_TTL`] (keyed
+    /// by the statement and its values, which hold the filters, search and
+    /// the actor's scope) and dropped by any write to the resource.
     async fn count_plan(&self, plan: &Plan) -> Result<Count> {
         let meta = self.meta();
-        let db = self.platform.db();
-        let backend = db.backend();
+        let backend = self.platform.db().backend();
         let mut q = Sql::new(backend);
         q.push("SELECT COUNT(*) FROM (SELECT 1 FROM ")
             .ident(meta.table());
@@ -641,6 +654,19 @@ impl Records {
         q.push(" LIMIT ")
             .int(i64::try_from(COUNT_THRESHOLD).unwrap_or(i64::MAX) + 1);
         q.push(") AS c");
+        let key = format!("count:{}", q.fingerprint());
+        let tag = count_tag(meta.table());
+        self.platform
+            .cache()
+            .tags(&[&tag])
+            .remember(&key, COUNT_CACHE_TTL, || self.count_uncached(plan, q))
+            .await
+    }
+
+    async fn count_uncached(&self, plan: &Plan, q: Sql) -> Result<Count> {
+        let meta = self.meta();
+        let db = self.platform.db();
+        let backend = db.backend();
         let n = u64::try_from(db.fetch_i64(q).await?.unwrap_or(0)).unwrap_or(0);
         if n <= COUNT_THRESHOLD {
             return Ok(Count::Exact(n));
@@ -899,6 +925,10 @@ impl Records {
 
     async fn after_commit(&self, kind: EventKind, ids: Vec<Value>, bulk: bool) {
         let meta = self.meta();
+        self.platform
+            .cache()
+            .flush_tag(&count_tag(meta.table()))
+            .await;
         if meta.is_cached() {
             self.platform.cache().flush_tag(&self.cache_tag()).await;
         }

@@ -636,6 +636,94 @@ async fn events_fire_after_commit_only_and_the_cache_follows_writes() {
 }
 
 #[tokio::test]
+async fn counted_totals_are_reused_until_the_next_write() {
+    for db in all_backends().await {
+        let backend = db.backend.name();
+        let (p, c) = setup(&db).await;
+        let ctx = Context::system();
+        let repo = p.repo::<Invoice>(&ctx);
+        for n in 1..=12_u32 {
+            let status = if n % 2 == 0 { "paid" } else { "draft" };
+            repo.create(&invoice(c.id, n, status, 100)).await.unwrap();
+        }
+        let paid = ListQuery::new()
+            .filter_eq("status", "paid")
+            .page_size(2)
+            .with_count();
+        let total = |q: ListQuery| {
+            let repo = p.repo::<Invoice>(&ctx);
+            async move { repo.list(&q).await.unwrap().total }
+        };
+        assert_eq!(
+            total(paid.clone()).await,
+            Some(Count::Exact(6)),
+            "{backend}"
+        );
+
+        // A row written around the platform (raw SQL) is not seen while the
+        // counted total is reused ...
+        let mut q = p.db().sql();
+        q.push("INSERT INTO invoices (customer_id, number, status, amount_cents, issued_on, created_at, updated_at) VALUES (")
+            .bind_i64(c.id)
+            .push(", 'RAW-1', 'paid', 1, ")
+            .bind(Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()), FieldType::Date)
+            .push(", ")
+            .bind(Value::DateTime(chrono::Utc::now()), FieldType::DateTime)
+            .push(", ")
+            .bind(Value::DateTime(chrono::Utc::now()), FieldType::DateTime)
+            .push(")");
+        p.db().execute(q).await.unwrap();
+        assert_eq!(
+            total(paid.clone()).await,
+            Some(Count::Exact(6)),
+            "{backend}: reused"
+        );
+        // ... while another query is counted on its own ...
+        let draft = ListQuery::new()
+            .filter_eq("status", "draft")
+            .page_size(2)
+            .with_count();
+        assert_eq!(
+            total(draft.clone()).await,
+            Some(Count::Exact(6)),
+            "{backend}"
+        );
+        // ... and the page size is not part of the counted statement.
+        assert_eq!(
+            total(paid.clone().page_size(3)).await,
+            Some(Count::Exact(6)),
+            "{backend}"
+        );
+        // Any write through the write path drops every total of the resource.
+        repo.create(&invoice(c.id, 99, "paid", 100)).await.unwrap();
+        assert_eq!(
+            total(paid.clone()).await,
+            Some(Count::Exact(8)),
+            "{backend}: raw row and new row"
+        );
+        assert_eq!(
+            total(draft.clone()).await,
+            Some(Count::Exact(6)),
+            "{backend}"
+        );
+        assert_eq!(
+            total(ListQuery::new().page_size(1).with_count()).await,
+            Some(Count::Exact(14)),
+            "{backend}"
+        );
+        repo.delete_where(&ListQuery::new().filter_eq("status", "draft"))
+            .await
+            .unwrap();
+        assert_eq!(
+            total(draft).await,
+            Some(Count::Exact(0)),
+            "{backend}: deleted at once"
+        );
+        assert_eq!(total(paid).await, Some(Count::Exact(8)), "{backend}");
+    }
+}
+
+#[tokio::test]
 async fn restore_to_an_audit_version() {
     for db in all_backends().await {
         let backend = db.backend.name();

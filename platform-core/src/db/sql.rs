@@ -52,6 +52,17 @@ impl Sql {
         &self.text
     }
 
+    /// A digest of the statement: its text and every bound value (a cache
+    /// key for what the statement answers).
+    pub(crate) fn fingerprint(&self) -> String {
+        use std::fmt::Write;
+        let mut all = self.text.clone();
+        for a in &self.args {
+            let _ = write!(all, "\u{0}{:?}:{:?}", a.ty, a.value);
+        }
+        crate::crypto::sha256_hex(all.as_bytes())
+    }
+
     /// Number of bound parameters.
     pub fn arg_count(&self) -> usize {
         self.args.len()
