@@ -183,7 +183,8 @@ fn text(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_owned()
 }
 
-fn user_from_row(r: &[Value]) -> User {
+/// A user from the values of [`USER_COLUMNS`], in that order.
+pub(crate) fn user_from_row(r: &[Value]) -> User {
     User {
         id: r[0].as_i64().unwrap_or_default(),
         email: text(&r[1]),
@@ -885,16 +886,22 @@ impl Access {
     /// The principal (user plus grants) of a user id, if the account exists
     /// and is enabled.
     pub async fn principal(&self, user_id: i64) -> Result<Option<Principal>> {
-        let Some(u) = self.user(user_id).await? else {
-            return Ok(None);
-        };
-        if u.disabled_at.is_some() {
+        match self.user(user_id).await? {
+            Some(u) => self.principal_of(&u).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The principal of a user already read ([`Access::principal`] without
+    /// reading the user again); `None` when the account is disabled.
+    pub async fn principal_of(&self, user: &User) -> Result<Option<Principal>> {
+        if user.disabled_at.is_some() {
             return Ok(None);
         }
         Ok(Some(Principal {
-            user_id: u.id,
-            email: u.email,
-            grants: self.grants(user_id).await?,
+            user_id: user.id,
+            email: user.email.clone(),
+            grants: self.grants(user.id).await?,
         }))
     }
 

@@ -5,12 +5,27 @@
 //! Preferences are small JSON values per user and name (the panel keeps
 //! column toggles and similar choices there), at most
 //! [`MAX_PREFERENCE_BYTES`] each.
+//!
+//! Every panel page shows the unread count and list pages read a
+//! preference, so both are kept in a small per-process cache for
+//! [`READ_CACHE_TTL`]: this service's own writes (`send`, `mark_*`,
+//! `set_preference`, `forget_preference`) drop the affected entries at
+//! once, so within one process reads always see its writes; writes from
+//! another process show within the TTL.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use crate::db::{Backend, Db};
 use crate::error::{Error, FieldErrors, Result};
 use crate::value::{FieldType, Value};
+
+/// How long an unread count or a preference is reused by this process.
+pub const READ_CACHE_TTL: Duration = Duration::from_secs(30);
+/// Entries of each read cache.
+const READ_CACHE_ENTRIES: u64 = 10_000;
 
 /// Largest accepted preference value, as JSON text.
 pub const MAX_PREFERENCE_BYTES: usize = 16 * 1024;
@@ -113,9 +128,17 @@ pub struct Notification {
 
 /// Notifications and preferences of one database
 /// ([`crate::Platform::notifications`]).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Notifications {
     db: Db,
+    unread: moka::sync::Cache<i64, i64>,
+    prefs: moka::sync::Cache<(i64, Arc<str>), Option<Arc<serde_json::Value>>>,
+}
+
+impl std::fmt::Debug for Notifications {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifications").finish_non_exhaustive()
+    }
 }
 
 const COLUMNS: &str = "id, user_id, title, body, url, level, read_at, created_at";
@@ -155,7 +178,17 @@ fn clamp_limit(limit: u32) -> i64 {
 impl Notifications {
     /// Notifications over `db` (the framework migrations must have run).
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self {
+            db,
+            unread: moka::sync::Cache::builder()
+                .max_capacity(READ_CACHE_ENTRIES)
+                .time_to_live(READ_CACHE_TTL)
+                .build(),
+            prefs: moka::sync::Cache::builder()
+                .max_capacity(READ_CACHE_ENTRIES)
+                .time_to_live(READ_CACHE_TTL)
+                .build(),
+        }
     }
 
     /// Sends `notice` to `user_id` and returns its id.
@@ -207,7 +240,9 @@ impl Notifications {
             },
             e => e,
         });
-        tx.finish(id).await
+        let id = tx.finish(id).await;
+        self.unread.invalidate(&user_id);
+        id
     }
 
     /// The user's unread notifications, newest first, at most `limit`
@@ -248,13 +283,19 @@ impl Notifications {
             .collect())
     }
 
-    /// How many notifications the user has not read.
+    /// How many notifications the user has not read (cached: see the
+    /// [module docs](self)).
     pub async fn count_unread(&self, user_id: i64) -> Result<i64> {
+        if let Some(n) = self.unread.get(&user_id) {
+            return Ok(n);
+        }
         let mut q = self.db.sql();
         q.push("SELECT COUNT(*) FROM platform_notifications WHERE user_id = ")
             .bind_i64(user_id)
             .push(" AND read_at IS NULL");
-        Ok(self.db.fetch_i64(q).await?.unwrap_or(0))
+        let n = self.db.fetch_i64(q).await?.unwrap_or(0);
+        self.unread.insert(user_id, n);
+        Ok(n)
     }
 
     /// Marks one of the user's notifications read. `false` when it is not
@@ -268,7 +309,9 @@ impl Notifications {
             .push(" AND user_id = ")
             .bind_i64(user_id)
             .push(" AND read_at IS NULL");
-        Ok(self.db.execute(q).await? == 1)
+        let changed = self.db.execute(q).await;
+        self.unread.invalidate(&user_id);
+        Ok(changed? == 1)
     }
 
     /// Marks every unread notification of the user read; returns how many.
@@ -279,17 +322,30 @@ impl Notifications {
             .push(" WHERE user_id = ")
             .bind_i64(user_id)
             .push(" AND read_at IS NULL");
-        self.db.execute(q).await
+        let changed = self.db.execute(q).await;
+        self.unread.invalidate(&user_id);
+        changed
     }
 
     // ---- preferences ----------------------------------------------------
 
-    /// The user's preference `name`, if set.
+    /// The user's preference `name`, if set (cached: see the
+    /// [module docs](self)).
     pub async fn get_preference(
         &self,
         user_id: i64,
         name: &str,
     ) -> Result<Option<serde_json::Value>> {
+        let key = (user_id, Arc::<str>::from(name));
+        if let Some(v) = self.prefs.get(&key) {
+            return Ok(v.as_deref().cloned());
+        }
+        let v = self.read_preference(user_id, name).await?;
+        self.prefs.insert(key, v.clone().map(Arc::new));
+        Ok(v)
+    }
+
+    async fn read_preference(&self, user_id: i64, name: &str) -> Result<Option<serde_json::Value>> {
         let mut q = self.db.sql();
         q.push("SELECT value FROM platform_user_preferences WHERE user_id = ")
             .bind_i64(user_id)
@@ -351,7 +407,9 @@ impl Notifications {
             },
             e => e,
         });
-        tx.finish(result).await
+        let result = tx.finish(result).await;
+        self.prefs.invalidate(&(user_id, Arc::<str>::from(name)));
+        result
     }
 
     /// Removes the user's preference `name`; `true` when it existed.
@@ -361,6 +419,8 @@ impl Notifications {
             .bind_i64(user_id)
             .push(" AND name = ")
             .bind_str(name);
-        Ok(self.db.execute(q).await? > 0)
+        let deleted = self.db.execute(q).await;
+        self.prefs.invalidate(&(user_id, Arc::<str>::from(name)));
+        Ok(deleted? > 0)
     }
 }

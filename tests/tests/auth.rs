@@ -1466,6 +1466,27 @@ async fn notifications_and_preferences() {
             1,
             "{b}: bob's untouched"
         );
+        // The count is cached per process: a row written around the
+        // service shows in a fresh service (another process) at once, in
+        // this one after its next write for bob (or the TTL).
+        let mut raw = p.db().sql();
+        raw.push(
+            "INSERT INTO platform_notifications (user_id, title, body, level, created_at) VALUES (",
+        )
+        .bind_i64(bob.id)
+        .push(", 'raw', '', 'info', ")
+        .bind(Value::DateTime(chrono::Utc::now()), FieldType::DateTime)
+        .push(")");
+        p.db().execute(raw).await.unwrap();
+        assert_eq!(n.count_unread(bob.id).await.unwrap(), 1, "{b}: cached");
+        let other = platform_core::notification::Notifications::new(p.db().clone());
+        assert_eq!(other.count_unread(bob.id).await.unwrap(), 2, "{b}");
+        n.send(bob.id, Notice::new("Again", "")).await.unwrap();
+        assert_eq!(
+            n.count_unread(bob.id).await.unwrap(),
+            3,
+            "{b}: dropped by the send"
+        );
         let all = n.latest(ada.id, 10).await.unwrap();
         assert_eq!(all.len(), 3);
         assert!(all.iter().all(|x| x.read_at.is_some()));

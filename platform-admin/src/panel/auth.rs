@@ -76,11 +76,20 @@ impl PanelAuth {
         user_id: i64,
         csrf_token: impl Into<String>,
     ) -> Result<Option<Self>> {
-        let access = platform.access();
-        let Some(user) = access.user(user_id).await? else {
+        let Some(user) = platform.access().user(user_id).await? else {
             return Ok(None);
         };
-        let Some(principal) = access.principal(user_id).await? else {
+        Self::of_user(platform, user, csrf_token).await
+    }
+
+    /// As [`PanelAuth::for_user`], for a user already read (the session's,
+    /// say).
+    pub async fn of_user(
+        platform: &Platform,
+        user: User,
+        csrf_token: impl Into<String>,
+    ) -> Result<Option<Self>> {
+        let Some(principal) = platform.access().principal_of(&user).await? else {
             return Ok(None);
         };
         Ok(Some(Self {
@@ -195,7 +204,11 @@ where
             // Two-factor authentication is mandatory for the panel.
             return Err(super::render::redirect(&format!("{base}/two-factor/setup")));
         }
-        let auth = match PanelAuth::for_user(&platform, user_id, s.csrf_token()).await {
+        let found = match s.user() {
+            Some(u) => PanelAuth::of_user(&platform, u.clone(), s.csrf_token()).await,
+            None => PanelAuth::for_user(&platform, user_id, s.csrf_token()).await,
+        };
+        let auth = match found {
             Ok(Some(a)) => a,
             Ok(None) => return Err(LoginRedirect::new(&base, &next).into_response()),
             Err(e) => return Err(super::error::PanelError::Core(e).into_response()),
