@@ -17,6 +17,10 @@
 #   PLATFORM_E2E_NPM_CACHE    npm's cache (default /var/cache/platform-ci/npm)
 #   PLATFORM_E2E_DEMO_BIN     a demo binary to use instead of building one
 #   PLATFORM_E2E_KEEP=1       keep the temp dir (database, demo log) for a look
+#   PLATFORM_TEST_SMTP_URL, PLATFORM_TEST_SMTP_MAILDIR (set by .ci/run): the
+#                             demo mails through that SMTP server and the
+#                             password reset test reads the Maildir (without
+#                             them that test skips; under CI it fails)
 #   Extra arguments go to `node --test` (e.g. a file name to run only it).
 set -euo pipefail
 
@@ -110,8 +114,12 @@ PORT=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=
 ADMIN_PASSWORD="e2e-$(od -An -N9 -tx1 /dev/urandom | tr -d ' \n')"
 INVOICES=${PLATFORM_E2E_INVOICES:-300}
 
-phase "starting the demo on 127.0.0.1:$PORT ($INVOICES invoices, $WORK/demo.db)"
-env -u PLATFORM_APP_KEY -u PLATFORM_PREVIOUS_KEYS -u PLATFORM_SECURE_COOKIES -u PLATFORM_DB_MAX_CONNECTIONS \
+MAIL_ENV=()
+if [ -n "${PLATFORM_TEST_SMTP_URL:-}" ]; then
+  MAIL_ENV=(PLATFORM_MAIL_URL="$PLATFORM_TEST_SMTP_URL" PLATFORM_MAIL_FROM="Platform <noreply@example.com>")
+fi
+phase "starting the demo on 127.0.0.1:$PORT ($INVOICES invoices, $WORK/demo.db, mail ${PLATFORM_TEST_SMTP_URL:-logged only})"
+env -u PLATFORM_APP_KEY -u PLATFORM_MAIL_URL -u PLATFORM_URL -u PLATFORM_PREVIOUS_KEYS -u PLATFORM_SECURE_COOKIES -u PLATFORM_DB_MAX_CONNECTIONS \
   PLATFORM_ENV=development \
   PLATFORM_DATABASE_URL="sqlite://$WORK/demo.db?mode=rwc" \
   PLATFORM_KEY_FILE="$WORK/platform.key" \
@@ -120,6 +128,7 @@ env -u PLATFORM_APP_KEY -u PLATFORM_PREVIOUS_KEYS -u PLATFORM_SECURE_COOKIES -u 
   PLATFORM_SEED=1 \
   PLATFORM_SEED_INVOICES="$INVOICES" \
   RUST_LOG="${RUST_LOG:-warn}" \
+  "${MAIL_ENV[@]}" \
   "$DEMO" >"$WORK/demo.log" 2>&1 </dev/null &
 DEMO_PID=$!
 for ((i = 0; ; i++)); do
@@ -143,5 +152,6 @@ if (($#)); then FILES=("$@"); else FILES=(*.test.mjs); fi
 PLATFORM_E2E_BASE_URL="http://127.0.0.1:$PORT" \
   PLATFORM_E2E_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
   PLATFORM_E2E_STATE_DIR="$WORK/state" \
+  PLATFORM_E2E_MAILDIR="${PLATFORM_TEST_SMTP_MAILDIR:-}" \
   node --test --test-concurrency=1 --test-timeout=240000 --test-reporter=spec "${FILES[@]}"
 done_phase

@@ -13,7 +13,17 @@ use platform_core::prelude::*;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let builder = Platform::builder().migrations(platform_core::embed_migrations!("migrations"));
+    let mut builder =
+        Platform::builder().migrations(platform_core::embed_migrations!("migrations"));
+    // Mail (password resets, verification links) goes out by SMTP when
+    // PLATFORM_MAIL_URL is set (`smtp://user:pass@host:587`, `smtps://...`);
+    // without it, mails are only logged.
+    if let Ok(url) = std::env::var("PLATFORM_MAIL_URL") {
+        let from = std::env::var("PLATFORM_MAIL_FROM")
+            .unwrap_or_else(|_| "Platform <noreply@localhost>".to_owned());
+        let smtp = platform_adapters::mail::SmtpMailer::from_url(&url, &from)?;
+        builder = builder.mailer(std::sync::Arc::new(smtp));
+    }
     platform_admin::cli::Cli::new(builder)
         .on_serve(|platform| async move {
             seed::ensure_admin(&platform).await?;
