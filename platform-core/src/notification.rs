@@ -14,6 +14,7 @@
 //! another process show within the TTL.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -133,6 +134,9 @@ pub struct Notifications {
     db: Db,
     unread: moka::sync::Cache<i64, i64>,
     prefs: moka::sync::Cache<(i64, Arc<str>), Option<Arc<serde_json::Value>>>,
+    /// Bumped by every write: a read that overlapped a write is not cached
+    /// (it may hold what the write changed).
+    writes: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Notifications {
@@ -188,6 +192,7 @@ impl Notifications {
                 .max_capacity(READ_CACHE_ENTRIES)
                 .time_to_live(READ_CACHE_TTL)
                 .build(),
+            writes: Arc::default(),
         }
     }
 
@@ -241,6 +246,7 @@ impl Notifications {
             e => e,
         });
         let id = tx.finish(id).await;
+        self.writes.fetch_add(1, Ordering::AcqRel);
         self.unread.invalidate(&user_id);
         id
     }
@@ -293,8 +299,11 @@ impl Notifications {
         q.push("SELECT COUNT(*) FROM platform_notifications WHERE user_id = ")
             .bind_i64(user_id)
             .push(" AND read_at IS NULL");
+        let before = self.writes.load(Ordering::Acquire);
         let n = self.db.fetch_i64(q).await?.unwrap_or(0);
-        self.unread.insert(user_id, n);
+        if self.writes.load(Ordering::Acquire) == before {
+            self.unread.insert(user_id, n);
+        }
         Ok(n)
     }
 
@@ -310,6 +319,7 @@ impl Notifications {
             .bind_i64(user_id)
             .push(" AND read_at IS NULL");
         let changed = self.db.execute(q).await;
+        self.writes.fetch_add(1, Ordering::AcqRel);
         self.unread.invalidate(&user_id);
         Ok(changed? == 1)
     }
@@ -323,6 +333,7 @@ impl Notifications {
             .bind_i64(user_id)
             .push(" AND read_at IS NULL");
         let changed = self.db.execute(q).await;
+        self.writes.fetch_add(1, Ordering::AcqRel);
         self.unread.invalidate(&user_id);
         changed
     }
@@ -340,8 +351,11 @@ impl Notifications {
         if let Some(v) = self.prefs.get(&key) {
             return Ok(v.as_deref().cloned());
         }
+        let before = self.writes.load(Ordering::Acquire);
         let v = self.read_preference(user_id, name).await?;
-        self.prefs.insert(key, v.clone().map(Arc::new));
+        if self.writes.load(Ordering::Acquire) == before {
+            self.prefs.insert(key, v.clone().map(Arc::new));
+        }
         Ok(v)
     }
 
@@ -408,6 +422,7 @@ impl Notifications {
             e => e,
         });
         let result = tx.finish(result).await;
+        self.writes.fetch_add(1, Ordering::AcqRel);
         self.prefs.invalidate(&(user_id, Arc::<str>::from(name)));
         result
     }
@@ -420,6 +435,7 @@ impl Notifications {
             .push(" AND name = ")
             .bind_str(name);
         let deleted = self.db.execute(q).await;
+        self.writes.fetch_add(1, Ordering::AcqRel);
         self.prefs.invalidate(&(user_id, Arc::<str>::from(name)));
         Ok(deleted? > 0)
     }
