@@ -36,6 +36,9 @@ pub const COUNT_THRESHOLD: u64 = 10_000;
 /// bounds how stale a total can be after writes made around the platform
 /// (raw SQL, another process with its own in-memory cache).
 pub const COUNT_CACHE_TTL: Duration = Duration::from_secs(10);
+/// How long the answer "is this word in more than [`COUNT_THRESHOLD`]
+/// rows" is kept for a PostgreSQL search (see `read_plan`).
+pub const WORD_PROBE_TTL: Duration = Duration::from_secs(3600);
 /// Rows a bulk operation handles per statement.
 const BULK_CHUNK: usize = 500;
 /// How long a cached `find` lives (it is also invalidated on every write).
@@ -434,6 +437,52 @@ impl Records {
         Ok(plan)
     }
 
+    /// A plan for reading pages and counts: on PostgreSQL, a search of
+    /// several words asks the trigram index only for the words that are
+    /// not common (see [`Plan::search_words`]). Whether a word is common
+    /// (in more than [`COUNT_THRESHOLD`] rows) is probed once and kept for
+    /// [`WORD_PROBE_TTL`]; the rows found are the same either way.
+    async fn read_plan(&self, query: &ListQuery) -> Result<Plan> {
+        let mut plan = self.plan(query)?;
+        let db = self.platform.db();
+        if db.backend() != Backend::Postgres {
+            return Ok(plan);
+        }
+        let words = plan.search_words();
+        if words.len() < 2 {
+            return Ok(plan);
+        }
+        let table = self.meta().table();
+        let mut uncommon = Vec::new();
+        for w in &words {
+            let key = format!(
+                "search-word:{table}:{}",
+                crate::crypto::sha256_hex(w.as_bytes())
+            );
+            let common = self
+                .platform
+                .cache()
+                .remember(&key, WORD_PROBE_TTL, || async {
+                    let mut q = Sql::new(Backend::Postgres);
+                    q.push("SELECT COUNT(*) FROM (");
+                    plan.push_word_probe(&mut q, w);
+                    q.push(" LIMIT ")
+                        .int(i64::try_from(COUNT_THRESHOLD).unwrap_or(i64::MAX) + 1)
+                        .push(") AS c");
+                    let n = db.fetch_i64(q).await?.unwrap_or(0);
+                    Ok(u64::try_from(n).unwrap_or(0) > COUNT_THRESHOLD)
+                })
+                .await?;
+            if !common {
+                uncommon.push(w.clone());
+            }
+        }
+        if !uncommon.is_empty() && uncommon.len() < words.len() {
+            plan.index_words = Some(uncommon);
+        }
+        Ok(plan)
+    }
+
     fn outside_policy(&self) -> Error {
         Error::PermissionDenied {
             ability: format!("the policy of {}", self.meta().plural()),
@@ -588,7 +637,7 @@ impl Records {
     pub(crate) async fn list_inner(&self, query: &ListQuery, full: bool) -> Result<Page<Record>> {
         self.authorize(Ability::ViewAny)?;
         let meta = self.meta();
-        let plan = self.plan(query)?;
+        let plan = self.read_plan(query).await?;
         let db = self.platform.db();
         let backend = db.backend();
         let mut q = Sql::new(backend);
@@ -637,7 +686,7 @@ impl Records {
     /// [`COUNT_THRESHOLD`], estimated from statistics above it.
     pub async fn count(&self, query: &ListQuery) -> Result<Count> {
         self.authorize(Ability::ViewAny)?;
-        let plan = self.plan(query)?;
+        let plan = self.read_plan(query).await?;
         self.count_plan(&plan).await
     }
 
