@@ -179,19 +179,25 @@ fn clamp_limit(limit: u32) -> i64 {
     i64::from(limit.clamp(1, 500))
 }
 
+/// One of the service's read caches (see the [module docs](self)).
+fn read_cache<K, V>() -> moka::sync::Cache<K, V>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    moka::sync::Cache::builder()
+        .max_capacity(READ_CACHE_ENTRIES)
+        .time_to_live(READ_CACHE_TTL)
+        .build()
+}
+
 impl Notifications {
     /// Notifications over `db` (the framework migrations must have run).
     pub fn new(db: Db) -> Self {
         Self {
             db,
-            unread: moka::sync::Cache::builder()
-                .max_capacity(READ_CACHE_ENTRIES)
-                .time_to_live(READ_CACHE_TTL)
-                .build(),
-            prefs: moka::sync::Cache::builder()
-                .max_capacity(READ_CACHE_ENTRIES)
-                .time_to_live(READ_CACHE_TTL)
-                .build(),
+            unread: read_cache(),
+            prefs: read_cache(),
             writes: Arc::default(),
         }
     }

@@ -610,19 +610,13 @@ impl Plan {
         words
     }
 
-    /// The table and the searched expression's columns (PostgreSQL), for
-    /// probing how common a word is.
+    /// `SELECT 1` of the rows whose searched fields contain `word`
+    /// (PostgreSQL), for probing how common a word is.
     pub(crate) fn push_word_probe(&self, q: &mut Sql, word: &str) {
         let meta = self.meta;
         let table = meta.table();
-        q.push("SELECT 1 FROM ").ident(table).push(" WHERE (");
-        push_pg_search_expression(q, table, &search_columns(meta));
-        q.push(") ILIKE ")
-            .bind(
-                Value::Text(format!("%{}%", like_escape(word))),
-                FieldType::Text,
-            )
-            .push(" ESCAPE '!'");
+        q.push("SELECT 1 FROM ").ident(table).push(" WHERE ");
+        push_pg_contains(q, table, &search_columns(meta), word);
     }
 
     /// Restricts the plan to a policy's scope (conditions resolved against
@@ -883,27 +877,20 @@ fn push_search(
                     // on an expression the index does not cover (`|| ''`),
                     // checked on the rows found.
                     for w in words {
-                        q.push(" AND (");
-                        push_pg_search_expression(q, table, &cols);
-                        q.push(") ILIKE ")
-                            .bind(
-                                Value::Text(format!("%{}%", like_escape(w))),
-                                FieldType::Text,
-                            )
-                            .push(" ESCAPE '!'");
+                        q.push(" AND ");
+                        push_pg_contains(q, table, &cols, w);
                     }
                     q.push(" AND ((");
                     push_pg_search_expression(q, table, &cols);
-                    q.push(") || '') ILIKE ");
+                    q.push(") || '') ILIKE ")
+                        .bind(Value::Text(pattern.clone()), FieldType::Text)
+                        .push(" ESCAPE '!'");
                 }
                 _ => {
-                    q.push(" AND (");
-                    push_pg_search_expression(q, table, &cols);
-                    q.push(") ILIKE ");
+                    q.push(" AND ");
+                    push_pg_contains(q, table, &cols, text.trim());
                 }
             }
-            q.bind(Value::Text(pattern.clone()), FieldType::Text)
-                .push(" ESCAPE '!'");
         }
         Backend::Sqlite => {
             let trimmed = text.trim();
@@ -971,6 +958,19 @@ pub(crate) fn pg_search_expression(cols: &[&str], table: Option<&str>) -> String
             .collect::<Vec<_>>()
             .join(" || chr(1) || "),
     }
+}
+
+/// `(<search expression>) ILIKE '%text%'`: the condition the trigram index
+/// answers.
+fn push_pg_contains(q: &mut Sql, table: &str, cols: &[&str], text: &str) {
+    q.push("(");
+    push_pg_search_expression(q, table, cols);
+    q.push(") ILIKE ")
+        .bind(
+            Value::Text(format!("%{}%", like_escape(text))),
+            FieldType::Text,
+        )
+        .push(" ESCAPE '!'");
 }
 
 fn push_pg_search_expression(q: &mut Sql, table: &str, cols: &[&str]) {
