@@ -31,6 +31,7 @@ pub mod query;
 pub mod repo;
 pub mod resource;
 pub mod schema;
+pub mod validate;
 pub mod value;
 
 #[doc(hidden)]
