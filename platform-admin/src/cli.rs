@@ -463,6 +463,15 @@ impl Cli {
         let p = self.quiet().await?;
         let report = p.audit().verify().await?;
         p.shutdown().await;
+        if report.broken.is_none() && !report.rejected.is_empty() {
+            let ids: Vec<String> = report.rejected.iter().map(i64::to_string).collect();
+            return Err(anyhow!(
+                "audit trail has FORGED rows: {} row(s) without a valid MAC were inserted around the platform and not sealed (ids {}); the {} sealed entries verify",
+                report.rejected.len(),
+                ids.join(", "),
+                report.checked
+            ));
+        }
         match report.broken {
             None => {
                 println!(

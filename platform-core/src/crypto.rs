@@ -107,7 +107,7 @@ pub struct Crypto {
     current: (String, Aes256Gcm),
     previous: Vec<(String, Aes256Gcm)>,
     sign_key: [u8; 32],
-    previous_sign_keys: Vec<[u8; 32]>,
+    previous_sign_keys: Vec<(String, [u8; 32])>,
 }
 
 impl fmt::Debug for Crypto {
@@ -124,6 +124,18 @@ impl fmt::Debug for Crypto {
 
 const PREFIX: &str = "enc:v1:";
 
+/// What [`Crypto::check_signature`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signature {
+    /// Made with a configured key over exactly this data.
+    Valid,
+    /// Not a signature of this data by any configured key: altered.
+    Invalid,
+    /// Made with the key of this id, which is not configured (neither the
+    /// current key nor one of `PLATFORM_PREVIOUS_KEYS`).
+    UnknownKey(String),
+}
+
 impl Crypto {
     /// Uses `key` for new ciphertexts and signatures, and `previous` keys to
     /// read older ones.
@@ -138,7 +150,10 @@ impl Crypto {
             current: cipher(key),
             previous: previous.iter().map(cipher).collect(),
             sign_key: key.derive("platform/sign"),
-            previous_sign_keys: previous.iter().map(|k| k.derive("platform/sign")).collect(),
+            previous_sign_keys: previous
+                .iter()
+                .map(|k| (k.id(), k.derive("platform/sign")))
+                .collect(),
         }
     }
 
@@ -226,8 +241,43 @@ impl Crypto {
     /// previous key, in constant time.
     pub fn verify(&self, data: &[u8], signature: &str) -> bool {
         std::iter::once(&self.sign_key)
-            .chain(self.previous_sign_keys.iter())
+            .chain(self.previous_sign_keys.iter().map(|(_, k)| k))
             .any(|k| constant_time_eq(Self::mac(k, data).as_bytes(), signature.as_bytes()))
+    }
+
+    /// HMAC-SHA256 of `data` with the signing key, as `<key id>:<hex>`, so
+    /// that a check can tell a signature made with a key that is not
+    /// configured from an altered one.
+    pub fn sign_with_id(&self, data: &[u8]) -> String {
+        format!("{}:{}", self.current.0, self.sign(data))
+    }
+
+    /// Checks a signature made by [`Crypto::sign_with_id`] (or, without a
+    /// key id, by [`Crypto::sign`]) with the current or a previous key, in
+    /// constant time.
+    pub fn check_signature(&self, data: &[u8], signature: &str) -> Signature {
+        let Some((kid, mac)) = signature.split_once(':') else {
+            return if self.verify(data, signature) {
+                Signature::Valid
+            } else {
+                Signature::Invalid
+            };
+        };
+        let key = if kid == self.current.0 {
+            Some(&self.sign_key)
+        } else {
+            self.previous_sign_keys
+                .iter()
+                .find(|(id, _)| id == kid)
+                .map(|(_, k)| k)
+        };
+        match key {
+            None => Signature::UnknownKey(kid.chars().take(16).collect()),
+            Some(k) if constant_time_eq(Self::mac(k, data).as_bytes(), mac.as_bytes()) => {
+                Signature::Valid
+            }
+            Some(_) => Signature::Invalid,
+        }
     }
 
     fn mac(key: &[u8; 32], data: &[u8]) -> String {
@@ -285,6 +335,27 @@ mod tests {
         assert!(rotated.verify(b"data", &sig));
         let err = Crypto::new(&new, &[]).decrypt(&ct, "t.c").unwrap_err();
         assert!(err.to_string().contains("PLATFORM_PREVIOUS_KEYS"), "{err}");
+    }
+
+    #[test]
+    fn signatures_name_their_key() {
+        let old = AppKey::generate();
+        let new = AppKey::generate();
+        let s = Crypto::new(&old, &[]).sign_with_id(b"data");
+        assert!(s.starts_with(&format!("{}:", old.id())));
+        let rotated = Crypto::new(&new, std::slice::from_ref(&old));
+        assert_eq!(rotated.check_signature(b"data", &s), Signature::Valid);
+        assert_eq!(rotated.check_signature(b"datA", &s), Signature::Invalid);
+        assert_eq!(
+            Crypto::new(&new, &[]).check_signature(b"data", &s),
+            Signature::UnknownKey(old.id())
+        );
+        let bare = Crypto::new(&old, &[]).sign(b"data");
+        assert_eq!(rotated.check_signature(b"data", &bare), Signature::Valid);
+        assert_eq!(
+            Crypto::new(&new, &[]).check_signature(b"data", &bare),
+            Signature::Invalid
+        );
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod resource;
 pub mod schema;
 pub mod validate;
 pub mod value;
+pub mod visibility;
 
 #[doc(hidden)]
 pub mod __private;

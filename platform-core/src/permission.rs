@@ -77,11 +77,15 @@ pub fn permission_name(ability: Ability, resource: &str) -> String {
 pub const VIEW_PII: &str = "view_pii";
 /// Lets a user see the plaintext of `encrypted` fields.
 pub const VIEW_ENCRYPTED: &str = "view_encrypted";
+/// Lets a user read the audit trail of a whole resource (every record's
+/// history, including deleted records) and the client addresses and user
+/// agents stored with audit entries.
+pub const VIEW_AUDIT: &str = "view_audit";
 /// The role that passes every check.
 pub const SUPER_ADMIN: &str = "super_admin";
 
 /// Permissions that are not tied to one resource.
-pub const GLOBAL_PERMISSIONS: [&str; 2] = [VIEW_PII, VIEW_ENCRYPTED];
+pub const GLOBAL_PERMISSIONS: [&str; 3] = [VIEW_PII, VIEW_ENCRYPTED, VIEW_AUDIT];
 
 /// The generated permission names of one resource.
 #[derive(Debug, Clone)]

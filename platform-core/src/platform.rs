@@ -55,6 +55,13 @@ pub const FRAMEWORK_MIGRATIONS: MigrationSet = MigrationSet {
             postgres: include_str!("../migrations/0003_access_log/postgres.sql"),
             mysql: include_str!("../migrations/0003_access_log/mysql.sql"),
         },
+        Migration {
+            version: 4,
+            name: "hardening",
+            sqlite: include_str!("../migrations/0004_hardening/sqlite.sql"),
+            postgres: include_str!("../migrations/0004_hardening/postgres.sql"),
+            mysql: include_str!("../migrations/0004_hardening/mysql.sql"),
+        },
     ],
 };
 
@@ -503,6 +510,7 @@ impl PlatformBuilder {
             crate::schema::check(&db, &registry).await?;
         }
         let crypto = Arc::new(Crypto::new(&key, &previous));
+        let db = db.with_audit_key(crypto.clone());
         let store = self
             .cache_store
             .clone()

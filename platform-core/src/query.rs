@@ -8,6 +8,7 @@ use crate::db::{Backend, Sql, like_escape, storage_type};
 use crate::error::FieldErrors;
 use crate::resource::{FieldMeta, ResourceMeta};
 use crate::value::{FieldType, Value};
+use crate::visibility::Visibility;
 
 /// Rows per page when none is asked for.
 pub const DEFAULT_PAGE_SIZE: u32 = 25;
@@ -355,6 +356,9 @@ pub(crate) struct Plan {
     pub(crate) offset: Option<u64>,
     pub(crate) size: u32,
     trashed: Trashed,
+    /// The searched fields the actor may see (all of them, or the index
+    /// finds candidates on all and the visible ones are checked).
+    search_fields: Vec<&'static FieldMeta>,
     /// The policy's conditions (`None`: nothing is visible).
     scope: Option<Vec<(&'static FieldMeta, Value)>>,
     /// PostgreSQL: the words of the search the trigram index is asked
@@ -421,10 +425,16 @@ fn read_value(field: &FieldMeta, text: &str, key: &str, errors: &mut FieldErrors
 }
 
 impl Plan {
-    /// Checks `q` against `meta`. Sort fields must be `sortable` (or the
-    /// primary key); filter fields must be `filter` fields (or the primary
-    /// key); values must read as the field's type.
-    pub(crate) fn new(meta: &'static ResourceMeta, q: &ListQuery) -> Result<Self, FieldErrors> {
+    /// Checks `q` against `meta` for an actor who sees `vis`. Sort fields
+    /// must be `sortable` (or the primary key); filter fields must be
+    /// `filter` fields (or the primary key); both must be visible to the
+    /// actor, and the search looks only in the visible search fields;
+    /// values must read as the field's type.
+    pub(crate) fn new(
+        meta: &'static ResourceMeta,
+        q: &ListQuery,
+        vis: Visibility,
+    ) -> Result<Self, FieldErrors> {
         let mut errors = FieldErrors::default();
         let pk_index = meta.primary_key_index();
         let pk = meta.primary_key();
@@ -435,10 +445,7 @@ impl Plan {
         };
         if let Some((name, dir)) = &q.sort {
             match meta.field_index(name) {
-                Some(i)
-                    if meta.field_list()[i].is_sortable()
-                        || meta.field_list()[i].is_primary_key() =>
-                {
+                Some(i) if vis.can_sort(&meta.field_list()[i]) => {
                     sort = SortPlan {
                         field: &meta.field_list()[i],
                         index: i,
@@ -449,7 +456,7 @@ impl Plan {
                     let allowed: Vec<&str> = meta
                         .field_list()
                         .iter()
-                        .filter(|f| f.is_sortable() || f.is_primary_key())
+                        .filter(|f| vis.can_sort(f))
                         .map(FieldMeta::name)
                         .collect();
                     errors.add(
@@ -466,14 +473,12 @@ impl Plan {
         let mut filters = Vec::new();
         for (name, op) in &q.filters {
             let key = format!("filter[{name}]");
-            let Some(field) = meta
-                .field(name)
-                .filter(|f| (f.is_filter() || f.is_primary_key()) && !f.is_encrypted())
-            else {
+            let filterable = |f: &FieldMeta| vis.can_filter(f) && !f.is_encrypted();
+            let Some(field) = meta.field(name).filter(|f| filterable(f)) else {
                 let allowed: Vec<&str> = meta
                     .field_list()
                     .iter()
-                    .filter(|f| f.is_filter() || f.is_primary_key())
+                    .filter(|f| filterable(f))
                     .map(FieldMeta::name)
                     .collect();
                 errors.add(
@@ -529,9 +534,16 @@ impl Plan {
         if q.trashed != Trashed::Without && !meta.is_soft_delete() {
             errors.add("trashed", "invalid", "this resource does not soft-delete");
         }
+        let search_fields = vis.search_fields(meta);
         if let Some(s) = &q.search {
             if meta.search_fields().is_empty() {
                 errors.add("search", "invalid", "this resource has no search fields");
+            } else if search_fields.is_empty() {
+                errors.add(
+                    "search",
+                    "invalid",
+                    "this resource's search fields hold data you may not see",
+                );
             } else if s.contains('\0') {
                 errors.add("search", "invalid", "must not contain NUL characters");
             } else if s.chars().count() > MAX_SEARCH_LEN {
@@ -578,6 +590,7 @@ impl Plan {
             offset,
             size,
             trashed: q.trashed,
+            search_fields,
             scope: Some(Vec::new()),
             index_words: None,
         })
@@ -687,7 +700,14 @@ impl Plan {
             }
         }
         if let Some(s) = &self.search {
-            push_search(q, backend, meta, s, self.index_words.as_deref());
+            push_search(
+                q,
+                backend,
+                meta,
+                &self.search_fields,
+                s,
+                self.index_words.as_deref(),
+            );
         }
         if with_cursor && let Some((v, id)) = &self.after {
             self.push_keyset(q, backend, v, id);
@@ -847,20 +867,29 @@ fn decode_cursor(
 /// generated migration creates: FTS5 trigram on SQLite, `pg_trgm` GIN with
 /// `ILIKE` on PostgreSQL, FULLTEXT on MySQL/MariaDB (word prefixes, checked
 /// exactly with `LIKE`).
+///
+/// `visible` are the search fields the actor may see. When they are fewer
+/// than the resource's, the index is still asked (it covers every search
+/// field, so it finds a superset of the rows) and the term is then checked
+/// on the visible fields alone: SQLite restricts the match to those
+/// columns (an FTS5 column filter), PostgreSQL and MySQL add a `LIKE` over
+/// them. A field the actor may not see never decides whether a row matches.
 fn push_search(
     q: &mut Sql,
     backend: Backend,
     meta: &ResourceMeta,
+    visible: &[&'static FieldMeta],
     text: &str,
     index_words: Option<&[String]>,
 ) {
     let table = meta.table();
-    let pattern = format!("%{}%", like_escape(text.trim()));
-    let like_all = |q: &mut Sql, op: &'static str| {
+    let trimmed = text.trim();
+    let pattern = format!("%{}%", like_escape(trimmed));
+    let all_visible = visible.len() == meta.search_fields().len();
+    let like_visible = |q: &mut Sql, op: &'static str| {
         q.push("(");
-        q.join(meta.search_fields(), " OR ", |q, f| {
-            let col = meta.field(f).map_or(*f, FieldMeta::column_name);
-            q.qualified(table, col)
+        q.join(visible, " OR ", |q, f| {
+            q.qualified(table, f.column_name())
                 .push(op)
                 .bind(Value::Text(pattern.clone()), FieldType::Text)
                 .push(" ESCAPE '!'");
@@ -880,45 +909,61 @@ fn push_search(
                         q.push(" AND ");
                         push_pg_contains(q, table, &cols, w);
                     }
-                    q.push(" AND ((");
-                    push_pg_search_expression(q, table, &cols);
-                    q.push(") || '') ILIKE ")
-                        .bind(Value::Text(pattern.clone()), FieldType::Text)
-                        .push(" ESCAPE '!'");
+                    if all_visible {
+                        q.push(" AND ((");
+                        push_pg_search_expression(q, table, &cols);
+                        q.push(") || '') ILIKE ")
+                            .bind(Value::Text(pattern.clone()), FieldType::Text)
+                            .push(" ESCAPE '!'");
+                    }
                 }
                 _ => {
                     q.push(" AND ");
-                    push_pg_contains(q, table, &cols, text.trim());
+                    push_pg_contains(q, table, &cols, trimmed);
                 }
+            }
+            if !all_visible {
+                q.push(" AND ");
+                like_visible(q, " ILIKE ");
             }
         }
         Backend::Sqlite => {
-            let trimmed = text.trim();
             q.push(" AND ");
             if trimmed.chars().count() >= 3 {
                 // The trigram index answers substring queries of 3+ characters.
                 let pk = meta.primary_key();
+                let phrase = format!("\"{}\"", trimmed.replace('"', "\"\""));
+                let term = if all_visible {
+                    phrase
+                } else {
+                    // Column names come from validated metadata
+                    // (identifiers), so they are FTS5 barewords.
+                    let cols: Vec<&str> = visible.iter().map(|f| f.column_name()).collect();
+                    format!("{{{}}} : {phrase}", cols.join(" "))
+                };
                 q.qualified(table, pk.column_name())
                     .push(" IN (SELECT rowid FROM ");
                 q.ident(&search_table(table)).push(" WHERE ");
                 q.ident(&search_table(table)).push(" MATCH ");
-                q.bind(
-                    Value::Text(format!("\"{}\"", trimmed.replace('"', "\"\""))),
-                    FieldType::Text,
-                )
-                .push(")");
+                q.bind(Value::Text(term), FieldType::Text).push(")");
             } else {
-                like_all(q, " LIKE ");
+                like_visible(q, " LIKE ");
             }
         }
         Backend::MySql => {
+            // InnoDB leaves stopwords out of its index, so a required
+            // stopword (`com` of `example.com`) would match nothing: those
+            // are left to the exact `LIKE` below.
             let words: Vec<String> = text
                 .split(|c: char| !c.is_alphanumeric())
-                .filter(|w| w.chars().count() >= 3)
+                .filter(|w| {
+                    w.chars().count() >= 3 && !INNODB_STOPWORDS.contains(&w.to_lowercase().as_str())
+                })
                 .map(|w| format!("+{w}*"))
                 .collect();
             q.push(" AND ");
             if !words.is_empty() {
+                // MATCH must name the FULLTEXT index's columns: all of them.
                 q.push("MATCH (");
                 q.join(meta.search_fields(), ", ", |q, f| {
                     let col = meta.field(f).map_or(*f, FieldMeta::column_name);
@@ -928,10 +973,17 @@ fn push_search(
                     .bind(Value::Text(words.join(" ")), FieldType::Text)
                     .push(" IN BOOLEAN MODE) AND ");
             }
-            like_all(q, " LIKE ");
+            like_visible(q, " LIKE ");
         }
     }
 }
+
+/// InnoDB's default full-text stopwords of three letters or more
+/// (`INFORMATION_SCHEMA.INNODB_FT_DEFAULT_STOPWORD`, the same in MariaDB).
+const INNODB_STOPWORDS: [&str; 18] = [
+    "about", "are", "com", "for", "from", "how", "that", "the", "this", "was", "what", "when",
+    "where", "who", "will", "with", "und", "www",
+];
 
 /// The column names of `meta`'s search fields.
 fn search_columns(meta: &ResourceMeta) -> Vec<&str> {

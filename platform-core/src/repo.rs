@@ -21,12 +21,13 @@ use crate::context::Context;
 use crate::db::{Backend, Sql, Tx};
 use crate::error::{Error, FieldErrors, Result};
 use crate::event::{EventKind, ModelEvent};
-use crate::permission::{Ability, VIEW_ENCRYPTED, VIEW_PII};
+use crate::permission::{Ability, VIEW_ENCRYPTED};
 use crate::platform::Platform;
 use crate::policy::Scope;
 use crate::query::{Count, ListQuery, Paging, Plan, column_types, encode_cursor, push_columns};
 use crate::resource::{FieldMeta, Resource, ResourceEntry, ResourceMeta};
 use crate::value::{FieldType, Value};
+use crate::visibility::{FieldAccess, Visibility};
 
 /// Counting stops here; above it, counts are estimated.
 pub const COUNT_THRESHOLD: u64 = 10_000;
@@ -39,6 +40,9 @@ pub const COUNT_CACHE_TTL: Duration = Duration::from_secs(10);
 /// How long the answer "is this word in more than [`COUNT_THRESHOLD`]
 /// rows" is kept for a PostgreSQL search (see `read_plan`).
 pub const WORD_PROBE_TTL: Duration = Duration::from_secs(3600);
+/// Why a write naming a field the actor may not see is refused.
+const HIDDEN_FIELD_MESSAGE: &str =
+    "holds data you may not see, so you cannot change it (send it back as shown, or leave it out)";
 /// Rows a bulk operation handles per statement.
 const BULK_CHUNK: usize = 500;
 /// How long a cached `find` lives (it is also invalidated on every write).
@@ -96,46 +100,22 @@ impl Record {
     }
 
     /// This record as a JSON object for a viewer who may or may not see
-    /// personal and encrypted data: hidden fields are left out, `pii` fields
-    /// masked without `view_pii`, `encrypted` fields replaced by `null`
-    /// without `view_encrypted`.
+    /// personal and encrypted data (see [`Visibility`]): hidden fields are
+    /// left out, `pii` fields masked without `view_pii`, `encrypted` fields
+    /// replaced by `null` without `view_encrypted`.
     pub fn to_json(&self, ctx: &Context) -> serde_json::Value {
-        let see_pii = ctx.can(VIEW_PII);
-        let see_secret = ctx.can(VIEW_ENCRYPTED);
+        let vis = Visibility::of(ctx);
         let mut map = serde_json::Map::with_capacity(self.values.len());
         for (f, v) in self.meta.field_list().iter().zip(&self.values) {
-            if f.is_hidden() {
-                continue;
+            if !f.is_hidden() {
+                map.insert(f.name().to_owned(), vis.shown(f, v));
             }
-            let j = if f.is_encrypted() && !see_secret {
-                serde_json::Value::Null
-            } else if f.is_pii() && !see_pii {
-                mask_pii(v)
-            } else {
-                v.to_json()
-            };
-            map.insert(f.name().to_owned(), j);
         }
         serde_json::Value::Object(map)
     }
 }
 
-/// Masks personal data: `ada@example.com` -> `a***@example.com`,
-/// `Lovelace` -> `L***`.
-pub fn mask_pii(v: &Value) -> serde_json::Value {
-    match v {
-        Value::Null => serde_json::Value::Null,
-        Value::Text(s) => {
-            let first: String = s.chars().take(1).collect();
-            let masked = match s.split_once('@') {
-                Some((_, domain)) => format!("{first}***@{domain}"),
-                None => format!("{first}***"),
-            };
-            serde_json::Value::String(masked)
-        }
-        _ => serde_json::Value::String(crate::audit::MASKED.to_owned()),
-    }
-}
+pub use crate::visibility::mask_pii;
 
 /// Field values to write, by field name.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -432,7 +412,8 @@ impl Records {
 
     /// A validated query plan restricted to the policy's scope.
     fn plan(&self, query: &ListQuery) -> Result<Plan> {
-        let mut plan = Plan::new(self.meta(), query).map_err(Error::Validation)?;
+        let mut plan =
+            Plan::new(self.meta(), query, Visibility::of(&self.ctx)).map_err(Error::Validation)?;
         plan.restrict(self.scope()?);
         Ok(plan)
     }
@@ -827,11 +808,34 @@ impl Records {
         errors.into_result()
     }
 
-    /// Applies `changes` to `values`, returning the indexes written.
-    fn apply(&self, values: &mut [Value], changes: Changes, trusted: bool) -> Result<Vec<usize>> {
+    /// What the actor may see: everything for trusted writes (host code
+    /// through the platform, restores), else by its permissions.
+    fn visibility(&self, trusted: bool) -> Visibility {
+        if trusted {
+            Visibility::all()
+        } else {
+            Visibility::of(&self.ctx)
+        }
+    }
+
+    /// Applies `changes` to `values`, returning the indexes written and,
+    /// among them, those of fields the actor may not see (see
+    /// [`Visibility`]): an update keeps such a field only if the value sent
+    /// is exactly what the actor was shown, which then means "unchanged"
+    /// ([`Records::drop_shown_values`]). On create, such a field may only
+    /// be sent as `null` (what a new record shows).
+    fn apply(
+        &self,
+        values: &mut [Value],
+        changes: Changes,
+        trusted: bool,
+        creating: bool,
+    ) -> Result<(Vec<usize>, Vec<usize>)> {
         let meta = self.meta();
+        let vis = self.visibility(trusted);
         let mut errors = FieldErrors::default();
         let mut written = Vec::new();
+        let mut masked = Vec::new();
         for (name, v) in changes.values {
             let Some(i) = meta.field_index(&name) else {
                 errors.add(name, "unknown_field", "is not a field of this resource");
@@ -845,11 +849,45 @@ impl Records {
                 errors.add(name, "read_only", "cannot be written");
                 continue;
             }
+            if vis.access(f, creating) == FieldAccess::Masked {
+                if creating {
+                    if !v.is_null() {
+                        errors.add(name, "forbidden", HIDDEN_FIELD_MESSAGE);
+                    }
+                    continue;
+                }
+                masked.push(i);
+            }
             values[i] = v;
             written.push(i);
         }
         errors.into_result()?;
-        Ok(written)
+        Ok((written, masked))
+    }
+
+    /// Drops from `written` the fields the actor may not see that were sent
+    /// back exactly as shown (unchanged); any other value sent for such a
+    /// field refuses the whole write, naming the field. `old` are the
+    /// stored (decrypted) values, `sent` the values written.
+    fn drop_shown_values(
+        &self,
+        written: &mut Vec<usize>,
+        masked: &[usize],
+        old: &[Value],
+        sent: &[Value],
+    ) -> Result<()> {
+        let meta = self.meta();
+        let vis = Visibility::of(&self.ctx);
+        let mut errors = FieldErrors::default();
+        for &i in masked {
+            let f = &meta.field_list()[i];
+            if vis.is_shown_value(f, &old[i], &sent[i]) {
+                written.retain(|&w| w != i);
+            } else {
+                errors.add(f.name(), "forbidden", HIDDEN_FIELD_MESSAGE);
+            }
+        }
+        errors.into_result()
     }
 
     /// Encrypts the encrypted values (the transform step).
@@ -1014,7 +1052,7 @@ impl Records {
     ) -> Result<(Vec<Value>, Vec<Value>)> {
         let meta = self.meta();
         let mut values = vec![Value::Null; meta.field_list().len()];
-        let mut written = self.apply(&mut values, changes, trusted)?;
+        let (mut written, _) = self.apply(&mut values, changes, trusted, true)?;
         // The policy's fields default to the actor's scope (the owner of a
         // new record is whoever creates it), and must end inside it.
         let Some(scope) = self.scope()? else {
@@ -1241,13 +1279,19 @@ impl Records {
         let meta = self.meta();
         // Validate before taking any lock: only the written fields are checked.
         let mut probe = vec![Value::Null; meta.field_list().len()];
-        let written = self.apply(&mut probe, changes, trusted)?;
-        self.validate(&probe, &written, false)?;
+        let (mut written, masked) = self.apply(&mut probe, changes, trusted, false)?;
+        let checked: Vec<usize> = written
+            .iter()
+            .copied()
+            .filter(|i| !masked.contains(i))
+            .collect();
+        self.validate(&probe, &checked, false)?;
         let db = self.platform.db();
         let mut tx = db.begin().await?;
         let result: Result<(Vec<Value>, Vec<usize>)> = async {
             let current = self.locked_row(&mut tx, &id).await?;
             let old = self.decrypt_row(current)?.into_values();
+            self.drop_shown_values(&mut written, &masked, &old, &probe)?;
             let mut plain = old.clone();
             for &i in &written {
                 plain[i] = probe[i].clone();
@@ -1517,23 +1561,41 @@ impl Records {
             .history_until(meta.name(), &id.display(), audit_id)
             .await?;
         if history.last().map(|e| e.id) != Some(audit_id) {
-            return Err(Error::invalid(
-                "audit",
-                "invalid",
+            let earlier = self
+                .platform
+                .audit()
+                .get(audit_id)
+                .await?
+                .is_some_and(|e| e.resource == meta.name() && e.record_id == id.display());
+            let why = if earlier {
+                format!(
+                    "audit entry {audit_id} is from before this {} was created (it belongs to an earlier record that had the same id)",
+                    meta.label_text()
+                )
+            } else {
                 format!(
                     "audit entry {audit_id} does not belong to this {}",
                     meta.label_text()
-                ),
-            ));
+                )
+            };
+            return Err(Error::invalid("audit", "invalid", why));
         }
         let mut state = AuditValues::new();
         for e in &history {
             state.extend(e.new_values_map());
         }
+        // Fields the actor may not see stay as they are: a restore writes
+        // only what the actor could have written by hand.
+        let vis = Visibility::of(&self.ctx);
         let mut changes = Changes::new();
         for (name, j) in state {
             let Some(f) = meta.field(&name) else { continue };
-            if f.is_primary_key() || f.is_managed() || f.is_encrypted() || !f.is_audited() {
+            if f.is_primary_key()
+                || f.is_managed()
+                || f.is_encrypted()
+                || !f.is_audited()
+                || !vis.sees(f)
+            {
                 continue;
             }
             if let Ok(v) = Value::from_json(f.ty(), &j) {
@@ -1558,7 +1620,15 @@ impl Records {
         self.authorize(Ability::ViewAny)?;
         let meta = self.meta();
         let mut probe = vec![Value::Null; meta.field_list().len()];
-        let written = self.apply(&mut probe, changes, false)?;
+        let (written, masked) = self.apply(&mut probe, changes, false, false)?;
+        if let Some(&i) = masked.first() {
+            // No one value was shown for every matching record.
+            return Err(Error::invalid(
+                meta.field_list()[i].name(),
+                "forbidden",
+                HIDDEN_FIELD_MESSAGE,
+            ));
+        }
         if written.is_empty() {
             return Ok(0);
         }

@@ -7,6 +7,7 @@
 //! When a URL is unset the back end is skipped with a printed reason, except
 //! under `CI=true`, where every URL must be set.
 
+pub mod api;
 pub mod domain;
 
 use std::sync::atomic::{AtomicU64, Ordering};

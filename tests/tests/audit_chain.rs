@@ -3,7 +3,7 @@
 
 use platform_core::Platform;
 use platform_core::context::Context;
-use platform_core::db::{Backend, Sql};
+use platform_core::db::Sql;
 use platform_core::repo::Changes;
 use platform_tests::domain::{Customer, Invoice, customer, invoice, registry};
 use platform_tests::{TestDb, all_backends};
@@ -189,34 +189,20 @@ async fn pruning_keeps_the_rest_verifiable() {
         let backend = db.backend.name();
         let (p, cid) = seed(&db).await;
         let repo = p.repo::<Invoice>(&Context::system());
-        for n in 1..=10 {
+        // The customer and the first five invoices are older than the
+        // cutoff. (Entries cannot be back-dated: each carries a MAC over
+        // its content, so an edited `created_at` is refused as forged.)
+        for n in 1..=5 {
+            repo.create(&invoice(cid, n, "draft", 1)).await.unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let cutoff = chrono::Utc::now();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        for n in 6..=10 {
             repo.create(&invoice(cid, n, "draft", 1)).await.unwrap();
         }
         p.audit().seal().await.unwrap();
-        // The first six entries are old.
-        let old = match p.db().backend() {
-            Backend::Sqlite => {
-                "UPDATE platform_audits SET created_at = '2020-01-01T00:00:00.000000Z' WHERE seq <= 6"
-            }
-            Backend::Postgres => {
-                "UPDATE platform_audits SET created_at = '2020-01-01T00:00:00Z' WHERE seq <= 6"
-            }
-            Backend::MySql => {
-                "UPDATE platform_audits SET created_at = '2020-01-01 00:00:00' WHERE seq <= 6"
-            }
-        };
-        exec(&p, old).await;
-        // Changing created_at breaks those entries' hashes, which is the point of
-        // the chain; re-seal them as a migration of old data would.
-        exec(
-            &p,
-            "UPDATE platform_audits SET seq = NULL, prev_hash = NULL, hash = NULL",
-        )
-        .await;
-        exec(&p, "DELETE FROM platform_audit_chain").await;
-        p.audit().seal().await.unwrap();
         assert!(p.audit().verify().await.unwrap().is_ok(), "{backend}");
-        let cutoff = chrono::Utc::now() - chrono::Duration::days(365);
         let pruned = p.audit().prune(cutoff).await.unwrap();
         assert_eq!(pruned, 6, "{backend}");
         let r = p.audit().verify().await.unwrap();
@@ -279,4 +265,174 @@ async fn parallel_verification_checks_the_links_between_ranges() {
             .unwrap();
         assert!(b.seq <= 20, "{backend}: {b:?}");
     }
+}
+
+/// A row inserted straight into `platform_audits` (the shape of a genuine
+/// entry, `seq` left NULL for the sealer) is not chained: the sealer
+/// refuses it for want of a valid MAC and `audit:verify` names it. A copy
+/// of a genuine row (with its MAC) cannot be inserted at all. A chain
+/// signed with a key that is not configured is reported as that.
+#[tokio::test]
+async fn rows_inserted_around_the_platform_are_refused() {
+    for db in all_backends().await {
+        let backend = db.backend.name();
+        let (p, cid) = seed(&db).await;
+        let repo = p.repo::<Invoice>(&Context::system());
+        let inv = repo.create(&invoice(cid, 1, "draft", 1)).await.unwrap();
+        p.audit().seal().await.unwrap();
+        let now = match p.db().backend() {
+            platform_core::db::Backend::MySql => "NOW(6)",
+            platform_core::db::Backend::Postgres => "NOW()",
+            platform_core::db::Backend::Sqlite => "'2026-01-01T00:00:00.000000Z'",
+        };
+        let forged = format!(
+            "INSERT INTO platform_audits (event, resource, record_id, old_values, new_values, actor_type, actor_id, actor_label, created_at) \
+             VALUES ('updated', 'invoice', '{}', '{{\"status\":\"draft\"}}', '{{\"status\":\"paid\"}}', 'user', 1, 'boss@example.com', {now})",
+            inv.id
+        );
+        p.db().execute_script(&forged).await.unwrap();
+        // With a MAC that is not one, in the platform's key's name.
+        let with_mac = |mac: String| {
+            forged
+                .replace("created_at)", "created_at, mac)")
+                .replace(&format!("{now})"), &format!("{now}, '{mac}')"))
+        };
+        let kid = platform_tests::test_key().id();
+        p.db()
+            .execute_script(&with_mac(format!("abcd:{kid}:{}", "0".repeat(64))))
+            .await
+            .unwrap();
+        let forged_ids: Vec<i64> = p
+            .db()
+            .fetch_all(
+                Sql::literal(
+                    p.db().backend(),
+                    "SELECT id FROM platform_audits WHERE actor_label = 'boss@example.com' ORDER BY id",
+                ),
+                &[platform_core::value::FieldType::I64],
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r[0].as_i64().unwrap())
+            .collect();
+        assert_eq!(forged_ids.len(), 2, "{backend}");
+
+        // One in the name of a key nobody configured: not sealed, and it
+        // does not stop the sealer either.
+        p.db()
+            .execute_script(
+                &with_mac(format!("abce:0badc0de:{}", "0".repeat(64))).replace("boss@", "other@"),
+            )
+            .await
+            .unwrap();
+        let sealed = p.audit().seal().await.unwrap();
+        assert_eq!(sealed, 0, "{backend}: forged rows were sealed");
+        assert_eq!(
+            count(
+                &p,
+                "SELECT COUNT(*) FROM platform_audits WHERE seq IS NULL AND rejected_at IS NOT NULL"
+            )
+            .await,
+            2,
+            "{backend}"
+        );
+        // The platform's own writes go on being sealed past them.
+        repo.create(&invoice(cid, 2, "draft", 1)).await.unwrap();
+        assert_eq!(p.audit().seal().await.unwrap(), 1, "{backend}");
+        let r = p.audit().verify().await.unwrap();
+        assert!(r.broken.is_none(), "{backend}: {r:?}");
+        assert_eq!(r.rejected, forged_ids, "{backend}: reported by id");
+        assert!(!r.is_ok(), "{backend}: forged rows make the report fail");
+        assert_eq!(r.unsealed, 1, "{backend}: the unknown key's row waits");
+
+        // A copy of a genuine entry, MAC and all, is refused by the database.
+        let copy = "INSERT INTO platform_audits (event, resource, record_id, old_values, new_values, actor_type, actor_id, actor_label, ip, user_agent, url, request_id, tags, created_at, mac) \
+             SELECT event, resource, record_id, old_values, new_values, actor_type, actor_id, actor_label, ip, user_agent, url, request_id, tags, created_at, mac FROM platform_audits WHERE seq = 1";
+        assert!(
+            p.db().execute_script(copy).await.is_err(),
+            "{backend}: a replayed entry was accepted"
+        );
+
+        // A sealed entry whose MAC is removed (the chain re-hashed around it
+        // by someone without the key cannot sign the head; here only the
+        // MAC goes) is named by verify.
+        exec(&p, "UPDATE platform_audits SET mac = NULL WHERE seq = 2").await;
+        let b = p
+            .audit()
+            .verify()
+            .await
+            .unwrap()
+            .broken
+            .expect("missing MAC found");
+        assert_eq!(b.seq, 2, "{backend}: {b:?}");
+        assert!(b.reason.contains("MAC"), "{backend}: {b:?}");
+        p.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_chain_signed_with_an_unconfigured_key_is_reported_as_such() {
+    let db = TestDb::sqlite();
+    let (p, cid) = seed(&db).await;
+    p.audit().seal().await.unwrap();
+    p.shutdown().await;
+    // Another key writes and seals on the same database.
+    let other = platform_core::crypto::AppKey::generate();
+    let p2 = Platform::builder()
+        .ignore_env()
+        .database_url(db.url.clone())
+        .app_key(other.clone())
+        .registry(registry())
+        .background_tasks(false)
+        .build()
+        .await
+        .unwrap();
+    let err = p2.audit().seal().await.unwrap_err().to_string();
+    assert!(
+        err.contains(&format!(
+            "signed with key id {}",
+            platform_tests::test_key().id()
+        )) && err.contains("not configured"),
+        "{err}"
+    );
+    // Given the first key as a previous key, it seals its own entries.
+    p2.shutdown().await;
+    let p2 = Platform::builder()
+        .ignore_env()
+        .database_url(db.url.clone())
+        .app_key(other.clone())
+        .previous_keys(vec![platform_tests::test_key()])
+        .registry(registry())
+        .background_tasks(false)
+        .build()
+        .await
+        .unwrap();
+    p2.repo::<Invoice>(&Context::system())
+        .create(&invoice(cid, 7, "draft", 1))
+        .await
+        .unwrap();
+    assert!(p2.audit().verify().await.unwrap().is_ok());
+    p2.shutdown().await;
+    // Back to the first key alone: the head is signed by a key it lacks.
+    let p1 = Platform::builder()
+        .ignore_env()
+        .database_url(db.url.clone())
+        .app_key(platform_tests::test_key())
+        .registry(registry())
+        .background_tasks(false)
+        .build()
+        .await
+        .unwrap();
+    let r = p1.audit().verify().await.unwrap();
+    let b = r.broken.expect("unknown key found");
+    assert!(
+        b.reason.contains(&format!(
+            "signed with key id {}, which is not configured",
+            other.id()
+        )),
+        "{b:?}"
+    );
+    assert!(!b.reason.contains("altered"), "{b:?}");
+    p1.shutdown().await;
 }

@@ -13,7 +13,8 @@
 //! | `PATCH`, `PUT` | `/api/{resource}/{id}` | update the fields sent (both are partial) |
 //! | `DELETE` | `/api/{resource}/{id}` | delete (soft where the resource soft-deletes); `?force=true` deletes for good; `204` |
 //! | `POST` | `/api/{resource}/{id}/restore` | restore a soft-deleted record |
-//! | `GET` | `/api/audits?resource=R[&record=ID][&before=N][&limit=N]` | audit entries of a record or a resource, newest first |
+//! | `GET` | `/api/audits?resource=R[&record=ID][&before=N][&limit=N]` | audit entries of a record or a resource, newest first (values cut to 1,000 characters, pages bounded in bytes) |
+//! | `GET` | `/api/audits/{id}` | one audit entry, whole |
 //! | `GET` | `/api/openapi.json` | the OpenAPI 3.0.3 document (public) |
 //!
 //! `{resource}` is the plural snake-case name (`invoices`). A resource named
@@ -127,6 +128,7 @@ where
     Router::new()
         .route("/openapi.json", get(openapi::serve))
         .route("/audits", get(audit::index))
+        .route("/audits/{id}", get(audit::show))
         .route("/{resource}", get(resource::index).post(resource::create))
         .route(
             "/{resource}/{id}",

@@ -25,13 +25,14 @@ use serde_json::{Map, Value, json};
 use super::ApiConfig;
 
 /// Names of the shared component schemas (resource schemas must not clash).
-const SHARED_SCHEMAS: [&str; 8] = [
+const SHARED_SCHEMAS: [&str; 9] = [
     "ApiError",
     "FieldError",
     "Count",
     "ListMeta",
     "ListLinks",
     "AuditEntry",
+    "AuditEntryBody",
     "AuditList",
     "AuditMeta",
 ];
@@ -575,7 +576,7 @@ fn audit_path(resources: &[&ResourceMeta]) -> Value {
         "get": {
             "operationId": "list_audits",
             "summary": "Audit entries of a record or a resource",
-            "description": "Newest first. With `record`: that record's entries (needs `view_<resource>`); without: the resource's recent entries (needs `view_any_<resource>`). Personal data is masked without `view_pii`; encrypted fields are stored redacted.",
+            "description": "Newest first. With `record`: that record's entries since it was created (needs `view_<resource>`); without: every entry of the resource (needs `view_any_<resource>` and `view_audit`). Values longer than 1,000 characters are cut (`truncated` names the fields, `href` is the whole entry) and a page stops at 256 KiB of values. Personal data is masked without `view_pii`; encrypted fields are stored redacted; `ip` and `user_agent` are null without `view_audit`.",
             "tags": ["audits"],
             "parameters": [
                 resource,
@@ -584,6 +585,25 @@ fn audit_path(resources: &[&ResourceMeta]) -> Value {
                 query_param("limit", "Entries per page.", json!({ "type": "integer", "minimum": 1, "maximum": 100, "default": 50 })),
             ],
             "responses": responses(("200", ok_response("Audit entries.", "AuditList")), false),
+        }
+    })
+}
+
+fn audit_entry_path() -> Value {
+    json!({
+        "get": {
+            "operationId": "show_audit",
+            "summary": "One audit entry, whole",
+            "description": "Under the rules of its record's entries (`view_<resource>`, the record policy).",
+            "tags": ["audits"],
+            "parameters": [{
+                "name": "id",
+                "in": "path",
+                "required": true,
+                "description": "The entry's id.",
+                "schema": { "type": "integer", "format": "int64", "minimum": 1 },
+            }],
+            "responses": responses(("200", ok_response("The entry.", "AuditEntryBody")), false),
         }
     })
 }
@@ -662,7 +682,7 @@ fn shared_schemas(schemas: &mut Map<String, Value>) {
             "AuditEntry",
             json!({
                 "type": "object",
-                "required": ["id", "event", "resource", "record_id", "old_values", "new_values", "actor", "ip", "user_agent", "url", "request_id", "tags", "created_at", "seq", "hash"],
+                "required": ["id", "event", "resource", "record_id", "old_values", "new_values", "actor", "ip", "user_agent", "url", "request_id", "tags", "created_at", "seq", "hash", "truncated", "href"],
                 "properties": {
                     "id": { "type": "integer", "format": "int64" },
                     "event": { "type": "string", "description": "`created`, `updated`, `deleted`, `restored`, `force_deleted`, ..." },
@@ -687,7 +707,17 @@ fn shared_schemas(schemas: &mut Map<String, Value>) {
                     "created_at": { "type": "string", "format": "date-time" },
                     "seq": { "type": "integer", "format": "int64", "nullable": true, "description": "Position in the hash chain (null until sealed)." },
                     "hash": nullable_string,
+                    "truncated": { "type": "array", "items": { "type": "string" }, "description": "Fields whose values this listing cut to 1,000 characters." },
+                    "href": { "type": "string", "description": "Path of the whole entry." },
                 },
+            }),
+        ),
+        (
+            "AuditEntryBody",
+            json!({
+                "type": "object",
+                "required": ["data"],
+                "properties": { "data": reference("schemas", "AuditEntry") },
             }),
         ),
         (
@@ -768,6 +798,7 @@ pub fn document(registry: &Registry, server_url: &str, title: &str) -> Value {
         resource_paths(m, &mut paths);
     }
     paths.insert("/audits".into(), audit_path(&resources));
+    paths.insert("/audits/{id}".into(), audit_entry_path());
     paths.insert(
         "/openapi.json".into(),
         json!({

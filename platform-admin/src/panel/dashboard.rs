@@ -62,8 +62,13 @@ fn activity(cx: &WidgetContext) -> WidgetFuture<'_> {
         let entries = cx
             .platform
             .audit()
-            .recent(None, None, (ACTIVITY_SIZE * 5) as i64)
-            .await?;
+            .list(
+                platform_core::audit::AuditFilter::default(),
+                None,
+                ACTIVITY_SIZE * 5,
+            )
+            .await?
+            .entries;
         let mut items = Vec::new();
         for e in entries {
             // Only what the user may list anyway; never entries of records

@@ -11,6 +11,7 @@ use platform_core::query::{FilterOp, ListQuery, MAX_PAGE_SIZE};
 use platform_core::repo::{Changes, Record, mask_pii};
 use platform_core::resource::{FieldMeta, ResourceMeta};
 use platform_core::value::{FieldType, Value};
+use platform_core::visibility::Visibility;
 use serde::Serialize;
 
 use super::form::FormData;
@@ -30,6 +31,11 @@ impl Viewer {
             pii: p.can(VIEW_PII),
             secret: p.can(VIEW_ENCRYPTED),
         }
+    }
+
+    /// The core's rules for what this viewer sees.
+    pub(crate) fn visibility(self) -> Visibility {
+        Visibility::new(self.pii, self.secret)
     }
 
     /// A value as this viewer may see it, with a CSS class (`num`, `bool`,
@@ -72,38 +78,14 @@ impl Viewer {
     }
 }
 
-/// How a field appears on a form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Access {
-    /// An input.
-    Edit,
-    /// Shown, not editable.
-    ReadOnly,
-    /// Masked, not editable.
-    Masked,
-    /// Not on the form at all.
-    Omit,
-}
+/// How a field appears on a form: the core's rule for every writer
+/// ([`Visibility::access`]): `Edit` an input, `ReadOnly` shown, `Masked`
+/// shown masked, `Omit` not on the form.
+pub(crate) use platform_core::visibility::FieldAccess as Access;
 
 /// How `f` appears on a create (`creating`) or edit form for `viewer`.
 pub(crate) fn access(f: &FieldMeta, viewer: Viewer, creating: bool) -> Access {
-    if f.is_hidden() {
-        return Access::Omit;
-    }
-    if f.is_primary_key() || f.is_managed() || f.is_read_only() {
-        return if creating {
-            Access::Omit
-        } else {
-            Access::ReadOnly
-        };
-    }
-    if f.is_encrypted() && !viewer.secret {
-        return Access::Masked;
-    }
-    if f.is_pii() && !viewer.pii && !creating {
-        return Access::Masked;
-    }
-    Access::Edit
+    viewer.visibility().access(f, creating)
 }
 
 /// One option of a select.

@@ -249,9 +249,11 @@ async fn filter_views(
     meta: &'static ResourceMeta,
     params: &ListParams,
 ) -> Vec<FilterView> {
+    let vis = Viewer::of(p).visibility();
     let mut out = Vec::new();
     for f in meta.field_list() {
-        if !f.is_filter() || f.is_hidden() {
+        // The filter form offers the declared filters the viewer may see.
+        if !f.is_filter() || !vis.can_filter(f) {
             continue;
         }
         let key = format!("filter[{}]", f.name());
@@ -347,7 +349,7 @@ fn build(
         let visible = chosen
             .as_ref()
             .map_or_else(|| shown_by_default(f), |c| c.iter().any(|n| n == f.name()));
-        let sortable = (f.is_sortable() || f.is_primary_key()) && !f.is_encrypted();
+        let sortable = viewer.visibility().can_sort(f) && !f.is_encrypted();
         let sorted = match &sort {
             Some((n, Direction::Asc)) if n == f.name() => "asc",
             Some((n, Direction::Desc)) if n == f.name() => "desc",
@@ -513,7 +515,7 @@ fn build(
         rows,
         filters,
         search: params.value("search").to_owned(),
-        searchable: !meta.search_fields().is_empty(),
+        searchable: !Viewer::of(p).visibility().search_fields(meta).is_empty(),
         trashed: trashed_name(trashed),
         sort: params.value("sort").to_owned(),
         page_size: size,

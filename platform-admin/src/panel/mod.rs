@@ -27,6 +27,7 @@
 //! | `GET`, `POST` | `/{resource}/{id}/force-delete` | confirm, delete for good |
 //! | `POST` | `/{resource}/{id}/restore` | restore a soft-deleted record |
 //! | `POST` | `/{resource}/{id}/versions/{audit}/restore` | restore the record to an audit entry's state |
+//! | `GET` | `/{resource}/{id}/activity/{entry}` | one entry of the activity log, whole (the log cuts long values) |
 //! | `GET`, `POST` | `/access/users`, `/access/users/new` | users, new user |
 //! | `GET`, `POST` | `/access/users/{id}` | a user's roles and direct permissions |
 //! | `POST` | `/access/users/{id}/status` | disable (`disabled=1`) or enable an account |
@@ -314,6 +315,10 @@ where
         .route(
             "/{resource}/{id}/versions/{audit}/restore",
             post(record::restore_version),
+        )
+        .route(
+            "/{resource}/{id}/activity/{entry}",
+            get(record::activity_entry),
         )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

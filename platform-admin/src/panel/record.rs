@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
+use platform_core::audit::AuditFilter;
 use platform_core::audit::{AuditValues, Entry, mask_values};
 use platform_core::error::FieldErrors;
-use platform_core::permission::{Ability, VIEW_PII};
+use platform_core::permission::{Ability, VIEW_AUDIT, VIEW_PII};
 use platform_core::repo::{Record, Records};
 use platform_core::resource::ResourceMeta;
 use platform_core::value::Value;
@@ -24,7 +25,7 @@ use super::list::{Caps, ResourceView};
 use super::render::Panel;
 
 /// Entries of the activity log per page.
-const ACTIVITY_PAGE: i64 = 50;
+const ACTIVITY_PAGE: usize = 50;
 
 #[derive(Debug, Serialize)]
 struct FormPage {
@@ -62,6 +63,8 @@ struct EntryView {
     tags: Vec<String>,
     changes: Vec<ChangeView>,
     restore_href: Option<String>,
+    /// Set when the listing cut some values: the page of the whole entry.
+    whole_href: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -360,12 +363,14 @@ fn json_text(meta: &ResourceMeta, field: &str, v: Option<&serde_json::Value>) ->
 }
 
 /// The activity log of a record: the old → new value of each field per
-/// entry, personal data masked without `view_pii`, hidden fields left out.
+/// entry, personal data masked without `view_pii`, hidden fields left out,
+/// client addresses only with `view_audit`. `base` is the record's page.
 fn activity(
     p: &Panel,
     meta: &'static ResourceMeta,
     entries: &[Entry],
-    restore_base: Option<&str>,
+    base: &str,
+    restorable_here: bool,
 ) -> Vec<EntryView> {
     let pii: Vec<&str> = meta
         .field_list()
@@ -374,6 +379,7 @@ fn activity(
         .map(|f| f.name())
         .collect();
     let see_pii = p.can(VIEW_PII);
+    let see_audit = p.can(VIEW_AUDIT);
     entries
         .iter()
         .map(|e| {
@@ -397,18 +403,18 @@ fn activity(
                     new: json_text(meta, k, new.get(k.as_str())),
                 })
                 .collect();
-            let restorable = matches!(e.event.as_str(), "created" | "updated" | "restored");
+            let restorable =
+                restorable_here && matches!(e.event.as_str(), "created" | "updated" | "restored");
             EntryView {
                 id: e.id,
                 event: e.event.clone(),
                 actor: actor_text(e),
                 at: format::time(&e.created_at),
-                ip: e.ip.clone().unwrap_or_default(),
+                ip: e.ip.clone().filter(|_| see_audit).unwrap_or_default(),
                 tags: e.tag_list(),
                 changes,
-                restore_href: restore_base
-                    .filter(|_| restorable)
-                    .map(|b| format!("{b}/versions/{}/restore", e.id)),
+                restore_href: restorable.then(|| format!("{base}/versions/{}/restore", e.id)),
+                whole_href: (!e.truncated.is_empty()).then(|| format!("{base}/activity/{}", e.id)),
             }
         })
         .collect()
@@ -471,21 +477,27 @@ pub(crate) async fn show(
         .rev()
         .find(|(k, _)| k == "before")
         .and_then(|(_, v)| v.parse::<i64>().ok());
-    let entries = if meta.is_audited() {
-        p.platform
+    let (entries, older) = if meta.is_audited() {
+        // Bounded in bytes: long values are cut, each with a link to the
+        // whole entry.
+        let page = p
+            .platform
             .audit()
-            .for_record_before(meta.name(), &id_text, before, ACTIVITY_PAGE + 1)
-            .await?
+            .list(
+                AuditFilter {
+                    resource: Some(meta.name()),
+                    record_id: Some(&id_text),
+                },
+                before,
+                ACTIVITY_PAGE,
+            )
+            .await?;
+        let older = page.next_before.map(|b| format!("{href}?before={b}"));
+        (page.entries, older)
     } else {
-        Vec::new()
+        (Vec::new(), None)
     };
-    let older = (entries.len() as i64 > ACTIVITY_PAGE)
-        .then(|| entries.get(ACTIVITY_PAGE as usize - 1).map(|e| e.id))
-        .flatten()
-        .map(|b| format!("{href}?before={b}"));
-    let shown = &entries[..entries.len().min(ACTIVITY_PAGE as usize)];
-    let restore_base = (caps.update && !deleted).then_some(href.as_str());
-    let activity = activity(&p, meta, shown, restore_base);
+    let activity = activity(&p, meta, &entries, &href, caps.update && !deleted);
     let title = viewer.title(&rec);
     let page = ViewPage {
         resource: ResourceView::of(&p, meta),
@@ -500,6 +512,47 @@ pub(crate) async fn show(
         audited: meta.is_audited(),
     };
     p.render("resource/view.html", &title, &page).await
+}
+
+/// `GET /{resource}/{id}/activity/{entry}`: one entry of the record's
+/// activity log with its whole values (the log cuts long ones).
+pub(crate) async fn activity_entry(
+    p: Panel,
+    Path((resource, id, entry)): Path<(String, String, String)>,
+) -> Result<Response, PanelError> {
+    let records = p.records(&resource)?;
+    p.authorize(&records, Ability::View)?;
+    let meta = records.meta();
+    let rec = records.find_with_trashed(records.parse_id(&id)?).await?;
+    let id_text = rec.id().display();
+    let n: i64 = entry.parse().map_err(|_| PanelError::NotFound)?;
+    let e = p
+        .platform
+        .audit()
+        .get(n)
+        .await?
+        .filter(|e| e.resource == meta.name() && e.record_id == id_text)
+        .ok_or(PanelError::NotFound)?;
+    let href = record_href(&p, meta, &id_text);
+    let entry = activity(&p, meta, std::slice::from_ref(&e), &href, false)
+        .pop()
+        .ok_or(PanelError::NotFound)?;
+    let title = format!("{} — entry {n}", Viewer::of(&p).title(&rec));
+    let page = EntryPage {
+        resource: ResourceView::of(&p, meta),
+        title: title.clone(),
+        href,
+        entry,
+    };
+    p.render("resource/entry.html", &title, &page).await
+}
+
+#[derive(Debug, Serialize)]
+struct EntryPage {
+    resource: ResourceView,
+    title: String,
+    href: String,
+    entry: EntryView,
 }
 
 async fn confirm_page(

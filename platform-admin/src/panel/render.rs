@@ -64,6 +64,10 @@ pub(crate) const DEFAULT_TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/resource/view.html"),
     ),
     (
+        "resource/entry.html",
+        include_str!("../../templates/resource/entry.html"),
+    ),
+    (
         "access/users.html",
         include_str!("../../templates/access/users.html"),
     ),

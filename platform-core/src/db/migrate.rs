@@ -128,12 +128,12 @@ impl MigrationSet {
         todo.sort_by_key(|m| m.version);
         for m in todo {
             let sql = m.sql(backend);
-            db.execute_script(sql).await.map_err(|e| {
+            let failed = |e: Error| {
                 Error::Configuration(format!(
                     "migration {} `{}` of `{}` failed: {e}",
                     m.version, m.name, self.name
                 ))
-            })?;
+            };
             let mut rec = db.sql();
             rec.push("INSERT INTO platform_migrations (set_name, version, name, checksum, applied_at) VALUES (")
                 .bind_str(self.name)
@@ -146,7 +146,12 @@ impl MigrationSet {
                 .push(", ")
                 .bind(Value::DateTime(chrono::Utc::now()), FieldType::DateTime)
                 .push(")");
-            db.execute(rec).await?;
+            if let Some(pool) = db.as_sqlite() {
+                run_sqlite(pool, sql, rec).await.map_err(failed)?;
+            } else {
+                db.execute_script(sql).await.map_err(failed)?;
+                db.execute(rec).await?;
+            }
             count += 1;
             tracing::info!(
                 set = self.name,
@@ -177,6 +182,60 @@ impl MigrationSet {
             .filter(|v| !applied.contains(v))
             .collect())
     }
+}
+
+/// The first line that marks an SQLite script to run with foreign keys off
+/// (a table rebuild: create, copy, drop, rename).
+pub const SQLITE_FOREIGN_KEYS_OFF: &str = "-- platform: foreign_keys=off";
+
+/// Runs an SQLite migration and records it (`record`) in one transaction on
+/// one connection: all of it or none of it. A script whose first line is
+/// [`SQLITE_FOREIGN_KEYS_OFF`] runs with foreign keys off (SQLite's
+/// procedure for rebuilding a table others refer to), and the foreign keys
+/// are checked before it commits.
+async fn run_sqlite(pool: &sqlx::SqlitePool, script: &str, record: super::Sql) -> Result<()> {
+    let fk_off = script.trim_start().starts_with(SQLITE_FOREIGN_KEYS_OFF);
+    let mut conn = pool.acquire().await?;
+    if fk_off {
+        // Only takes effect outside a transaction.
+        sqlx::raw_sql("PRAGMA foreign_keys = OFF")
+            .execute(&mut *conn)
+            .await?;
+    }
+    let result: Result<()> = async {
+        sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(script.to_owned()))
+            .execute(&mut *conn)
+            .await?;
+        if fk_off {
+            let broken = sqlx::raw_sql("PRAGMA foreign_key_check")
+                .fetch_all(&mut *conn)
+                .await?;
+            if !broken.is_empty() {
+                return Err(Error::Configuration(format!(
+                    "{} rows would break a foreign key",
+                    broken.len()
+                )));
+            }
+        }
+        super::execute_on_sqlite(&mut conn, record).await?;
+        sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+    }
+    if fk_off
+        && sqlx::raw_sql("PRAGMA foreign_keys = ON")
+            .execute(&mut *conn)
+            .await
+            .is_err()
+    {
+        // Never hand a connection without foreign keys back to the pool.
+        conn.detach();
+    }
+    result
 }
 
 /// A database-wide lock held while migrating, so two processes starting at

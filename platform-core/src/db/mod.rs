@@ -10,11 +10,12 @@ mod migrate;
 mod sql;
 
 pub(crate) use migrate::hex;
-pub use migrate::{Migration, MigrationSet};
+pub use migrate::{Migration, MigrationSet, SQLITE_FOREIGN_KEYS_OFF};
 pub use sql::Sql;
 pub(crate) use sql::{like_escape, storage_type};
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, SubsecRound, Utc};
@@ -26,6 +27,7 @@ use sqlx::sqlite::{
 };
 use uuid::Uuid;
 
+use crate::crypto::Crypto;
 use crate::error::{Error, Result};
 use crate::value::{FieldType, Value};
 
@@ -100,6 +102,9 @@ enum Pool {
 pub struct Db {
     pool: Pool,
     backend: Backend,
+    /// The key audit entries written in this database's transactions are
+    /// authenticated with (see [`crate::audit::insert_entries`]).
+    audit_key: Option<Arc<Crypto>>,
 }
 
 /// One decoded row: values in the order of the selected columns.
@@ -187,7 +192,18 @@ impl Db {
                 Pool::MySql(pool)
             }
         };
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            audit_key: None,
+        })
+    }
+
+    /// This pool, with `crypto` as the key that authenticates the audit
+    /// entries written in its transactions (the platform sets it).
+    pub fn with_audit_key(mut self, crypto: Arc<Crypto>) -> Self {
+        self.audit_key = Some(crypto);
+        self
     }
 
     /// The back end.
@@ -280,6 +296,7 @@ impl Db {
         Ok(Tx {
             inner: Some(inner),
             backend: self.backend,
+            audit_key: self.audit_key.clone(),
         })
     }
 
@@ -347,6 +364,7 @@ enum TxInner {
 pub struct Tx {
     inner: Option<TxInner>,
     backend: Backend,
+    audit_key: Option<Arc<Crypto>>,
 }
 
 impl Drop for Tx {
@@ -381,6 +399,11 @@ impl Tx {
     /// The back end.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+    /// The key that authenticates audit entries written in this
+    /// transaction (`None` on a pool the platform did not set one on).
+    pub fn crypto(&self) -> Option<&Arc<Crypto>> {
+        self.audit_key.as_ref()
     }
     /// A new statement builder.
     pub fn sql(&self) -> Sql {
@@ -535,6 +558,11 @@ impl_exec!(
 );
 
 type Query<DB> = sqlx::query::Query<'static, DB, <DB as sqlx::Database>::Arguments>;
+
+/// Runs a statement on one SQLite connection (the migration runner's).
+pub(crate) async fn execute_on_sqlite(conn: &mut sqlx::SqliteConnection, sql: Sql) -> Result<u64> {
+    conn.exec_sql(sql).await
+}
 
 /// Times are stored with microsecond precision everywhere, so a value reads
 /// back exactly as written (the audit chain depends on that).

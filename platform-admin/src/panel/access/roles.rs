@@ -189,6 +189,7 @@ pub(crate) async fn edit(p: Panel, Path(name): Path<String>) -> Result<Response,
                 label: match *g {
                     "view_pii" => "See personal data unmasked".to_owned(),
                     "view_encrypted" => "See encrypted fields".to_owned(),
+                    "view_audit" => "See whole audit trails, with IPs".to_owned(),
                     other => other.to_owned(),
                 },
                 checked: held.contains(*g),
