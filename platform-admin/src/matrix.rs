@@ -49,7 +49,7 @@
 //! | `DELETE /api/{r}/{id}` | `delete_` + policy |
 //! | `DELETE /api/{r}/{id}?force=true` | `force_delete_` + policy |
 //! | `POST /api/{r}/{id}/restore` (soft delete) | `restore_` + policy |
-//! | `GET /api/audits?resource={r}` | `view_any_`, and a policy that reaches every record |
+//! | `GET /api/audits?resource={r}` | `view_any_` and `view_audit`, and a policy that reaches every record |
 //! | `GET /api/audits?resource={r}&record={id}` | `view_` + policy |
 //! | `GET /admin/{r}` | `view_any_` |
 //! | `GET /admin/{r}/new` | `create_` |
@@ -106,7 +106,7 @@ use chrono::{NaiveDate, Utc};
 use futures::StreamExt;
 use platform_core::access::NewUser;
 use platform_core::context::Context;
-use platform_core::permission::Ability;
+use platform_core::permission::{Ability, VIEW_AUDIT};
 use platform_core::policy::Scope;
 use platform_core::repo::{Changes, Records};
 use platform_core::resource::{FieldMeta, ResourceEntry, ResourceMeta};
@@ -748,7 +748,9 @@ impl Run {
             FieldType::F64 => Value::Float(1.5 + int as f64),
             FieldType::String | FieldType::Text => {
                 let token = self.seq.token(n);
-                let text = if f.ty() == FieldType::Text {
+                let text = if f.is_email() {
+                    format!("{}@matrix.example", token.to_lowercase())
+                } else if f.ty() == FieldType::Text {
                     format!("{token} permission matrix sample")
                 } else {
                     token
@@ -870,10 +872,15 @@ impl Run {
             Err(e) => return Err(e),
         };
         let token = self.seq.token(n);
+        // Searched for only where every role may search: a field some
+        // roles may not see (personal data) is never searched for them.
+        let everyone = platform_core::visibility::Visibility::new(false, false);
         let searchable = meta.search_fields().iter().any(|s| {
-            rec.get(s)
-                .and_then(Value::as_str)
-                .is_some_and(|t| t.contains(&token))
+            meta.field(s).is_some_and(|f| everyone.sees(f))
+                && rec
+                    .get(s)
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t.contains(&token))
         });
         let audit = if meta.is_audited() {
             self.platform
@@ -1211,6 +1218,9 @@ impl Run {
                 "policy"
             });
         }
+        if rule == Rule::Everything {
+            requires.push(VIEW_AUDIT);
+        }
         Ok(Some(MatrixRow {
             resource: meta.plural(),
             surface,
@@ -1392,8 +1402,14 @@ impl Run {
             Step::ApiCreate => {
                 let (_, values) =
                     self.values(meta, &conds_of(scope_of(meta, ctx)), &self.fixtures)?;
+                // What a client of this role can send: not the fields it
+                // may not see (the panel's form leaves them out too).
+                let vis = platform_core::visibility::Visibility::of(ctx);
                 let body: serde_json::Map<String, serde_json::Value> = values
                     .iter()
+                    .filter(|(f, _)| {
+                        vis.access(f, true) != platform_core::visibility::FieldAccess::Masked
+                    })
                     .map(|(f, v)| (f.name().to_owned(), v.to_json()))
                     .collect();
                 p(
@@ -1710,7 +1726,7 @@ fn expect(
         Rule::Record => Expected::Hidden,
         Rule::Listed if admits(meta, &scope, values) => Expected::Allowed,
         Rule::Create if scope != Scope::None => Expected::Allowed,
-        Rule::Everything if scope == Scope::All => Expected::Allowed,
+        Rule::Everything if scope == Scope::All && ctx.can(VIEW_AUDIT) => Expected::Allowed,
         Rule::Listed | Rule::Create | Rule::Everything => Expected::Denied,
     }
 }

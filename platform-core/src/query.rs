@@ -14,6 +14,9 @@ use crate::visibility::Visibility;
 pub const DEFAULT_PAGE_SIZE: u32 = 25;
 /// The largest page.
 pub const MAX_PAGE_SIZE: u32 = 100;
+/// The highest page number of offset paging (deeper pages: use the
+/// keyset cursor, `page[after]`).
+pub const MAX_PAGE_NUMBER: u32 = 1_000_000;
 /// The longest search text accepted.
 pub const MAX_SEARCH_LEN: usize = 200;
 /// The most values an `in` filter takes.
@@ -219,8 +222,14 @@ impl ListQuery {
                 },
                 "page[after]" => after = Some(v.to_owned()),
                 "page[number]" => match v.parse::<u32>() {
-                    Ok(n) if (1..=1_000_000).contains(&n) => number = Some(n),
-                    _ => errors.add("page[number]", "invalid", "must be a positive number"),
+                    Ok(n) if (1..=MAX_PAGE_NUMBER).contains(&n) => number = Some(n),
+                    _ => errors.add(
+                        "page[number]",
+                        "invalid",
+                        format!(
+                            "must be a number from 1 to {MAX_PAGE_NUMBER} (for deeper pages, follow `page[after]` cursors)"
+                        ),
+                    ),
                 },
                 "trashed" => match v {
                     "with" => q.trashed = Trashed::With,
@@ -564,8 +573,12 @@ impl Plan {
         }
         let (after, offset) = match &q.paging {
             Paging::Offset { number, size } => {
-                if *number == 0 {
-                    errors.add("page[number]", "invalid", "must be a positive number");
+                if *number == 0 || *number > MAX_PAGE_NUMBER {
+                    errors.add(
+                        "page[number]",
+                        "invalid",
+                        format!("must be a number from 1 to {MAX_PAGE_NUMBER}"),
+                    );
                 }
                 (
                     None,
@@ -1094,5 +1107,8 @@ mod tests {
         assert!(ListQuery::from_params([("filter[]", "x")]).is_err());
         let long = "x".repeat(500);
         assert!(ListQuery::from_params([("search", long.as_str())]).is_err());
+        let deep = ListQuery::from_params([("page[number]", "10000000")]).unwrap_err();
+        let msg = &deep.iter().next().unwrap().message;
+        assert!(msg.contains("1 to 1000000"), "{msg}");
     }
 }

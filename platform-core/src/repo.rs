@@ -26,6 +26,7 @@ use crate::platform::Platform;
 use crate::policy::Scope;
 use crate::query::{Count, ListQuery, Paging, Plan, column_types, encode_cursor, push_columns};
 use crate::resource::{FieldMeta, Resource, ResourceEntry, ResourceMeta};
+use crate::validate::is_email;
 use crate::value::{FieldType, Value};
 use crate::visibility::{FieldAccess, Visibility};
 
@@ -776,6 +777,13 @@ impl Records {
             }
             match v {
                 Value::Text(s) => {
+                    if s.trim().is_empty() && !f.is_nullable() && !f.allows_empty() {
+                        errors.add(name, "required", "is required");
+                        continue;
+                    }
+                    if f.is_email() && !(s.is_empty() && f.is_nullable()) && !is_email(s) {
+                        errors.add(name, "email", "must be an e-mail address");
+                    }
                     if let Some(max) = f.max_len()
                         && s.chars().count() > max as usize
                     {

@@ -22,7 +22,7 @@ pub struct Customer {
     #[resource(sortable, max_length = 120)]
     pub name: String,
     /// E-mail (personal data).
-    #[resource(unique, pii)]
+    #[resource(unique, pii, email)]
     pub email: String,
     /// ISO country code.
     #[resource(filter, max_length = 2)]

@@ -774,6 +774,25 @@ async fn encrypted_and_personal_fields_need_their_permissions() {
             "{}",
             app.backend
         );
+        // Searching never looks into the e-mail the editor may not see: not
+        // the list, not the global search, not the relation picker's lookup.
+        for (uri, what) in [
+            ("/admin/customers?search=secret", "list"),
+            ("/admin/search?q=secret", "global search"),
+            ("/admin/customers/lookup?q=secret", "lookup"),
+        ] {
+            let mine = app.get(editor, uri).await;
+            app.expect(&mine, StatusCode::OK, what);
+            assert!(
+                !mine.body.contains("Acme"),
+                "{}: the {what} matched the hidden e-mail",
+                app.backend
+            );
+            let admins = app.get(app.admin, uri).await;
+            assert!(admins.body.contains("Acme"), "{}: {what}", app.backend);
+        }
+        let by_name = app.get(editor, "/admin/customers/lookup?q=acm").await;
+        assert!(by_name.body.contains("Acme"), "{}", app.backend);
     }
 }
 
@@ -1406,7 +1425,7 @@ async fn the_role_editor_is_fast_with_100_resources() {
     let boxes = body.matches("name=\"p\"").count();
     assert_eq!(
         boxes,
-        100 * 10 + 2 * 10 + 2,
+        100 * 10 + 2 * 10 + platform_core::permission::GLOBAL_PERMISSIONS.len(),
         "every resource × ability, users, roles, globals"
     );
     let checked = body

@@ -20,7 +20,7 @@ pub(crate) struct Customer {
     #[resource(sortable, max_length = 120)]
     pub(crate) name: String,
     /// E-mail address: personal data, masked for users without `view_pii`.
-    #[resource(unique, pii)]
+    #[resource(unique, pii, email)]
     pub(crate) email: String,
     /// ISO 3166 country code.
     #[resource(filter, sortable, max_length = 2)]

@@ -34,6 +34,9 @@
 //!  "links": {"next": "/api/invoices?page%5Bsize%5D=25&page%5Bafter%5D=eyJz..."}}
 //! ```
 //!
+//! Every response is `Cache-Control: no-store` (records carry personal and
+//! decrypted data), unless a route sets its own.
+//!
 //! `total` is present only with `count=true`. `links.next` is a path plus
 //! query string (relative to the host), or `null` on the last page.
 
@@ -48,8 +51,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::http::{HeaderValue, header};
 use axum::routing::{get, post};
 use platform_core::Platform;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::error::Error;
 use crate::layer::SetRequestIdLayer;
@@ -142,6 +147,12 @@ where
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::Extension(Arc::new(config)))
+        // Records carry personal and decrypted data: no cache may keep them
+        // (a route that sets its own policy keeps it).
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
         .layer(SetRequestIdLayer)
 }
 

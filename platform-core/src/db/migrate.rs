@@ -192,13 +192,16 @@ pub const SQLITE_FOREIGN_KEYS_OFF: &str = "-- platform: foreign_keys=off";
 /// one connection: all of it or none of it. A script whose first line is
 /// [`SQLITE_FOREIGN_KEYS_OFF`] runs with foreign keys off (SQLite's
 /// procedure for rebuilding a table others refer to), and the foreign keys
-/// are checked before it commits.
+/// are checked before it commits. It also runs with `legacy_alter_table`
+/// on, so renaming the rebuilt table into place neither rewrites nor
+/// re-validates the rest of the schema (a host's trigger that is broken
+/// elsewhere would otherwise fail the rename).
 async fn run_sqlite(pool: &sqlx::SqlitePool, script: &str, record: super::Sql) -> Result<()> {
     let fk_off = script.trim_start().starts_with(SQLITE_FOREIGN_KEYS_OFF);
     let mut conn = pool.acquire().await?;
     if fk_off {
         // Only takes effect outside a transaction.
-        sqlx::raw_sql("PRAGMA foreign_keys = OFF")
+        sqlx::raw_sql("PRAGMA foreign_keys = OFF; PRAGMA legacy_alter_table = ON")
             .execute(&mut *conn)
             .await?;
     }
@@ -227,7 +230,7 @@ async fn run_sqlite(pool: &sqlx::SqlitePool, script: &str, record: super::Sql) -
         let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
     }
     if fk_off
-        && sqlx::raw_sql("PRAGMA foreign_keys = ON")
+        && sqlx::raw_sql("PRAGMA foreign_keys = ON; PRAGMA legacy_alter_table = OFF")
             .execute(&mut *conn)
             .await
             .is_err()

@@ -44,6 +44,8 @@ pub struct FieldMeta {
     unique: bool,
     encrypted: bool,
     pii: bool,
+    email: bool,
+    allow_empty: bool,
     audit: bool,
     hidden: bool,
     read_only: bool,
@@ -72,6 +74,8 @@ impl FieldMeta {
             unique: false,
             encrypted: false,
             pii: false,
+            email: false,
+            allow_empty: false,
             audit: true,
             hidden: false,
             read_only: false,
@@ -139,6 +143,18 @@ impl FieldMeta {
     /// Personal data: masked for users without `view_pii`.
     pub const fn pii(mut self) -> Self {
         self.pii = true;
+        self
+    }
+    /// Values must be e-mail addresses ([`crate::validate::is_email`]);
+    /// only for string fields.
+    pub const fn email(mut self) -> Self {
+        self.email = true;
+        self
+    }
+    /// Lets a required string be empty (by default a required string must
+    /// hold something other than whitespace).
+    pub const fn allow_empty(mut self) -> Self {
+        self.allow_empty = true;
         self
     }
     /// Leaves this field out of the audit trail.
@@ -233,6 +249,14 @@ impl FieldMeta {
     /// Whether it holds personal data.
     pub const fn is_pii(&self) -> bool {
         self.pii
+    }
+    /// Whether values must be e-mail addresses.
+    pub const fn is_email(&self) -> bool {
+        self.email
+    }
+    /// Whether a required string may be empty.
+    pub const fn allows_empty(&self) -> bool {
+        self.allow_empty
     }
     /// Whether changes are audited.
     pub const fn is_audited(&self) -> bool {

@@ -74,6 +74,8 @@ pub(crate) const FILTER: Symbol = Symbol("filter");
 pub(crate) const UNIQUE: Symbol = Symbol("unique");
 pub(crate) const ENCRYPTED: Symbol = Symbol("encrypted");
 pub(crate) const PII: Symbol = Symbol("pii");
+pub(crate) const EMAIL: Symbol = Symbol("email");
+pub(crate) const ALLOW_EMPTY: Symbol = Symbol("allow_empty");
 pub(crate) const TEXT: Symbol = Symbol("text");
 pub(crate) const MONEY: Symbol = Symbol("money");
 pub(crate) const HIDDEN: Symbol = Symbol("hidden");
@@ -109,6 +111,8 @@ const FIELD_KEYS: &[Symbol] = &[
     UNIQUE,
     ENCRYPTED,
     PII,
+    EMAIL,
+    ALLOW_EMPTY,
     TEXT,
     MONEY,
     HIDDEN,
@@ -239,6 +243,8 @@ pub(crate) struct FieldAttrs {
     pub(crate) unique: Attr<()>,
     pub(crate) encrypted: Attr<()>,
     pub(crate) pii: Attr<()>,
+    pub(crate) email: Attr<()>,
+    pub(crate) allow_empty: Attr<()>,
     pub(crate) text: Attr<()>,
     pub(crate) money: Attr<()>,
     pub(crate) hidden: Attr<()>,
@@ -362,6 +368,8 @@ impl FieldAttrs {
             unique: Attr::none(UNIQUE),
             encrypted: Attr::none(ENCRYPTED),
             pii: Attr::none(PII),
+            email: Attr::none(EMAIL),
+            allow_empty: Attr::none(ALLOW_EMPTY),
             text: Attr::none(TEXT),
             money: Attr::none(MONEY),
             hidden: Attr::none(HIDDEN),
@@ -384,7 +392,7 @@ impl FieldAttrs {
     }
 
     /// The flags, with their keys, in a fixed order.
-    pub(crate) fn flags(&self) -> [(Symbol, &Attr<()>); 12] {
+    pub(crate) fn flags(&self) -> [(Symbol, &Attr<()>); 14] {
         [
             (PRIMARY_KEY, &self.primary_key),
             (SORTABLE, &self.sortable),
@@ -392,6 +400,8 @@ impl FieldAttrs {
             (UNIQUE, &self.unique),
             (ENCRYPTED, &self.encrypted),
             (PII, &self.pii),
+            (EMAIL, &self.email),
+            (ALLOW_EMPTY, &self.allow_empty),
             (TEXT, &self.text),
             (MONEY, &self.money),
             (HIDDEN, &self.hidden),
@@ -430,6 +440,8 @@ impl FieldAttrs {
             (UNIQUE, &mut self.unique),
             (ENCRYPTED, &mut self.encrypted),
             (PII, &mut self.pii),
+            (EMAIL, &mut self.email),
+            (ALLOW_EMPTY, &mut self.allow_empty),
             (TEXT, &mut self.text),
             (MONEY, &mut self.money),
             (HIDDEN, &mut self.hidden),

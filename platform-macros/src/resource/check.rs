@@ -225,6 +225,12 @@ fn check_field(cx: &Ctxt, field: &Field<'_>) {
         if let Some(key) = attrs.choices.key() {
             cx.error_spanned_by(key, format!("`#[resource(choices)]` {NEEDS_STRING}"));
         }
+        if let Some(key) = attrs.email.key() {
+            cx.error_spanned_by(key, format!("`#[resource(email)]` {NEEDS_STRING}"));
+        }
+        if let Some(key) = attrs.allow_empty.key() {
+            cx.error_spanned_by(key, format!("`#[resource(allow_empty)]` {NEEDS_STRING}"));
+        }
     }
     if let (Some(key), true) = (attrs.choices.key(), attrs.belongs_to.is_set()) {
         cx.error_spanned_by(

@@ -1,7 +1,7 @@
 -- Create the `customers` table of resource `customer` (sqlite).
 -- Written by `make:migration`; edit freely before it is applied.
 CREATE TABLE "customers" (
-    "id" INTEGER PRIMARY KEY,
+    "id" INTEGER PRIMARY KEY AUTOINCREMENT,
     "name" VARCHAR(120) NOT NULL,
     "email" VARCHAR(255) NOT NULL,
     "country" VARCHAR(2) NOT NULL,

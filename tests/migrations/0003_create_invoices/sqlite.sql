@@ -1,7 +1,7 @@
 -- Create the `invoices` table of resource `invoice` (sqlite).
 -- Written by `make:migration`; edit freely before it is applied.
 CREATE TABLE "invoices" (
-    "id" INTEGER PRIMARY KEY,
+    "id" INTEGER PRIMARY KEY AUTOINCREMENT,
     "customer_id" BIGINT NOT NULL REFERENCES "customers" ("id"),
     "number" VARCHAR(20) NOT NULL,
     "status" VARCHAR(255) NOT NULL,

@@ -1,7 +1,7 @@
 -- Create the `tasks` table of resource `task` (sqlite).
 -- Written by `make:migration`; edit freely before it is applied.
 CREATE TABLE "tasks" (
-    "id" INTEGER PRIMARY KEY,
+    "id" INTEGER PRIMARY KEY AUTOINCREMENT,
     "title" VARCHAR(255) NOT NULL,
     "due_on" TEXT NULL,
     "done" BOOLEAN NOT NULL

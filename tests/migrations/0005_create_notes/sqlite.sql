@@ -1,7 +1,7 @@
 -- Create the `notes` table of resource `note` (sqlite).
 -- Written by `make:migration`; edit freely before it is applied.
 CREATE TABLE "notes" (
-    "id" INTEGER PRIMARY KEY,
+    "id" INTEGER PRIMARY KEY AUTOINCREMENT,
     "owner_id" BIGINT NOT NULL,
     "body" VARCHAR(255) NOT NULL
 );

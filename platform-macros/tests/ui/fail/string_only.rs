@@ -10,6 +10,8 @@ struct Invoice {
     due: Option<i32>,
     #[resource(choices("1", "2"))]
     level: i32,
+    #[resource(email, allow_empty)]
+    contact: i64,
 }
 
 fn main() {}

@@ -17,6 +17,10 @@ struct DeliveryCategory {
 struct Address {
     #[resource(primary_key)]
     id: i64,
+    #[resource(email)]
+    contact: Option<String>,
+    #[resource(allow_empty)]
+    line2: String,
 }
 
 #[derive(Resource)]
@@ -72,6 +76,10 @@ fn main() {
     assert_eq!(back.settings, serde_json::json!({"fragile": false}));
 
     assert_eq!(Address::meta().plural(), "addresses");
+    let contact = Address::meta().field("contact").unwrap();
+    assert!(contact.is_email() && !contact.allows_empty());
+    let line2 = Address::meta().field("line2").unwrap();
+    assert!(line2.allows_empty() && !line2.is_email());
     assert_eq!(Address::meta().plural_label(), "Addresses");
     let employee = Employee::meta();
     assert_eq!(
