@@ -55,6 +55,13 @@ pub const FRAMEWORK_MIGRATIONS: MigrationSet = MigrationSet {
             postgres: include_str!("../migrations/0003_access_log/postgres.sql"),
             mysql: include_str!("../migrations/0003_access_log/mysql.sql"),
         },
+        Migration {
+            version: 5,
+            name: "user e-mail case",
+            sqlite: include_str!("../migrations/0005_user_email_case/sqlite.sql"),
+            postgres: include_str!("../migrations/0005_user_email_case/postgres.sql"),
+            mysql: include_str!("../migrations/0005_user_email_case/mysql.sql"),
+        },
     ],
 };
 
