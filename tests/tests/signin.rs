@@ -1429,6 +1429,45 @@ async fn privilege_changes_rotate_the_session() {
             app.get(Some(&rotated), "/admin").await.status,
             StatusCode::OK
         );
+        // A role she holds changes: her privileges change, the id rotates;
+        // a role she does not hold leaves it alone.
+        for role in ["editors", "others"] {
+            access.create_role(&console, role).await.unwrap();
+        }
+        access.assign_role(&console, me, "editors").await.unwrap();
+        // (Her grants are read as each request starts.)
+        let others = app
+            .post(
+                Some(&rotated),
+                "/admin/access/roles/others",
+                form(&[("_csrf", &csrf), ("p", "view_any_user")]),
+            )
+            .await;
+        assert_eq!(others.status, StatusCode::SEE_OTHER, "{b}: {}", others.body);
+        assert!(others.session_cookie().is_none(), "{b}");
+        let editors = app
+            .post(
+                Some(&rotated),
+                "/admin/access/roles/editors",
+                form(&[("_csrf", &csrf), ("p", "view_any_user")]),
+            )
+            .await;
+        assert_eq!(
+            editors.status,
+            StatusCode::SEE_OTHER,
+            "{b}: {}",
+            editors.body
+        );
+        let again = editors.session_cookie().expect("rotated");
+        assert_ne!(again, rotated, "{b}");
+        assert!(
+            app.get(Some(&rotated), "/admin")
+                .await
+                .location()
+                .starts_with("/admin/login"),
+            "{b}"
+        );
+        assert_eq!(app.get(Some(&again), "/admin").await.status, StatusCode::OK);
     }
 }
 
@@ -1793,7 +1832,10 @@ async fn the_panel_refuses_bad_emails_and_token_abilities_the_owner_lacks() {
         )
         .await
         .unwrap();
-    access.assign_role(&console, bob.id, "viewers").await.unwrap();
+    access
+        .assign_role(&console, bob.id, "viewers")
+        .await
+        .unwrap();
     let (bob_session, _, _) = app.sign_in_and_set_up_as("bob@example.com", PASSWORD).await;
     let bob_session = app.confirm(&bob_session).await;
     let page = app.get(Some(&bob_session), "/admin/access/tokens").await;
@@ -1820,7 +1862,10 @@ async fn the_panel_refuses_bad_emails_and_token_abilities_the_owner_lacks() {
     assert!(access.tokens(bob.id).await.unwrap().is_empty());
     // An admin creating a token for Bob is held to Bob's permissions too.
     let page = app
-        .get(Some(&full), &format!("/admin/access/users/{}/tokens", bob.id))
+        .get(
+            Some(&full),
+            &format!("/admin/access/users/{}/tokens", bob.id),
+        )
         .await;
     let refused = app
         .post(

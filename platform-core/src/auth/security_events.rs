@@ -174,7 +174,9 @@ fn lock(m: &Mutex<Window>) -> MutexGuard<'_, Window> {
 }
 
 /// Decides which security events are written (see the module's
-/// documentation).
+/// documentation). The subjects are accounts: a user id, or `email:` and
+/// the digest of the address a sign-in named (the same for an address
+/// with an account and one without).
 pub(crate) struct Recorder {
     window: Duration,
     per_address: u32,
@@ -281,8 +283,33 @@ impl Auth {
         mac
     }
 
+    /// Whether an event is written (see [`Recorder::admit`]); a lock-out
+    /// at the sign-in and one at the two-factor step are two kinds.
+    fn admit(
+        &self,
+        ctx: &Context,
+        event: &str,
+        values: &AuditValues,
+        subject: &str,
+    ) -> Option<u64> {
+        let kind = match values.get("step").and_then(|s| s.as_str()) {
+            Some(step) => format!("{event}:{step}"),
+            None => event.to_owned(),
+        };
+        let admitted = self.inner.events.admit(&kind, subject, ctx.ip());
+        if admitted.is_none() {
+            tracing::debug!(event, "security event counted, not recorded");
+        }
+        admitted
+    }
+
     /// Writes a security event about the account of `email` (which may not
-    /// exist): looked up, then [`Auth::record_security_event`].
+    /// exist).
+    ///
+    /// The limits are applied first, keyed by the address's digest, and
+    /// the account is looked up only for an event that is written: a
+    /// throttled flood costs no query, and what is written (and how long
+    /// it takes) never depends on whether an account exists.
     pub(super) async fn record_for_email(
         &self,
         ctx: &Context,
@@ -290,6 +317,10 @@ impl Auth {
         email: &str,
         values: AuditValues,
     ) {
+        let digest = self.email_digest(email);
+        let Some(suppressed) = self.admit(ctx, event, &values, &format!("email:{digest}")) else {
+            return;
+        };
         let user = match self.inner.access.find_user_by_email(email).await {
             Ok(u) => u,
             Err(e) => {
@@ -312,10 +343,10 @@ impl Auth {
                 if event == LOGIN_FAILED {
                     values.insert("reason".into(), "unknown_account".into());
                 }
-                values.insert("email_digest".into(), self.email_digest(email).into());
+                values.insert("email_digest".into(), digest.into());
             }
         }
-        self.write_event(ctx, event, user.as_ref(), Some(email), values)
+        self.write_event(ctx, event, user.as_ref(), values, suppressed)
             .await;
     }
 
@@ -323,8 +354,9 @@ impl Auth {
     /// [`TWO_FACTOR_FAILED`], [`RECOVERY_CODE_FAILED`], or an event of your
     /// own sign-in) against account `user_id`, with the client address,
     /// user agent, URL and request id of `ctx`, within the limits described
-    /// in the module's documentation. `values` must hold nothing secret.
-    /// Never fails: an event that cannot be written is logged.
+    /// in the module's documentation. `values` must hold nothing secret; a
+    /// `step` value makes a kind of its own for the limits. Never fails: an
+    /// event that cannot be written is logged.
     pub async fn record_security_event(
         &self,
         ctx: &Context,
@@ -332,46 +364,30 @@ impl Auth {
         user_id: i64,
         values: AuditValues,
     ) {
+        let Some(suppressed) = self.admit(ctx, event, &values, &user_id.to_string()) else {
+            return;
+        };
         let user = match self.inner.access.user(user_id).await {
-            Ok(u) => u,
+            Ok(Some(u)) => u,
+            Ok(None) => return,
             Err(e) => {
                 tracing::warn!(error = %e, event, "could not look up the account of a security event");
-                None
+                return;
             }
         };
-        if user.is_none() {
-            return;
-        }
-        self.write_event(ctx, event, user.as_ref(), None, values)
+        self.write_event(ctx, event, Some(&user), values, suppressed)
             .await;
     }
 
+    /// Writes one admitted event, in its own transaction.
     async fn write_event(
         &self,
         ctx: &Context,
         event: &'static str,
         user: Option<&User>,
-        email: Option<&str>,
         mut values: AuditValues,
+        suppressed: u64,
     ) {
-        // Unknown addresses are limited per address (by digest), like
-        // accounts, so what is recorded never depends on whether an
-        // account exists.
-        let subject = match (user, email) {
-            (Some(u), _) => u.id.to_string(),
-            (None, Some(e)) => format!("{UNKNOWN_ACCOUNT}:{}", self.email_digest(e)),
-            (None, None) => UNKNOWN_ACCOUNT.to_owned(),
-        };
-        // A lock-out at the sign-in and one at the two-factor step are two
-        // kinds.
-        let kind = match values.get("step").and_then(|s| s.as_str()) {
-            Some(step) => format!("{event}:{step}"),
-            None => event.to_owned(),
-        };
-        let Some(suppressed) = self.inner.events.admit(&kind, &subject, ctx.ip()) else {
-            tracing::debug!(event, "security event counted, not recorded");
-            return;
-        };
         if suppressed > 0 {
             values.insert("suppressed".into(), suppressed.into());
         }
