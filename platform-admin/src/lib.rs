@@ -46,8 +46,9 @@ pub use health::health_router;
 
 /// Every router of the platform mounted where the demo's contract puts them
 /// (`/api`, `/admin`, `/health`), for a `Platform` state, with the layers a
-/// deployment needs: security headers (a strict CSP on the panel), the
-/// access log of panel and API requests, and the panel's IP allowlist.
+/// deployment needs: security headers (a strict CSP on the panel, HSTS in
+/// production), the access log of panel and API requests, and the panel's
+/// IP allowlist.
 /// `Cli::serve` serves this.
 ///
 /// Configuration (environment):
@@ -69,11 +70,17 @@ pub fn app_router(
         std::env::var("PLATFORM_TRUST_FORWARDED").is_ok_and(|v| v == "1" || v == "true");
     let admin = panel_router()
         .layer(AccessLogLayer::new(platform.clone(), "panel"))
-        .layer(SecurityHeadersLayer::panel())
+        .layer(SecurityHeadersLayer::for_platform(
+            platform,
+            crate::layer::security_headers::PANEL_CSP,
+        ))
         .layer(IpAllowlistLayer::new(nets, trust_forwarded));
     let api = api_router()
         .layer(AccessLogLayer::new(platform.clone(), "api"))
-        .layer(SecurityHeadersLayer::api());
+        .layer(SecurityHeadersLayer::for_platform(
+            platform,
+            crate::layer::security_headers::API_CSP,
+        ));
     Ok(axum::Router::new()
         .nest("/api", api)
         .nest("/admin", admin)

@@ -196,14 +196,25 @@ pub(crate) fn user_from_row(r: &[Value]) -> User {
     }
 }
 
+/// A user's e-mail address as stored and looked up: trimmed and
+/// lower-cased, so that `Ada@Example.com` and `ada@example.com` are one
+/// account (the table's unique index on the lower-cased address holds it on
+/// every back end).
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// Checks a (normalised) user e-mail address with
+/// [`crate::validate::is_email`], the one definition every writer uses.
 pub(crate) fn validate_email(email: &str, errors: &mut FieldErrors) {
-    let ok = email.len() <= 255
-        && email.split_once('@').is_some_and(|(l, d)| {
-            !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.')
-        })
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    if !ok {
-        errors.add("email", "invalid", "must be a valid e-mail address");
+    if email.is_empty() {
+        errors.add("email", "required", "is required");
+    } else if !crate::validate::is_email(email) {
+        errors.add(
+            "email",
+            "invalid",
+            "must be a valid e-mail address (like name@example.com)",
+        );
     }
 }
 
@@ -296,7 +307,7 @@ impl Access {
     /// Creates a user. Needs `create_user`.
     pub async fn create_user(&self, ctx: &Context, input: NewUser) -> Result<User> {
         ctx.authorize(&permission_name(Ability::Create, "user"))?;
-        let email = input.email.trim().to_lowercase();
+        let email = normalize_email(&input.email);
         let name = input.name.trim().to_owned();
         let mut errors = FieldErrors::default();
         validate_email(&email, &mut errors);
@@ -374,7 +385,7 @@ impl Access {
         q.push("SELECT ")
             .push(USER_COLUMNS)
             .push(" FROM platform_users WHERE email = ")
-            .bind_str(email.trim().to_lowercase());
+            .bind_str(normalize_email(email));
         Ok(self
             .db
             .fetch_optional(q, &USER_TYPES)
@@ -403,7 +414,7 @@ impl Access {
     pub async fn check_credentials(&self, email: &str, password: &str) -> Result<Option<User>> {
         let mut q = self.db.sql();
         q.push("SELECT id, password_hash, disabled_at FROM platform_users WHERE email = ")
-            .bind_str(email.trim().to_lowercase());
+            .bind_str(normalize_email(email));
         let row = self
             .db
             .fetch_optional(q, &[FieldType::I64, FieldType::Text, FieldType::DateTime])
@@ -909,7 +920,10 @@ impl Access {
 
     /// Creates a token for `user_id`. A user may create their own tokens;
     /// creating one for someone else needs `update_user`. Abilities must be
-    /// `*` or existing permission names.
+    /// `*` (all of the owner's permissions, whatever they are when the
+    /// token is used) or existing permission names that the owner holds
+    /// now: a token never names an ability its owner lacks (a validation
+    /// error on `abilities`, code `not_held`, naming them).
     pub async fn create_token(
         &self,
         ctx: &Context,
@@ -941,13 +955,35 @@ impl Access {
                 errors.add("abilities", "invalid", format!("`{a}` is not a permission"));
             }
         }
-        errors.into_result()?;
         if self.user(user_id).await?.is_none() {
             return Err(Error::NotFound {
                 resource: "user",
                 id: user_id.to_string(),
             });
         }
+        let owner = self.load_grants(user_id).await?;
+        let mut lacking: Vec<&str> = abilities
+            .iter()
+            .map(String::as_str)
+            .filter(|a| *a != "*" && known.contains(*a) && !owner.has(a))
+            .collect();
+        lacking.sort_unstable();
+        lacking.dedup();
+        if !lacking.is_empty() {
+            errors.add(
+                "abilities",
+                "not_held",
+                format!(
+                    "the token's owner does not have {}: a token cannot do more than its owner",
+                    lacking
+                        .iter()
+                        .map(|a| format!("`{a}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+        errors.into_result()?;
         let plain = format!("{TOKEN_PREFIX}{}", random_token(30));
         let hash = sha256_hex(plain.as_bytes());
         let now = Utc::now();

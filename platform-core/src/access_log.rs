@@ -27,8 +27,9 @@ pub struct AccessEntry {
     pub surface: &'static str,
     /// HTTP method.
     pub method: String,
-    /// Path and query, with secrets (reset tokens, signatures) removed by the
-    /// caller.
+    /// Path and query, with secrets and personal data (reset tokens,
+    /// signatures, searches, filters on personal fields) masked by the
+    /// caller ([`mask_path`]).
     pub path: String,
     /// Response status.
     pub status: u16,
@@ -66,6 +67,140 @@ pub struct AccessLog {
 
 fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
+}
+
+/// What replaces a hidden value in a logged path.
+pub const MASK: &str = "***";
+
+/// Words that hide a query parameter's value wherever they appear in its
+/// name (compared lower-cased, after percent-decoding): secrets (`token`,
+/// `password`, `secret`, `signature`, `code`, `key`, `csrf`, `otp`,
+/// `session`, `auth`), personal data (`email`, `phone`, `iban`), searches
+/// (`search`, whose text is whatever a user looked for, an e-mail address
+/// as often as not) and paging cursors (`after`, `before`, `cursor`, which
+/// carry the sort value of a row).
+pub const MASKED_PARAM_WORDS: &[&str] = &[
+    "token",
+    "password",
+    "passwd",
+    "secret",
+    "signature",
+    "code",
+    "key",
+    "csrf",
+    "otp",
+    "session",
+    "auth",
+    "email",
+    "phone",
+    "iban",
+    "search",
+    "after",
+    "before",
+    "cursor",
+];
+
+/// Parameter names hidden when they are the whole name (the panel's global
+/// search and the relation picker's lookup send `q`).
+const MASKED_PARAMS: &[&str] = &["q", "query", "term"];
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let hex = |c: Option<&u8>| c.and_then(|c| char::from(*c).to_digit(16));
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                if let (Some(h), Some(l)) = (hex(b.get(i + 1)), hex(b.get(i + 2))) {
+                    out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                    i += 3;
+                    continue;
+                }
+                out.push(b'%');
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether the value of query parameter `name` (as sent, percent-encoded)
+/// must be hidden: its name holds one of [`MASKED_PARAM_WORDS`], is one of
+/// the search parameters, or is a filter (`filter[field]`,
+/// `filter[field][op]`, `filter[relation.field]`) on a field named in
+/// `sensitive_fields` (the registry's `pii`, encrypted and hidden fields).
+pub fn is_masked_param(name: &str, sensitive_fields: &std::collections::HashSet<String>) -> bool {
+    let name = percent_decode(name).to_lowercase();
+    if MASKED_PARAMS.contains(&name.as_str()) || MASKED_PARAM_WORDS.iter().any(|w| name.contains(w))
+    {
+        return true;
+    }
+    if let Some(rest) = name.strip_prefix("filter[") {
+        let field = rest.split(']').next().unwrap_or_default();
+        return field.split('.').any(|part| sensitive_fields.contains(part));
+    }
+    false
+}
+
+/// `path_and_query` with secret and personal values replaced by [`MASK`]:
+/// the query parameters of [`is_masked_param`], and the path segment after
+/// `reset-password` (a reset token). Names and the other values are kept,
+/// so the log still tells what was asked for.
+pub fn mask_path(
+    path_and_query: &str,
+    sensitive_fields: &std::collections::HashSet<String>,
+) -> String {
+    const SECRET_SEGMENTS: [&str; 1] = ["reset-password"];
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    let mut out = String::with_capacity(path_and_query.len());
+    let mut hide_next = false;
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        if hide_next && !seg.is_empty() {
+            out.push_str(MASK);
+        } else {
+            out.push_str(seg);
+        }
+        hide_next = SECRET_SEGMENTS.contains(&seg);
+    }
+    if let Some(q) = query {
+        out.push('?');
+        for (i, pair) in q.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            match pair.split_once('=') {
+                Some((k, v)) if !v.is_empty() && is_masked_param(k, sensitive_fields) => {
+                    out.push_str(k);
+                    out.push('=');
+                    out.push_str(MASK);
+                }
+                // A bare word with an `@` is an address sent without a name.
+                None if percent_decode(pair).contains('@') => out.push_str(MASK),
+                _ => out.push_str(pair),
+            }
+        }
+    }
+    out
+}
+
+/// The names of the fields whose values a logged filter must not show:
+/// every `pii`, encrypted or hidden field of any resource of `registry`.
+pub fn sensitive_fields(registry: &crate::resource::Registry) -> std::collections::HashSet<String> {
+    registry
+        .entries()
+        .flat_map(|e| e.meta().field_list().iter())
+        .filter(|f| f.is_pii() || f.is_encrypted() || f.is_hidden())
+        .map(|f| f.name().to_lowercase())
+        .collect()
 }
 
 impl AccessLog {
@@ -240,7 +375,8 @@ impl AccessLog {
             FieldType::Text,
             FieldType::Text,
             FieldType::Text,
-            FieldType::I64,
+            // `status INTEGER` (INT4 on PostgreSQL).
+            FieldType::I32,
             FieldType::F64,
             FieldType::I64,
             FieldType::I64,
@@ -292,5 +428,53 @@ impl AccessLog {
         q.push("DELETE FROM platform_access_log WHERE at < ")
             .bind(Value::DateTime(before), FieldType::DateTime);
         self.db.execute(q).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn searches_filters_and_secrets_are_masked() {
+        let pii: std::collections::HashSet<String> =
+            ["email".to_owned(), "iban".to_owned(), "notes".to_owned()].into();
+        assert_eq!(
+            mask_path(
+                "/api/customers?search=ada@example.com&filter[email]=x&token=abc",
+                &pii
+            ),
+            "/api/customers?search=***&filter[email]=***&token=***"
+        );
+        // Encoded names, other cases, operators and relations.
+        assert_eq!(
+            mask_path(
+                "/api/customers?filter%5Bnotes%5D%5Bcontains%5D=secret+plan&filter[status]=paid&Access_Token=x&filter[customer.notes]=y",
+                &pii
+            ),
+            "/api/customers?filter%5Bnotes%5D%5Bcontains%5D=***&filter[status]=paid&Access_Token=***&filter[customer.notes]=***"
+        );
+        assert_eq!(
+            mask_path(
+                "/admin/search?q=ada%40example.com&page[after]=eyJz&sort=-email&page[size]=5",
+                &pii
+            ),
+            "/admin/search?q=***&page[after]=***&sort=-email&page[size]=5"
+        );
+        assert_eq!(
+            mask_path("/admin/reset-password/abc123?x=1", &pii),
+            "/admin/reset-password/***?x=1"
+        );
+        assert_eq!(
+            mask_path(
+                "/admin/verify-email?user=3&email=a%40b.c&expires=9&signature=dead",
+                &pii
+            ),
+            "/admin/verify-email?user=3&email=***&expires=9&signature=***"
+        );
+        assert_eq!(mask_path("/api/x?ada@example.com", &pii), "/api/x?***");
+        assert_eq!(mask_path("/api/x?search=&a", &pii), "/api/x?search=&a");
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("%zz%41+b"), "%zzA b");
     }
 }

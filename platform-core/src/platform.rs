@@ -62,6 +62,13 @@ pub const FRAMEWORK_MIGRATIONS: MigrationSet = MigrationSet {
             postgres: include_str!("../migrations/0004_hardening/postgres.sql"),
             mysql: include_str!("../migrations/0004_hardening/mysql.sql"),
         },
+        Migration {
+            version: 5,
+            name: "user e-mail case",
+            sqlite: include_str!("../migrations/0005_user_email_case/sqlite.sql"),
+            postgres: include_str!("../migrations/0005_user_email_case/postgres.sql"),
+            mysql: include_str!("../migrations/0005_user_email_case/mysql.sql"),
+        },
     ],
 };
 

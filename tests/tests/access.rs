@@ -431,3 +431,414 @@ async fn api_tokens() {
         ));
     }
 }
+
+// ---- issue 8: e-mail addresses, their case, token abilities ------------------
+
+const BAD_EMAILS: [&str; 4] = [
+    "a\"><svg/onload=alert(1)>@x.com",
+    "not an email",
+    "ada@example..com",
+    "ada@exa mple.com",
+];
+
+fn email_refused(err: &Error) -> bool {
+    matches!(err, Error::Validation(e)
+        if e.for_field("email").any(|f| f.code == "invalid" && f.message.contains("valid e-mail address")))
+}
+
+#[tokio::test]
+async fn user_emails_are_validated_on_every_writer() {
+    for db in all_backends().await {
+        let b = db.backend.name();
+        let p = db.platform(registry()).await;
+        let console = Context::console();
+        let ada = p
+            .access()
+            .create_user(&console, new_user("ada@example.com"))
+            .await
+            .unwrap();
+        let me = user_ctx(&p, ada.id).await;
+        for bad in BAD_EMAILS {
+            let err = p
+                .access()
+                .create_user(&console, new_user(bad))
+                .await
+                .unwrap_err();
+            assert!(email_refused(&err), "{b}: create_user({bad:?}): {err:?}");
+            let err = p
+                .auth()
+                .update_profile(
+                    &me,
+                    ada.id,
+                    platform_core::auth::ProfileUpdate {
+                        name: "Ada".into(),
+                        email: bad.into(),
+                    },
+                )
+                .await
+                .unwrap_err();
+            assert!(email_refused(&err), "{b}: update_profile({bad:?}): {err:?}");
+        }
+        assert_eq!(p.access().users().await.unwrap().len(), 1, "{b}");
+        assert_eq!(
+            p.access().user(ada.id).await.unwrap().unwrap().email,
+            "ada@example.com"
+        );
+        let err = p
+            .access()
+            .create_user(&console, new_user("   "))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Validation(e) if e.for_field("email").any(|f| f.code == "required")),
+            "{b}: {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn user_create_on_the_command_line_refuses_a_bad_email() {
+    let db = platform_tests::TestDb::sqlite();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cli_app"))
+            .args(args)
+            .env("PLATFORM_DATABASE_URL", &db.url)
+            .env(
+                "PLATFORM_APP_KEY",
+                platform_tests::test_key().to_config_string(),
+            )
+            .env("RUST_BACKTRACE", "0")
+            .env_remove("PLATFORM_ENV")
+            .output()
+            .unwrap()
+    };
+    for bad in BAD_EMAILS {
+        let o = run(&[
+            "user:create",
+            "--email",
+            bad,
+            "--password",
+            "long enough pw",
+        ]);
+        assert!(!o.status.success(), "{bad:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("must be a valid e-mail address"),
+            "{bad:?}: {err}"
+        );
+    }
+    // Mixed case is stored lower-cased; the token's abilities are held.
+    let o = run(&[
+        "user:create",
+        "--email",
+        "Root@Example.COM",
+        "--password",
+        "long enough pw",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("root@example.com"));
+    let o = run(&[
+        "token:create",
+        "--email",
+        "ROOT@example.com",
+        "--abilities",
+        "view_any_invoice,delete_invoice",
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("`delete_invoice`") && err.contains("`view_any_invoice`"),
+        "{err}"
+    );
+    let o = run(&["token:create", "--email", "root@example.com"]);
+    assert!(
+        o.status.success(),
+        "`*` is allowed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[tokio::test]
+async fn emails_are_unique_and_found_whatever_their_case() {
+    for db in all_backends().await {
+        let b = db.backend.name();
+        let p = db.platform(registry()).await;
+        let console = Context::console();
+        let ada = p
+            .access()
+            .create_user(&console, new_user("Ada@Example.com"))
+            .await
+            .unwrap();
+        assert_eq!(ada.email, "ada@example.com");
+        // Found by any case.
+        for typed in ["Ada@Example.com", "ADA@EXAMPLE.COM", " ada@example.com "] {
+            assert_eq!(
+                p.access()
+                    .check_credentials(typed, "correct horse battery")
+                    .await
+                    .unwrap()
+                    .map(|u| u.id),
+                Some(ada.id),
+                "{b}: {typed}"
+            );
+            assert!(matches!(
+                p.auth()
+                    .attempt_login(&Context::default(), typed, "correct horse battery")
+                    .await
+                    .unwrap(),
+                platform_core::auth::LoginOutcome::Success(_)
+            ));
+        }
+        // A profile change to another account's address in another case.
+        let bob = p
+            .access()
+            .create_user(&console, new_user("bob@example.com"))
+            .await
+            .unwrap();
+        let err = p
+            .auth()
+            .update_profile(
+                &user_ctx(&p, bob.id).await,
+                bob.id,
+                platform_core::auth::ProfileUpdate {
+                    name: "Bob".into(),
+                    email: "ADA@example.COM".into(),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Validation(e) if e.for_field("email").any(|f| f.code == "unique")),
+            "{b}: {err:?}"
+        );
+        // The database itself refuses a case twin written behind the
+        // platform's back.
+        let mut q = p.db().sql();
+        q.push("INSERT INTO platform_users (email, name, password_hash, created_at, updated_at) VALUES (")
+            .bind_str("ADA@example.com")
+            .push(", 'x', 'x', ")
+            .bind(
+                platform_core::value::Value::DateTime(chrono::Utc::now()),
+                FieldType::DateTime,
+            )
+            .push(", ")
+            .bind(
+                platform_core::value::Value::DateTime(chrono::Utc::now()),
+                FieldType::DateTime,
+            )
+            .push(")");
+        assert!(
+            p.db().execute(q).await.is_err(),
+            "{b}: a case twin was stored"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_email_case_migration_normalises_and_names_case_twins() {
+    use platform_core::db::{Db, Migration, MigrationSet};
+    use platform_core::platform::FRAMEWORK_MIGRATIONS;
+    use platform_core::value::Value;
+    let before: &'static [Migration] = Box::leak(
+        FRAMEWORK_MIGRATIONS
+            .migrations
+            .iter()
+            .filter(|m| m.version < 5)
+            .copied()
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
+    );
+    let older = MigrationSet {
+        name: FRAMEWORK_MIGRATIONS.name,
+        migrations: before,
+    };
+    let hash = platform_core::access::hash_password("correct horse battery").unwrap();
+    for db in all_backends().await {
+        let b = db.backend.name();
+        let conn = Db::connect(&db.url).await.unwrap();
+        older.run(&conn).await.unwrap();
+        let insert = |email: &str| {
+            let mut q = conn.sql();
+            q.push("INSERT INTO platform_users (email, name, password_hash, created_at, updated_at) VALUES (")
+                .bind_str(email)
+                .push(", 'x', ")
+                .bind_str(hash.clone())
+                .push(", ")
+                .bind(Value::DateTime(chrono::Utc::now()), FieldType::DateTime)
+                .push(", ")
+                .bind(Value::DateTime(chrono::Utc::now()), FieldType::DateTime)
+                .push(")");
+            q
+        };
+        conn.execute(insert("Mixed.Case@Example.COM"))
+            .await
+            .unwrap();
+        conn.execute(insert("plain@example.com")).await.unwrap();
+        let twin = conn.execute(insert("Twin@Example.com")).await;
+        let twin2 = conn.execute(insert("twin@example.com")).await;
+        twin.unwrap();
+        let emails = |conn: &Db| {
+            let conn = conn.clone();
+            async move {
+                conn.fetch_all(
+                    Sql::literal(
+                        conn.backend(),
+                        "SELECT email FROM platform_users ORDER BY id",
+                    ),
+                    &[FieldType::Text],
+                )
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r[0].as_str().unwrap_or_default().to_owned())
+                .collect::<Vec<_>>()
+            }
+        };
+        if db.backend == platform_core::db::Backend::MySql {
+            // The column's collation ignores case: twins never existed.
+            assert!(twin2.is_err(), "{b}");
+        } else {
+            twin2.unwrap();
+            let err = FRAMEWORK_MIGRATIONS
+                .run(&conn)
+                .await
+                .unwrap_err()
+                .to_string();
+            for part in [
+                "Twin@Example.com",
+                "twin@example.com",
+                "differ only in case",
+                "merge or rename",
+            ] {
+                assert!(err.contains(part), "{b}: `{part}` not in: {err}");
+            }
+            assert!(!err.contains("plain@example.com"), "{b}: {err}");
+            // Nothing changed, nothing merged.
+            assert_eq!(
+                emails(&conn).await,
+                [
+                    "Mixed.Case@Example.COM",
+                    "plain@example.com",
+                    "Twin@Example.com",
+                    "twin@example.com"
+                ],
+                "{b}"
+            );
+            // Resolved by hand, the migration runs.
+            let mut d = conn.sql();
+            d.push("DELETE FROM platform_users WHERE email = ")
+                .bind_str("Twin@Example.com");
+            conn.execute(d).await.unwrap();
+        }
+        FRAMEWORK_MIGRATIONS.run(&conn).await.unwrap();
+        assert_eq!(
+            emails(&conn).await,
+            [
+                "mixed.case@example.com",
+                "plain@example.com",
+                "twin@example.com"
+            ],
+            "{b}"
+        );
+        assert!(
+            conn.execute(insert("PLAIN@example.com")).await.is_err(),
+            "{b}: the lower-cased address is unique"
+        );
+        conn.close().await;
+        let p = db.platform(registry()).await;
+        assert!(
+            p.access()
+                .check_credentials("MIXED.case@example.com", "correct horse battery")
+                .await
+                .unwrap()
+                .is_some(),
+            "{b}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_token_never_names_an_ability_its_owner_lacks() {
+    for db in all_backends().await {
+        let b = db.backend.name();
+        let p = db.platform(registry()).await;
+        let console = Context::console();
+        let access = p.access();
+        access.create_role(&console, "reader").await.unwrap();
+        access
+            .set_role_permissions(&console, "reader", &["view_any_invoice".into()])
+            .await
+            .unwrap();
+        let u = access
+            .create_user(&console, new_user("reader@example.com"))
+            .await
+            .unwrap();
+        access.assign_role(&console, u.id, "reader").await.unwrap();
+        access
+            .grant_user_permission(&console, u.id, "view_invoice")
+            .await
+            .unwrap();
+        let me = user_ctx(&p, u.id).await;
+        for ctx in [&console, &me] {
+            let err = access
+                .create_token(
+                    ctx,
+                    u.id,
+                    "too much",
+                    &[
+                        "view_any_invoice".into(),
+                        "force_delete_invoice".into(),
+                        "delete_invoice".into(),
+                    ],
+                    None,
+                )
+                .await
+                .unwrap_err();
+            let Error::Validation(e) = &err else {
+                panic!("{b}: {err:?}")
+            };
+            let f = e
+                .for_field("abilities")
+                .find(|f| f.code == "not_held")
+                .unwrap_or_else(|| panic!("{b}: {e:?}"));
+            assert!(
+                f.message
+                    .contains("`delete_invoice`, `force_delete_invoice`"),
+                "{b}: {}",
+                f.message
+            );
+            assert!(!f.message.contains("view_any_invoice"), "{}", f.message);
+        }
+        assert!(access.tokens(u.id).await.unwrap().is_empty(), "{b}");
+        // What the owner holds (by role or directly), and `*`, are fine.
+        for abilities in [
+            vec!["view_any_invoice".to_owned(), "view_invoice".to_owned()],
+            vec!["*".to_owned()],
+            vec![],
+        ] {
+            access
+                .create_token(&me, u.id, "fine", &abilities, None)
+                .await
+                .unwrap_or_else(|e| panic!("{b}: {abilities:?}: {e:?}"));
+        }
+        // A super admin holds everything.
+        let root = access
+            .create_user(&console, new_user("root@example.com"))
+            .await
+            .unwrap();
+        access
+            .assign_role(&console, root.id, "super_admin")
+            .await
+            .unwrap();
+        access
+            .create_token(
+                &console,
+                root.id,
+                "all",
+                &["force_delete_invoice".into()],
+                None,
+            )
+            .await
+            .unwrap();
+    }
+}

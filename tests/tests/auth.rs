@@ -1124,16 +1124,33 @@ async fn password_confirmation_is_recorded_in_the_session() {
         let token = sessions.login(&ctx, &mut s, ada.id).await.unwrap();
         assert!(!s.password_recently_confirmed());
         assert!(
-            !auth
-                .confirm_password(&mut s, "wrong password")
+            auth.confirm_password(&mut s, "wrong password")
                 .await
                 .unwrap()
+                .is_none()
         );
         assert!(!s.password_recently_confirmed(), "{b}");
-        assert!(auth.confirm_password(&mut s, PASSWORD).await.unwrap());
+        assert!(sessions.load(&token).await.unwrap().is_some(), "{b}");
+        // Confirmed: the session rotates (a privilege change); the old token
+        // is dead, the new one carries the confirmation and the same CSRF
+        // token.
+        let csrf = s.csrf_token().to_owned();
+        let old = token;
+        let token = auth
+            .confirm_password(&mut s, PASSWORD)
+            .await
+            .unwrap()
+            .expect("confirmed");
+        assert_ne!(token, old);
         assert!(s.password_recently_confirmed());
+        assert!(
+            sessions.load(&old).await.unwrap().is_none(),
+            "{b}: the old id is dead"
+        );
         let reloaded = sessions.load(&token).await.unwrap().unwrap();
         assert!(reloaded.password_recently_confirmed(), "{b}: persisted");
+        assert_eq!(reloaded.user_id(), Some(ada.id));
+        assert_eq!(reloaded.csrf_token(), csrf);
         // 20 minutes later it no longer counts (default 15).
         let mut q = p.db().sql();
         q.push("UPDATE platform_sessions SET password_confirmed_at = ")
@@ -1155,10 +1172,10 @@ async fn password_confirmation_is_recorded_in_the_session() {
         // Throttled: 5 per minute per user (2 used).
         for _ in 0..3 {
             assert!(
-                !auth
-                    .confirm_password(&mut s, "wrong password")
+                auth.confirm_password(&mut s, "wrong password")
                     .await
                     .unwrap()
+                    .is_none()
             );
         }
         let err = auth.confirm_password(&mut s, PASSWORD).await.unwrap_err();
@@ -1290,20 +1307,32 @@ async fn profile_and_password_changes_are_validated_and_audited() {
             3,
             "{b}: nothing changed"
         );
-        auth.change_password(
-            &me,
-            ada.id,
-            PasswordChange {
-                current_password: PASSWORD.into(),
-                password: "an entirely new one".into(),
-            },
-            Some(&tokens[0]),
-        )
-        .await
-        .unwrap();
+        let rotated = auth
+            .change_password(
+                &me,
+                ada.id,
+                PasswordChange {
+                    current_password: PASSWORD.into(),
+                    password: "an entirely new one".into(),
+                },
+                Some(&tokens[0]),
+            )
+            .await
+            .unwrap()
+            .expect("the kept session is rotated");
+        assert_ne!(rotated, tokens[0]);
+        assert_eq!(
+            sessions
+                .load(&rotated)
+                .await
+                .unwrap()
+                .and_then(|s| s.user_id()),
+            Some(ada.id),
+            "{b}: kept, under a new id"
+        );
         assert!(
-            sessions.load(&tokens[0]).await.unwrap().is_some(),
-            "{b}: kept"
+            sessions.load(&tokens[0]).await.unwrap().is_none(),
+            "{b}: the old id is dead"
         );
         assert!(
             sessions.load(&tokens[1]).await.unwrap().is_none(),
@@ -1544,6 +1573,165 @@ async fn notifications_and_preferences() {
                 Err(Error::NotFound { .. })
             ),
             "{b}"
+        );
+    }
+}
+
+// ---- security events: bounded, no secret --------------------------------------
+
+/// How many entries of `event` the audit trail holds.
+async fn count_events(p: &Platform, event: &str) -> usize {
+    let mut q = p.db().sql();
+    q.push("SELECT COUNT(*) FROM platform_audits WHERE event = ")
+        .bind_str(event);
+    usize::try_from(p.db().fetch_i64(q).await.unwrap().unwrap_or(0)).unwrap()
+}
+
+#[tokio::test]
+async fn security_events_cannot_flood_the_audit_trail() {
+    use platform_core::auth::security_events::{PER_ADDRESS, PER_CLIENT};
+    for db in all_backends().await {
+        let b = db.backend.name();
+        // No throttle: the recorder alone bounds what is written.
+        let (p, _) = platform_with(
+            &db,
+            AuthConfig {
+                throttle: ThrottleConfig::off(),
+                ..AuthConfig::default()
+            },
+        )
+        .await;
+        let auth = p.auth();
+        let ada = make_user(&p, "ada@example.com").await;
+        let ctx = from_ip("10.8.0.1");
+        for i in 0..20 {
+            let wrong = format!("wrong password {i}");
+            assert_eq!(
+                auth.attempt_login(&ctx, "ada@example.com", &wrong)
+                    .await
+                    .unwrap(),
+                LoginOutcome::Failed
+            );
+        }
+        let ada_failed = events_for(&p, ada.id)
+            .await
+            .iter()
+            .filter(|e| *e == "login_failed")
+            .count();
+        assert_eq!(
+            ada_failed, PER_ADDRESS as usize,
+            "{b}: one account, one address"
+        );
+        // A spray over many addresses from one client.
+        for i in 0..40 {
+            auth.attempt_login(&ctx, &format!("nobody{i}@example.com"), "x")
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            count_events(&p, "login_failed").await,
+            PER_CLIENT as usize,
+            "{b}: one client over many accounts"
+        );
+        // Two-factor codes, wrong 30 times.
+        let tf = auth.two_factor();
+        let me = as_user(&p, ada.id).await;
+        let setup = tf.begin_setup(&me, ada.id).await.unwrap();
+        let code = code_at(
+            &setup.secret_base32,
+            u64::try_from(Utc::now().timestamp()).unwrap(),
+        )
+        .unwrap();
+        tf.confirm_setup(&me, ada.id, &code).await.unwrap();
+        let ctx = from_ip("10.8.0.2");
+        for _ in 0..30 {
+            assert!(!tf.verify_code(&ctx, ada.id, "999999x").await.unwrap());
+            assert!(
+                !tf.use_recovery_code(&ctx, ada.id, "no-such-code-at-all")
+                    .await
+                    .unwrap()
+            );
+        }
+        assert_eq!(
+            count_events(&p, "two_factor_failed").await,
+            PER_ADDRESS as usize,
+            "{b}"
+        );
+        assert_eq!(
+            count_events(&p, "recovery_code_failed").await,
+            PER_ADDRESS as usize,
+            "{b}"
+        );
+
+        // Locked out: one entry per account and address a minute, however
+        // many attempts.
+        let (p, _) = platform_with(
+            &db,
+            AuthConfig {
+                throttle: ThrottleConfig {
+                    login: Limit {
+                        max: 1,
+                        per: Duration::from_secs(3600),
+                    },
+                    two_factor: Limit {
+                        max: 1,
+                        per: Duration::from_secs(3600),
+                    },
+                    ..ThrottleConfig::off()
+                },
+                ..AuthConfig::default()
+            },
+        )
+        .await;
+        let auth = p.auth();
+        let ctx = from_ip("10.8.0.3");
+        auth.attempt_login(&ctx, "ada@example.com", "wrong")
+            .await
+            .unwrap();
+        for _ in 0..100 {
+            assert!(matches!(
+                auth.attempt_login(&ctx, "ada@example.com", "wrong")
+                    .await
+                    .unwrap(),
+                LoginOutcome::Throttled { .. }
+            ));
+        }
+        tf_locked_out(&p, ada.id, &ctx).await;
+        let locked: Vec<String> = events_for(&p, ada.id)
+            .await
+            .into_iter()
+            .filter(|e| e == "locked_out")
+            .collect();
+        assert_eq!(
+            locked.len(),
+            2,
+            "{b}: one for the sign-in, one for the codes"
+        );
+        let dump = audit_dump(&p).await;
+        assert!(dump.contains("\"step\":\"sign_in\""), "{b}: {dump}");
+        assert!(dump.contains("\"step\":\"two_factor\""), "{b}: {dump}");
+        assert_no_secrets(
+            &dump,
+            &[
+                "wrong password".to_owned(),
+                "999999x".to_owned(),
+                "no-such-code-at-all".to_owned(),
+                "nobody1@example.com".to_owned(),
+            ],
+            b,
+        );
+    }
+}
+
+/// 50 two-factor attempts over the limit (1 an hour).
+async fn tf_locked_out(p: &Platform, user_id: i64, ctx: &Context) {
+    let tf = p.auth().two_factor();
+    let _ = tf.verify_code(ctx, user_id, "123456").await;
+    for _ in 0..50 {
+        let err = tf.verify_code(ctx, user_id, "123456").await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Validation(e) if e.for_field("code").any(|f| f.code == "throttled")),
+            "{err:?}"
         );
     }
 }

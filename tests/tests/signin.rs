@@ -23,6 +23,8 @@ use tower::ServiceExt;
 
 const PASSWORD: &str = "correct horse battery";
 const EMAIL: &str = "ada@example.com";
+/// The user agent every request of these tests sends.
+const AGENT: &str = "platform-tests/1.0 (sign-in)";
 
 struct App {
     platform: Platform,
@@ -104,12 +106,21 @@ impl App {
     }
 
     async fn with_config(db: &TestDb, config: AuthConfig) -> Self {
+        Self::with_registry(db, config, platform_core::resource::Registry::default()).await
+    }
+
+    async fn with_registry(
+        db: &TestDb,
+        config: AuthConfig,
+        registry: platform_core::resource::Registry,
+    ) -> Self {
+        db.create_tables(&registry).await;
         let mailer = Arc::new(MemoryMailer::new());
         let platform = Platform::builder()
             .ignore_env()
             .database_url(&db.url)
             .app_key(test_key())
-            .registry(platform_core::resource::Registry::default())
+            .registry(registry)
             .background_tasks(false)
             .max_connections(8)
             .auth_config(config)
@@ -149,6 +160,10 @@ impl App {
         let mut req = req;
         req.extensions_mut()
             .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 7], 4000))));
+        if !req.headers().contains_key(header::USER_AGENT) {
+            req.headers_mut()
+                .insert(header::USER_AGENT, header::HeaderValue::from_static(AGENT));
+        }
         let res = self.router.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let headers = res.headers().clone();
@@ -196,6 +211,30 @@ impl App {
             form(&[("_csrf", csrf), ("email", email), ("password", password)]),
         )
         .await
+    }
+
+    /// Confirms the password of a signed-in session (as the access pages
+    /// ask); returns the session's new cookie (a confirmation rotates it).
+    async fn confirm(&self, cookie: &str) -> String {
+        self.confirm_with(cookie, PASSWORD).await
+    }
+
+    async fn confirm_with(&self, cookie: &str, password: &str) -> String {
+        let page = self.get(Some(cookie), "/admin/confirm-password").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.location());
+        let res = self
+            .post(
+                Some(cookie),
+                "/admin/confirm-password",
+                form(&[("_csrf", &page.csrf()), ("password", password)]),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+        let rotated = res
+            .session_cookie()
+            .expect("a confirmation rotates the session");
+        assert_ne!(rotated, cookie);
+        rotated
     }
 
     /// Signs in with the password and sets two-factor up; returns the
@@ -348,7 +387,8 @@ async fn sign_in_requires_two_factor_then_challenges_with_replay_protection() {
         let (anon, csrf) = app.visit_login().await;
         let pw = app.login(&anon, &csrf, EMAIL, PASSWORD).await;
         assert_eq!(pw.location(), "/admin/two-factor-challenge");
-        let pending = pw.session_cookie().unwrap_or(anon.clone());
+        let pending = pw.session_cookie().expect("rotated at the password step");
+        assert_ne!(pending, anon);
         // Half-way through, no page opens.
         assert!(
             app.get(Some(&pending), "/admin")
@@ -359,6 +399,7 @@ async fn sign_in_requires_two_factor_then_challenges_with_replay_protection() {
         let challenge = app.get(Some(&pending), "/admin/two-factor-challenge").await;
         assert_eq!(challenge.status, StatusCode::OK);
         assert!(challenge.body.contains("id=\"use-recovery-code\""));
+        let csrf = challenge.csrf();
         let replay = app
             .post(
                 Some(&pending),
@@ -392,7 +433,11 @@ async fn sign_in_requires_two_factor_then_challenges_with_replay_protection() {
         // The same recovery code a second time: refused.
         let (anon, csrf) = app.visit_login().await;
         let pw = app.login(&anon, &csrf, EMAIL, PASSWORD).await;
-        let pending = pw.session_cookie().unwrap_or(anon.clone());
+        let pending = pw.session_cookie().expect("rotated at the password step");
+        let csrf = app
+            .get(Some(&pending), "/admin/two-factor-challenge")
+            .await
+            .csrf();
         let again = app
             .post(
                 Some(&pending),
@@ -593,7 +638,11 @@ async fn guessing_is_throttled_without_telling_whether_the_account_exists() {
         .login(&cookie, &csrf, EMAIL, PASSWORD)
         .await
         .session_cookie()
-        .unwrap_or(cookie);
+        .expect("rotated at the password step");
+    let csrf = app
+        .get(Some(&pending), "/admin/two-factor-challenge")
+        .await
+        .csrf();
     let mut last = StatusCode::OK;
     for _ in 0..7 {
         last = app
@@ -764,7 +813,16 @@ async fn access_pages_ask_for_the_password_again() {
         )
         .await;
     assert_eq!(right.location(), "/admin", "an outside next is dropped");
-    let roles = app.get(Some(&full), "/admin/access/roles").await;
+    // The confirmation rotated the session: the old id is dead.
+    let confirmed = right.session_cookie().expect("rotated");
+    assert_ne!(confirmed, full);
+    assert!(
+        app.get(Some(&full), "/admin")
+            .await
+            .location()
+            .starts_with("/admin/login")
+    );
+    let roles = app.get(Some(&confirmed), "/admin/access/roles").await;
     assert_eq!(roles.status, StatusCode::OK);
 }
 
@@ -840,10 +898,18 @@ async fn profile_name_and_password() {
         )
         .await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
-    // This session stays signed in.
+    // This session stays signed in, under a new id: the old one is dead.
+    let rotated = ok.session_cookie().expect("rotated");
+    assert_ne!(rotated, full);
     assert_eq!(
-        app.get(Some(&full), "/admin/profile").await.status,
+        app.get(Some(&rotated), "/admin/profile").await.status,
         StatusCode::OK
+    );
+    assert!(
+        app.get(Some(&full), "/admin/profile")
+            .await
+            .location()
+            .starts_with("/admin/login")
     );
 }
 
@@ -1081,13 +1147,7 @@ async fn admins_disable_accounts_and_reset_two_factor() {
 
         let (admin, _, _) = app.sign_in_and_set_up().await;
         // The access pages want the password first.
-        let confirm = app.get(Some(&admin), "/admin/confirm-password").await;
-        app.post(
-            Some(&admin),
-            "/admin/confirm-password",
-            form(&[("_csrf", &confirm.csrf()), ("password", PASSWORD)]),
-        )
-        .await;
+        let admin = app.confirm(&admin).await;
         let page = app
             .get(Some(&admin), &format!("/admin/access/users/{}", bob.id))
             .await;
@@ -1168,12 +1228,7 @@ async fn admins_disable_accounts_and_reset_two_factor() {
         access.assign_role(&ctx, bob.id, "managers").await.unwrap();
         let (bob_session, _, _) = app.sign_in_and_set_up_as("bob@example.com", PASSWORD).await;
         let confirm = app.get(Some(&bob_session), "/admin/confirm-password").await;
-        app.post(
-            Some(&bob_session),
-            "/admin/confirm-password",
-            form(&[("_csrf", &confirm.csrf()), ("password", PASSWORD)]),
-        )
-        .await;
+        let bob_session = app.confirm(&bob_session).await;
         let res = app
             .post(
                 Some(&bob_session),
@@ -1192,4 +1247,656 @@ async fn admins_disable_accounts_and_reset_two_factor() {
                 .is_none()
         );
     }
+}
+
+// ---- issue 8: session rotation, security events, the access log --------------
+
+/// The audit entries of one `user` record, oldest first.
+async fn user_entries(app: &App, record: &str) -> Vec<platform_core::audit::Entry> {
+    let mut e = app
+        .platform
+        .audit()
+        .for_record("user", record, 1000)
+        .await
+        .unwrap();
+    e.reverse();
+    e
+}
+
+#[tokio::test]
+async fn the_password_step_rotates_the_session_before_the_second_factor() {
+    for db in all_backends().await {
+        let b = db.backend.name();
+        let app = App::new(&db).await;
+        let (_, secret, _) = app.sign_in_and_set_up().await;
+        // An account with two-factor authentication: the password step.
+        let (anon, csrf) = app.visit_login().await;
+        let pw = app.login(&anon, &csrf, EMAIL, PASSWORD).await;
+        assert_eq!(pw.location(), "/admin/two-factor-challenge", "{b}");
+        let pending = pw
+            .session_cookie()
+            .expect("a new session cookie after the password step");
+        assert_ne!(pending, anon, "{b}: the session id rotates");
+        // The old id no longer works: no challenge for it, and a good code
+        // posted with it signs nothing in.
+        let old = app.get(Some(&anon), "/admin/two-factor-challenge").await;
+        assert_eq!(old.location(), "/admin/login", "{b}");
+        let code = code_at(&secret, now() + 30).unwrap();
+        let refused = app
+            .post(
+                Some(&anon),
+                "/admin/two-factor-challenge",
+                form(&[("_csrf", &csrf), ("code", &code)]),
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{b}");
+        assert!(refused.session_cookie().is_none(), "{b}");
+        // The CSRF token rotated too: the old one is refused on the new id.
+        let stale = app
+            .post(
+                Some(&pending),
+                "/admin/two-factor-challenge",
+                form(&[("_csrf", &csrf), ("code", &code)]),
+            )
+            .await;
+        assert_eq!(stale.status, StatusCode::FORBIDDEN, "{b}");
+        // The new id goes on to the second factor, which rotates again.
+        let challenge = app.get(Some(&pending), "/admin/two-factor-challenge").await;
+        assert_eq!(challenge.status, StatusCode::OK, "{b}");
+        assert_ne!(challenge.csrf(), csrf, "{b}");
+        let done = app
+            .post(
+                Some(&pending),
+                "/admin/two-factor-challenge",
+                form(&[("_csrf", &challenge.csrf()), ("code", &code)]),
+            )
+            .await;
+        assert_eq!(done.status, StatusCode::SEE_OTHER, "{b}: {}", done.body);
+        let signed = done.session_cookie().unwrap();
+        assert_ne!(signed, pending, "{b}");
+        assert_eq!(
+            app.get(Some(&signed), "/admin").await.status,
+            StatusCode::OK
+        );
+        for dead in [&anon, &pending] {
+            assert!(
+                app.get(Some(dead), "/admin")
+                    .await
+                    .location()
+                    .starts_with("/admin/login"),
+                "{b}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn privilege_changes_rotate_the_session() {
+    for db in all_backends().await {
+        let b = db.backend.name();
+        let app = App::new(&db).await;
+        let access = app.platform.access();
+        let console = Context::console();
+        let bob = access
+            .create_user(
+                &console,
+                NewUser {
+                    email: "bob@example.com".into(),
+                    name: "Bob".into(),
+                    password: PASSWORD.into(),
+                },
+            )
+            .await
+            .unwrap();
+        let (bob_session, _, _) = app.sign_in_and_set_up_as("bob@example.com", PASSWORD).await;
+        let (full, _, _) = app.sign_in_and_set_up().await;
+        // Confirming the password rotates (App::confirm checks it).
+        let confirmed = app.confirm(&full).await;
+        assert!(
+            app.get(Some(&full), "/admin")
+                .await
+                .location()
+                .starts_with("/admin/login"),
+            "{b}: the id before the confirmation is dead"
+        );
+        let me = access.find_user_by_email(EMAIL).await.unwrap().unwrap().id;
+        let page = app
+            .get(Some(&confirmed), &format!("/admin/access/users/{me}"))
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{b}: {}", page.location());
+        let csrf = page.csrf();
+        // Ada grants herself a permission: her own privileges change.
+        let saved = app
+            .post(
+                Some(&confirmed),
+                &format!("/admin/access/users/{me}"),
+                form(&[
+                    ("_csrf", &csrf),
+                    ("roles", "super_admin"),
+                    ("permissions", "view_any_user"),
+                ]),
+            )
+            .await;
+        assert_eq!(saved.status, StatusCode::SEE_OTHER, "{b}: {}", saved.body);
+        let rotated = saved.session_cookie().expect("rotated");
+        assert_ne!(rotated, confirmed, "{b}");
+        assert!(
+            app.get(Some(&confirmed), "/admin")
+                .await
+                .location()
+                .starts_with("/admin/login"),
+            "{b}: the old id is dead"
+        );
+        // The session keeps its CSRF token and its password confirmation.
+        let again = app
+            .get(Some(&rotated), &format!("/admin/access/users/{me}"))
+            .await;
+        assert_eq!(again.status, StatusCode::OK, "{b}");
+        assert_eq!(again.csrf(), csrf, "{b}");
+        // Saving without a change keeps the id.
+        let same = app
+            .post(
+                Some(&rotated),
+                &format!("/admin/access/users/{me}"),
+                form(&[
+                    ("_csrf", &csrf),
+                    ("roles", "super_admin"),
+                    ("permissions", "view_any_user"),
+                ]),
+            )
+            .await;
+        assert_eq!(same.status, StatusCode::SEE_OTHER, "{b}");
+        assert!(same.session_cookie().is_none(), "{b}");
+        // Another user's changes do not touch this session; a new password
+        // for Bob ends his sessions.
+        let bob_page = app
+            .post(
+                Some(&rotated),
+                &format!("/admin/access/users/{}", bob.id),
+                form(&[("_csrf", &csrf), ("password", "a new password for bob")]),
+            )
+            .await;
+        assert_eq!(bob_page.status, StatusCode::SEE_OTHER, "{b}");
+        assert!(bob_page.session_cookie().is_none(), "{b}");
+        assert!(
+            app.get(Some(&bob_session), "/admin")
+                .await
+                .location()
+                .starts_with("/admin/login"),
+            "{b}: Bob's session ended with his old password"
+        );
+        assert_eq!(
+            app.get(Some(&rotated), "/admin").await.status,
+            StatusCode::OK
+        );
+        // A role she holds changes: her privileges change, the id rotates;
+        // a role she does not hold leaves it alone.
+        for role in ["editors", "others"] {
+            access.create_role(&console, role).await.unwrap();
+        }
+        access.assign_role(&console, me, "editors").await.unwrap();
+        // (Her grants are read as each request starts.)
+        let others = app
+            .post(
+                Some(&rotated),
+                "/admin/access/roles/others",
+                form(&[("_csrf", &csrf), ("p", "view_any_user")]),
+            )
+            .await;
+        assert_eq!(others.status, StatusCode::SEE_OTHER, "{b}: {}", others.body);
+        assert!(others.session_cookie().is_none(), "{b}");
+        let editors = app
+            .post(
+                Some(&rotated),
+                "/admin/access/roles/editors",
+                form(&[("_csrf", &csrf), ("p", "view_any_user")]),
+            )
+            .await;
+        assert_eq!(
+            editors.status,
+            StatusCode::SEE_OTHER,
+            "{b}: {}",
+            editors.body
+        );
+        let again = editors.session_cookie().expect("rotated");
+        assert_ne!(again, rotated, "{b}");
+        assert!(
+            app.get(Some(&rotated), "/admin")
+                .await
+                .location()
+                .starts_with("/admin/login"),
+            "{b}"
+        );
+        assert_eq!(app.get(Some(&again), "/admin").await.status, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn failed_sign_ins_lockouts_and_wrong_codes_are_security_events() {
+    const WRONG_PASSWORD: &str = "hunter2 is my password";
+    const WRONG_CODE: &str = "271828";
+    const WRONG_RECOVERY: &str = "WrongCode1-WrongCode2";
+    const GHOST: &str = "ghost-xyz@example.org";
+    for db in all_backends().await {
+        let b = db.backend.name();
+        let app = App::new(&db).await;
+        let (full, _, _) = app.sign_in_and_set_up().await;
+        let ada = app
+            .platform
+            .access()
+            .find_user_by_email(EMAIL)
+            .await
+            .unwrap()
+            .unwrap();
+        let (anon, csrf) = app.visit_login().await;
+        // A wrong password, and an address that has no account.
+        let p = app.login(&anon, &csrf, EMAIL, WRONG_PASSWORD).await;
+        assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        let p = app.login(&anon, &csrf, GHOST, WRONG_PASSWORD).await;
+        assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        // The password, then a wrong code and a wrong recovery code.
+        let pending = app
+            .login(&anon, &csrf, EMAIL, PASSWORD)
+            .await
+            .session_cookie()
+            .unwrap();
+        let token = app
+            .get(Some(&pending), "/admin/two-factor-challenge")
+            .await
+            .csrf();
+        for field in [("code", WRONG_CODE), ("recovery_code", WRONG_RECOVERY)] {
+            let p = app
+                .post(
+                    Some(&pending),
+                    "/admin/two-factor-challenge",
+                    form(&[("_csrf", &token), field]),
+                )
+                .await;
+            assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        }
+        // Guessing until locked out (5 a minute), and on.
+        let (anon, csrf) = app.visit_login().await;
+        let mut throttled = 0;
+        for _ in 0..12 {
+            let p = app.login(&anon, &csrf, EMAIL, WRONG_PASSWORD).await;
+            if p.status == StatusCode::TOO_MANY_REQUESTS {
+                throttled += 1;
+            }
+        }
+        assert!(throttled >= 8, "{b}: {throttled}");
+
+        let entries = user_entries(&app, &ada.id.to_string()).await;
+        let of = |event: &str| {
+            entries
+                .iter()
+                .filter(|e| e.event == event)
+                .collect::<Vec<_>>()
+        };
+        let failed = of("login_failed");
+        // 5 checks a minute: the set-up's sign-in and the right password
+        // took 2, so 1 + 2 wrong passwords were checked before the lock.
+        assert_eq!(failed.len(), 3, "{b}");
+        let locked = of("locked_out");
+        assert_eq!(locked.len(), 1, "{b}: {throttled} lock-outs, recorded once");
+        let code = of("two_factor_failed");
+        assert_eq!(code.len(), 1, "{b}");
+        let recovery = of("recovery_code_failed");
+        assert_eq!(recovery.len(), 1, "{b}");
+        for e in failed.iter().chain(&locked).chain(&code).chain(&recovery) {
+            assert_eq!(e.resource, "user");
+            assert_eq!(e.ip.as_deref(), Some("192.0.2.7"), "{b}: {}", e.event);
+            assert_eq!(e.user_agent.as_deref(), Some(AGENT), "{b}: {}", e.event);
+            assert_eq!(e.actor_label.as_deref(), Some(EMAIL), "{b}: {}", e.event);
+            assert!(e.tag_list().contains(&"security".to_owned()), "{b}");
+        }
+        assert_eq!(
+            failed[0].new_values_map()["reason"],
+            serde_json::json!("wrong_password")
+        );
+        assert_eq!(
+            locked[0].new_values_map()["step"],
+            serde_json::json!("sign_in")
+        );
+        assert_eq!(
+            code[0].new_values_map()["reason"],
+            serde_json::json!("wrong_code")
+        );
+        // The unknown address: recorded without the address.
+        let unknown = user_entries(&app, "unknown").await;
+        assert_eq!(unknown.len(), 1, "{b}: {unknown:?}");
+        let u = &unknown[0];
+        assert_eq!(u.event, "login_failed");
+        assert_eq!(u.actor_type, "anonymous");
+        assert_eq!(u.ip.as_deref(), Some("192.0.2.7"));
+        assert_eq!(u.user_agent.as_deref(), Some(AGENT));
+        let values = u.new_values_map();
+        assert_eq!(values["reason"], serde_json::json!("unknown_account"));
+        assert_eq!(
+            values["email_digest"],
+            serde_json::json!(app.platform.auth().email_digest(GHOST))
+        );
+        // No secret, and not the typed address, in any stored column of any
+        // entry.
+        let all = app.platform.audit().recent(None, None, 1000).await.unwrap();
+        let dump = serde_json::to_string(&all).unwrap();
+        for secret in [
+            WRONG_PASSWORD,
+            PASSWORD,
+            WRONG_CODE,
+            WRONG_RECOVERY,
+            GHOST,
+            "ghost-xyz",
+        ] {
+            assert!(
+                !dump.contains(secret),
+                "{b}: `{secret}` is in the audit trail"
+            );
+        }
+
+        // The user's page shows them with human labels.
+        let admin = app.confirm(&full).await;
+        let page = app
+            .get(Some(&admin), &format!("/admin/access/users/{}", ada.id))
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{b}");
+        let section = between(&page.body, "id=\"security-events\"", "</section>");
+        for label in [
+            "Failed sign-in",
+            "Locked out (too many attempts)",
+            "Wrong two-factor code",
+            "Wrong recovery code",
+            "Signed in",
+            "wrong password",
+            "192.0.2.7",
+            AGENT,
+        ] {
+            assert!(section.contains(label), "{b}: `{label}` not on the page");
+        }
+        assert!(!section.contains("login_failed"), "{b}: raw event names");
+    }
+}
+
+#[tokio::test]
+async fn the_access_log_masks_searches_filters_and_secrets() {
+    for db in all_backends().await {
+        let b = db.backend.name();
+        let app = App::with_registry(
+            &db,
+            AuthConfig::default(),
+            platform_tests::domain::registry(),
+        )
+        .await;
+        let (full, _, _) = app.sign_in_and_set_up().await;
+        let user = app
+            .platform
+            .access()
+            .find_user_by_email(EMAIL)
+            .await
+            .unwrap()
+            .unwrap();
+        let token = app
+            .platform
+            .access()
+            .create_token(&Context::console(), user.id, "t", &[], None)
+            .await
+            .unwrap();
+        let query = "search=ada@example.com&filter[email]=x&token=abc";
+        let api = app
+            .send(
+                Request::get(format!(
+                    "/api/customers?{query}&filter%5Biban%5D=DE89370400440532013000&page[size]=5"
+                ))
+                .header(
+                    header::AUTHORIZATION,
+                    format!("Bearer {}", token.plain_text),
+                )
+                .body(Body::empty())
+                .unwrap(),
+            )
+            .await;
+        assert!(
+            api.status.is_success() || api.status.is_client_error(),
+            "{b}"
+        );
+        app.get(Some(&full), &format!("/admin/customers?{query}"))
+            .await;
+        app.get(Some(&full), "/admin/search?q=ada%40example.com")
+            .await;
+        app.platform.access_log().flush().await.unwrap();
+        let paths: Vec<String> = app
+            .platform
+            .access_log()
+            .recent(None, None, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| e.path)
+            .collect();
+        let joined = paths.join("\n");
+        assert!(
+            joined.contains("/api/customers?search=***&filter[email]=***&token=***"),
+            "{b}: {joined}"
+        );
+        assert!(joined.contains("page[size]=5"), "{b}: harmless values stay");
+        for secret in [
+            "ada@example.com",
+            "ada%40example.com",
+            "=x&",
+            "abc",
+            "DE89370400440532013000",
+        ] {
+            assert!(
+                !joined.contains(secret),
+                "{b}: `{secret}` in the access log:\n{joined}"
+            );
+        }
+        // Straight from the table too (what a database reader sees).
+        let mut q = app.platform.db().sql();
+        q.push("SELECT path FROM platform_access_log");
+        let rows = app
+            .platform
+            .db()
+            .fetch_all(q, &[platform_core::value::FieldType::Text])
+            .await
+            .unwrap();
+        assert!(rows.len() >= 3, "{b}");
+        for r in rows {
+            let path = r[0].as_str().unwrap_or_default();
+            assert!(
+                !path.contains("ada@") && !path.contains("abc"),
+                "{b}: {path}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn production_sends_strict_transport_security() {
+    let db = TestDb::sqlite();
+    let app = App::new(&db).await;
+    let dev = app.get(None, "/admin/login").await;
+    assert!(
+        !dev.headers.contains_key(header::STRICT_TRANSPORT_SECURITY),
+        "not in development (plain HTTP on localhost)"
+    );
+    drop(app);
+    let platform = Platform::builder()
+        .ignore_env()
+        .environment(platform_core::platform::Environment::Production)
+        .database_url(&db.url)
+        .app_key(test_key())
+        .registry(platform_core::resource::Registry::default())
+        .background_tasks(false)
+        .build()
+        .await
+        .unwrap();
+    let router = platform_admin::app_router(&platform)
+        .unwrap()
+        .with_state(platform.clone());
+    for path in ["/admin/login", "/api/openapi.json"] {
+        let mut req = Request::get(path).body(Body::empty()).unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 7], 4000))));
+        let res = router.clone().oneshot(req).await.unwrap();
+        assert_eq!(
+            res.headers()
+                .get(header::STRICT_TRANSPORT_SECURITY)
+                .and_then(|v| v.to_str().ok()),
+            Some("max-age=31536000"),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_panel_refuses_bad_emails_and_token_abilities_the_owner_lacks() {
+    const XSS: &str = "a\"><svg/onload=alert(1)>@x.com";
+    let db = TestDb::sqlite();
+    let app = App::with_config(
+        &db,
+        AuthConfig {
+            registration: true,
+            throttle: ThrottleConfig::off(),
+            ..AuthConfig::default()
+        },
+    )
+    .await;
+    // Registration.
+    let (cookie, _) = app.visit_login().await;
+    let page = app.get(Some(&cookie), "/admin/register").await;
+    for bad in [XSS, "not an email"] {
+        let res = app
+            .post(
+                Some(&cookie),
+                "/admin/register",
+                form(&[
+                    ("_csrf", &page.csrf()),
+                    ("name", "Eve"),
+                    ("email", bad),
+                    ("password", "long enough 1"),
+                    ("password_confirmation", "long enough 1"),
+                ]),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+        assert!(res.body.contains("must be a valid e-mail address"), "{bad}");
+        assert!(!res.body.contains("<svg/onload"), "escaped");
+    }
+    // The profile and the new-user page.
+    let (full, _, _) = app.sign_in_and_set_up().await;
+    let profile = app.get(Some(&full), "/admin/profile").await;
+    let res = app
+        .post(
+            Some(&full),
+            "/admin/profile",
+            form(&[("_csrf", &profile.csrf()), ("name", "Ada"), ("email", XSS)]),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.body.contains("must be a valid e-mail address"));
+    let full = app.confirm(&full).await;
+    for bad in [XSS, "not an email"] {
+        let res = app
+            .post(
+                Some(&full),
+                "/admin/access/users",
+                form(&[
+                    ("_csrf", &profile.csrf()),
+                    ("name", "Eve"),
+                    ("email", bad),
+                    ("password", "long enough 1"),
+                ]),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+        assert!(res.body.contains("must be a valid e-mail address"), "{bad}");
+    }
+    assert_eq!(app.platform.access().users().await.unwrap().len(), 1);
+
+    // Tokens: Bob holds `view_any_user` only.
+    let access = app.platform.access();
+    let console = Context::console();
+    access.create_role(&console, "viewers").await.unwrap();
+    access
+        .set_role_permissions(&console, "viewers", &["view_any_user".into()])
+        .await
+        .unwrap();
+    let bob = access
+        .create_user(
+            &console,
+            NewUser {
+                email: "bob@example.com".into(),
+                name: "Bob".into(),
+                password: PASSWORD.into(),
+            },
+        )
+        .await
+        .unwrap();
+    access
+        .assign_role(&console, bob.id, "viewers")
+        .await
+        .unwrap();
+    let (bob_session, _, _) = app.sign_in_and_set_up_as("bob@example.com", PASSWORD).await;
+    let bob_session = app.confirm(&bob_session).await;
+    let page = app.get(Some(&bob_session), "/admin/access/tokens").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.location());
+    let refused = app
+        .post(
+            Some(&bob_session),
+            "/admin/access/tokens",
+            form(&[
+                ("_csrf", &page.csrf()),
+                ("name", "ci"),
+                ("abilities", "view_any_user, delete_user, update_role"),
+                ("expires_in", "30"),
+            ]),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.body.contains("does not have") && refused.body.contains("delete_user"),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("update_role"));
+    assert!(access.tokens(bob.id).await.unwrap().is_empty());
+    // An admin creating a token for Bob is held to Bob's permissions too.
+    let page = app
+        .get(
+            Some(&full),
+            &format!("/admin/access/users/{}/tokens", bob.id),
+        )
+        .await;
+    let refused = app
+        .post(
+            Some(&full),
+            &format!("/admin/access/users/{}/tokens", bob.id),
+            form(&[
+                ("_csrf", &page.csrf()),
+                ("name", "ci"),
+                ("abilities", "delete_user"),
+                ("expires_in", "30"),
+            ]),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    for abilities in ["view_any_user", "*", ""] {
+        let ok = app
+            .post(
+                Some(&bob_session),
+                "/admin/access/tokens",
+                form(&[
+                    ("_csrf", &page_csrf(&app, &bob_session).await),
+                    ("name", "ci"),
+                    ("abilities", abilities),
+                    ("expires_in", "30"),
+                ]),
+            )
+            .await;
+        assert_eq!(ok.status, StatusCode::CREATED, "{abilities:?}: {}", ok.body);
+    }
+}
+
+async fn page_csrf(app: &App, cookie: &str) -> String {
+    app.get(Some(cookie), "/admin/access/tokens").await.csrf()
 }

@@ -6,6 +6,7 @@
 //! panel's session layer) fills it in, and the layer reads it when the
 //! response head is ready.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -38,46 +39,15 @@ impl AccessActor {
     }
 }
 
-/// Query parameters whose values never reach the log.
-const SECRET_PARAMS: [&str; 5] = ["token", "signature", "password", "code", "_csrf"];
-/// Path segments after which the next segment is a secret.
-const SECRET_SEGMENTS: [&str; 1] = ["reset-password"];
-
-/// The path and query of `uri` with secrets replaced by `***`.
-pub fn sanitize(path_and_query: &str) -> String {
-    let (path, query) = match path_and_query.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (path_and_query, None),
-    };
-    let mut out = String::with_capacity(path_and_query.len());
-    let mut hide_next = false;
-    for (i, seg) in path.split('/').enumerate() {
-        if i > 0 {
-            out.push('/');
-        }
-        if hide_next && !seg.is_empty() {
-            out.push_str("***");
-        } else {
-            out.push_str(seg);
-        }
-        hide_next = SECRET_SEGMENTS.contains(&seg);
-    }
-    if let Some(q) = query {
-        out.push('?');
-        for (i, pair) in q.split('&').enumerate() {
-            if i > 0 {
-                out.push('&');
-            }
-            match pair.split_once('=') {
-                Some((k, _)) if SECRET_PARAMS.contains(&k) => {
-                    out.push_str(k);
-                    out.push_str("=***");
-                }
-                _ => out.push_str(pair),
-            }
-        }
-    }
-    out
+/// The path and query of a request as the log keeps it: secrets and
+/// personal data replaced by `***` (see
+/// [`platform_core::access_log::mask_path`]): the reset token in
+/// `/reset-password/...`; the values of `search`, `q`, paging cursors and
+/// of every parameter whose name holds `token`, `password`, `secret`,
+/// `code`, `signature`, `key`, `email`...; and filters on fields that are
+/// `pii`, encrypted or hidden in any resource of `sensitive_fields`.
+pub fn sanitize(path_and_query: &str, sensitive_fields: &HashSet<String>) -> String {
+    platform_core::access_log::mask_path(path_and_query, sensitive_fields)
 }
 
 /// Logs the requests of the wrapped service as `surface` (`api`, `panel`).
@@ -85,12 +55,21 @@ pub fn sanitize(path_and_query: &str) -> String {
 pub struct AccessLogLayer {
     platform: Platform,
     surface: &'static str,
+    sensitive: Arc<HashSet<String>>,
 }
 
 impl AccessLogLayer {
-    /// A layer writing to `platform`'s access log.
+    /// A layer writing to `platform`'s access log. Filters on the
+    /// registry's `pii`, encrypted and hidden fields are masked.
     pub fn new(platform: Platform, surface: &'static str) -> Self {
-        Self { platform, surface }
+        let sensitive = Arc::new(platform_core::access_log::sensitive_fields(
+            platform.registry(),
+        ));
+        Self {
+            platform,
+            surface,
+            sensitive,
+        }
     }
 }
 
@@ -101,6 +80,7 @@ impl<S> Layer<S> for AccessLogLayer {
             inner,
             platform: self.platform.clone(),
             surface: self.surface,
+            sensitive: self.sensitive.clone(),
         }
     }
 }
@@ -111,6 +91,7 @@ pub struct AccessLogService<S> {
     inner: S,
     platform: Platform,
     surface: &'static str,
+    sensitive: Arc<HashSet<String>>,
 }
 
 impl<S> Service<Request> for AccessLogService<S>
@@ -142,7 +123,10 @@ where
             .extensions()
             .get::<axum::extract::OriginalUri>()
             .map_or_else(|| req.uri().clone(), |o| o.0.clone());
-        let path = sanitize(uri.path_and_query().map_or(uri.path(), |p| p.as_str()));
+        let path = sanitize(
+            uri.path_and_query().map_or(uri.path(), |p| p.as_str()),
+            &self.sensitive,
+        );
         let ip = req
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
@@ -191,14 +175,21 @@ mod tests {
 
     #[test]
     fn secrets_are_removed() {
+        let none = HashSet::new();
         assert_eq!(
-            sanitize("/admin/reset-password/abc123?x=1"),
+            sanitize("/admin/reset-password/abc123?x=1", &none),
             "/admin/reset-password/***?x=1"
         );
         assert_eq!(
-            sanitize("/admin/verify-email?id=3&signature=deadbeef&expires=9"),
+            sanitize(
+                "/admin/verify-email?id=3&signature=deadbeef&expires=9",
+                &none
+            ),
             "/admin/verify-email?id=3&signature=***&expires=9"
         );
-        assert_eq!(sanitize("/api/invoices?search=x"), "/api/invoices?search=x");
+        assert_eq!(
+            sanitize("/api/invoices?search=x&filter[status]=paid", &none),
+            "/api/invoices?search=***&filter[status]=paid"
+        );
     }
 }

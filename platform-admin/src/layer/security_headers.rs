@@ -5,7 +5,10 @@
 //!   no framing (`frame-ancestors 'none'`), forms post to this origin only;
 //! - `X-Content-Type-Options: nosniff`, `X-Frame-Options: DENY`,
 //!   `Referrer-Policy: same-origin`, `Permissions-Policy` denying camera,
-//!   microphone and geolocation, `Cross-Origin-Opener-Policy: same-origin`.
+//!   microphone and geolocation, `Cross-Origin-Opener-Policy: same-origin`;
+//! - in production ([`SecurityHeadersLayer::for_platform`]),
+//!   `Strict-Transport-Security: max-age=31536000` ([`HSTS`]): browsers
+//!   that saw it once reach the site over HTTPS only, for a year.
 //!
 //! A header the handler set itself is left alone.
 
@@ -17,6 +20,8 @@ use std::task::{Context as TaskContext, Poll};
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
+use platform_core::Platform;
+use platform_core::platform::Environment;
 use tower::{Layer, Service};
 
 /// The panel's Content-Security-Policy.
@@ -24,6 +29,11 @@ pub const PANEL_CSP: &str = "default-src 'self'; script-src 'self'; style-src 's
 
 /// The API's Content-Security-Policy (JSON is never a document).
 pub const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// The `Strict-Transport-Security` value sent in production: one year, for
+/// this host only (no `includeSubDomains`, which would bind every
+/// subdomain, nor `preload`, which is a decision for the site's owner).
+pub const HSTS: &str = "max-age=31536000";
 
 /// Sets the security headers on every response.
 #[derive(Debug, Clone)]
@@ -58,6 +68,23 @@ impl SecurityHeadersLayer {
     /// The API's headers.
     pub fn api() -> Self {
         Self::new(API_CSP)
+    }
+    /// Adds `Strict-Transport-Security` ([`HSTS`]) when `on`.
+    #[must_use]
+    pub fn with_hsts(mut self, on: bool) -> Self {
+        if on {
+            Arc::make_mut(&mut self.headers).push((
+                HeaderName::from_static("strict-transport-security"),
+                HeaderValue::from_static(HSTS),
+            ));
+        }
+        self
+    }
+    /// The headers with `csp` for `platform`: with
+    /// `Strict-Transport-Security` in production
+    /// (`PLATFORM_ENV=production`, [`Environment::Production`]).
+    pub fn for_platform(platform: &Platform, csp: &'static str) -> Self {
+        Self::new(csp).with_hsts(platform.environment() == Environment::Production)
     }
 }
 

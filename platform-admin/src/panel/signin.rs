@@ -121,13 +121,7 @@ impl Visitor {
     }
 
     fn cookie_for(&self, token: &str) -> HeaderValue {
-        let lifetime = self.platform.auth().config().session_lifetime.as_secs();
-        session::set_cookie(
-            self.base(),
-            token,
-            session::secure_cookies(&self.platform),
-            i64::try_from(lifetime).unwrap_or(i64::MAX),
-        )
+        session_cookie(&self.platform, self.base(), token)
     }
 
     /// The page the visitor asked for before signing in (taken from the
@@ -274,6 +268,30 @@ impl Visitor {
     }
 }
 
+/// The `Set-Cookie` value carrying a (new) session token.
+pub(crate) fn session_cookie(platform: &Platform, base: &str, token: &str) -> HeaderValue {
+    let lifetime = platform.auth().config().session_lifetime.as_secs();
+    session::set_cookie(
+        base,
+        token,
+        session::secure_cookies(platform),
+        i64::try_from(lifetime).unwrap_or(i64::MAX),
+    )
+}
+
+/// Rotates the session of a signed-in panel request after a change of its
+/// privileges (the password changed, its user's roles or permissions
+/// changed) and adds the new cookie to `res`. A request without a session
+/// of its own (a layer signed it in) has nothing to rotate.
+pub(crate) async fn rotate_panel_session(p: &Panel, res: &mut Response) -> Result<(), PanelError> {
+    let Some(mut s) = p.session.as_ref().and_then(|r| r.session.clone()) else {
+        return Ok(());
+    };
+    let token = p.platform.auth().sessions().rotate(&mut s).await?;
+    session::append_cookie(res, session_cookie(&p.platform, p.base(), &token));
+    Ok(())
+}
+
 /// Counts a credential check against the client address's ceiling (the
 /// core counts the account's); the seconds to wait when over it.
 fn address_throttled(v: &Visitor) -> Option<u64> {
@@ -407,12 +425,15 @@ pub(crate) async fn login(mut v: Visitor, form: FormData) -> Result<Response, Pa
             Ok(v.redirect(&format!("{}/two-factor/setup", v.base())))
         }
         LoginOutcome::TwoFactorRequired(user) => {
+            // The password is a privilege: the session gets a new id (and
+            // CSRF token) now, not only after the second factor.
             let s = v.posted_session()?;
-            s.set_pending_login(user.id);
+            s.clear_pending_login();
             if let Some(n) = next {
                 s.set_intended(n);
             }
-            auth.sessions().save(s).await?;
+            let token = auth.sessions().begin_two_factor(s, user.id).await?;
+            v.set_cookie = Some(v.cookie_for(&token));
             Ok(v.redirect(&format!("{}/two-factor-challenge", v.base())))
         }
         LoginOutcome::Failed => {
@@ -479,6 +500,13 @@ pub(crate) async fn challenge(mut v: Visitor, form: FormData) -> Result<Response
         ));
     };
     if let Some(secs) = address_throttled(&v) {
+        let mut values = platform_core::audit::AuditValues::new();
+        values.insert("step".into(), "two_factor".into());
+        values.insert("retry_after".into(), secs.into());
+        v.platform
+            .auth()
+            .record_security_event(&v.ctx, platform_core::auth::LOCKED_OUT, user_id, values)
+            .await;
         return Ok(v.throttled("auth/two_factor_challenge.html", challenge_data(&v), secs));
     }
     let auth = v.platform.auth().clone();
@@ -946,11 +974,13 @@ pub(crate) async fn confirm(
     }
     let s = v.posted_session()?;
     match auth.confirm_password(s, &pw).await {
-        Ok(true) => {
+        Ok(Some(token)) => {
+            // Confirmed: a privilege, so the session id rotates.
+            v.set_cookie = Some(v.cookie_for(&token));
             let to = next.unwrap_or_else(|| v.home());
             Ok(v.redirect(&to))
         }
-        Ok(false) => {
+        Ok(None) => {
             data["error"] = "The password is not correct.".into();
             v.render(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -1147,10 +1177,19 @@ pub(crate) async fn change_password(p: Panel, form: FormData) -> Result<Response
         .change_password(p.ctx(), p.auth.user.id, input, keep.as_deref())
         .await
     {
-        Ok(()) => Ok(p.redirect_with(
-            &format!("{}/profile", p.base()),
-            Flash::success("Your password has been changed; your other sessions were signed out."),
-        )),
+        Ok(rotated) => {
+            let mut res = p.redirect_with(
+                &format!("{}/profile", p.base()),
+                Flash::success(
+                    "Your password has been changed; your other sessions were signed out.",
+                ),
+            );
+            // This session was rotated with the change: its new id.
+            if let Some(token) = rotated {
+                session::append_cookie(&mut res, session_cookie(&p.platform, p.base(), &token));
+            }
+            Ok(res)
+        }
         Err(e @ Error::Validation(_)) => {
             let status = if throttled_secs(&e).is_some() {
                 StatusCode::TOO_MANY_REQUESTS

@@ -17,9 +17,10 @@
 //!         // set the cookie to `new_token`; `token` no longer works
 //!     }
 //!     LoginOutcome::TwoFactorRequired(user) => {
-//!         session.set_pending_login(user.id);
-//!         auth.sessions().save(&session).await?;
-//!         // show the code form; on submit: two_factor().verify_code(..), then login(..)
+//!         // the password is a privilege: a new session id already
+//!         let new_token = auth.sessions().begin_two_factor(&mut session, user.id).await?;
+//!         // set the cookie to `new_token`, show the code form; on submit:
+//!         // two_factor().verify_code(..), then login(..)
 //!     }
 //!     LoginOutcome::Failed => { /* show LOGIN_FAILED_MESSAGE */ }
 //!     LoginOutcome::Throttled { retry_after } => { /* 429, Retry-After */ }
@@ -36,7 +37,16 @@
 //! Every change of security state (sign-in, sign-out, two-factor changes,
 //! password reset and change, profile change, e-mail verification) is
 //! written to the audit trail in the same transaction, never with a secret
-//! in it.
+//! in it. Failed sign-ins, lock-outs and wrong codes are written too, within
+//! limits ([`security_events`]).
+//!
+//! ## Sessions rotate
+//! Every change of privilege gives the session a new id, and the old one
+//! stops working: the password step ([`Sessions::begin_two_factor`] or
+//! [`Sessions::login`]), the second factor ([`Sessions::login`]), a password
+//! confirmation ([`Auth::confirm_password`]), a password change
+//! ([`Auth::change_password`]), and whatever else the host decides
+//! ([`Sessions::rotate`]).
 //!
 //! ## Throttling
 //! Every credential check counts against an in-memory limit
@@ -44,9 +54,15 @@
 //! [`LoginOutcome::Throttled`] and the other checks a validation error with
 //! code `throttled` on the field checked.
 
+pub mod security_events;
 mod session;
 mod throttle;
 mod two_factor;
+
+pub use security_events::{
+    LOCKED_OUT, LOGIN_FAILED, RECOVERY_CODE_FAILED, TWO_FACTOR_FAILED, UNKNOWN_ACCOUNT,
+    USER_SECURITY_EVENTS, event_label, reason_label,
+};
 
 pub use session::{Flash, MAX_DATA_BYTES, Session, SessionData, Sessions};
 pub use throttle::{Limit, Throttle, ThrottleConfig, Throttled};
@@ -61,8 +77,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::access::{
-    Access, MAX_PASSWORD_LEN, NewUser, User, hash_password, validate_email, validate_password,
-    verify_password,
+    Access, MAX_PASSWORD_LEN, NewUser, User, hash_password, normalize_email, validate_email,
+    validate_password, verify_password,
 };
 use crate::audit::{AuditValues, NewEntry, REDACTED, insert_entries};
 use crate::context::{Actor, Context, Grants, Principal};
@@ -211,6 +227,7 @@ pub(crate) struct Inner {
     crypto: Arc<Crypto>,
     config: AuthConfig,
     throttle: Throttle,
+    events: security_events::Recorder,
 }
 
 /// The authentication service of one platform ([`crate::Platform::auth`]).
@@ -350,6 +367,7 @@ impl Auth {
                 access,
                 crypto,
                 throttle: Throttle::new(config.throttle),
+                events: security_events::Recorder::new(),
                 config,
             }),
         }
@@ -386,6 +404,11 @@ impl Auth {
     /// wrong passwords and disabled accounts all give
     /// [`LoginOutcome::Failed`], in the same time. Signs nothing in: see
     /// [`Sessions::login`].
+    ///
+    /// A failure is recorded in the audit trail as [`LOGIN_FAILED`], a
+    /// throttled attempt as [`LOCKED_OUT`] (see [`USER_SECURITY_EVENTS`]
+    /// and the limits on how many are written); known and unknown
+    /// addresses alike, so the time taken tells nothing.
     pub async fn attempt_login(
         &self,
         ctx: &Context,
@@ -394,6 +417,10 @@ impl Auth {
     ) -> Result<LoginOutcome> {
         if let Err(t) = self.inner.throttle.login(email, ctx.ip()) {
             tracing::warn!(ip = ?ctx.ip(), "sign-in throttled");
+            let mut v = AuditValues::new();
+            v.insert("step".into(), "sign_in".into());
+            v.insert("retry_after".into(), t.seconds().into());
+            self.record_for_email(ctx, LOCKED_OUT, email, v).await;
             return Ok(LoginOutcome::Throttled {
                 retry_after: t.retry_after,
             });
@@ -401,6 +428,8 @@ impl Auth {
         match self.inner.access.check_credentials(email, password).await? {
             None => {
                 tracing::info!(ip = ?ctx.ip(), "failed sign-in");
+                self.record_for_email(ctx, LOGIN_FAILED, email, AuditValues::new())
+                    .await;
                 Ok(LoginOutcome::Failed)
             }
             Some(u) if u.two_factor_confirmed_at.is_some() => {
@@ -435,17 +464,26 @@ impl Auth {
     /// and records the time in the session
     /// ([`Session::password_recently_confirmed`]). Throttled per user; an
     /// anonymous session is [`Error::Unauthenticated`].
-    pub async fn confirm_password(&self, session: &mut Session, password: &str) -> Result<bool> {
+    ///
+    /// A confirmation raises the session's privileges, so it rotates the
+    /// session: the answer is `Some(token)`, the new token for the cookie
+    /// (the old one stops working), or `None` for a wrong password.
+    pub async fn confirm_password(
+        &self,
+        session: &mut Session,
+        password: &str,
+    ) -> Result<Option<String>> {
         let user_id = session.user_id().ok_or(Error::Unauthenticated)?;
         self.inner
             .throttle
             .password_confirmation(user_id)
             .map_err(|t| throttled_error("password", t))?;
         if !self.password_matches(user_id, password).await? {
-            return Ok(false);
+            return Ok(None);
         }
-        self.sessions().mark_password_confirmed(session).await?;
-        Ok(true)
+        Ok(Some(
+            self.sessions().mark_password_confirmed(session).await?,
+        ))
     }
 
     // ---- disabling accounts -------------------------------------------------
@@ -729,7 +767,7 @@ impl Auth {
             id: user_id.to_string(),
         })?;
         let name = input.name.trim().to_owned();
-        let email = input.email.trim().to_lowercase();
+        let email = normalize_email(&input.email);
         let mut errors = FieldErrors::default();
         validate_name(&name, &mut errors);
         validate_email(&email, &mut errors);
@@ -805,13 +843,17 @@ impl Auth {
     /// field: `current_password` (`invalid`, `throttled`) and `password`.
     /// The user themself or someone with `update_user` may; the current
     /// password is required either way. Audited as `password_changed`.
+    ///
+    /// The kept session is rotated in the same transaction: the answer is
+    /// its new token for the cookie (`None` without `keep_token`, or when
+    /// that session is not one of the user's).
     pub async fn change_password(
         &self,
         ctx: &Context,
         user_id: i64,
         input: PasswordChange,
         keep_token: Option<&str>,
-    ) -> Result<()> {
+    ) -> Result<Option<String>> {
         authorize_self(ctx, user_id)?;
         self.inner
             .throttle
@@ -837,16 +879,27 @@ impl Auth {
                 .push(" WHERE id = ")
                 .bind_i64(user_id);
             tx.execute(q).await?;
-            let ended = session::delete_user_sessions(
-                &mut tx,
-                user_id,
-                keep_token.map(session::token_hash),
-            )
-            .await?;
+            let keep = keep_token.map(session::token_hash);
+            let ended = session::delete_user_sessions(&mut tx, user_id, keep.clone()).await?;
+            let mut rotated = None;
+            if let Some(old) = keep {
+                let token = random_token(32);
+                let mut q = tx.sql();
+                q.push("UPDATE platform_sessions SET id = ")
+                    .bind_str(session::token_hash(&token))
+                    .push(" WHERE id = ")
+                    .bind_str(old)
+                    .push(" AND user_id = ")
+                    .bind_i64(user_id);
+                if tx.execute(q).await? == 1 {
+                    rotated = Some(token);
+                }
+            }
             let mut v = AuditValues::new();
             v.insert("password".into(), REDACTED.into());
             v.insert("sessions_revoked".into(), ended.into());
-            audit_user(&mut tx, ctx, "password_changed", user_id, None, Some(v)).await
+            audit_user(&mut tx, ctx, "password_changed", user_id, None, Some(v)).await?;
+            Ok(rotated)
         }
         .await;
         tx.finish(result).await

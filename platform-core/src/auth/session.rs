@@ -536,6 +536,66 @@ impl Sessions {
         Ok(token)
     }
 
+    /// Gives `session` a new id and returns the new token for the cookie;
+    /// the old token stops working at once. Call it at every change of
+    /// privilege that does not sign in anew ([`Sessions::login`] rotates on
+    /// its own): the password confirmed again, the password changed, the
+    /// signed-in user's roles or permissions changed. Everything else of
+    /// the session stays (user, factors, password confirmation, data, CSRF
+    /// token, expiry), so the user's open pages keep working. A session
+    /// that ended meanwhile is not brought back: [`Error::Unauthenticated`].
+    pub async fn rotate(&self, session: &mut Session) -> Result<String> {
+        let token = random_token(32);
+        let new_id = token_hash(&token);
+        let mut tx = self.inner.db.begin().await?;
+        let result = rotate_id(&mut tx, &session.id, &new_id, None, None).await;
+        if tx.finish(result).await? {
+            session.id = new_id;
+            Ok(token)
+        } else {
+            Err(Error::Unauthenticated)
+        }
+    }
+
+    /// The password step of a sign-in whose account has two-factor
+    /// authentication ([`crate::auth::LoginOutcome::TwoFactorRequired`]):
+    /// remembers `user_id` as waiting for its second factor
+    /// ([`Session::pending_login`]) and rotates the session, with a new id
+    /// and a new CSRF token, keeping only its flash messages and intended
+    /// URL. Returns the new token for the cookie; the old one stops working
+    /// at once (a session id planted before the password step is worthless
+    /// after it). The session stays anonymous until [`Sessions::login`].
+    pub async fn begin_two_factor(&self, session: &mut Session, user_id: i64) -> Result<String> {
+        let mut data = SessionData::default();
+        for key in [FLASH, INTENDED] {
+            if let Some(v) = session.data.0.get(key) {
+                data.0.insert(key.to_owned(), v.clone());
+            }
+        }
+        let mut next = session.clone();
+        next.data = data;
+        next.set_pending_login(user_id);
+        next.csrf_token = random_token(32);
+        let token = random_token(32);
+        let new_id = token_hash(&token);
+        let json = next.data.to_json();
+        let mut tx = self.inner.db.begin().await?;
+        let result = rotate_id(
+            &mut tx,
+            &session.id,
+            &new_id,
+            Some(&next.csrf_token),
+            Some(&json),
+        )
+        .await;
+        if !tx.finish(result).await? {
+            return Err(Error::Unauthenticated);
+        }
+        next.id = new_id;
+        *session = next;
+        Ok(token)
+    }
+
     /// Ends the session of `token` (signing out). Audited as `logout` for a
     /// signed-in session.
     pub async fn logout(&self, ctx: &Context, token: &str) -> Result<()> {
@@ -610,18 +670,53 @@ impl Sessions {
         Ok(db.fetch_i64(q).await?.unwrap_or(0))
     }
 
-    /// Records that the password was just confirmed in `session`.
-    pub(super) async fn mark_password_confirmed(&self, session: &mut Session) -> Result<()> {
+    /// Records that the password was just confirmed in `session` and
+    /// rotates it (a privilege change); returns the new token.
+    pub(super) async fn mark_password_confirmed(&self, session: &mut Session) -> Result<String> {
         let now = crate::db::truncate_micros(Utc::now());
-        let mut q = self.inner.db.sql();
-        q.push("UPDATE platform_sessions SET password_confirmed_at = ")
-            .bind(Value::DateTime(now), FieldType::DateTime)
-            .push(" WHERE id = ")
-            .bind_str(session.id.clone());
-        self.inner.db.execute(q).await?;
+        let token = random_token(32);
+        let new_id = token_hash(&token);
+        let mut tx = self.inner.db.begin().await?;
+        let result = async {
+            let mut q = tx.sql();
+            q.push("UPDATE platform_sessions SET password_confirmed_at = ")
+                .bind(Value::DateTime(now), FieldType::DateTime)
+                .push(" WHERE id = ")
+                .bind_str(session.id.clone());
+            tx.execute(q).await?;
+            rotate_id(&mut tx, &session.id, &new_id, None, None).await
+        }
+        .await;
+        if !tx.finish(result).await? {
+            return Err(Error::Unauthenticated);
+        }
+        session.id = new_id;
         session.password_confirmed_at = Some(now);
-        Ok(())
+        Ok(token)
     }
+}
+
+/// Moves the session `old_id` to `new_id` (optionally with a new CSRF
+/// token and data); whether it still existed. One `UPDATE` of the key, so
+/// there is no moment with both ids or neither.
+pub(super) async fn rotate_id(
+    tx: &mut Tx,
+    old_id: &str,
+    new_id: &str,
+    csrf_token: Option<&str>,
+    data: Option<&str>,
+) -> Result<bool> {
+    let mut q = tx.sql();
+    q.push("UPDATE platform_sessions SET id = ")
+        .bind_str(new_id.to_owned());
+    if let Some(c) = csrf_token {
+        q.push(", csrf_token = ").bind_str(c.to_owned());
+    }
+    if let Some(d) = data {
+        q.push(", data = ").bind_str(d.to_owned());
+    }
+    q.push(" WHERE id = ").bind_str(old_id.to_owned());
+    Ok(tx.execute(q).await? == 1)
 }
 
 /// Deletes the sessions of `user_id` but the one with id `except`.

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use chrono::Utc;
 use totp_rs::{Algorithm, Secret, Totp};
 
-use super::{Inner, audit_user, authorize_self, throttled_error, user_ctx};
+use super::security_events::{LOCKED_OUT, RECOVERY_CODE_FAILED, TWO_FACTOR_FAILED};
+use super::{Auth, Inner, audit_user, authorize_self, throttled_error, user_ctx};
 use crate::audit::AuditValues;
 use crate::context::Context;
 use crate::crypto::{constant_time_eq, random_bytes, sha256_hex};
@@ -371,26 +372,58 @@ impl TwoFactor {
         Ok(codes)
     }
 
+    /// Records a security event of the two-factor step.
+    async fn record(&self, ctx: &Context, event: &'static str, user_id: i64, reason: &str) {
+        let mut v = AuditValues::new();
+        v.insert("reason".into(), reason.into());
+        Auth {
+            inner: self.inner.clone(),
+        }
+        .record_security_event(ctx, event, user_id, v)
+        .await;
+    }
+
+    /// Counts a code attempt against the user's limit; over it, records
+    /// [`LOCKED_OUT`] and answers a `throttled` error on `field`.
+    async fn throttle(&self, ctx: &Context, user_id: i64, field: &str) -> Result<()> {
+        if let Err(t) = self.inner.throttle.two_factor(user_id) {
+            let mut v = AuditValues::new();
+            v.insert("step".into(), "two_factor".into());
+            v.insert("retry_after".into(), t.seconds().into());
+            Auth {
+                inner: self.inner.clone(),
+            }
+            .record_security_event(ctx, LOCKED_OUT, user_id, v)
+            .await;
+            return Err(throttled_error(field, t));
+        }
+        Ok(())
+    }
+
     /// Whether `code` is a current TOTP code of the user's confirmed
     /// secret that was not used before. A code of the step last accepted,
     /// or an earlier one, is refused (replay). Throttled per user
     /// ([`crate::auth::ThrottleConfig::two_factor`]): over the limit it is
-    /// a validation error on `code` with code `throttled`.
+    /// a validation error on `code` with code `throttled`. A wrong or
+    /// replayed code is recorded as
+    /// [`TWO_FACTOR_FAILED`](crate::auth::TWO_FACTOR_FAILED), a throttled
+    /// attempt as [`LOCKED_OUT`](crate::auth::LOCKED_OUT).
     pub async fn verify_code(&self, ctx: &Context, user_id: i64, code: &str) -> Result<bool> {
-        self.inner
-            .throttle
-            .two_factor(user_id)
-            .map_err(|t| throttled_error("code", t))?;
+        self.throttle(ctx, user_id, "code").await?;
         let state = self.state(user_id).await?;
         if !state.confirmed {
             return Ok(false);
         }
         let Some(step) = self.matching_step(&state, code)? else {
             tracing::info!(user_id, ip = ?ctx.ip(), "wrong two-factor code");
+            self.record(ctx, TWO_FACTOR_FAILED, user_id, "wrong_code")
+                .await;
             return Ok(false);
         };
         if state.last_step.is_some_and(|last| step <= last) {
             tracing::warn!(user_id, ip = ?ctx.ip(), "two-factor code replayed");
+            self.record(ctx, TWO_FACTOR_FAILED, user_id, "replayed_code")
+                .await;
             return Ok(false);
         }
         // Compare-and-set, so two requests racing with the same code cannot
@@ -404,17 +437,22 @@ impl TwoFactor {
             .push(" AND two_factor_confirmed_at IS NOT NULL AND (two_factor_last_step IS NULL OR two_factor_last_step < ")
             .bind_i64(step)
             .push(")");
-        Ok(db.execute(q).await? == 1)
+        if db.execute(q).await? == 1 {
+            return Ok(true);
+        }
+        // A concurrent request used the same step first.
+        self.record(ctx, TWO_FACTOR_FAILED, user_id, "replayed_code")
+            .await;
+        Ok(false)
     }
 
     /// Whether `code` is one of the user's unused recovery codes; a match is
     /// used up. Compared in constant time against every stored hash.
-    /// Throttled with the TOTP codes. Audited as `recovery_code_used`.
+    /// Throttled with the TOTP codes. Audited as `recovery_code_used`; a
+    /// wrong code as
+    /// [`RECOVERY_CODE_FAILED`](crate::auth::RECOVERY_CODE_FAILED).
     pub async fn use_recovery_code(&self, ctx: &Context, user_id: i64, code: &str) -> Result<bool> {
-        self.inner
-            .throttle
-            .two_factor(user_id)
-            .map_err(|t| throttled_error("recovery_code", t))?;
+        self.throttle(ctx, user_id, "recovery_code").await?;
         let state = self.state(user_id).await?;
         let Some(stored) = state.codes.filter(|_| state.confirmed) else {
             return Ok(false);
@@ -429,6 +467,8 @@ impl TwoFactor {
         }
         let Some(i) = found else {
             tracing::info!(user_id, ip = ?ctx.ip(), "wrong recovery code");
+            self.record(ctx, RECOVERY_CODE_FAILED, user_id, "wrong_code")
+                .await;
             return Ok(false);
         };
         let mut left = hashes;

@@ -20,6 +20,7 @@ use crate::panel::flash::Flash;
 use crate::panel::form::FormData;
 use crate::panel::format::encode_component;
 use crate::panel::render::Panel;
+use crate::panel::signin::rotate_panel_session;
 
 fn perm(ability: Ability) -> String {
     permission_name(ability, "role")
@@ -224,6 +225,16 @@ pub(crate) async fn edit(p: Panel, Path(name): Path<String>) -> Result<Response,
         .await
 }
 
+/// Whether the signed-in user holds role `name` (as the request began):
+/// a change of the role is a change of their privileges, which rotates
+/// their session.
+fn holds_role(p: &Panel, name: &str) -> bool {
+    match p.ctx().actor() {
+        platform_core::Actor::User(pr) => pr.grants.roles().iter().any(|r| r == name),
+        _ => false,
+    }
+}
+
 /// `POST /access/roles/{name}`: `p` (repeated) is the role's permissions.
 pub(crate) async fn update(
     p: Panel,
@@ -241,10 +252,16 @@ pub(crate) async fn update(
         .set_role_permissions(p.ctx(), &name, &perms)
         .await
     {
-        Ok(()) => Ok(p.redirect_with(
-            &href,
-            Flash::success(format!("Saved {} permissions of role {name}.", perms.len())),
-        )),
+        Ok(()) => {
+            let mut res = p.redirect_with(
+                &href,
+                Flash::success(format!("Saved {} permissions of role {name}.", perms.len())),
+            );
+            if holds_role(&p, &name) {
+                rotate_panel_session(&p, &mut res).await?;
+            }
+            Ok(res)
+        }
         Err(platform_core::Error::Validation(e)) => {
             Ok(p.redirect_with(&href, Flash::error(errors_text(&e))))
         }
@@ -294,7 +311,13 @@ pub(crate) async fn delete(
     p.require(&perm(Ability::Delete))?;
     let list = format!("{}/access/roles", p.base());
     match p.platform.access().delete_role(p.ctx(), &name).await {
-        Ok(()) => Ok(p.redirect_with(&list, Flash::success(format!("Deleted role {name}.")))),
+        Ok(()) => {
+            let mut res = p.redirect_with(&list, Flash::success(format!("Deleted role {name}.")));
+            if holds_role(&p, &name) {
+                rotate_panel_session(&p, &mut res).await?;
+            }
+            Ok(res)
+        }
         Err(platform_core::Error::Validation(e)) => {
             Ok(p.redirect_with(&list, Flash::error(errors_text(&e))))
         }

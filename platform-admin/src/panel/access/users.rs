@@ -16,6 +16,7 @@ use crate::panel::flash::Flash;
 use crate::panel::form::FormData;
 use crate::panel::format;
 use crate::panel::render::Panel;
+use crate::panel::signin::rotate_panel_session;
 
 fn perm(ability: Ability) -> String {
     permission_name(ability, "user")
@@ -146,6 +147,65 @@ struct UserPage {
     /// Whether the account can be disabled / its two-factor reset here.
     can_manage: bool,
     tokens_href: Option<String>,
+    /// The account's recent security events, newest first.
+    security_events: Vec<SecurityEventRow>,
+    /// Whether the events show client addresses and user agents (to
+    /// holders of `update_user` only: they are personal data).
+    show_clients: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct SecurityEventRow {
+    when: String,
+    label: String,
+    detail: String,
+    /// A failed or refused attempt (shown highlighted).
+    failure: bool,
+    ip: String,
+    user_agent: String,
+}
+
+/// How many security events the user's page shows.
+const SECURITY_EVENTS_SHOWN: usize = 25;
+
+/// The account's recent security events (sign-ins, failures, lock-outs,
+/// two-factor and password changes), with human labels.
+async fn security_events(p: &Panel, user_id: i64) -> Result<Vec<SecurityEventRow>, PanelError> {
+    use platform_core::auth::{USER_SECURITY_EVENTS, event_label, reason_label};
+    let entries = p
+        .platform
+        .audit()
+        .for_record("user", &user_id.to_string(), 200)
+        .await?;
+    Ok(entries
+        .into_iter()
+        .filter(|e| USER_SECURITY_EVENTS.contains(&e.event.as_str()))
+        .take(SECURITY_EVENTS_SHOWN)
+        .map(|e| {
+            let values = e.new_values_map();
+            let mut detail: Vec<String> = Vec::new();
+            for key in ["reason", "step"] {
+                if let Some(r) = values.get(key).and_then(|v| v.as_str()) {
+                    detail.push(reason_label(r).unwrap_or(r).to_owned());
+                }
+            }
+            if values.get("two_factor") == Some(&serde_json::Value::Bool(true)) {
+                detail.push("with two-factor authentication".to_owned());
+            }
+            if let Some(n) = values.get("suppressed").and_then(serde_json::Value::as_u64) {
+                detail.push(format!("and {n} more like it not recorded"));
+            }
+            SecurityEventRow {
+                when: format::time(&e.created_at),
+                label: event_label(&e.event)
+                    .map_or_else(|| e.event.replace('_', " "), str::to_owned),
+                detail: detail.join("; "),
+                failure: e.event.ends_with("_failed") || e.event == "locked_out",
+                ip: e.ip.unwrap_or_default(),
+                user_agent: e.user_agent.unwrap_or_default(),
+            }
+        })
+        .collect())
 }
 
 /// `GET /access/users/{id}`: roles, direct permissions, password.
@@ -219,6 +279,8 @@ pub(crate) async fn edit(p: Panel, Path(id): Path<String>) -> Result<Response, P
                 format!("{base}/access/users/{id}/tokens")
             }
         }),
+        security_events: security_events(&p, id).await?,
+        show_clients: can_update,
     };
     p.render("access/user_edit.html", &user.email, &page).await
 }
@@ -251,27 +313,53 @@ pub(crate) async fn update(
         .filter(|p| !via_roles.contains(*p))
         .collect();
     let ctx = p.ctx();
+    let is_self = p.auth.user.id == id;
+    let mut changed = false;
     let result: platform_core::Result<()> = async {
         for r in want_roles.difference(&have_roles) {
             access.assign_role(ctx, id, r).await?;
+            changed = true;
         }
         for r in have_roles.difference(&want_roles) {
             access.remove_role(ctx, id, r).await?;
+            changed = true;
         }
         for perm in want_direct.difference(&have_direct) {
             access.grant_user_permission(ctx, id, perm).await?;
+            changed = true;
         }
         for perm in have_direct.difference(&want_direct) {
             access.revoke_user_permission(ctx, id, perm).await?;
+            changed = true;
         }
         if let Some(pw) = form.get("password").filter(|s| !s.is_empty()) {
             access.set_password(ctx, id, pw).await?;
+            changed = true;
+            // A new password ends the account's sessions (whoever knew the
+            // old one is signed out), but the one making the change.
+            let own = p
+                .session
+                .as_ref()
+                .and_then(|r| r.token.as_deref())
+                .filter(|_| is_self);
+            p.platform
+                .auth()
+                .sessions()
+                .destroy_user_sessions(ctx, id, own)
+                .await?;
         }
         Ok(())
     }
     .await;
     match result {
-        Ok(()) => Ok(p.redirect_with(&href, Flash::success("Saved."))),
+        Ok(()) => {
+            let mut res = p.redirect_with(&href, Flash::success("Saved."));
+            // The signed-in user's own privileges changed: a new session id.
+            if is_self && changed {
+                rotate_panel_session(&p, &mut res).await?;
+            }
+            Ok(res)
+        }
         Err(platform_core::Error::Validation(e)) => {
             Ok(p.redirect_with(&href, Flash::error(errors_text(&e))))
         }
