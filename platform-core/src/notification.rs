@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::db::{Backend, Db};
+use crate::db::{Backend, Db, detached};
 use crate::error::{Error, FieldErrors, Result};
 use crate::value::{FieldType, Value};
 
@@ -204,6 +204,11 @@ impl Notifications {
 
     /// Sends `notice` to `user_id` and returns its id.
     pub async fn send(&self, user_id: i64, notice: Notice) -> Result<i64> {
+        let this = self.clone();
+        detached(async move { this.send_inner(user_id, notice).await }).await
+    }
+
+    async fn send_inner(&self, user_id: i64, notice: Notice) -> Result<i64> {
         let mut errors = FieldErrors::default();
         let title = notice.title.trim();
         if title.is_empty() {
@@ -381,6 +386,16 @@ impl Notifications {
     /// (at most [`MAX_PREFERENCE_BYTES`] as JSON), replacing any earlier
     /// value.
     pub async fn set_preference(
+        &self,
+        user_id: i64,
+        name: &str,
+        value: &serde_json::Value,
+    ) -> Result<()> {
+        let (this, name, value) = (self.clone(), name.to_owned(), value.clone());
+        detached(async move { this.set_preference_inner(user_id, &name, &value).await }).await
+    }
+
+    async fn set_preference_inner(
         &self,
         user_id: i64,
         name: &str,
