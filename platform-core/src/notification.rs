@@ -321,6 +321,11 @@ impl Notifications {
     /// Marks one of the user's notifications read. `false` when it is not
     /// theirs, does not exist or was already read.
     pub async fn mark_read(&self, user_id: i64, id: i64) -> Result<bool> {
+        let this = self.clone();
+        detached(async move { this.mark_read_inner(user_id, id).await }).await
+    }
+
+    async fn mark_read_inner(&self, user_id: i64, id: i64) -> Result<bool> {
         let mut q = self.db.sql();
         q.push("UPDATE platform_notifications SET read_at = ")
             .bind(Value::DateTime(Utc::now()), FieldType::DateTime)
@@ -337,6 +342,11 @@ impl Notifications {
 
     /// Marks every unread notification of the user read; returns how many.
     pub async fn mark_all_read(&self, user_id: i64) -> Result<u64> {
+        let this = self.clone();
+        detached(async move { this.mark_all_read_inner(user_id).await }).await
+    }
+
+    async fn mark_all_read_inner(&self, user_id: i64) -> Result<u64> {
         let mut q = self.db.sql();
         q.push("UPDATE platform_notifications SET read_at = ")
             .bind(Value::DateTime(Utc::now()), FieldType::DateTime)
@@ -450,6 +460,11 @@ impl Notifications {
 
     /// Removes the user's preference `name`; `true` when it existed.
     pub async fn forget_preference(&self, user_id: i64, name: &str) -> Result<bool> {
+        let (this, name) = (self.clone(), name.to_owned());
+        detached(async move { this.forget_preference_inner(user_id, &name).await }).await
+    }
+
+    async fn forget_preference_inner(&self, user_id: i64, name: &str) -> Result<bool> {
         let mut q = self.db.sql();
         q.push("DELETE FROM platform_user_preferences WHERE user_id = ")
             .bind_i64(user_id)
