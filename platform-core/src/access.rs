@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use crate::audit::{AuditValues, NewEntry, insert_entries};
 use crate::context::{Actor, Context, Grants, Principal, TokenScope};
 use crate::crypto::{random_token, sha256_hex};
-use crate::db::{Backend, Db, Tx};
+use crate::db::{Backend, Db, Tx, detached};
 use crate::error::{Error, FieldErrors, Result};
 use crate::permission::{
     Ability, GLOBAL_PERMISSIONS, ResourcePermissions, SUPER_ADMIN, permission_name,
@@ -306,6 +306,11 @@ impl Access {
 
     /// Creates a user. Needs `create_user`.
     pub async fn create_user(&self, ctx: &Context, input: NewUser) -> Result<User> {
+        let (this, ctx) = (self.clone(), ctx.clone());
+        detached(async move { this.create_user_inner(&ctx, input).await }).await
+    }
+
+    async fn create_user_inner(&self, ctx: &Context, input: NewUser) -> Result<User> {
         ctx.authorize(&permission_name(Ability::Create, "user"))?;
         let email = normalize_email(&input.email);
         let name = input.name.trim().to_owned();
@@ -437,6 +442,11 @@ impl Access {
 
     /// Sets a user's password. Needs `update_user`, or to be that user.
     pub async fn set_password(&self, ctx: &Context, user_id: i64, password: &str) -> Result<()> {
+        let (this, ctx, password) = (self.clone(), ctx.clone(), password.to_owned());
+        detached(async move { this.set_password_inner(&ctx, user_id, &password).await }).await
+    }
+
+    async fn set_password_inner(&self, ctx: &Context, user_id: i64, password: &str) -> Result<()> {
         if ctx.actor().user_id() != Some(user_id) {
             ctx.authorize(&permission_name(Ability::Update, "user"))?;
         }
@@ -564,6 +574,11 @@ impl Access {
 
     /// Creates a role. Needs `create_role`.
     pub async fn create_role(&self, ctx: &Context, name: &str) -> Result<i64> {
+        let (this, ctx, name) = (self.clone(), ctx.clone(), name.to_owned());
+        detached(async move { this.create_role_inner(&ctx, &name).await }).await
+    }
+
+    async fn create_role_inner(&self, ctx: &Context, name: &str) -> Result<i64> {
         ctx.authorize(&permission_name(Ability::Create, "role"))?;
         let name = name.trim();
         if name.is_empty() || name.len() > 191 {
@@ -604,6 +619,11 @@ impl Access {
     /// Deletes a role (and its grants). Needs `delete_role`. The
     /// `super_admin` role cannot be deleted.
     pub async fn delete_role(&self, ctx: &Context, name: &str) -> Result<()> {
+        let (this, ctx, name) = (self.clone(), ctx.clone(), name.to_owned());
+        detached(async move { this.delete_role_inner(&ctx, &name).await }).await
+    }
+
+    async fn delete_role_inner(&self, ctx: &Context, name: &str) -> Result<()> {
         ctx.authorize(&permission_name(Ability::Delete, "role"))?;
         if name == SUPER_ADMIN {
             return Err(Error::invalid(
@@ -647,6 +667,21 @@ impl Access {
     /// Replaces a role's permissions with `permissions` (every name must
     /// exist). Needs `update_role`.
     pub async fn set_role_permissions(
+        &self,
+        ctx: &Context,
+        role: &str,
+        permissions: &[String],
+    ) -> Result<()> {
+        let (this, ctx) = (self.clone(), ctx.clone());
+        let (role, permissions) = (role.to_owned(), permissions.to_vec());
+        detached(async move {
+            this.set_role_permissions_inner(&ctx, &role, &permissions)
+                .await
+        })
+        .await
+    }
+
+    async fn set_role_permissions_inner(
         &self,
         ctx: &Context,
         role: &str,
@@ -754,6 +789,22 @@ impl Access {
     }
 
     async fn change_membership(
+        &self,
+        ctx: &Context,
+        user_id: i64,
+        kind: &'static str,
+        name: &str,
+        add: bool,
+    ) -> Result<()> {
+        let (this, ctx, name) = (self.clone(), ctx.clone(), name.to_owned());
+        detached(async move {
+            this.change_membership_inner(&ctx, user_id, kind, &name, add)
+                .await
+        })
+        .await
+    }
+
+    async fn change_membership_inner(
         &self,
         ctx: &Context,
         user_id: i64,
@@ -932,6 +983,23 @@ impl Access {
         abilities: &[String],
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<NewToken> {
+        let (this, ctx) = (self.clone(), ctx.clone());
+        let (name, abilities) = (name.to_owned(), abilities.to_vec());
+        detached(async move {
+            this.create_token_inner(&ctx, user_id, &name, &abilities, expires_at)
+                .await
+        })
+        .await
+    }
+
+    async fn create_token_inner(
+        &self,
+        ctx: &Context,
+        user_id: i64,
+        name: &str,
+        abilities: &[String],
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<NewToken> {
         if ctx.actor().user_id() != Some(user_id) {
             ctx.authorize(&permission_name(Ability::Update, "user"))?;
         }
@@ -1055,6 +1123,11 @@ impl Access {
 
     /// Revokes a token. Its owner may; anyone else needs `update_user`.
     pub async fn revoke_token(&self, ctx: &Context, token_id: i64) -> Result<()> {
+        let (this, ctx) = (self.clone(), ctx.clone());
+        detached(async move { this.revoke_token_inner(&ctx, token_id).await }).await
+    }
+
+    async fn revoke_token_inner(&self, ctx: &Context, token_id: i64) -> Result<()> {
         let mut q = self.db.sql();
         q.push(TOKEN_SELECT)
             .push(" WHERE t.id = ")

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::db::{Backend, Db};
+use crate::db::{Backend, Db, detached};
 use crate::error::{Error, FieldErrors, Result};
 use crate::value::{FieldType, Value};
 
@@ -204,6 +204,11 @@ impl Notifications {
 
     /// Sends `notice` to `user_id` and returns its id.
     pub async fn send(&self, user_id: i64, notice: Notice) -> Result<i64> {
+        let this = self.clone();
+        detached(async move { this.send_inner(user_id, notice).await }).await
+    }
+
+    async fn send_inner(&self, user_id: i64, notice: Notice) -> Result<i64> {
         let mut errors = FieldErrors::default();
         let title = notice.title.trim();
         if title.is_empty() {
@@ -316,6 +321,11 @@ impl Notifications {
     /// Marks one of the user's notifications read. `false` when it is not
     /// theirs, does not exist or was already read.
     pub async fn mark_read(&self, user_id: i64, id: i64) -> Result<bool> {
+        let this = self.clone();
+        detached(async move { this.mark_read_inner(user_id, id).await }).await
+    }
+
+    async fn mark_read_inner(&self, user_id: i64, id: i64) -> Result<bool> {
         let mut q = self.db.sql();
         q.push("UPDATE platform_notifications SET read_at = ")
             .bind(Value::DateTime(Utc::now()), FieldType::DateTime)
@@ -332,6 +342,11 @@ impl Notifications {
 
     /// Marks every unread notification of the user read; returns how many.
     pub async fn mark_all_read(&self, user_id: i64) -> Result<u64> {
+        let this = self.clone();
+        detached(async move { this.mark_all_read_inner(user_id).await }).await
+    }
+
+    async fn mark_all_read_inner(&self, user_id: i64) -> Result<u64> {
         let mut q = self.db.sql();
         q.push("UPDATE platform_notifications SET read_at = ")
             .bind(Value::DateTime(Utc::now()), FieldType::DateTime)
@@ -386,6 +401,16 @@ impl Notifications {
         name: &str,
         value: &serde_json::Value,
     ) -> Result<()> {
+        let (this, name, value) = (self.clone(), name.to_owned(), value.clone());
+        detached(async move { this.set_preference_inner(user_id, &name, &value).await }).await
+    }
+
+    async fn set_preference_inner(
+        &self,
+        user_id: i64,
+        name: &str,
+        value: &serde_json::Value,
+    ) -> Result<()> {
         let mut errors = FieldErrors::default();
         let n = name.chars().count();
         if n == 0 || n > 191 {
@@ -435,6 +460,11 @@ impl Notifications {
 
     /// Removes the user's preference `name`; `true` when it existed.
     pub async fn forget_preference(&self, user_id: i64, name: &str) -> Result<bool> {
+        let (this, name) = (self.clone(), name.to_owned());
+        detached(async move { this.forget_preference_inner(user_id, &name).await }).await
+    }
+
+    async fn forget_preference_inner(&self, user_id: i64, name: &str) -> Result<bool> {
         let mut q = self.db.sql();
         q.push("DELETE FROM platform_user_preferences WHERE user_id = ")
             .bind_i64(user_id)

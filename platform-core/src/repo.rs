@@ -283,7 +283,11 @@ impl<R: Resource> Repo<R> {
                 changes.insert(f.name(), v);
             }
         }
-        Self::typed(self.records.create_inner(changes, true).await?)
+        let created = self
+            .records
+            .detached(|r| async move { r.create_inner(changes, true).await })
+            .await?;
+        Self::typed(created)
     }
     /// Creates many records in one transaction (all or none) and returns
     /// their ids.
@@ -301,7 +305,9 @@ impl<R: Resource> Repo<R> {
                 changes
             })
             .collect();
-        self.records.create_many_inner(rows, true).await
+        self.records
+            .detached(|r| async move { r.create_many_inner(rows, true).await })
+            .await
     }
     /// Saves `value` over the stored record with the same id, writing only
     /// the fields that changed.
@@ -315,7 +321,11 @@ impl<R: Resource> Repo<R> {
                 changes.insert(f.name(), v);
             }
         }
-        Self::typed(self.records.update_inner(id, changes, true).await?)
+        let updated = self
+            .records
+            .detached(|r| async move { r.update_inner(id, changes, true).await })
+            .await?;
+        Self::typed(updated)
     }
     /// Updates some fields of the record with this id.
     pub async fn update_fields(&self, id: impl Into<Value>, changes: Changes) -> Result<R> {
@@ -363,6 +373,18 @@ impl Records {
     /// The acting context.
     pub fn context(&self) -> &Context {
         &self.ctx
+    }
+
+    /// Runs a write on a task of its own, so that dropping the caller's
+    /// future (a client that disconnects) neither cuts the transaction
+    /// short nor skips its after-commit work: see [`crate::db::detached`].
+    async fn detached<T, F, Fut>(&self, work: F) -> Result<T>
+    where
+        F: FnOnce(Records) -> Fut,
+        Fut: Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        crate::db::detached(work(self.clone())).await
     }
 
     fn authorize(&self, ability: Ability) -> Result<()> {
@@ -1047,7 +1069,8 @@ impl Records {
 
     /// Creates a record from `changes` (every required field must be set).
     pub async fn create(&self, changes: Changes) -> Result<Record> {
-        self.create_inner(changes, false).await
+        self.detached(|r| async move { r.create_inner(changes, false).await })
+            .await
     }
 
     /// Applies `changes` to an empty record, fills the managed timestamps,
@@ -1195,7 +1218,8 @@ impl Records {
     /// Validation errors name the row (`rows[3].number`). Each record gets
     /// its own audit entry; listeners get one `Created` event with every id.
     pub async fn create_many(&self, rows: Vec<Changes>) -> Result<Vec<Value>> {
-        self.create_many_inner(rows, false).await
+        self.detached(|r| async move { r.create_many_inner(rows, false).await })
+            .await
     }
 
     pub(crate) async fn create_many_inner(
@@ -1273,7 +1297,8 @@ impl Records {
     /// Updates the fields in `changes` of the record with this id; only the
     /// fields whose value changes are written and audited.
     pub async fn update(&self, id: Value, changes: Changes) -> Result<Record> {
-        self.update_inner(id, changes, false).await
+        self.detached(|r| async move { r.update_inner(id, changes, false).await })
+            .await
     }
 
     pub(crate) async fn update_inner(
@@ -1415,13 +1440,15 @@ impl Records {
     /// removes the row otherwise.
     pub async fn delete(&self, id: Value) -> Result<()> {
         self.authorize(Ability::Delete)?;
-        self.remove(id, false).await
+        self.detached(|r| async move { r.remove(id, false).await })
+            .await
     }
 
     /// Removes the record for good (soft-deleted or not).
     pub async fn force_delete(&self, id: Value) -> Result<()> {
         self.authorize(Ability::ForceDelete)?;
-        self.remove(id, true).await
+        self.detached(|r| async move { r.remove(id, true).await })
+            .await
     }
 
     async fn remove(&self, id: Value, force: bool) -> Result<()> {
@@ -1495,6 +1522,11 @@ impl Records {
 
     /// Restores a soft-deleted record.
     pub async fn restore(&self, id: Value) -> Result<Record> {
+        self.detached(|r| async move { r.restore_inner(id).await })
+            .await
+    }
+
+    async fn restore_inner(&self, id: Value) -> Result<Record> {
         self.authorize(Ability::Restore)?;
         self.check_id(&id)?;
         let meta = self.meta();
@@ -1555,6 +1587,11 @@ impl Records {
     /// that entry. Written (and audited) as an ordinary update tagged
     /// `restored_from:<id>`.
     pub async fn restore_version(&self, id: Value, audit_id: i64) -> Result<Record> {
+        self.detached(|r| async move { r.restore_version_inner(id, audit_id).await })
+            .await
+    }
+
+    async fn restore_version_inner(&self, id: Value, audit_id: i64) -> Result<Record> {
         self.authorize(Ability::Update)?;
         self.check_id(&id)?;
         let meta = self.meta();
@@ -1624,6 +1661,12 @@ impl Records {
     /// ignored), auditing each row's changes. Needs `update_` and
     /// `view_any_`. Returns the number of records changed.
     pub async fn update_where(&self, query: &ListQuery, changes: Changes) -> Result<u64> {
+        let query = query.clone();
+        self.detached(|r| async move { r.update_where_inner(&query, changes).await })
+            .await
+    }
+
+    async fn update_where_inner(&self, query: &ListQuery, changes: Changes) -> Result<u64> {
         self.authorize(Ability::Update)?;
         self.authorize(Ability::ViewAny)?;
         let meta = self.meta();
@@ -1660,7 +1703,9 @@ impl Records {
     pub async fn delete_where(&self, query: &ListQuery) -> Result<u64> {
         self.authorize(Ability::DeleteAny)?;
         self.authorize(Ability::ViewAny)?;
-        self.bulk_delete(query).await
+        let query = query.clone();
+        self.detached(|r| async move { r.bulk_delete(&query).await })
+            .await
     }
 
     /// Shared loop of the bulk operations: walks the matching rows by

@@ -83,7 +83,7 @@ use crate::access::{
 use crate::audit::{AuditValues, NewEntry, REDACTED, insert_entries};
 use crate::context::{Actor, Context, Grants, Principal};
 use crate::crypto::{Crypto, random_token, sha256_hex};
-use crate::db::{Db, Tx};
+use crate::db::{Db, Tx, detached};
 use crate::error::{Error, FieldErrors, Result};
 use crate::permission::{Ability, permission_name};
 use crate::value::{FieldType, Value};
@@ -494,6 +494,11 @@ impl Auth {
     /// `update_user`; nobody disables their own account
     /// ([`Error::Conflict`]). Audited as `disabled` / `enabled`.
     pub async fn set_disabled(&self, ctx: &Context, user_id: i64, disabled: bool) -> Result<()> {
+        let (this, ctx) = (self.clone(), ctx.clone());
+        detached(async move { this.set_disabled_inner(&ctx, user_id, disabled).await }).await
+    }
+
+    async fn set_disabled_inner(&self, ctx: &Context, user_id: i64, disabled: bool) -> Result<()> {
         ctx.authorize(&permission_name(Ability::Update, "user"))?;
         if disabled && ctx.actor().user_id() == Some(user_id) {
             return Err(Error::Conflict {
@@ -552,6 +557,15 @@ impl Auth {
         ctx: &Context,
         email: &str,
     ) -> Result<Option<ResetToken>> {
+        let (this, ctx, email) = (self.clone(), ctx.clone(), email.to_owned());
+        detached(async move { this.request_password_reset_inner(&ctx, &email).await }).await
+    }
+
+    async fn request_password_reset_inner(
+        &self,
+        ctx: &Context,
+        email: &str,
+    ) -> Result<Option<ResetToken>> {
         self.inner
             .throttle
             .password_reset(email, ctx.ip())
@@ -602,6 +616,17 @@ impl Auth {
     /// the password is re-hashed with argon2id, every session of the user
     /// ends, and `password_reset` is audited.
     pub async fn reset_password(
+        &self,
+        ctx: &Context,
+        token: &str,
+        new_password: &str,
+    ) -> Result<User> {
+        let (this, ctx) = (self.clone(), ctx.clone());
+        let (token, new_password) = (token.to_owned(), new_password.to_owned());
+        detached(async move { this.reset_password_inner(&ctx, &token, &new_password).await }).await
+    }
+
+    async fn reset_password_inner(
         &self,
         ctx: &Context,
         token: &str,
@@ -704,6 +729,23 @@ impl Auth {
         expires: i64,
         signature: &str,
     ) -> Result<()> {
+        let (this, ctx) = (self.clone(), ctx.clone());
+        let (email, signature) = (email.to_owned(), signature.to_owned());
+        detached(async move {
+            this.verify_email_inner(&ctx, user_id, &email, expires, &signature)
+                .await
+        })
+        .await
+    }
+
+    async fn verify_email_inner(
+        &self,
+        ctx: &Context,
+        user_id: i64,
+        email: &str,
+        expires: i64,
+        signature: &str,
+    ) -> Result<()> {
         let invalid = || Error::invalid("signature", "invalid", VERIFY_INVALID_MESSAGE);
         let signed = self.inner.crypto.verify(
             verification_payload(user_id, email, expires).as_bytes(),
@@ -755,6 +797,16 @@ impl Auth {
     /// `email`: `invalid`, `unique`...). Audited as `profile_updated` with
     /// the changed fields.
     pub async fn update_profile(
+        &self,
+        ctx: &Context,
+        user_id: i64,
+        input: ProfileUpdate,
+    ) -> Result<User> {
+        let (this, ctx) = (self.clone(), ctx.clone());
+        detached(async move { this.update_profile_inner(&ctx, user_id, input).await }).await
+    }
+
+    async fn update_profile_inner(
         &self,
         ctx: &Context,
         user_id: i64,
@@ -848,6 +900,22 @@ impl Auth {
     /// its new token for the cookie (`None` without `keep_token`, or when
     /// that session is not one of the user's).
     pub async fn change_password(
+        &self,
+        ctx: &Context,
+        user_id: i64,
+        input: PasswordChange,
+        keep_token: Option<&str>,
+    ) -> Result<Option<String>> {
+        let (this, ctx) = (self.clone(), ctx.clone());
+        let keep_token = keep_token.map(str::to_owned);
+        detached(async move {
+            this.change_password_inner(&ctx, user_id, input, keep_token.as_deref())
+                .await
+        })
+        .await
+    }
+
+    async fn change_password_inner(
         &self,
         ctx: &Context,
         user_id: i64,

@@ -14,7 +14,7 @@ use super::{Inner, acting_as, audit_user, authorize_self, user_ctx};
 use crate::audit::AuditValues;
 use crate::context::Context;
 use crate::crypto::{constant_time_eq, random_token, sha256_hex};
-use crate::db::Tx;
+use crate::db::{Tx, detached};
 use crate::error::{Error, Result};
 use crate::value::{FieldType, Value};
 
@@ -374,6 +374,15 @@ impl Sessions {
         ip: Option<IpAddr>,
         user_agent: Option<&str>,
     ) -> Result<(String, Session)> {
+        let (this, user_agent) = (self.clone(), user_agent.map(str::to_owned));
+        detached(async move { this.start_inner(ip, user_agent.as_deref()).await }).await
+    }
+
+    async fn start_inner(
+        &self,
+        ip: Option<IpAddr>,
+        user_agent: Option<&str>,
+    ) -> Result<(String, Session)> {
         let token = random_token(32);
         let ua = user_agent.map(|u| u.chars().take(512).collect::<String>());
         let s = self.blank(token_hash(&token), ip.map(|i| i.to_string()), ua);
@@ -493,6 +502,22 @@ impl Sessions {
         session: &mut Session,
         user_id: i64,
     ) -> Result<String> {
+        let (this, ctx, mut fresh) = (self.clone(), ctx.clone(), session.clone());
+        let (token, fresh) = detached(async move {
+            let token = this.login_inner(&ctx, &mut fresh, user_id).await?;
+            Ok((token, fresh))
+        })
+        .await?;
+        *session = fresh;
+        Ok(token)
+    }
+
+    async fn login_inner(
+        &self,
+        ctx: &Context,
+        session: &mut Session,
+        user_id: i64,
+    ) -> Result<String> {
         let user = self
             .inner
             .access
@@ -599,6 +624,11 @@ impl Sessions {
     /// Ends the session of `token` (signing out). Audited as `logout` for a
     /// signed-in session.
     pub async fn logout(&self, ctx: &Context, token: &str) -> Result<()> {
+        let (this, ctx, token) = (self.clone(), ctx.clone(), token.to_owned());
+        detached(async move { this.logout_inner(&ctx, &token).await }).await
+    }
+
+    async fn logout_inner(&self, ctx: &Context, token: &str) -> Result<()> {
         if !well_formed(token) {
             return Ok(());
         }
@@ -629,6 +659,20 @@ impl Sessions {
     /// `sessions_revoked` when any did. (Password changes and resets end
     /// sessions on their own.)
     pub async fn destroy_user_sessions(
+        &self,
+        ctx: &Context,
+        user_id: i64,
+        except: Option<&str>,
+    ) -> Result<u64> {
+        let (this, ctx, except) = (self.clone(), ctx.clone(), except.map(str::to_owned));
+        detached(async move {
+            this.destroy_user_sessions_inner(&ctx, user_id, except.as_deref())
+                .await
+        })
+        .await
+    }
+
+    async fn destroy_user_sessions_inner(
         &self,
         ctx: &Context,
         user_id: i64,

@@ -19,6 +19,7 @@ use super::{Auth, Inner, audit_user, authorize_self, throttled_error, user_ctx};
 use crate::audit::AuditValues;
 use crate::context::Context;
 use crate::crypto::{constant_time_eq, random_bytes, sha256_hex};
+use crate::db::detached;
 use crate::error::{Error, Result};
 use crate::value::{FieldType, Value};
 
@@ -238,6 +239,11 @@ impl TwoFactor {
     /// two-factor authentication is already on (disable it first). Audited
     /// as `two_factor_setup_started`.
     pub async fn begin_setup(&self, ctx: &Context, user_id: i64) -> Result<TwoFactorSetup> {
+        let (this, ctx) = (self.clone(), ctx.clone());
+        detached(async move { this.begin_setup_inner(&ctx, user_id).await }).await
+    }
+
+    async fn begin_setup_inner(&self, ctx: &Context, user_id: i64) -> Result<TwoFactorSetup> {
         authorize_self(ctx, user_id)?;
         let state = self.state(user_id).await?;
         if state.confirmed {
@@ -316,6 +322,16 @@ impl TwoFactor {
     /// enabled, [`Error::Conflict`]. Throttled like every code check.
     /// Audited as `two_factor_enabled`.
     pub async fn confirm_setup(
+        &self,
+        ctx: &Context,
+        user_id: i64,
+        code: &str,
+    ) -> Result<RecoveryCodes> {
+        let (this, ctx, code) = (self.clone(), ctx.clone(), code.to_owned());
+        detached(async move { this.confirm_setup_inner(&ctx, user_id, &code).await }).await
+    }
+
+    async fn confirm_setup_inner(
         &self,
         ctx: &Context,
         user_id: i64,
@@ -452,6 +468,16 @@ impl TwoFactor {
     /// wrong code as
     /// [`RECOVERY_CODE_FAILED`](crate::auth::RECOVERY_CODE_FAILED).
     pub async fn use_recovery_code(&self, ctx: &Context, user_id: i64, code: &str) -> Result<bool> {
+        let (this, ctx, code) = (self.clone(), ctx.clone(), code.to_owned());
+        detached(async move { this.use_recovery_code_inner(&ctx, user_id, &code).await }).await
+    }
+
+    async fn use_recovery_code_inner(
+        &self,
+        ctx: &Context,
+        user_id: i64,
+        code: &str,
+    ) -> Result<bool> {
         self.throttle(ctx, user_id, "recovery_code").await?;
         let state = self.state(user_id).await?;
         let Some(stored) = state.codes.filter(|_| state.confirmed) else {
@@ -513,6 +539,15 @@ impl TwoFactor {
         ctx: &Context,
         user_id: i64,
     ) -> Result<RecoveryCodes> {
+        let (this, ctx) = (self.clone(), ctx.clone());
+        detached(async move { this.regenerate_recovery_codes_inner(&ctx, user_id).await }).await
+    }
+
+    async fn regenerate_recovery_codes_inner(
+        &self,
+        ctx: &Context,
+        user_id: i64,
+    ) -> Result<RecoveryCodes> {
         authorize_self(ctx, user_id)?;
         let (codes, hashes) = new_codes();
         let mut tx = self.inner.db.begin().await?;
@@ -554,6 +589,11 @@ impl TwoFactor {
     /// helping a user who lost their phone). Audited as
     /// `two_factor_disabled` when anything was on.
     pub async fn disable(&self, ctx: &Context, user_id: i64) -> Result<()> {
+        let (this, ctx) = (self.clone(), ctx.clone());
+        detached(async move { this.disable_inner(&ctx, user_id).await }).await
+    }
+
+    async fn disable_inner(&self, ctx: &Context, user_id: i64) -> Result<()> {
         authorize_self(ctx, user_id)?;
         let state = self.state(user_id).await?;
         if state.secret.is_none() && !state.confirmed && state.codes.is_none() {

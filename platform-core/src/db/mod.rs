@@ -322,6 +322,66 @@ impl Db {
     }
 }
 
+/// Runs `work` to completion on a task of its own and waits for its result.
+///
+/// Every write entry point of the platform (the [`crate::repo::Records`] and
+/// [`crate::repo::Repo`] writes; user, role, token, session, password and
+/// two-factor changes; notifications) goes through this, so that a write
+/// does not depend on the future of the request that asked for it.
+///
+/// Why: when a client disconnects, axum drops the handler's future at
+/// whatever `.await` it is parked on. Inside a transaction that is a rollback
+/// (see [`Tx`]), but the write still ends at a point nobody chose: a
+/// transaction whose `COMMIT` was sent commits while the work after it (cache
+/// flush, grant-cache invalidation, the sealer's wake-up, model events) never
+/// runs, and sqlx then queues a `ROLLBACK` for it (PostgreSQL: "there is no
+/// transaction in progress"); a driver that is not cancel-safe at some
+/// `.await` (sqlx 0.9.0's `Pool::begin` on PostgreSQL, sqlx issue 4393) even
+/// hands the next borrower a connection still inside a transaction. A
+/// spawned task is not cancelled with the request: the write commits or
+/// rolls back whole, runs its after-commit work, and leaves its connection
+/// clean; only the answer is lost.
+///
+/// The task keeps the caller's tracing span (request id in the logs). A
+/// panic in `work` becomes an [`Error::Backend`] (`backend: "task"`) for the
+/// caller, after a `tracing` error with the panic message. Outside a Tokio
+/// runtime `work` simply runs in place.
+pub async fn detached<T, F>(work: F) -> Result<T>
+where
+    F: Future<Output = Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    use tracing::Instrument as _;
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return work.await;
+    };
+    match runtime
+        .spawn(work.instrument(tracing::Span::current()))
+        .await
+    {
+        Ok(result) => result,
+        Err(e) => {
+            let what = if e.is_panic() {
+                let panic = e.into_panic();
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".to_owned());
+                tracing::error!(panic = %message, "a write panicked");
+                format!("the write panicked: {message}")
+            } else {
+                // Only a runtime shutting down cancels the task.
+                "the write was cancelled: the runtime is shutting down".to_owned()
+            };
+            Err(Error::Backend {
+                backend: "task",
+                source: what.into(),
+            })
+        }
+    }
+}
+
 macro_rules! dispatch {
     ($pool:expr, $p:ident => $body:expr) => {
         match $pool {
@@ -875,6 +935,38 @@ mod tests {
             .with_timezone(&Utc);
         assert!(sqlite_time(a) < sqlite_time(b));
         assert_eq!(parse_time_text(&sqlite_time(b)), Some(b));
+    }
+
+    #[tokio::test]
+    async fn detached_work_outlives_its_caller() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let work = detached(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let _ = tx.send("done");
+            Ok(())
+        });
+        // Polled once (the task starts), then dropped like a request whose
+        // client went away.
+        tokio::select! {
+            biased;
+            _ = work => panic!("the work cannot be done yet"),
+            () = std::future::ready(()) => {}
+        }
+        let done = tokio::time::timeout(Duration::from_secs(5), rx).await;
+        assert_eq!(done.unwrap().unwrap(), "done");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_detached_work_is_an_error() {
+        let r: Result<()> = detached(async { panic!("boom") }).await;
+        match r {
+            Err(Error::Backend { backend, source }) => {
+                assert_eq!(backend, "task");
+                assert!(source.to_string().contains("boom"), "{source}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(detached(async { Ok(7) }).await.unwrap(), 7);
     }
 
     #[tokio::test]
