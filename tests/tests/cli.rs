@@ -37,6 +37,10 @@ fn help_lists_every_command() {
         "migrate",
         "user:create",
         "token:create",
+        "role:create",
+        "role:grant",
+        "role:revoke",
+        "role:list",
         "permissions:sync",
         "audit:verify",
         "audit:prune",
@@ -285,4 +289,308 @@ async fn serve_answers_and_stops_cleanly() {
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     let status = child.wait().unwrap();
     assert!(status.success(), "serve exited with {status}");
+}
+
+/// Counts rows with a fixed query.
+async fn count(raw: &Db, sql: &'static str) -> i64 {
+    raw.fetch_i64(Sql::literal(raw.backend(), sql))
+        .await
+        .unwrap()
+        .unwrap_or(0)
+}
+
+/// What a failing command must leave as it was: users, their roles, roles,
+/// role grants, tokens and audit entries.
+async fn snapshot(raw: &Db) -> [i64; 6] {
+    [
+        count(raw, "SELECT COUNT(*) FROM platform_users").await,
+        count(raw, "SELECT COUNT(*) FROM platform_user_roles").await,
+        count(raw, "SELECT COUNT(*) FROM platform_roles").await,
+        count(raw, "SELECT COUNT(*) FROM platform_role_permissions").await,
+        count(raw, "SELECT COUNT(*) FROM platform_api_tokens").await,
+        count(raw, "SELECT COUNT(*) FROM platform_audits").await,
+    ]
+}
+
+/// A trigger refusing every insert into `table`, so a write fails inside
+/// the command's transaction, after its first rows were written.
+async fn refuse_inserts(raw: &Db, table: &str) {
+    let script = match raw.backend() {
+        platform_core::db::Backend::Sqlite => format!(
+            "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        ),
+        platform_core::db::Backend::Postgres => format!(
+            "CREATE FUNCTION refuse_{table}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+             CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION refuse_{table}()"
+        ),
+        platform_core::db::Backend::MySql => format!(
+            "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by the test'"
+        ),
+    };
+    raw.execute_script(&script).await.unwrap();
+}
+
+async fn drop_refusal(raw: &Db, table: &str) {
+    let script = match raw.backend() {
+        platform_core::db::Backend::Postgres => {
+            format!("DROP TRIGGER refuse_{table} ON {table}; DROP FUNCTION refuse_{table}()")
+        }
+        _ => format!("DROP TRIGGER refuse_{table}"),
+    };
+    raw.execute_script(&script).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_user_create_leaves_no_user_behind() {
+    for db in all_backends().await {
+        let backend = db.backend.name();
+        assert!(run(&db, &["migrate"]).status.success());
+        // Creates the permissions and super_admin.
+        assert!(run(&db, &["permissions:sync"]).status.success());
+        let raw = Db::connect(&db.url).await.unwrap();
+        let before = snapshot(&raw).await;
+
+        // An unknown role among known ones: refused, named, nothing written.
+        let o = run(
+            &db,
+            &[
+                "user:create",
+                "--email",
+                "half@example.com",
+                "--password",
+                "long enough pw",
+                "--role",
+                "super_admin",
+                "--role",
+                "no_such_role",
+            ],
+        );
+        assert!(!o.status.success(), "{backend}: an unknown role must fail");
+        assert!(
+            stderr(&o).contains("`no_such_role` is not a role"),
+            "{backend}: {}",
+            stderr(&o)
+        );
+        assert_eq!(snapshot(&raw).await, before, "{backend}: nothing written");
+
+        // A failure inside the transaction, after the user row was written
+        // (the role grant is refused by the database): still nothing.
+        refuse_inserts(&raw, "platform_user_roles").await;
+        let o = run(
+            &db,
+            &[
+                "user:create",
+                "--email",
+                "half@example.com",
+                "--password",
+                "long enough pw",
+                "--role",
+                "super_admin",
+            ],
+        );
+        assert!(
+            !o.status.success(),
+            "{backend}: the refused grant must fail"
+        );
+        assert_eq!(
+            snapshot(&raw).await,
+            before,
+            "{backend}: the user was left behind: {}",
+            stderr(&o)
+        );
+        drop_refusal(&raw, "platform_user_roles").await;
+
+        // The same command now works whole: the user, its role, two entries.
+        let o = run(
+            &db,
+            &[
+                "user:create",
+                "--email",
+                "half@example.com",
+                "--password",
+                "long enough pw",
+                "--role",
+                "super_admin",
+            ],
+        );
+        assert!(o.status.success(), "{backend}: {}", stderr(&o));
+        let after = snapshot(&raw).await;
+        assert_eq!(after[0], before[0] + 1, "{backend}: one user");
+        assert_eq!(after[1], before[1] + 1, "{backend}: one role membership");
+        assert_eq!(
+            after[5],
+            before[5] + 2,
+            "{backend}: created + role_assigned"
+        );
+
+        // token:create with an unknown ability writes nothing either.
+        let before = snapshot(&raw).await;
+        let o = run(
+            &db,
+            &[
+                "token:create",
+                "--email",
+                "half@example.com",
+                "--abilities",
+                "view_invoice,no_such_ability",
+            ],
+        );
+        assert!(!o.status.success());
+        assert!(
+            stderr(&o).contains("`no_such_ability` is not a permission"),
+            "{backend}: {}",
+            stderr(&o)
+        );
+        assert_eq!(snapshot(&raw).await, before, "{backend}: no token");
+        raw.close().await;
+    }
+}
+
+#[tokio::test]
+async fn roles_from_the_command_line_all_or_nothing_and_audited() {
+    for db in all_backends().await {
+        let backend = db.backend.name();
+        assert!(run(&db, &["migrate"]).status.success());
+        assert!(run(&db, &["permissions:sync"]).status.success());
+        let raw = Db::connect(&db.url).await.unwrap();
+        let list = |db: &TestDb| {
+            let o = run(db, &["role:list"]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            stdout(&o)
+        };
+
+        // Unknown permissions are named, and no role is created.
+        let before = snapshot(&raw).await;
+        let o = run(
+            &db,
+            &[
+                "role:create",
+                "viewer",
+                "--permission",
+                "view_any_invoice",
+                "--permission",
+                "view_nothing,fly_invoice",
+            ],
+        );
+        assert!(!o.status.success(), "{backend}");
+        let err = stderr(&o);
+        assert!(
+            err.contains("`view_nothing`") && err.contains("`fly_invoice`"),
+            "{backend}: {err}"
+        );
+        assert_eq!(snapshot(&raw).await, before, "{backend}: nothing written");
+        assert!(!list(&db).contains("viewer"));
+
+        // A failure inside the transaction (the grant rows are refused):
+        // the role is not left behind.
+        refuse_inserts(&raw, "platform_role_permissions").await;
+        let o = run(
+            &db,
+            &["role:create", "viewer", "--permission", "view_any_invoice"],
+        );
+        assert!(
+            !o.status.success(),
+            "{backend}: the refused grant must fail"
+        );
+        assert_eq!(snapshot(&raw).await, before, "{backend}: {}", stderr(&o));
+        drop_refusal(&raw, "platform_role_permissions").await;
+
+        let o = run(
+            &db,
+            &[
+                "role:create",
+                "viewer",
+                "--permission",
+                "view_any_invoice",
+                "--permission",
+                "view_invoice",
+            ],
+        );
+        assert!(o.status.success(), "{backend}: {}", stderr(&o));
+        assert!(
+            list(&db).contains("viewer: view_any_invoice, view_invoice"),
+            "{backend}: {}",
+            list(&db)
+        );
+        let o = run(&db, &["role:create", "viewer"]);
+        assert!(!o.status.success(), "{backend}: a taken name");
+        assert!(
+            stderr(&o).contains("has already been taken"),
+            "{}",
+            stderr(&o)
+        );
+
+        // grant: one unknown name refuses them all.
+        let before = snapshot(&raw).await;
+        let o = run(
+            &db,
+            &[
+                "role:grant",
+                "viewer",
+                "update_invoice",
+                "no_such_permission",
+            ],
+        );
+        assert!(!o.status.success(), "{backend}");
+        assert!(
+            stderr(&o).contains("`no_such_permission` is not a permission"),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(snapshot(&raw).await, before, "{backend}: nothing granted");
+        let o = run(&db, &["role:grant", "nobody", "update_invoice"]);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("no role `nobody`"), "{}", stderr(&o));
+
+        let o = run(
+            &db,
+            &["role:grant", "viewer", "update_invoice", "delete_invoice"],
+        );
+        assert!(o.status.success(), "{backend}: {}", stderr(&o));
+        assert!(
+            list(&db)
+                .contains("viewer: delete_invoice, update_invoice, view_any_invoice, view_invoice"),
+            "{backend}: {}",
+            list(&db)
+        );
+
+        // revoke: likewise all or nothing.
+        let before = snapshot(&raw).await;
+        let o = run(
+            &db,
+            &[
+                "role:revoke",
+                "viewer",
+                "delete_invoice",
+                "no_such_permission",
+            ],
+        );
+        assert!(!o.status.success(), "{backend}");
+        assert_eq!(snapshot(&raw).await, before, "{backend}: nothing revoked");
+        let o = run(
+            &db,
+            &["role:revoke", "viewer", "delete_invoice,update_invoice"],
+        );
+        assert!(o.status.success(), "{backend}: {}", stderr(&o));
+        assert!(
+            list(&db).contains("viewer: view_any_invoice, view_invoice"),
+            "{backend}: {}",
+            list(&db)
+        );
+        assert!(list(&db).contains("super_admin: every permission"));
+
+        // Every change is in the audit trail as the console's.
+        let role_entries = count(
+            &raw,
+            "SELECT COUNT(*) FROM platform_audits WHERE resource = 'role' AND actor_type = 'console'",
+        )
+        .await;
+        assert_eq!(
+            role_entries, 3,
+            "{backend}: created, granted (updated), revoked (updated)"
+        );
+        let o = run(&db, &["audit:verify"]);
+        assert!(o.status.success(), "{backend}: {}", stderr(&o));
+        raw.close().await;
+    }
 }
