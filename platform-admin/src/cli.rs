@@ -323,7 +323,9 @@ impl Cli {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
-        println!("Platform is serving http://{addr}/ (API at /api, OpenAPI at /api/openapi.json)");
+        println!(
+            "Platform is serving http://{addr}/ (API at /api, its reference at /api/docs, OpenAPI at /api/openapi.json)"
+        );
         axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),

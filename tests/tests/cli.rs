@@ -594,3 +594,160 @@ async fn roles_from_the_command_line_all_or_nothing_and_audited() {
         raw.close().await;
     }
 }
+
+/// `serve` on a free port of a fresh SQLite database; killed on drop.
+struct Served {
+    child: std::process::Child,
+    addr: String,
+    _db: TestDb,
+}
+
+impl Served {
+    async fn start() -> Self {
+        let db = TestDb::sqlite();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut child = Command::new(EXE)
+            .args(["serve", "--addr", &addr])
+            .env("PLATFORM_DATABASE_URL", &db.url)
+            .env("PLATFORM_APP_KEY", test_key().to_config_string())
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                return Self {
+                    child,
+                    addr,
+                    _db: db,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("serve did not listen on {addr}");
+    }
+
+    /// `GET path`: the status, the headers (lower-cased names) and the body.
+    fn get(&self, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&self.addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let mut lines = head.lines();
+        let status = lines.next().unwrap()[9..12].parse().unwrap();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        (status, headers, raw[split + 4..].to_vec())
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+/// The values of every `attr="..."` in `html`.
+fn attr_values(html: &str, attr: &str) -> Vec<String> {
+    let needle = format!(" {attr}=\"");
+    html.match_indices(&needle)
+        .map(|(i, _)| {
+            let rest = &html[i + needle.len()..];
+            rest[..rest.find('"').unwrap()].replace("&amp;", "&")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_api_reference_is_served_from_this_origin() {
+    let server = Served::start().await;
+    let (status, headers, body) = server.get("/api/docs");
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "content-type"), "text/html; charset=utf-8");
+    let csp = header(&headers, "content-security-policy");
+    assert!(
+        csp.contains("script-src 'self'")
+            && csp.contains("default-src 'none'")
+            && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    let html = String::from_utf8(body).unwrap();
+    assert!(html.contains("id=\"swagger-ui\""), "{html}");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "nothing from another origin: {html}"
+    );
+    // No inline script: every <script> has a src.
+    assert_eq!(
+        html.matches("<script").count(),
+        html.matches("<script src=\"").count(),
+        "{html}"
+    );
+    let data_url = attr_values(&html, "data-url");
+    assert_eq!(data_url, ["/api/openapi.json"]);
+    let assets: Vec<String> = attr_values(&html, "src")
+        .into_iter()
+        .chain(attr_values(&html, "href"))
+        .filter(|u| u != "data:,") // the empty favicon: no request at all
+        .collect();
+    assert_eq!(
+        assets.len(),
+        4,
+        "a stylesheet, two scripts, the document: {assets:?}"
+    );
+    for url in &assets {
+        assert!(
+            url.starts_with('/') && !url.starts_with("//"),
+            "same origin: {url}"
+        );
+        let (status, headers, body) = server.get(url);
+        assert_eq!(status, 200, "{url}");
+        assert!(!body.is_empty(), "{url}");
+        let path = url.split('?').next().unwrap();
+        let expected = if path.ends_with(".js") {
+            "text/javascript; charset=utf-8"
+        } else if path.ends_with(".css") {
+            "text/css; charset=utf-8"
+        } else {
+            "application/json"
+        };
+        assert_eq!(header(&headers, "content-type"), expected, "{url}");
+        assert_eq!(
+            header(&headers, "x-content-type-options"),
+            "nosniff",
+            "{url}"
+        );
+        if url.contains("?v=") {
+            assert!(
+                header(&headers, "cache-control").contains("immutable"),
+                "{url}"
+            );
+        }
+    }
+    let (status, _, _) = server.get("/api/docs/nothing.js");
+    assert_eq!(status, 404);
+}

@@ -15,9 +15,10 @@
 //! | `POST` | `/api/{resource}/{id}/restore` | restore a soft-deleted record |
 //! | `GET` | `/api/audits?resource=R[&record=ID][&before=N][&limit=N]` | audit entries of a record or a resource, newest first |
 //! | `GET` | `/api/openapi.json` | the OpenAPI 3.0.3 document (public) |
+//! | `GET` | `/api/docs` | the same document as a readable reference, Swagger UI served from the binary (public; see [`docs`]) |
 //!
 //! `{resource}` is the plural snake-case name (`invoices`). A resource named
-//! `audits` or `openapi.json` would be shadowed by the fixed routes.
+//! `audits`, `docs` or `openapi.json` would be shadowed by the fixed routes.
 //!
 //! Authentication is `Authorization: Bearer <token>` (an API token from
 //! [`Access::create_token`](platform_core::access::Access::create_token));
@@ -38,6 +39,7 @@
 
 mod audit;
 mod context;
+pub mod docs;
 mod extract;
 mod link;
 pub mod openapi;
@@ -126,6 +128,8 @@ where
     let limit = config.body_limit;
     Router::new()
         .route("/openapi.json", get(openapi::serve))
+        .route("/docs", get(docs::page))
+        .route("/docs/{file}", get(docs::asset))
         .route("/audits", get(audit::index))
         .route("/{resource}", get(resource::index).post(resource::create))
         .route(
