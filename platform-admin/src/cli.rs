@@ -13,10 +13,12 @@
 //! ```
 //!
 //! Every command exits non-zero on failure, so scripts and cron can rely on
-//! the exit code; `--help` on each command describes it. A command that
-//! writes is all or nothing: it checks its input (unknown roles and
-//! permissions are named) and writes in one transaction, so a failing
-//! command leaves nothing behind. Writes are audited as console actions.
+//! the exit code; `--help` on each command describes it. The commands that
+//! change users, roles, grants and tokens are all or nothing: each checks
+//! its input (unknown roles and permissions are named) and writes in one
+//! transaction, so a failing command leaves nothing behind; their changes
+//! are audited as the console's. `make:migration` writes its three scripts
+//! into a hidden directory renamed into place.
 
 use std::future::Future;
 use std::net::SocketAddr;
