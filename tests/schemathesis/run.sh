@@ -180,7 +180,9 @@ run_schemathesis() { # run_schemathesis name token [args...]
   # Hypothesis parses lambdas' source in two threads at once, which
   # CPython 3.11 can fail with "SystemError: AST constructor recursion
   # depth mismatch" (a tool error, not a finding).
-  timeout --kill-after=10 $((SECONDS_EACH + 60)) \
+  # Run in the temp dir: schemathesis keeps a cache (`.schemathesis/`) in
+  # its working directory, which must not land in the clone.
+  (cd "$WORK" && exec timeout --kill-after=10 $((SECONDS_EACH + 60)) \
     "$VENV/bin/schemathesis" run "$BASE/api/openapi.json" \
     --header "Authorization: Bearer $token" \
     --checks all \
@@ -192,7 +194,7 @@ run_schemathesis() { # run_schemathesis name token [args...]
     --request-timeout 10 \
     --no-color \
     --report junit,ndjson --report-dir "$WORK/report-$name" \
-    "$@" 2>&1 | tee "$WORK/schemathesis-$name.log" || rc=$? # pipefail: schemathesis' status
+    "$@") 2>&1 | tee "$WORK/schemathesis-$name.log" || rc=$? # pipefail: schemathesis' status
   python3 - "$WORK/report-$name" "$name" <<'EOF' || true
 import collections, glob, json, sys, xml.etree.ElementTree as ET
 report, name = sys.argv[1], sys.argv[2]
