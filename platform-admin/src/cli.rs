@@ -1,5 +1,6 @@
 //! The command line every host binary gets (artisan): `serve`, `migrate`,
-//! `user:create`, `token:create`, `permissions:sync`, `permissions:matrix`,
+//! `user:create`, `token:create`, `role:create`, `role:grant`,
+//! `role:revoke`, `role:list`, `permissions:sync`, `permissions:matrix`,
 //! `audit:verify`, `audit:prune`, `make:migration`, `key:generate`.
 //!
 //! ```no_run
@@ -12,7 +13,12 @@
 //! ```
 //!
 //! Every command exits non-zero on failure, so scripts and cron can rely on
-//! the exit code; `--help` on each command describes it.
+//! the exit code; `--help` on each command describes it. The commands that
+//! change users, roles, grants and tokens are all or nothing: each checks
+//! its input (unknown roles and permissions are named) and writes in one
+//! transaction, so a failing command leaves nothing behind; their changes
+//! are audited as the console's. `make:migration` writes its three scripts
+//! into a hidden directory renamed into place.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -104,6 +110,36 @@ enum Command {
         #[arg(long)]
         expires_in: Option<String>,
     },
+    /// Create a role, with the permissions given (all in one transaction).
+    #[command(name = "role:create")]
+    RoleCreate {
+        /// The role's name.
+        name: String,
+        /// A permission to grant (repeatable, or comma-separated).
+        #[arg(long = "permission", value_delimiter = ',')]
+        permissions: Vec<String>,
+    },
+    /// Grant permissions to a role (all or none).
+    #[command(name = "role:grant")]
+    RoleGrant {
+        /// The role's name.
+        name: String,
+        /// The permissions to grant (or comma-separated).
+        #[arg(required = true, value_delimiter = ',')]
+        permissions: Vec<String>,
+    },
+    /// Revoke permissions from a role (all or none).
+    #[command(name = "role:revoke")]
+    RoleRevoke {
+        /// The role's name.
+        name: String,
+        /// The permissions to revoke (or comma-separated).
+        #[arg(required = true, value_delimiter = ',')]
+        permissions: Vec<String>,
+    },
+    /// List the roles with their permissions.
+    #[command(name = "role:list")]
+    RoleList,
     /// Create the generated permissions of every resource (and `super_admin`).
     #[command(name = "permissions:sync")]
     PermissionsSync,
@@ -226,6 +262,14 @@ impl Cli {
                 abilities,
                 expires_in,
             } => self.token_create(email, name, abilities, expires_in).await,
+            Command::RoleCreate { name, permissions } => self.role_create(name, permissions).await,
+            Command::RoleGrant { name, permissions } => {
+                self.role_change(name, permissions, true).await
+            }
+            Command::RoleRevoke { name, permissions } => {
+                self.role_change(name, permissions, false).await
+            }
+            Command::RoleList => self.role_list().await,
             Command::PermissionsSync => {
                 let p = self.quiet().await?;
                 let n = p.access().sync_permissions(p.registry()).await?;
@@ -281,7 +325,9 @@ impl Cli {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
-        println!("Platform is serving http://{addr}/ (API at /api, OpenAPI at /api/openapi.json)");
+        println!(
+            "Platform is serving http://{addr}/ (API at /api, its reference at /api/docs, OpenAPI at /api/openapi.json)"
+        );
         axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -326,21 +372,27 @@ impl Cli {
         let generated = password.is_none();
         let password = password.unwrap_or_else(|| platform_core::crypto::random_token(15));
         let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_owned());
-        let ctx = Context::console();
-        let user = p
+        // One transaction for the user and its roles: an unknown role
+        // leaves no user behind.
+        let created = p
             .access()
-            .create_user(
-                &ctx,
+            .create_user_with_roles(
+                &Context::console(),
                 platform_core::access::NewUser {
                     email,
                     name,
                     password: password.clone(),
                 },
+                &roles,
             )
-            .await?;
-        for role in &roles {
-            p.access().assign_role(&ctx, user.id, role).await?;
-        }
+            .await;
+        let user = match created {
+            Ok(u) => u,
+            Err(e) => {
+                p.shutdown().await;
+                return Err(e.into());
+            }
+        };
         println!("created user {} ({})", user.id, user.email);
         if generated {
             println!("password: {password}");
@@ -373,6 +425,116 @@ impl Cli {
         println!("{}", token.plain_text);
         p.shutdown().await;
         Ok(())
+    }
+
+    async fn role_create(self, name: String, permissions: Vec<String>) -> anyhow::Result<()> {
+        let p = self.quiet().await?;
+        let result = async {
+            let permissions = clean_names(permissions);
+            check_permissions(&p, &permissions).await?;
+            p.access()
+                .create_role_with_permissions(&Context::console(), &name, &permissions)
+                .await?;
+            println!(
+                "created role {name}{}",
+                if permissions.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with {}", permissions.join(", "))
+                }
+            );
+            anyhow::Ok(())
+        }
+        .await;
+        p.shutdown().await;
+        result
+    }
+
+    /// `role:grant` (`grant`) and `role:revoke`: one transaction for all
+    /// the names, none written when one is unknown.
+    async fn role_change(
+        self,
+        name: String,
+        permissions: Vec<String>,
+        grant: bool,
+    ) -> anyhow::Result<()> {
+        let p = self.quiet().await?;
+        let result = async {
+            let permissions = clean_names(permissions);
+            if permissions.is_empty() {
+                bail!("name at least one permission");
+            }
+            let roles = p.access().roles().await?;
+            if !roles.contains(&name) {
+                bail!("no role `{name}`; roles: {}", roles.join(", "));
+            }
+            check_permissions(&p, &permissions).await?;
+            let before = p.access().role_permissions(&name).await?;
+            let (changed, unchanged): (Vec<&String>, Vec<&String>) = permissions
+                .iter()
+                .partition(|n| before.contains(n) != grant);
+            let after: Vec<String> = if grant {
+                before
+                    .iter()
+                    .chain(changed.iter().copied())
+                    .cloned()
+                    .collect()
+            } else {
+                before
+                    .iter()
+                    .filter(|n| !changed.contains(n))
+                    .cloned()
+                    .collect()
+            };
+            let list = |v: &[&String]| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+            if !changed.is_empty() {
+                p.access()
+                    .set_role_permissions(&Context::console(), &name, &after)
+                    .await?;
+                println!(
+                    "{} {} {name}: {}",
+                    if grant { "granted" } else { "revoked" },
+                    if grant { "to" } else { "from" },
+                    list(&changed)
+                );
+            }
+            if !unchanged.is_empty() {
+                println!(
+                    "{name} {} {}",
+                    if grant { "already had" } else { "did not have" },
+                    list(&unchanged)
+                );
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        p.shutdown().await;
+        result
+    }
+
+    async fn role_list(self) -> anyhow::Result<()> {
+        let p = self.quiet().await?;
+        let result = async {
+            let roles = p.access().roles().await?;
+            if roles.is_empty() {
+                println!("no roles (run permissions:sync to create super_admin)");
+            }
+            for role in roles {
+                let perms = p.access().role_permissions(&role).await?;
+                let text = if role == platform_core::permission::SUPER_ADMIN {
+                    "every permission".to_owned()
+                } else if perms.is_empty() {
+                    "(no permissions)".to_owned()
+                } else {
+                    perms.join(", ")
+                };
+                println!("{role}: {text}");
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        p.shutdown().await;
+        result
     }
 
     async fn permissions_matrix(self) -> anyhow::Result<()> {
@@ -498,6 +660,43 @@ impl Cli {
     }
 }
 
+/// Trimmed, sorted names without duplicates or empty ones.
+fn clean_names(names: Vec<String>) -> Vec<String> {
+    let mut names: Vec<String> = names
+        .into_iter()
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Fails, naming every one, when a name is not a permission.
+async fn check_permissions(p: &Platform, names: &[String]) -> anyhow::Result<()> {
+    let known = p.access().permissions().await?;
+    let unknown: Vec<&str> = names
+        .iter()
+        .filter(|n| !known.contains(n))
+        .map(String::as_str)
+        .collect();
+    match unknown.len() {
+        0 => Ok(()),
+        1 => bail!(
+            "`{}` is not a permission (nothing was changed; permissions:sync creates the generated ones)",
+            unknown[0]
+        ),
+        _ => bail!(
+            "not permissions: {} (nothing was changed; permissions:sync creates the generated ones)",
+            unknown
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 /// Writes `<dir>/<NNNN>_create_<table>/{sqlite,postgres,mysql}.sql` for the
 /// resource named `name`; returns the directory written.
 pub fn make_migration(registry: &Registry, name: &str, dir: &Path) -> anyhow::Result<PathBuf> {
@@ -527,12 +726,24 @@ pub fn make_migration(registry: &Registry, name: &str, dir: &Path) -> anyhow::Re
             }
         }
     }
-    let target = dir.join(format!("{next:04}_create_{}", meta.table()));
-    std::fs::create_dir_all(&target)?;
+    let name = format!("{next:04}_create_{}", meta.table());
+    let target = dir.join(&name);
+    // All or nothing: the three scripts are written into a hidden directory
+    // that is renamed into place, so a failed write leaves no half migration
+    // for `migrate` to apply.
+    let staging = dir.join(format!(".{name}.partial-{}", std::process::id()));
     let sql = platform_core::schema::make_migration(meta);
-    std::fs::write(target.join("sqlite.sql"), sql.sqlite)?;
-    std::fs::write(target.join("postgres.sql"), sql.postgres)?;
-    std::fs::write(target.join("mysql.sql"), sql.mysql)?;
+    let written = (|| {
+        std::fs::create_dir(&staging)?;
+        std::fs::write(staging.join("sqlite.sql"), &sql.sqlite)?;
+        std::fs::write(staging.join("postgres.sql"), &sql.postgres)?;
+        std::fs::write(staging.join("mysql.sql"), &sql.mysql)?;
+        std::fs::rename(&staging, &target)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e).with_context(|| format!("cannot write {}", target.display()));
+    }
     Ok(target)
 }
 
@@ -594,6 +805,10 @@ mod tests {
             "migrate",
             "user:create",
             "token:create",
+            "role:create",
+            "role:grant",
+            "role:revoke",
+            "role:list",
             "permissions:sync",
             "permissions:matrix",
             "audit:verify",

@@ -306,12 +306,41 @@ impl Access {
 
     /// Creates a user. Needs `create_user`.
     pub async fn create_user(&self, ctx: &Context, input: NewUser) -> Result<User> {
-        let (this, ctx) = (self.clone(), ctx.clone());
-        detached(async move { this.create_user_inner(&ctx, input).await }).await
+        self.create_user_with_roles(ctx, input, &[]).await
     }
 
-    async fn create_user_inner(&self, ctx: &Context, input: NewUser) -> Result<User> {
+    /// Creates a user and gives it `roles`, all in one transaction: when
+    /// anything fails (an unknown role, a taken e-mail), nothing is written.
+    /// Needs `create_user`, and `update_user` when `roles` is not empty;
+    /// only a super admin (or the console) gives `super_admin`.
+    pub async fn create_user_with_roles(
+        &self,
+        ctx: &Context,
+        input: NewUser,
+        roles: &[String],
+    ) -> Result<User> {
+        let (this, ctx, roles) = (self.clone(), ctx.clone(), roles.to_vec());
+        detached(async move { this.create_user_with_roles_inner(&ctx, input, &roles).await }).await
+    }
+
+    async fn create_user_with_roles_inner(
+        &self,
+        ctx: &Context,
+        input: NewUser,
+        roles: &[String],
+    ) -> Result<User> {
         ctx.authorize(&permission_name(Ability::Create, "user"))?;
+        let mut roles: Vec<String> = roles.iter().map(|r| r.trim().to_owned()).collect();
+        roles.sort();
+        roles.dedup();
+        if !roles.is_empty() {
+            ctx.authorize(&permission_name(Ability::Update, "user"))?;
+        }
+        if roles.iter().any(|r| r == SUPER_ADMIN) && !actor_is_super(ctx) {
+            return Err(Error::PermissionDenied {
+                ability: SUPER_ADMIN.to_owned(),
+            });
+        }
         let email = normalize_email(&input.email);
         let name = input.name.trim().to_owned();
         let mut errors = FieldErrors::default();
@@ -325,45 +354,69 @@ impl Access {
         if self.find_user_by_email(&email).await?.is_some() {
             errors.add("email", "unique", "has already been taken");
         }
+        if !roles.is_empty() {
+            let known = self.roles().await?;
+            for r in roles.iter().filter(|r| !known.contains(r)) {
+                errors.add("roles", "invalid", format!("`{r}` is not a role"));
+            }
+        }
         errors.into_result()?;
         let hash = hash_password(&input.password)?;
         let now = Value::DateTime(Utc::now());
         let mut tx = self.db.begin().await?;
-        let mut q = tx.sql();
-        q.push("INSERT INTO platform_users (email, name, password_hash, created_at, updated_at) VALUES (")
-            .bind_str(email.clone())
-            .push(", ")
-            .bind_str(name.clone())
-            .push(", ")
-            .bind_str(hash)
-            .push(", ")
-            .bind(now.clone(), FieldType::DateTime)
-            .push(", ")
-            .bind(now, FieldType::DateTime)
-            .push(")");
-        if tx.backend() != Backend::MySql {
-            q.push(" RETURNING id");
+        let result: Result<i64> = async {
+            let mut q = tx.sql();
+            q.push("INSERT INTO platform_users (email, name, password_hash, created_at, updated_at) VALUES (")
+                .bind_str(email.clone())
+                .push(", ")
+                .bind_str(name.clone())
+                .push(", ")
+                .bind_str(hash)
+                .push(", ")
+                .bind(now.clone(), FieldType::DateTime)
+                .push(", ")
+                .bind(now, FieldType::DateTime)
+                .push(")");
+            if tx.backend() != Backend::MySql {
+                q.push(" RETURNING id");
+            }
+            let id = tx.insert_returning_id(q).await.map_err(|e| match e {
+                Error::Conflict { .. } => {
+                    Error::invalid("email", "unique", "has already been taken")
+                }
+                e => e,
+            })?;
+            let mut new = AuditValues::new();
+            new.insert("email".into(), email.into());
+            new.insert("name".into(), name.into());
+            audit(&mut tx, ctx, "created", "user", id, None, Some(new)).await?;
+            for role in &roles {
+                // Read again inside the transaction: a role deleted since
+                // the check above fails the whole creation.
+                let rid = role_id(&mut tx, role).await.map_err(|_| {
+                    Error::invalid("roles", "invalid", format!("`{role}` is not a role"))
+                })?;
+                let mut m = tx.sql();
+                m.push("INSERT INTO platform_user_roles (user_id, role_id) VALUES (")
+                    .bind_i64(id)
+                    .push(", ")
+                    .bind_i64(rid)
+                    .push(")");
+                tx.execute(m).await?;
+                let mut v = AuditValues::new();
+                v.insert("role".into(), role.as_str().into());
+                audit(&mut tx, ctx, "role_assigned", "user", id, None, Some(v)).await?;
+            }
+            if !roles.is_empty() {
+                self.bump_db_version(&mut tx).await?;
+            }
+            Ok(id)
         }
-        let id = tx.insert_returning_id(q).await.map_err(|e| match e {
-            Error::Conflict { .. } => Error::invalid("email", "unique", "has already been taken"),
-            e => e,
-        })?;
-        let mut new = AuditValues::new();
-        new.insert("email".into(), email.into());
-        new.insert("name".into(), name.into());
-        insert_entries(
-            &mut tx,
-            ctx,
-            &[NewEntry {
-                event: "created".into(),
-                resource: "user".into(),
-                record_id: id.to_string(),
-                old: None,
-                new: Some(new),
-            }],
-        )
-        .await?;
-        tx.commit().await?;
+        .await;
+        let id = tx.finish(result).await?;
+        if !roles.is_empty() {
+            self.invalidate_local();
+        }
         self.user(id).await?.ok_or_else(|| Error::NotFound {
             resource: "user",
             id: id.to_string(),
@@ -574,12 +627,42 @@ impl Access {
 
     /// Creates a role. Needs `create_role`.
     pub async fn create_role(&self, ctx: &Context, name: &str) -> Result<i64> {
-        let (this, ctx, name) = (self.clone(), ctx.clone(), name.to_owned());
-        detached(async move { this.create_role_inner(&ctx, &name).await }).await
+        self.create_role_with_permissions(ctx, name, &[]).await
     }
 
-    async fn create_role_inner(&self, ctx: &Context, name: &str) -> Result<i64> {
+    /// Creates a role with `permissions` (every name must exist), in one
+    /// transaction: when a name is unknown or taken, nothing is written.
+    /// Needs `create_role`, and `update_role` when `permissions` is not
+    /// empty.
+    pub async fn create_role_with_permissions(
+        &self,
+        ctx: &Context,
+        name: &str,
+        permissions: &[String],
+    ) -> Result<i64> {
+        let (this, ctx, name, permissions) = (
+            self.clone(),
+            ctx.clone(),
+            name.to_owned(),
+            permissions.to_vec(),
+        );
+        detached(async move {
+            this.create_role_with_permissions_inner(&ctx, &name, &permissions)
+                .await
+        })
+        .await
+    }
+
+    async fn create_role_with_permissions_inner(
+        &self,
+        ctx: &Context,
+        name: &str,
+        permissions: &[String],
+    ) -> Result<i64> {
         ctx.authorize(&permission_name(Ability::Create, "role"))?;
+        if !permissions.is_empty() {
+            ctx.authorize(&permission_name(Ability::Update, "role"))?;
+        }
         let name = name.trim();
         if name.is_empty() || name.len() > 191 {
             return Err(Error::invalid(
@@ -588,8 +671,12 @@ impl Access {
                 "must be 1 to 191 characters",
             ));
         }
+        let mut permissions = permissions.to_vec();
+        permissions.sort();
+        permissions.dedup();
         let mut tx = self.db.begin().await?;
         let result: Result<i64> = async {
+            let pids = permission_ids(&mut tx, &permissions).await?;
             let mut q = tx.sql();
             q.push("INSERT INTO platform_roles (name, created_at) VALUES (")
                 .bind_str(name)
@@ -605,8 +692,19 @@ impl Access {
                 }
                 e => e,
             })?;
+            for chunk in pids.chunks(200) {
+                let mut q = tx.sql();
+                q.push("INSERT INTO platform_role_permissions (role_id, permission_id) VALUES ");
+                q.join(chunk, ", ", |q, pid| {
+                    q.push("(").bind_i64(id).push(", ").bind_i64(*pid).push(")");
+                });
+                tx.execute(q).await?;
+            }
             let mut v = AuditValues::new();
             v.insert("name".into(), name.into());
+            if !permissions.is_empty() {
+                v.insert("permissions".into(), serde_json::json!(permissions));
+            }
             audit(&mut tx, ctx, "created", "role", id, None, Some(v)).await?;
             Ok(id)
         }
@@ -813,12 +911,7 @@ impl Access {
         add: bool,
     ) -> Result<()> {
         ctx.authorize(&permission_name(Ability::Update, "user"))?;
-        let actor_is_super = match ctx.actor() {
-            Actor::Console | Actor::System => true,
-            Actor::User(p) | Actor::Token(p, _) => p.grants.is_super_admin(),
-            _ => false,
-        };
-        if kind == "role" && name == SUPER_ADMIN && !actor_is_super {
+        if kind == "role" && name == SUPER_ADMIN && !actor_is_super(ctx) {
             // Only a super admin makes (or unmakes) another one.
             return Err(Error::PermissionDenied {
                 ability: SUPER_ADMIN.to_owned(),
@@ -1298,6 +1391,16 @@ fn insert_ignore(backend: Backend) -> &'static str {
         Backend::Sqlite => "INSERT OR IGNORE INTO ",
         Backend::Postgres => "INSERT INTO ",
         Backend::MySql => "INSERT IGNORE INTO ",
+    }
+}
+
+/// Whether the actor may give (or take) `super_admin`: the console, the
+/// system, or a super admin.
+fn actor_is_super(ctx: &Context) -> bool {
+    match ctx.actor() {
+        Actor::Console | Actor::System => true,
+        Actor::User(p) | Actor::Token(p, _) => p.grants.is_super_admin(),
+        _ => false,
     }
 }
 

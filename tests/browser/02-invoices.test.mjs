@@ -83,7 +83,7 @@ test('create: a bad amount is refused with a message on the field, the fixed for
   await expect(field('Status')).toHaveText('draft');
   await expect(field('Issued on')).toHaveText('2025-03-14');
   await expect(page.locator('section.activity article.entry')).toHaveCount(1);
-  await expect(page.locator('section.activity article.entry .event').first()).toHaveText('created');
+  await expect(page.locator('section.activity article.entry .event').first()).toHaveText('Created');
 });
 
 test('edit: the change is saved and the view page shows its audit entry with the changed fields', async () => {
@@ -101,7 +101,7 @@ test('edit: the change is saved and the view page shows its audit entry with the
   const entries = page.locator('section.activity article.entry');
   await expect(entries).toHaveCount(2);
   const latest = entries.first();
-  await expect(latest.locator('.event')).toHaveText('updated');
+  await expect(latest.locator('.event')).toHaveText('Updated');
   await expect(latest.locator('header')).toContainText(`by ${ADMIN.email}`);
   await expect(latest.locator('header')).toContainText('from 127.0.0.1');
   const change = (label) => latest.locator('table.diff tbody tr', { has: page.locator('th', { hasText: new RegExp(`^${label}$`) }) });
@@ -111,7 +111,7 @@ test('edit: the change is saved and the view page shows its audit entry with the
   await expect(change('Amount').locator('td.new')).toHaveText('1,500.00');
   // Only what changed (updated_at is not audited).
   assert.deepEqual((await texts(latest.locator('table.diff tbody th'))).sort(), ['Amount', 'Status']);
-  await expect(entries.nth(1).locator('.event')).toHaveText('created');
+  await expect(entries.nth(1).locator('.event')).toHaveText('Created');
   await screenshot(page, 'invoice-view.png');
 
   // The list shows the saved values.
@@ -137,7 +137,7 @@ test('delete: confirmed in a dialog, soft-deleted, audited, shown under "Only de
 
   await page.goto(`/admin/invoices/${invoiceId}`);
   await expect(page.locator('main h1 .badge')).toHaveText('Deleted');
-  await expect(page.locator('section.activity article.entry .event').first()).toHaveText('deleted');
+  await expect(page.locator('section.activity article.entry .event').first()).toHaveText('Deleted');
   await expect(page.locator('.page-head').getByRole('link', { name: 'Edit' })).toHaveCount(0);
   await expect(page.locator('.page-head').getByRole('button', { name: 'Restore' })).toBeVisible();
 });

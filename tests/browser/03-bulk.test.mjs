@@ -86,7 +86,7 @@ test('the audit trail of a restored invoice shows the bulk delete and the restor
   await expect(page.locator('main h1 .badge')).toHaveCount(0);
   const entries = page.locator('section.activity article.entry');
   await expect(entries).toHaveCount(3);
-  assert.deepEqual(await texts(entries.locator('.event')), ['restored', 'deleted', 'created']);
+  assert.deepEqual(await texts(entries.locator('.event')), ['Restored', 'Deleted', 'Created']);
   // The bulk delete is tagged `bulk`. (The bulk restore is not: it restores
   // record by record, without the tag; see the report of this suite.)
   await expect(entries.nth(1).locator('.tag')).toContainText('bulk');

@@ -189,7 +189,7 @@ test('reaching for delete directly is refused with a 403 page, and nothing is de
   await expect(clerk.locator('main h1 .badge')).toHaveCount(0);
   await admin.goto(`/admin/invoices/${INVOICE}`);
   await expect(admin.locator('main h1 .badge')).toHaveCount(0);
-  assert.deepEqual(await texts(admin.locator('section.activity .event')), ['created']);
+  assert.deepEqual(await texts(admin.locator('section.activity .event')), ['Created']);
   await admin.goto('/admin/invoices');
   await expect(admin.locator('nav.pager .count')).toHaveText(/of 300$/);
 });
@@ -201,7 +201,7 @@ test('what the role allows still works: the clerk edits an invoice', async () =>
   await expect(clerk).toHaveURL(new RegExp(`/admin/invoices/${INVOICE}$`));
   await expect(clerk.locator('.flash-success')).toContainText('Saved INV-000005');
   const latest = clerk.locator('section.activity article.entry').first();
-  await expect(latest.locator('.event')).toHaveText('updated');
+  await expect(latest.locator('.event')).toHaveText('Updated');
   await expect(latest.locator('header')).toContainText(`by ${CLERK.email}`);
   // And the Access pages answer 403 (after the password confirmation).
   await gotoConfirmed(clerk, '/admin/access/roles', CLERK.password);

@@ -99,7 +99,7 @@ test('delete through the confirmation page, restore with the view page form', as
   await expect(page.locator('.flash-success')).toHaveText('Restored INV-000200.');
   await expect(page.locator('main h1 .badge')).toHaveCount(0);
   const events = await texts(page.locator('section.activity .event'));
-  assert.deepEqual(events.slice(0, 2), ['restored', 'deleted']);
+  assert.deepEqual(events.slice(0, 2), ['Restored', 'Deleted']);
 });
 
 test('sign-out from the user menu without JavaScript', async () => {

@@ -37,6 +37,10 @@ fn help_lists_every_command() {
         "migrate",
         "user:create",
         "token:create",
+        "role:create",
+        "role:grant",
+        "role:revoke",
+        "role:list",
         "permissions:sync",
         "audit:verify",
         "audit:prune",
@@ -285,4 +289,465 @@ async fn serve_answers_and_stops_cleanly() {
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     let status = child.wait().unwrap();
     assert!(status.success(), "serve exited with {status}");
+}
+
+/// Counts rows with a fixed query.
+async fn count(raw: &Db, sql: &'static str) -> i64 {
+    raw.fetch_i64(Sql::literal(raw.backend(), sql))
+        .await
+        .unwrap()
+        .unwrap_or(0)
+}
+
+/// What a failing command must leave as it was: users, their roles, roles,
+/// role grants, tokens and audit entries.
+async fn snapshot(raw: &Db) -> [i64; 6] {
+    [
+        count(raw, "SELECT COUNT(*) FROM platform_users").await,
+        count(raw, "SELECT COUNT(*) FROM platform_user_roles").await,
+        count(raw, "SELECT COUNT(*) FROM platform_roles").await,
+        count(raw, "SELECT COUNT(*) FROM platform_role_permissions").await,
+        count(raw, "SELECT COUNT(*) FROM platform_api_tokens").await,
+        count(raw, "SELECT COUNT(*) FROM platform_audits").await,
+    ]
+}
+
+/// A trigger refusing every insert into `table`, so a write fails inside
+/// the command's transaction, after its first rows were written.
+async fn refuse_inserts(raw: &Db, table: &str) {
+    let script = match raw.backend() {
+        platform_core::db::Backend::Sqlite => format!(
+            "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        ),
+        platform_core::db::Backend::Postgres => format!(
+            "CREATE FUNCTION refuse_{table}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+             CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION refuse_{table}()"
+        ),
+        platform_core::db::Backend::MySql => format!(
+            "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by the test'"
+        ),
+    };
+    raw.execute_script(&script).await.unwrap();
+}
+
+async fn drop_refusal(raw: &Db, table: &str) {
+    let script = match raw.backend() {
+        platform_core::db::Backend::Postgres => {
+            format!("DROP TRIGGER refuse_{table} ON {table}; DROP FUNCTION refuse_{table}()")
+        }
+        _ => format!("DROP TRIGGER refuse_{table}"),
+    };
+    raw.execute_script(&script).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_user_create_leaves_no_user_behind() {
+    for db in all_backends().await {
+        let backend = db.backend.name();
+        assert!(run(&db, &["migrate"]).status.success());
+        // Creates the permissions and super_admin.
+        assert!(run(&db, &["permissions:sync"]).status.success());
+        let raw = Db::connect(&db.url).await.unwrap();
+        let before = snapshot(&raw).await;
+
+        // An unknown role among known ones: refused, named, nothing written.
+        let o = run(
+            &db,
+            &[
+                "user:create",
+                "--email",
+                "half@example.com",
+                "--password",
+                "long enough pw",
+                "--role",
+                "super_admin",
+                "--role",
+                "no_such_role",
+            ],
+        );
+        assert!(!o.status.success(), "{backend}: an unknown role must fail");
+        assert!(
+            stderr(&o).contains("`no_such_role` is not a role"),
+            "{backend}: {}",
+            stderr(&o)
+        );
+        assert_eq!(snapshot(&raw).await, before, "{backend}: nothing written");
+
+        // A failure inside the transaction, after the user row was written
+        // (the role grant is refused by the database): still nothing.
+        refuse_inserts(&raw, "platform_user_roles").await;
+        let o = run(
+            &db,
+            &[
+                "user:create",
+                "--email",
+                "half@example.com",
+                "--password",
+                "long enough pw",
+                "--role",
+                "super_admin",
+            ],
+        );
+        assert!(
+            !o.status.success(),
+            "{backend}: the refused grant must fail"
+        );
+        assert_eq!(
+            snapshot(&raw).await,
+            before,
+            "{backend}: the user was left behind: {}",
+            stderr(&o)
+        );
+        drop_refusal(&raw, "platform_user_roles").await;
+
+        // The same command now works whole: the user, its role, two entries.
+        let o = run(
+            &db,
+            &[
+                "user:create",
+                "--email",
+                "half@example.com",
+                "--password",
+                "long enough pw",
+                "--role",
+                "super_admin",
+            ],
+        );
+        assert!(o.status.success(), "{backend}: {}", stderr(&o));
+        let after = snapshot(&raw).await;
+        assert_eq!(after[0], before[0] + 1, "{backend}: one user");
+        assert_eq!(after[1], before[1] + 1, "{backend}: one role membership");
+        assert_eq!(
+            after[5],
+            before[5] + 2,
+            "{backend}: created + role_assigned"
+        );
+
+        // token:create with an unknown ability writes nothing either.
+        let before = snapshot(&raw).await;
+        let o = run(
+            &db,
+            &[
+                "token:create",
+                "--email",
+                "half@example.com",
+                "--abilities",
+                "view_invoice,no_such_ability",
+            ],
+        );
+        assert!(!o.status.success());
+        assert!(
+            stderr(&o).contains("`no_such_ability` is not a permission"),
+            "{backend}: {}",
+            stderr(&o)
+        );
+        assert_eq!(snapshot(&raw).await, before, "{backend}: no token");
+        raw.close().await;
+    }
+}
+
+#[tokio::test]
+async fn roles_from_the_command_line_all_or_nothing_and_audited() {
+    for db in all_backends().await {
+        let backend = db.backend.name();
+        assert!(run(&db, &["migrate"]).status.success());
+        assert!(run(&db, &["permissions:sync"]).status.success());
+        let raw = Db::connect(&db.url).await.unwrap();
+        let list = |db: &TestDb| {
+            let o = run(db, &["role:list"]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            stdout(&o)
+        };
+
+        // Unknown permissions are named, and no role is created.
+        let before = snapshot(&raw).await;
+        let o = run(
+            &db,
+            &[
+                "role:create",
+                "viewer",
+                "--permission",
+                "view_any_invoice",
+                "--permission",
+                "view_nothing,fly_invoice",
+            ],
+        );
+        assert!(!o.status.success(), "{backend}");
+        let err = stderr(&o);
+        assert!(
+            err.contains("`view_nothing`") && err.contains("`fly_invoice`"),
+            "{backend}: {err}"
+        );
+        assert_eq!(snapshot(&raw).await, before, "{backend}: nothing written");
+        assert!(!list(&db).contains("viewer"));
+
+        // A failure inside the transaction (the grant rows are refused):
+        // the role is not left behind.
+        refuse_inserts(&raw, "platform_role_permissions").await;
+        let o = run(
+            &db,
+            &["role:create", "viewer", "--permission", "view_any_invoice"],
+        );
+        assert!(
+            !o.status.success(),
+            "{backend}: the refused grant must fail"
+        );
+        assert_eq!(snapshot(&raw).await, before, "{backend}: {}", stderr(&o));
+        drop_refusal(&raw, "platform_role_permissions").await;
+
+        let o = run(
+            &db,
+            &[
+                "role:create",
+                "viewer",
+                "--permission",
+                "view_any_invoice",
+                "--permission",
+                "view_invoice",
+            ],
+        );
+        assert!(o.status.success(), "{backend}: {}", stderr(&o));
+        assert!(
+            list(&db).contains("viewer: view_any_invoice, view_invoice"),
+            "{backend}: {}",
+            list(&db)
+        );
+        let o = run(&db, &["role:create", "viewer"]);
+        assert!(!o.status.success(), "{backend}: a taken name");
+        assert!(
+            stderr(&o).contains("has already been taken"),
+            "{}",
+            stderr(&o)
+        );
+
+        // grant: one unknown name refuses them all.
+        let before = snapshot(&raw).await;
+        let o = run(
+            &db,
+            &[
+                "role:grant",
+                "viewer",
+                "update_invoice",
+                "no_such_permission",
+            ],
+        );
+        assert!(!o.status.success(), "{backend}");
+        assert!(
+            stderr(&o).contains("`no_such_permission` is not a permission"),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(snapshot(&raw).await, before, "{backend}: nothing granted");
+        let o = run(&db, &["role:grant", "nobody", "update_invoice"]);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("no role `nobody`"), "{}", stderr(&o));
+
+        let o = run(
+            &db,
+            &["role:grant", "viewer", "update_invoice", "delete_invoice"],
+        );
+        assert!(o.status.success(), "{backend}: {}", stderr(&o));
+        assert!(
+            list(&db)
+                .contains("viewer: delete_invoice, update_invoice, view_any_invoice, view_invoice"),
+            "{backend}: {}",
+            list(&db)
+        );
+
+        // revoke: likewise all or nothing.
+        let before = snapshot(&raw).await;
+        let o = run(
+            &db,
+            &[
+                "role:revoke",
+                "viewer",
+                "delete_invoice",
+                "no_such_permission",
+            ],
+        );
+        assert!(!o.status.success(), "{backend}");
+        assert_eq!(snapshot(&raw).await, before, "{backend}: nothing revoked");
+        let o = run(
+            &db,
+            &["role:revoke", "viewer", "delete_invoice,update_invoice"],
+        );
+        assert!(o.status.success(), "{backend}: {}", stderr(&o));
+        assert!(
+            list(&db).contains("viewer: view_any_invoice, view_invoice"),
+            "{backend}: {}",
+            list(&db)
+        );
+        assert!(list(&db).contains("super_admin: every permission"));
+
+        // Every change is in the audit trail as the console's.
+        let role_entries = count(
+            &raw,
+            "SELECT COUNT(*) FROM platform_audits WHERE resource = 'role' AND actor_type = 'console'",
+        )
+        .await;
+        assert_eq!(
+            role_entries, 3,
+            "{backend}: created, granted (updated), revoked (updated)"
+        );
+        let o = run(&db, &["audit:verify"]);
+        assert!(o.status.success(), "{backend}: {}", stderr(&o));
+        raw.close().await;
+    }
+}
+
+/// `serve` on a free port of a fresh SQLite database; killed on drop.
+struct Served {
+    child: std::process::Child,
+    addr: String,
+    _db: TestDb,
+}
+
+impl Served {
+    async fn start() -> Self {
+        let db = TestDb::sqlite();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut child = Command::new(EXE)
+            .args(["serve", "--addr", &addr])
+            .env("PLATFORM_DATABASE_URL", &db.url)
+            .env("PLATFORM_APP_KEY", test_key().to_config_string())
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                return Self {
+                    child,
+                    addr,
+                    _db: db,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("serve did not listen on {addr}");
+    }
+
+    /// `GET path`: the status, the headers (lower-cased names) and the body.
+    fn get(&self, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&self.addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let mut lines = head.lines();
+        let status = lines.next().unwrap()[9..12].parse().unwrap();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        (status, headers, raw[split + 4..].to_vec())
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+/// The values of every `attr="..."` in `html`.
+fn attr_values(html: &str, attr: &str) -> Vec<String> {
+    let needle = format!(" {attr}=\"");
+    html.match_indices(&needle)
+        .map(|(i, _)| {
+            let rest = &html[i + needle.len()..];
+            rest[..rest.find('"').unwrap()].replace("&amp;", "&")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_api_reference_is_served_from_this_origin() {
+    let server = Served::start().await;
+    let (status, headers, body) = server.get("/api/docs");
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "content-type"), "text/html; charset=utf-8");
+    let csp = header(&headers, "content-security-policy");
+    assert!(
+        csp.contains("script-src 'self'")
+            && csp.contains("default-src 'none'")
+            && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    let html = String::from_utf8(body).unwrap();
+    assert!(html.contains("id=\"swagger-ui\""), "{html}");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "nothing from another origin: {html}"
+    );
+    // No inline script: every <script> has a src.
+    assert_eq!(
+        html.matches("<script").count(),
+        html.matches("<script src=\"").count(),
+        "{html}"
+    );
+    let data_url = attr_values(&html, "data-url");
+    assert_eq!(data_url, ["/api/openapi.json"]);
+    let assets: Vec<String> = attr_values(&html, "src")
+        .into_iter()
+        .chain(attr_values(&html, "href"))
+        .filter(|u| u != "data:,") // the empty favicon: no request at all
+        .collect();
+    assert_eq!(
+        assets.len(),
+        4,
+        "a stylesheet, two scripts, the document: {assets:?}"
+    );
+    for url in &assets {
+        assert!(
+            url.starts_with('/') && !url.starts_with("//"),
+            "same origin: {url}"
+        );
+        let (status, headers, body) = server.get(url);
+        assert_eq!(status, 200, "{url}");
+        assert!(!body.is_empty(), "{url}");
+        let path = url.split('?').next().unwrap();
+        let expected = if path.ends_with(".js") {
+            "text/javascript; charset=utf-8"
+        } else if path.ends_with(".css") {
+            "text/css; charset=utf-8"
+        } else {
+            "application/json"
+        };
+        assert_eq!(header(&headers, "content-type"), expected, "{url}");
+        assert_eq!(
+            header(&headers, "x-content-type-options"),
+            "nosniff",
+            "{url}"
+        );
+        if url.contains("?v=") {
+            assert!(
+                header(&headers, "cache-control").contains("immutable"),
+                "{url}"
+            );
+        }
+    }
+    let (status, _, _) = server.get("/api/docs/nothing.js");
+    assert_eq!(status, 404);
 }

@@ -1793,3 +1793,52 @@ async fn hosts_add_widgets_bulk_actions_and_templates() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn activity_shows_event_labels_not_raw_names() {
+    for db in all_backends().await {
+        let app = App::new(&db).await;
+        let a = app.admin;
+        let b = app.backend;
+        // Security events on the admin's own account.
+        let console = Context::console();
+        let tf = app.platform.auth().two_factor();
+        let setup = tf.begin_setup(&console, a).await.unwrap();
+        let code = platform_core::auth::current_code(&setup.secret_base32).unwrap();
+        let codes = tf.confirm_setup(&console, a, &code).await.unwrap();
+        assert!(
+            tf.use_recovery_code(&console, a, &codes.codes()[0])
+                .await
+                .unwrap()
+        );
+        // A record created and updated.
+        let c = app.customer("Acme", "a@acme.example").await;
+        let i = app.invoices(c.id, 1).await[0].id;
+        let res = app
+            .post(a, &format!("/admin/invoices/{i}"), &[("status", "void")])
+            .await;
+        app.expect(&res, StatusCode::SEE_OTHER, "update");
+
+        let dashboard = app.get(a, "/admin").await;
+        app.expect(&dashboard, StatusCode::OK, "dashboard");
+        for label in [
+            ">Recovery code used<",
+            ">Two-factor enabled<",
+            ">Created<",
+            ">Updated<",
+        ] {
+            assert!(
+                dashboard.body.contains(label),
+                "{b}: {label} missing from the dashboard"
+            );
+        }
+        for raw in [">recovery_code_used<", ">two_factor_enabled<", ">created<"] {
+            assert!(!dashboard.body.contains(raw), "{b}: raw {raw} shown");
+        }
+        let view = app.get(a, &format!("/admin/invoices/{i}")).await;
+        app.expect(&view, StatusCode::OK, "view");
+        assert!(view.body.contains(">Created<"), "{b}: the activity log");
+        assert!(view.body.contains(">Updated<"), "{b}");
+        assert!(!view.body.contains(">updated<"), "{b}");
+    }
+}

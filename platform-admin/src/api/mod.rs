@@ -16,9 +16,10 @@
 //! | `GET` | `/api/audits?resource=R[&record=ID][&before=N][&limit=N]` | audit entries of a record or a resource, newest first (values cut to 1,000 characters, pages bounded in bytes) |
 //! | `GET` | `/api/audits/{id}` | one audit entry, whole |
 //! | `GET` | `/api/openapi.json` | the OpenAPI 3.0.3 document (public) |
+//! | `GET` | `/api/docs` | the same document as a readable reference, Swagger UI served from the binary (public; see [`docs`]) |
 //!
 //! `{resource}` is the plural snake-case name (`invoices`). A resource named
-//! `audits` or `openapi.json` would be shadowed by the fixed routes.
+//! `audits`, `docs` or `openapi.json` would be shadowed by the fixed routes.
 //!
 //! Authentication is `Authorization: Bearer <token>` (an API token from
 //! [`Access::create_token`](platform_core::access::Access::create_token));
@@ -42,6 +43,7 @@
 
 mod audit;
 mod context;
+pub mod docs;
 mod extract;
 mod link;
 pub mod openapi;
@@ -132,6 +134,8 @@ where
     let limit = config.body_limit;
     Router::new()
         .route("/openapi.json", get(openapi::serve))
+        .route("/docs", get(docs::page))
+        .route("/docs/{file}", get(docs::asset))
         .route("/audits", get(audit::index))
         .route("/audits/{id}", get(audit::show))
         .route("/{resource}", get(resource::index).post(resource::create))

@@ -168,6 +168,7 @@ impl Shared {
         // Every template is HTML, whatever its name: escape by default.
         env.set_auto_escape_callback(|_| AutoEscape::Html);
         env.set_formatter(html_formatter);
+        env.add_filter("event_label", |e: &str| super::widget::event_label(e));
         env.set_auto_reload(config.auto_reload);
         let dir_loader = config.templates_dir.clone().map(minijinja::path_loader);
         env.set_loader(move |name| {
