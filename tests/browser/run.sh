@@ -29,37 +29,8 @@ ROOT=$(cd "$HERE/../.." && pwd)
 export DEBIAN_FRONTEND=noninteractive
 unset DATABASE_URL # sqlx offline builds (DESIGN.md, Databases)
 
-T0=$(date +%s.%N)
-elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
-say() { printf '%s\n' "$*"; }
-phase() { PHASE_T0=$(date +%s.%N); say "--- $*"; }
-done_phase() { say "    ($(elapsed "$PHASE_T0") s)"; }
-
-WORK=''
-DEMO_PID=''
-cleanup() {
-  local rc=$? i
-  set +e
-  trap - EXIT INT TERM
-  if [ -n "$DEMO_PID" ] && kill -0 "$DEMO_PID" 2>/dev/null; then
-    kill "$DEMO_PID" 2>/dev/null
-    for ((i = 0; i < 100; i++)); do kill -0 "$DEMO_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$DEMO_PID" 2>/dev/null && kill -9 "$DEMO_PID" 2>/dev/null
-    wait "$DEMO_PID" 2>/dev/null
-  fi
-  if ((rc)) && [ -n "$WORK" ] && [ -s "$WORK/demo.log" ]; then
-    say "--- last lines of the demo's log"
-    tail -n 40 "$WORK/demo.log"
-  fi
-  if [ -n "$WORK" ]; then
-    if [ "${PLATFORM_E2E_KEEP:-}" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
-  fi
-  say "browser suite: $( ((rc)) && echo FAILED || echo ok) in $(elapsed "$T0") s"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+. "$HERE/../lib/demo-run.sh"
+demo_run_traps 'browser suite' PLATFORM_E2E_KEEP
 
 SUDO=''
 [ "$(id -u)" = 0 ] || SUDO=sudo

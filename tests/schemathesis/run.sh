@@ -53,37 +53,9 @@ SCHEMATHESIS_VERSION=4.32.5
 SECONDS_EACH=${PLATFORM_SCHEMATHESIS_SECONDS:-50}
 SEED=${PLATFORM_SCHEMATHESIS_SEED:-$((RANDOM * 32768 + RANDOM))}
 
-T0=$(date +%s.%N)
-elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
-say() { printf '%s\n' "$*"; }
-phase() { PHASE_T0=$(date +%s.%N); say "--- $*"; }
-done_phase() { say "    ($(elapsed "$PHASE_T0") s)"; }
-
-WORK=''
-DEMO_PID=''
-cleanup() {
-  local rc=$? i
-  set +e
-  trap - EXIT INT TERM
-  if [ -n "$DEMO_PID" ] && kill -0 "$DEMO_PID" 2>/dev/null; then
-    kill "$DEMO_PID" 2>/dev/null
-    for ((i = 0; i < 100; i++)); do kill -0 "$DEMO_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$DEMO_PID" 2>/dev/null && kill -9 "$DEMO_PID" 2>/dev/null
-    wait "$DEMO_PID" 2>/dev/null
-  fi
-  if ((rc)) && [ -n "$WORK" ] && [ -s "$WORK/demo.log" ]; then
-    say "--- last lines of the demo's log"
-    tail -n 30 "$WORK/demo.log"
-  fi
-  if [ -n "$WORK" ]; then
-    if [ "${PLATFORM_SCHEMATHESIS_KEEP:-}" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
-  fi
-  say "schemathesis: $( ((rc)) && echo FAILED || echo ok) in $(elapsed "$T0") s (seed $SEED)"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+. "$HERE/../lib/demo-run.sh"
+demo_run_traps 'schemathesis' PLATFORM_SCHEMATHESIS_KEEP
+RUN_SUFFIX=" (seed $SEED)"
 
 # ---------------------------------------------------------------- the venv
 if [ -n "${PLATFORM_CI_VENV:-}" ]; then
