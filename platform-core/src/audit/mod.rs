@@ -349,9 +349,13 @@ pub(crate) async fn insert_entries_with(
                 mac: None,
                 truncated: Vec::new(),
             };
-            let mut nonce = [0u8; 16];
-            random_bytes(&mut nonce);
-            let nonce = hex(&nonce);
+            // The time first, then randomness: unique, and rising, so the
+            // unique index on `mac` grows at its end (one hot page per
+            // commit instead of a random one).
+            let mut random = [0u8; 8];
+            random_bytes(&mut random);
+            let micros = u64::try_from(now.timestamp_micros()).unwrap_or(0);
+            let nonce = format!("{micros:016x}{}", hex(&random));
             let sig = crypto.sign_with_id(&row.mac_message(&nonce));
             row.mac = Some(format!("{nonce}:{sig}"));
             row
