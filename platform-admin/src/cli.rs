@@ -33,6 +33,7 @@ use clap::{Parser, Subcommand};
 use platform_core::Platform;
 use platform_core::context::Context;
 use platform_core::crypto::AppKey;
+use platform_core::db::Backend;
 use platform_core::platform::{PlatformBuilder, redact_url};
 use platform_core::resource::Registry;
 
@@ -77,6 +78,14 @@ enum Command {
         /// Only list what is pending.
         #[arg(long)]
         status: bool,
+        /// Change nothing; exit non-zero when a migration is pending, the
+        /// schema drifts from the resources, or a resource changed since its
+        /// last migration (`make:migration` would write one). For CI.
+        #[arg(long, conflicts_with = "status")]
+        check: bool,
+        /// The migrations directory (read by `--check`).
+        #[arg(long, default_value = "migrations")]
+        dir: PathBuf,
     },
     /// Create a user.
     #[command(name = "user:create")]
@@ -161,11 +170,28 @@ enum Command {
         #[arg(long)]
         older_than: String,
     },
-    /// Write a first migration for a resource from its metadata.
+    /// Write the migration a resource needs: the first one creates its
+    /// table; later ones change it as the resource changed (fields added,
+    /// removed, renamed, retyped; `unique`, `sortable`, `filter`, `search`),
+    /// for SQLite, PostgreSQL and MySQL, keeping the rows.
     #[command(name = "make:migration")]
     MakeMigration {
         /// The resource's name (`invoice`) or plural (`invoices`).
-        resource: String,
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        resource: Option<String>,
+        /// Every resource whose migrations lag behind it.
+        #[arg(long)]
+        all: bool,
+        /// A renamed field, `OLD=NEW` (repeatable); asked on a terminal.
+        #[arg(long = "rename", value_name = "OLD=NEW")]
+        renames: Vec<String>,
+        /// Fields that are gone were removed, not renamed: do not ask.
+        #[arg(long)]
+        no_rename: bool,
+        /// A value for the existing rows of a new required field, or of one
+        /// that becomes required, `FIELD=VALUE` (repeatable).
+        #[arg(long = "default", value_name = "FIELD=VALUE")]
+        defaults: Vec<String>,
         /// The migrations directory.
         #[arg(long, default_value = "migrations")]
         dir: PathBuf,
@@ -249,7 +275,13 @@ impl Cli {
         });
         match command {
             Command::Serve { addr } => self.serve(addr).await,
-            Command::Migrate { status } => self.migrate(status).await,
+            Command::Migrate { status, check, dir } => {
+                if check {
+                    self.migrate_check(&dir).await
+                } else {
+                    self.migrate(status).await
+                }
+            }
             Command::UserCreate {
                 email,
                 password,
@@ -291,10 +323,51 @@ impl Cli {
                 p.shutdown().await;
                 Ok(())
             }
-            Command::MakeMigration { resource, dir } => {
+            Command::MakeMigration {
+                resource,
+                all,
+                renames,
+                no_rename,
+                defaults,
+                dir,
+            } => {
                 let registry = self.builder.resolved_registry()?;
-                let path = make_migration(&registry, &resource, &dir)?;
-                println!("wrote {}", path.display());
+                let options = MakeMigration {
+                    renames: pairs("--rename", &renames)?,
+                    defaults: pairs("--default", &defaults)?.into_iter().collect(),
+                    no_rename,
+                    ask: std::io::IsTerminal::is_terminal(&std::io::stdin()),
+                    dialects: self.builder.host_dialects(),
+                    baseline: self.baseline(&registry, &dir).await?,
+                };
+                let names: Vec<String> = match resource {
+                    Some(r) => vec![r],
+                    None => parents_first(&registry),
+                };
+                let mut wrote = 0;
+                for name in &names {
+                    match make_migration_with(&registry, name, &dir, &options)? {
+                        Made::UpToDate(table) => {
+                            if !all {
+                                println!("`{table}` is up to date: nothing to write");
+                            }
+                        }
+                        Made::Created(path) => {
+                            wrote += 1;
+                            println!("wrote {}", path.display());
+                        }
+                        Made::Altered(path, changes) => {
+                            wrote += 1;
+                            println!("wrote {}", path.display());
+                            for c in changes {
+                                println!("  {c}");
+                            }
+                        }
+                    }
+                }
+                if all && wrote == 0 {
+                    println!("every resource is up to date: nothing to write");
+                }
                 Ok(())
             }
             Command::KeyGenerate => {
@@ -302,6 +375,76 @@ impl Cli {
                 Ok(())
             }
             Command::Health => self.health().await,
+        }
+    }
+
+    /// The tables whose migrations under `dir` record no state (written by
+    /// hand, or before states were recorded), read from the database.
+    async fn baseline(
+        &self,
+        registry: &Registry,
+        dir: &Path,
+    ) -> anyhow::Result<std::collections::BTreeMap<String, platform_core::schema::TableState>> {
+        let recorded = platform_core::schema::RecordedStates::read(dir)?;
+        let mut out = std::collections::BTreeMap::new();
+        if recorded.unrecorded.is_empty() {
+            return Ok(out);
+        }
+        let url = self.builder.resolved_database_url();
+        let db = platform_core::db::Db::connect(&url).await?;
+        for entry in registry.entries() {
+            let meta = entry.meta();
+            if recorded.unrecorded.iter().any(|t| t == meta.table())
+                && let Some(state) = platform_core::schema::live_state(&db, meta).await?
+            {
+                out.insert(meta.table().to_owned(), state);
+            }
+        }
+        db.close().await;
+        Ok(out)
+    }
+
+    /// `migrate --check`: pending migrations, schema drift, and resources
+    /// that changed since their last migration; changes nothing.
+    async fn migrate_check(self, dir: &Path) -> anyhow::Result<()> {
+        let url = self.builder.resolved_database_url();
+        let db = platform_core::db::Db::connect(&url).await?;
+        let mut problems = Vec::new();
+        for set in self.builder.migration_sets() {
+            let pending = set.pending_quietly(&db).await?;
+            if !pending.is_empty() {
+                problems.push(format!(
+                    "`{}`: {} migration(s) pending: {pending:?} (run `migrate`)",
+                    set.name,
+                    pending.len()
+                ));
+            }
+        }
+        let registry = self.builder.resolved_registry()?;
+        if problems.is_empty() {
+            problems.extend(platform_core::schema::drift(&db, &registry).await?);
+        }
+        db.close().await;
+        let recorded = platform_core::schema::RecordedStates::read(dir)?;
+        for entry in registry.entries() {
+            let meta = entry.meta();
+            let Some(state) = recorded.state(meta.table()) else {
+                continue;
+            };
+            let now = platform_core::schema::TableState::of(meta);
+            if *state != now {
+                problems.push(format!(
+                    "resource `{}` changed since its last migration: run `make:migration {}`",
+                    meta.name(),
+                    meta.name()
+                ));
+            }
+        }
+        if problems.is_empty() {
+            println!("migrations applied, schema in step with the resources");
+            Ok(())
+        } else {
+            bail!("{}", problems.join("\n"))
         }
     }
 
@@ -697,9 +840,100 @@ async fn check_permissions(p: &Platform, names: &[String]) -> anyhow::Result<()>
     }
 }
 
+/// The resources' names, each after the resources it refers to (so that
+/// `make:migration --all` creates a table after the tables it refers to).
+fn parents_first(registry: &Registry) -> Vec<String> {
+    let mut done: Vec<&str> = Vec::new();
+    let entries: Vec<_> = registry.entries().map(|e| e.meta()).collect();
+    while done.len() < entries.len() {
+        let before = done.len();
+        for m in &entries {
+            if done.contains(&m.name()) {
+                continue;
+            }
+            let ready = m.field_list().iter().all(|f| {
+                f.belongs_to_meta()
+                    .is_none_or(|t| t.name() == m.name() || done.contains(&t.name()))
+            });
+            if ready {
+                done.push(m.name());
+            }
+        }
+        if done.len() == before {
+            // A cycle: the rest in registry order.
+            for m in &entries {
+                if !done.contains(&m.name()) {
+                    done.push(m.name());
+                }
+            }
+        }
+    }
+    done.into_iter().map(str::to_owned).collect()
+}
+
+/// Splits `KEY=VALUE` arguments of `flag`.
+fn pairs(flag: &str, args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    args.iter()
+        .map(|a| match a.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+            _ => Err(anyhow!("{flag} {a}: expected KEY=VALUE")),
+        })
+        .collect()
+}
+
+/// How `make:migration` proceeds where the resource alone does not tell.
+#[derive(Debug, Clone, Default)]
+pub struct MakeMigration {
+    /// Renamed fields (or columns), `(old, new)`.
+    pub renames: Vec<(String, String)>,
+    /// Values for existing rows of new or newly required fields.
+    pub defaults: std::collections::BTreeMap<String, String>,
+    /// Fields that are gone were removed, not renamed.
+    pub no_rename: bool,
+    /// Ask on the terminal whether a gone field was renamed.
+    pub ask: bool,
+    /// The dialects to write scripts for (empty: all three).
+    pub dialects: Vec<Backend>,
+    /// Tables whose migrations record no state, as the database has them
+    /// (read by the command before it compares).
+    pub baseline: std::collections::BTreeMap<String, platform_core::schema::TableState>,
+}
+
+/// What `make:migration` did for one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Made {
+    /// The table's migrations match the resource (the table's name).
+    UpToDate(String),
+    /// Wrote the migration creating the table.
+    Created(PathBuf),
+    /// Wrote a migration changing the table, with the changes.
+    Altered(PathBuf, Vec<String>),
+}
+
 /// Writes `<dir>/<NNNN>_create_<table>/{sqlite,postgres,mysql}.sql` for the
-/// resource named `name`; returns the directory written.
+/// resource named `name`; returns the directory written. Refuses when the
+/// table already has a migration (see [`make_migration_with`] for the
+/// migrations that change a table).
 pub fn make_migration(registry: &Registry, name: &str, dir: &Path) -> anyhow::Result<PathBuf> {
+    match make_migration_with(registry, name, dir, &MakeMigration::default())? {
+        Made::Created(path) | Made::Altered(path, _) => Ok(path),
+        Made::UpToDate(table) => bail!("`{table}` already has a migration and is up to date"),
+    }
+}
+
+/// `make:migration`: writes the migration the resource named `name` needs
+/// (with its recorded state, `schema.json`): the first one creates the
+/// table; a later one changes it from the state the last migration
+/// recorded to the resource as it is now.
+pub fn make_migration_with(
+    registry: &Registry,
+    name: &str,
+    dir: &Path,
+    options: &MakeMigration,
+) -> anyhow::Result<Made> {
+    use platform_core::schema::{
+        Delta, DeltaOptions, RecordedStates, TableState, alter_migration, rename_candidates,
+    };
     let entry = registry
         .by_name(name)
         .or_else(|| registry.by_plural(name))
@@ -708,36 +942,125 @@ pub fn make_migration(registry: &Registry, name: &str, dir: &Path) -> anyhow::Re
             anyhow!("no resource `{name}`; resources: {}", known.join(", "))
         })?;
     let meta = entry.meta();
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut next = 1;
-    for e in std::fs::read_dir(dir)? {
-        let file_name = e?.file_name();
-        let file_name = file_name.to_string_lossy();
-        if let Some((v, rest)) = file_name.split_once('_') {
-            if let Ok(v) = v.parse::<u32>() {
-                next = next.max(v + 1);
+    let table = meta.table();
+    let recorded = RecordedStates::read(dir)?;
+    let now = TableState::of(meta);
+    let Some(before) = recorded
+        .state(table)
+        .or_else(|| options.baseline.get(table))
+    else {
+        if recorded.unrecorded.iter().any(|t| t == table) {
+            bail!(
+                "a migration in {} creates `{table}` but records no state (`schema.json`) and the database has no such table: \
+                 run `migrate` first, so that make:migration can read the table as it is",
+                dir.display(),
+            );
+        }
+        let sql = platform_core::schema::make_migration(meta);
+        let path = write_migration(
+            dir,
+            recorded.next_version,
+            &format!("create_{table}"),
+            &sql,
+            &now,
+            &options.dialects,
+        )?;
+        return Ok(Made::Created(path));
+    };
+    // Field names given on the command line, as column names.
+    let column = |n: &str| {
+        meta.field(n)
+            .map_or_else(|| n.to_owned(), |f| f.column_name().to_owned())
+    };
+    let mut renames: Vec<(String, String)> = options
+        .renames
+        .iter()
+        .filter(|(from, _)| before.column(from).is_some() || options.renames.len() == 1)
+        .map(|(from, to)| (from.clone(), column(to)))
+        .collect();
+    let candidates: Vec<(String, String)> = rename_candidates(before, &now)
+        .into_iter()
+        .filter(|(from, to)| !renames.iter().any(|(f, t)| f == from || t == to))
+        .collect();
+    if !candidates.is_empty() && !options.no_rename {
+        if !options.ask {
+            let list: Vec<String> = candidates
+                .iter()
+                .map(|(f, t)| format!("`{f}` -> `{t}`"))
+                .collect();
+            bail!(
+                "`{table}`: a column is gone and a new one of the same type appeared ({}); \
+                 if it was renamed say `--rename OLD=NEW` (the data is kept), otherwise `--no-rename` (the old column and its data are dropped)",
+                list.join(", ")
+            );
+        }
+        for (from, to) in candidates {
+            if renames.iter().any(|(f, t)| *f == from || *t == to) {
+                continue;
             }
-            if rest == format!("create_{}", meta.table()) {
-                bail!(
-                    "{} already has a migration creating `{}` ({file_name}); write a new migration to change it",
-                    dir.display(),
-                    meta.table()
-                );
+            eprint!("Was `{table}.{from}` renamed to `{table}.{to}`? [y/N] ");
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer)?;
+            if matches!(answer.trim(), "y" | "Y" | "yes") {
+                renames.push((from, to));
             }
         }
     }
-    let name = format!("{next:04}_create_{}", meta.table());
+    let defaults = options
+        .defaults
+        .iter()
+        .map(|(k, v)| (column(k), v.clone()))
+        .collect();
+    let delta = Delta::compute(before, &now, &DeltaOptions { renames, defaults })?;
+    if delta.is_empty() {
+        return Ok(Made::UpToDate(table.to_owned()));
+    }
+    let sql = alter_migration(&delta);
+    let path = write_migration(
+        dir,
+        recorded.next_version,
+        &format!("alter_{table}"),
+        &sql,
+        &now,
+        &options.dialects,
+    )?;
+    Ok(Made::Altered(
+        path,
+        delta.changes().iter().map(ToString::to_string).collect(),
+    ))
+}
+
+/// Writes one migration directory, all or nothing: the scripts and the
+/// state go into a hidden directory that is renamed into place, so a
+/// failed write leaves no half migration for `migrate` to apply.
+fn write_migration(
+    dir: &Path,
+    version: u32,
+    name: &str,
+    sql: &platform_core::schema::MigrationSql,
+    state: &platform_core::schema::TableState,
+    dialects: &[Backend],
+) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let name = format!("{version:04}_{name}");
     let target = dir.join(&name);
-    // All or nothing: the three scripts are written into a hidden directory
-    // that is renamed into place, so a failed write leaves no half migration
-    // for `migrate` to apply.
     let staging = dir.join(format!(".{name}.partial-{}", std::process::id()));
-    let sql = platform_core::schema::make_migration(meta);
+    let wanted = |b: Backend| dialects.is_empty() || dialects.contains(&b);
     let written = (|| {
         std::fs::create_dir(&staging)?;
-        std::fs::write(staging.join("sqlite.sql"), &sql.sqlite)?;
-        std::fs::write(staging.join("postgres.sql"), &sql.postgres)?;
-        std::fs::write(staging.join("mysql.sql"), &sql.mysql)?;
+        for (b, file, text) in [
+            (Backend::Sqlite, "sqlite.sql", &sql.sqlite),
+            (Backend::Postgres, "postgres.sql", &sql.postgres),
+            (Backend::MySql, "mysql.sql", &sql.mysql),
+        ] {
+            if wanted(b) {
+                std::fs::write(staging.join(file), text)?;
+            }
+        }
+        std::fs::write(
+            staging.join(platform_core::schema::SchemaFile::NAME),
+            platform_core::schema::SchemaFile::of([state.clone()]).to_json(),
+        )?;
         std::fs::rename(&staging, &target)
     })();
     if let Err(e) = written {

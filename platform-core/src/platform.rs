@@ -70,6 +70,7 @@ pub const FRAMEWORK_MIGRATIONS: MigrationSet = MigrationSet {
             mysql: include_str!("../migrations/0005_user_email_case/mysql.sql"),
         },
     ],
+    backends: &[],
 };
 
 /// The default database: an SQLite file in the working directory.
@@ -336,6 +337,19 @@ impl PlatformBuilder {
     pub fn migrations(mut self, set: MigrationSet) -> Self {
         self.migrations.push(set);
         self
+    }
+    /// The back ends the host's migrations are written for (empty: all
+    /// three, or no host migrations).
+    pub fn host_dialects(&self) -> Vec<crate::db::Backend> {
+        let mut out: Vec<crate::db::Backend> = Vec::new();
+        for set in &self.migrations {
+            for b in set.backends {
+                if !out.contains(b) {
+                    out.push(*b);
+                }
+            }
+        }
+        out
     }
     /// Whether `build` runs migrations (default: yes).
     pub fn migrate(mut self, on: bool) -> Self {

@@ -5,7 +5,7 @@
 //! `platform_core::Resource` and `platform_core::embed_migrations!`.
 
 use proc_macro::TokenStream;
-use syn::{DeriveInput, LitStr, parse_macro_input};
+use syn::{DeriveInput, parse_macro_input};
 
 mod ctxt;
 mod migrations;
@@ -21,8 +21,8 @@ pub fn derive_resource(input: TokenStream) -> TokenStream {
 #[doc = include_str!("docs/embed_migrations.md")]
 #[proc_macro]
 pub fn embed_migrations(input: TokenStream) -> TokenStream {
-    let dir = parse_macro_input!(input as LitStr);
-    migrations::expand(&dir)
+    let input = parse_macro_input!(input as migrations::Input);
+    migrations::expand(&input)
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }

@@ -282,6 +282,8 @@ mod book {
     mod getting_started {}
     #[doc = include_str!("../../book/src/resources.md")]
     mod resources {}
+    #[doc = include_str!("../../book/src/migrations.md")]
+    mod migrations {}
     #[doc = include_str!("../../book/src/audit.md")]
     mod audit {}
     #[doc = include_str!("../../book/src/api.md")]

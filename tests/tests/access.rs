@@ -651,6 +651,7 @@ async fn the_email_case_migration_normalises_and_names_case_twins() {
     let older = MigrationSet {
         name: FRAMEWORK_MIGRATIONS.name,
         migrations: before,
+        backends: &[],
     };
     let hash = platform_core::access::hash_password("correct horse battery").unwrap();
     for db in all_backends().await {

@@ -60,14 +60,16 @@ fn help_lists_every_command() {
 }
 
 #[test]
-fn make_migration_writes_three_scripts_and_refuses_to_repeat() {
+fn make_migration_writes_three_scripts_and_a_state_and_knows_when_it_is_up_to_date() {
     let dir = std::env::temp_dir().join(format!("platform-mk-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let db = TestDb::sqlite();
     let d = dir.to_str().unwrap();
+    let o = run(&db, &["make:migration", "customers", "--dir", d]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let o = run(&db, &["make:migration", "invoices", "--dir", d]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let written = dir.join("0001_create_invoices");
+    let written = dir.join("0002_create_invoices");
     for f in ["sqlite.sql", "postgres.sql", "mysql.sql"] {
         let sql = std::fs::read_to_string(written.join(f)).unwrap();
         assert!(sql.contains("CREATE TABLE"), "{f}");
@@ -77,12 +79,16 @@ fn make_migration_writes_three_scripts_and_refuses_to_repeat() {
             .unwrap()
             .contains("gin_trgm_ops")
     );
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(written.join("schema.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["tables"]["invoices"]["table"], "invoices", "{state}");
     let again = run(&db, &["make:migration", "invoice", "--dir", d]);
-    assert!(!again.status.success());
+    assert!(again.status.success(), "{}", stderr(&again));
     assert!(
-        stderr(&again).contains("already has a migration"),
+        stdout(&again).contains("`invoices` is up to date: nothing to write"),
         "{}",
-        stderr(&again)
+        stdout(&again)
     );
     let unknown = run(&db, &["make:migration", "widgets", "--dir", d]);
     assert!(!unknown.status.success());
@@ -91,7 +97,103 @@ fn make_migration_writes_three_scripts_and_refuses_to_repeat() {
         "{}",
         stderr(&unknown)
     );
+    let bad = run(
+        &db,
+        &["make:migration", "invoice", "--rename", "x", "--dir", d],
+    );
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("--rename x: expected KEY=VALUE"),
+        "{}",
+        stderr(&bad)
+    );
+    let neither = run(&db, &["make:migration", "--dir", d]);
+    assert!(!neither.status.success(), "a resource or --all is needed");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The version of the migration named `name` under `dir`.
+fn version_of(dir: &std::path::Path, name: &str) -> u32 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let n = e.unwrap().file_name().to_string_lossy().into_owned();
+            let (v, rest) = n.split_once('_')?;
+            (rest == name).then(|| v.parse().unwrap())
+        })
+        .next()
+        .unwrap_or_else(|| panic!("no {name} in {}", dir.display()))
+}
+
+#[tokio::test]
+async fn make_migration_all_and_migrate_check() {
+    for db in all_backends().await {
+        let b = db.backend.name();
+        let dir = std::env::temp_dir().join(format!("platform-mk-all-{}-{b}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let d = dir.to_str().unwrap();
+
+        // Every resource, each table after the tables it refers to.
+        let o = run(&db, &["make:migration", "--all", "--dir", d]);
+        assert!(o.status.success(), "{b}: {}", stderr(&o));
+        assert_eq!(stdout(&o).matches("wrote ").count(), 4, "{}", stdout(&o));
+        assert!(version_of(&dir, "create_customers") < version_of(&dir, "create_invoices"));
+        let o = run(&db, &["make:migration", "--all", "--dir", d]);
+        assert!(
+            stdout(&o).contains("every resource is up to date"),
+            "{}",
+            stdout(&o)
+        );
+
+        // --check on a database that has not been migrated fails and
+        // changes nothing.
+        let o = run(&db, &["migrate", "--check", "--dir", d]);
+        assert!(!o.status.success(), "{b}");
+        assert!(stderr(&o).contains("pending"), "{b}: {}", stderr(&o));
+        let o = run(&db, &["migrate", "--status"]);
+        assert!(
+            !stdout(&o).contains(": 0 pending"),
+            "{b}: --check applied something: {}",
+            stdout(&o)
+        );
+
+        // Migrated, and the recorded states match the resources: it passes.
+        let o = run(&db, &["migrate"]);
+        assert!(o.status.success(), "{b}: {}", stderr(&o));
+        let o = run(&db, &["migrate", "--check", "--dir", d]);
+        assert!(o.status.success(), "{b}: {}{}", stdout(&o), stderr(&o));
+
+        // A resource that changed since its last migration fails the check,
+        // and make:migration writes the change.
+        let state_file = dir
+            .join(format!(
+                "{:04}_create_customers",
+                version_of(&dir, "create_customers")
+            ))
+            .join("schema.json");
+        let mut state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
+        let columns = state["tables"]["customers"]["columns"]
+            .as_array_mut()
+            .unwrap();
+        let gone = columns.pop().unwrap();
+        std::fs::write(&state_file, state.to_string()).unwrap();
+        let o = run(&db, &["migrate", "--check", "--dir", d]);
+        assert!(!o.status.success(), "{b}");
+        assert!(
+            stderr(&o).contains("resource `customer` changed since its last migration"),
+            "{b}: {}",
+            stderr(&o)
+        );
+        let o = run(&db, &["make:migration", "customer", "--dir", d]);
+        assert!(o.status.success(), "{b}: {}", stderr(&o));
+        assert!(
+            stdout(&o).contains(&format!("add column `{}`", gone["name"].as_str().unwrap())),
+            "{}",
+            stdout(&o)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
 
 #[tokio::test]

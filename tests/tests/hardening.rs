@@ -625,6 +625,7 @@ async fn the_hardening_migration_upgrades_an_existing_database() {
         let old = MigrationSet {
             name: FRAMEWORK_MIGRATIONS.name,
             migrations: &FRAMEWORK_MIGRATIONS.migrations[..3],
+            backends: &[],
         };
         assert_eq!(old.run(&db).await.unwrap(), 3, "{b}");
         let now = match db.backend() {

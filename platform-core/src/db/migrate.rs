@@ -45,6 +45,10 @@ pub struct MigrationSet {
     pub name: &'static str,
     /// The migrations, in version order.
     pub migrations: &'static [Migration],
+    /// The back ends this set has scripts for (`embed_migrations!(dir,
+    /// dialects = [sqlite])`); empty: all three. Running it on another back
+    /// end is refused with a message that says so.
+    pub backends: &'static [Backend],
 }
 
 const BOOKKEEPING: Migration = Migration {
@@ -82,6 +86,7 @@ impl MigrationSet {
     /// this binary.
     pub async fn run(&self, db: &Db) -> Result<usize> {
         let backend = db.backend();
+        self.check_backend(backend)?;
         db.execute_script(BOOKKEEPING.sql(backend)).await?;
         let lock = MigrationLock::acquire(db).await?;
         let result = self.run_locked(db).await;
@@ -161,6 +166,57 @@ impl MigrationSet {
             );
         }
         Ok(count)
+    }
+
+    /// Whether this set has scripts for `backend`.
+    pub fn supports(&self, backend: Backend) -> bool {
+        self.backends.is_empty() || self.backends.contains(&backend)
+    }
+
+    fn check_backend(&self, backend: Backend) -> Result<()> {
+        if self.supports(backend) {
+            return Ok(());
+        }
+        let label = |b: Backend| match b {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+            Backend::MySql => "MySQL/MariaDB",
+        };
+        let names: Vec<&str> = self.backends.iter().map(|b| label(*b)).collect();
+        Err(Error::Configuration(format!(
+            "the migrations of `{}` are written for {} only, and this database is {}: add its scripts ({}) and its name to `embed_migrations!(.., dialects = [..])`",
+            self.name,
+            names.join(" and "),
+            label(backend),
+            match backend {
+                Backend::Sqlite => "sqlite.sql",
+                Backend::Postgres => "postgres.sql",
+                Backend::MySql => "mysql.sql",
+            }
+        )))
+    }
+
+    /// The versions of this set not applied yet, changing nothing (not even
+    /// creating the bookkeeping table): for `migrate --check`.
+    pub async fn pending_quietly(&self, db: &Db) -> Result<Vec<i64>> {
+        self.check_backend(db.backend())?;
+        let mut exists = db.sql();
+        match db.backend() {
+            Backend::Sqlite => exists.push(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'platform_migrations'",
+            ),
+            Backend::Postgres => exists.push(
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'platform_migrations'",
+            ),
+            Backend::MySql => exists.push(
+                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'platform_migrations'",
+            ),
+        };
+        let rows = db.fetch_all(exists, &[FieldType::I64]).await?;
+        if rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0) == 0 {
+            return Ok(self.migrations.iter().map(|m| m.version).collect());
+        }
+        self.pending(db).await
     }
 
     /// The versions of this set that are not applied yet.
@@ -319,6 +375,7 @@ mod tests {
             postgres: "CREATE TABLE t (id BIGSERIAL PRIMARY KEY)",
             mysql: "CREATE TABLE t (id BIGINT AUTO_INCREMENT PRIMARY KEY)",
         }],
+        backends: &[],
     };
 
     #[tokio::test]
@@ -336,6 +393,7 @@ mod tests {
                 postgres: "",
                 mysql: "",
             }],
+            backends: &[],
         };
         let edited = EDITED;
         let err = edited.run(&db).await.unwrap_err().to_string();
@@ -343,6 +401,7 @@ mod tests {
         let older = MigrationSet {
             name: "test",
             migrations: &[],
+            backends: &[],
         };
         let err = older.run(&db).await.unwrap_err().to_string();
         assert!(err.contains("does not know"), "{err}");
