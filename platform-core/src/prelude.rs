@@ -4,7 +4,7 @@
 //! [`Actor`], the [`Error`]/[`Result`] pair, `#[derive(Resource)]`, list
 //! queries and change sets) and the date types resource fields use
 //! ([`DateTime`], [`NaiveDate`], [`Utc`], from the re-exported
-//! [`chrono`](crate::chrono)).
+//! [`chrono`] crate).
 
 pub use crate::context::{Actor, Context};
 pub use crate::error::{Error, Result};

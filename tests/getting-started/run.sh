@@ -108,7 +108,7 @@ while i < len(lines):
             s = c.strip()
             if not s or s.startswith("#"):
                 continue
-            if re.fullmatch(r"cargo run\s*&", s):
+            if re.fullmatch(r"cargo run\b(.*[^&>])?\s*&", s):
                 steps.append(("serve", s))
             elif s.startswith("curl "):
                 method = "POST" if re.search(r"-X\s*POST|\s-d\s|--data", s) else "GET"
