@@ -44,6 +44,12 @@ pub mod health;
 
 pub use health::health_router;
 
+/// The web framework the routers are built on, for the host's own routes and
+/// layers (`platform_admin::axum::Router`, `axum::routing::get`, …): no
+/// dependency line of your own needed, and always the version the routers
+/// were built with.
+pub use axum;
+
 /// Every router of the platform mounted where the demo's contract puts them
 /// (`/api`, `/admin`, `/health`), for a `Platform` state, with the layers a
 /// deployment needs: security headers (a strict CSP on the panel, HSTS in

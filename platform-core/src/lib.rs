@@ -48,3 +48,28 @@ pub use platform_macros::Resource;
 #[cfg(feature = "macros")]
 pub use platform_macros::embed_migrations;
 pub use resource::{Registry, Resource};
+
+/// The date and time crate the platform uses (`DateTime<Utc>`, `NaiveDate`
+/// fields, token expiries): `use platform_core::chrono::Utc;`, no
+/// dependency line of your own needed.
+pub use chrono;
+/// The serialisation crate the platform uses. Its derive macros need to be
+/// told where it lives when you use it through this re-export:
+///
+/// ```
+/// use platform_core::serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// #[serde(crate = "platform_core::serde")]
+/// struct Summary {
+///     open: u64,
+/// }
+///
+/// let text = platform_core::serde_json::to_string(&Summary { open: 3 }).unwrap();
+/// assert_eq!(text, r#"{"open":3}"#);
+/// ```
+pub use serde;
+/// The JSON crate the platform uses (`serde_json::json!`, `Value`).
+pub use serde_json;
+/// The UUID crate the platform uses (`Uuid` fields).
+pub use uuid;

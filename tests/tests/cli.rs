@@ -42,6 +42,7 @@ fn help_lists_every_command() {
         "role:revoke",
         "role:list",
         "permissions:sync",
+        "permissions:matrix",
         "audit:verify",
         "audit:prune",
         "make:migration",
@@ -852,4 +853,110 @@ async fn the_api_reference_is_served_from_this_origin() {
     }
     let (status, _, _) = server.get("/api/docs/nothing.js");
     assert_eq!(status, 404);
+}
+
+/// The first cell of each row of the Markdown table in `md` whose header
+/// row starts with `| {first} |`.
+fn table_first_cells(md: &str, first: &str) -> Vec<String> {
+    let header = format!("| {first} |");
+    let start = md
+        .lines()
+        .position(|l| l.starts_with(&header))
+        .unwrap_or_else(|| panic!("no table starting `{header}`"));
+    md.lines()
+        .skip(start + 2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.split('|').nth(1).unwrap().trim().to_owned())
+        .collect()
+}
+
+/// The command names `--help` lists (without `help`).
+fn help_commands() -> Vec<String> {
+    let o = Command::new(EXE).arg("--help").output().unwrap();
+    assert!(o.status.success());
+    let text = stdout(&o);
+    let names: Vec<String> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_owned)
+        .collect();
+    assert!(names.len() >= 10, "commands in --help:\n{text}");
+    names
+}
+
+fn cli_chapter() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../book/src/cli.md")).unwrap()
+}
+
+#[test]
+fn cli_chapter_documents_every_command() {
+    let help = help_commands();
+    // The first word of each row's first cell: `serve [--addr ...]` -> serve.
+    let documented: Vec<String> = table_first_cells(&cli_chapter(), "command")
+        .iter()
+        .map(|c| {
+            c.trim_matches('`')
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .trim_matches('`')
+                .to_owned()
+        })
+        .collect();
+    let missing: Vec<&String> = help.iter().filter(|c| !documented.contains(c)).collect();
+    assert!(
+        missing.is_empty(),
+        "book/src/cli.md's command table lacks {missing:?} (listed by --help)"
+    );
+    let unknown: Vec<&String> = documented.iter().filter(|c| !help.contains(c)).collect();
+    assert!(
+        unknown.is_empty(),
+        "book/src/cli.md documents {unknown:?}, which --help does not list"
+    );
+}
+
+#[tokio::test]
+async fn cli_chapter_lists_what_serve_serves() {
+    let documented: Vec<String> = table_first_cells(&cli_chapter(), "path")
+        .iter()
+        .map(|c| c.trim_matches('`').to_owned())
+        .collect();
+    let server = Served::start().await;
+    // Every path the server's index names is in the chapter's table.
+    let (status, _, body) = server.get("/");
+    assert_eq!(status, 200);
+    let index: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let served: Vec<&str> = index
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(served.len() >= 4, "{index}");
+    for path in &served {
+        assert!(
+            documented
+                .iter()
+                .any(|d| d == path || d.starts_with(&format!("{path}/"))),
+            "serve's index names {path}; book/src/cli.md's path table does not: {documented:?}"
+        );
+    }
+    // Every path in the table answers (a sign-in redirect or a 401 counts;
+    // a 404 does not); `/api/<plural>` stands for every resource.
+    assert!(documented.len() >= 6, "{documented:?}");
+    for path in &documented {
+        assert!(path.starts_with('/'), "{path}");
+        if path.contains('<') {
+            continue;
+        }
+        let (status, _, _) = server.get(path);
+        assert!(
+            status != 404 && status < 500,
+            "book/src/cli.md lists {path}; serve answers {status}"
+        );
+    }
 }
