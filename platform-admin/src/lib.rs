@@ -99,7 +99,7 @@ pub fn app_router(
             "/",
             axum::routing::get(|| async {
                 axum::Json(serde_json::json!({
-                    "api": "/api",
+                    "docs": "/api/docs",
                     "openapi": "/api/openapi.json",
                     "health": "/health",
                     "admin": "/admin",
