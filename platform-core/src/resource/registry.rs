@@ -302,6 +302,11 @@ fn validate(
         if !f.choice_list().is_empty() && !f.ty().is_string() {
             err(format!("field `{name}`: `choices` needs a string field"));
         }
+        if name.starts_with('_') {
+            err(format!(
+                "field `{name}`: names starting with `_` are reserved for the API's own keys (`_hidden`, `_embedded`)"
+            ));
+        }
         if let Some(target) = f.belongs_to_meta() {
             if !all
                 .iter()
