@@ -132,9 +132,11 @@ impl Visibility {
     }
 
     /// `v` (the stored, decrypted value of `f`) as this actor is shown it:
-    /// `null` for encrypted fields without `view_encrypted`, masked for
-    /// `pii` fields without `view_pii`. Hidden fields are the caller's to
-    /// leave out.
+    /// `null` for encrypted fields without `view_encrypted` (readers leave
+    /// such a field out and name it as withheld, see
+    /// [`Record::to_json`](crate::repo::Record::to_json); `null` is what a
+    /// write may send back to mean "unchanged"), masked for `pii` fields
+    /// without `view_pii`. Hidden fields are the caller's to leave out.
     pub fn shown(self, f: &FieldMeta, v: &Value) -> serde_json::Value {
         if f.is_encrypted() && !self.secret {
             serde_json::Value::Null

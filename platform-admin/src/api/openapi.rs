@@ -700,7 +700,7 @@ fn shared_schemas(schemas: &mut Map<String, Value>) {
                 "type": "object",
                 "required": ["code", "message"],
                 "properties": {
-                    "code": { "type": "string", "description": "`required`, `type`, `too_long`, `choice`, `unique`, `exists`, `unknown_field`, `unknown_parameter`, `read_only`, `invalid`, ..." },
+                    "code": { "type": "string", "description": "`required`, `type`, `too_long`, `choice`, `email`, `unique`, `exists`, `unknown_field`, `read_only`, `forbidden`, `unknown_parameter`, `unknown_relation`, `invalid`." },
                     "message": { "type": "string" },
                 },
             }),
