@@ -7,7 +7,7 @@
 //!
 //! | method | path | what |
 //! |--------|------|------|
-//! | `GET` | `/api/{resource}` | list (search, sort, filters, keyset or offset pages, `include` related records: see [`include`]) |
+//! | `GET` | `/api/{resource}` | list (search, sort, filters, keyset or offset pages, `include` related records: see [`include`](mod@include)) |
 //! | `POST` | `/api/{resource}` | create; `201` with `Location` |
 //! | `GET` | `/api/{resource}/{id}` | show (`include` related records) |
 //! | `PATCH`, `PUT` | `/api/{resource}/{id}` | update the fields sent (both are partial) |
