@@ -379,7 +379,10 @@ mod tests {
     struct B;
     impl Resource for B {
         const META: ResourceMeta = ResourceMeta::new("b", "bs", "b_rows")
-            .fields(&[FieldMeta::of::<String>("name")])
+            .fields(&[
+                FieldMeta::of::<String>("name"),
+                FieldMeta::of::<String>("_hidden"),
+            ])
             .search(&["nope"]);
         fn to_values(&self) -> Vec<Value> {
             vec![]
@@ -405,6 +408,10 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("has no primary key"), "{text}");
         assert!(text.contains("`search` names `nope`"), "{text}");
+        assert!(
+            text.contains("field `_hidden`: names starting with `_` are reserved"),
+            "{text}"
+        );
     }
 
     #[test]
