@@ -105,8 +105,9 @@ impl Error {
 pub struct FieldError {
     /// The field (or query parameter) at fault.
     pub field: String,
-    /// A stable code: `required`, `type`, `too_long`, `choice`, `unique`,
-    /// `exists`, `unknown_field`, `read_only`, `invalid`.
+    /// A stable code: `required`, `type`, `too_long`, `choice`, `email`,
+    /// `unique`, `exists`, `unknown_field`, `read_only`, `forbidden`,
+    /// `unknown_parameter`, `invalid`, ... (the API adds `unknown_relation`).
     pub code: &'static str,
     /// A human message, without the field name (`"has already been taken"`).
     pub message: String,

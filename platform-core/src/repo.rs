@@ -54,6 +54,10 @@ fn count_tag(table: &str) -> String {
     format!("count:{table}")
 }
 
+/// The key of a record's JSON that names the fields the reader may not
+/// see (see [`Record::to_json`]).
+pub const HIDDEN_KEY: &str = "_hidden";
+
 /// A record of a resource as dynamic values in field order (decrypted).
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -102,15 +106,28 @@ impl Record {
 
     /// This record as a JSON object for a viewer who may or may not see
     /// personal and encrypted data (see [`Visibility`]): hidden fields are
-    /// left out, `pii` fields masked without `view_pii`, `encrypted` fields
-    /// replaced by `null` without `view_encrypted`.
+    /// left out, `pii` fields masked without `view_pii`. An `encrypted`
+    /// field the viewer may not see (no `view_encrypted`) is left out too
+    /// and named in the record's `_hidden` list (never `null`, which would
+    /// read as "empty"); `_hidden` is present only when it names a field.
+    /// Field names never start with `_` (the registry refuses them), so
+    /// these keys cannot clash with a field.
     pub fn to_json(&self, ctx: &Context) -> serde_json::Value {
         let vis = Visibility::of(ctx);
-        let mut map = serde_json::Map::with_capacity(self.values.len());
+        let mut map = serde_json::Map::with_capacity(self.values.len() + 1);
+        let mut withheld = Vec::new();
         for (f, v) in self.meta.field_list().iter().zip(&self.values) {
-            if !f.is_hidden() {
-                map.insert(f.name().to_owned(), vis.shown(f, v));
+            if f.is_hidden() {
+                continue;
             }
+            if f.is_encrypted() && !vis.sees_encrypted() {
+                withheld.push(serde_json::Value::String(f.name().to_owned()));
+                continue;
+            }
+            map.insert(f.name().to_owned(), vis.shown(f, v));
+        }
+        if !withheld.is_empty() {
+            map.insert(HIDDEN_KEY.to_owned(), serde_json::Value::Array(withheld));
         }
         serde_json::Value::Object(map)
     }
@@ -118,10 +135,18 @@ impl Record {
 
 pub use crate::visibility::mask_pii;
 
-/// Field values to write, by field name.
+/// Field values to write, by field name, and the fields whose value could
+/// not be read (a string sent for an integer, say).
+///
+/// The write path reports the fields that could not be read together with
+/// every other problem it finds (unknown and read-only fields, required
+/// values, lengths, choices, e-mail addresses, and then the `unique` and
+/// `belongs_to` checks of the fields that passed their own), so a client
+/// learns every field error of a body in one answer.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Changes {
     values: BTreeMap<String, Value>,
+    errors: FieldErrors,
 }
 
 impl Changes {
@@ -146,18 +171,37 @@ impl Changes {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
         self.values.iter().map(|(k, v)| (k.as_str(), v))
     }
+    /// Records that the value sent for `field` could not be read: the
+    /// write that takes these changes fails with this message among all
+    /// the others it finds (and `field` is not checked further).
+    pub fn reject(
+        &mut self,
+        field: impl Into<String>,
+        code: &'static str,
+        message: impl Into<String>,
+    ) {
+        let field = field.into();
+        self.values.remove(&field);
+        self.errors.add(field, code, message);
+    }
+    /// The fields whose value could not be read (see [`Changes::reject`]).
+    pub fn errors(&self) -> &FieldErrors {
+        &self.errors
+    }
 
-    /// Reads a JSON object for `meta`: every key must be a writable field and
-    /// every value must have the field's type. All problems are reported.
-    pub fn from_json(meta: &ResourceMeta, json: &serde_json::Value) -> Result<Self> {
+    /// Reads a JSON object for `meta` like [`Changes::from_json`], but keeps
+    /// the fields that cannot be taken (unknown, read-only, of the wrong
+    /// type) as errors inside the changes (see [`Changes::reject`]), so the
+    /// write path answers them in one [`Error::Validation`] with its own
+    /// checks. Only a body that is not an object fails here.
+    pub fn read_json(meta: &ResourceMeta, json: &serde_json::Value) -> Result<Self> {
         let Some(obj) = json.as_object() else {
             return Err(Error::invalid("body", "type", "must be a JSON object"));
         };
-        let mut errors = FieldErrors::default();
         let mut out = Self::new();
         for (k, v) in obj {
             let Some(f) = meta.field(k).filter(|f| !f.is_hidden()) else {
-                errors.add(
+                out.reject(
                     k.clone(),
                     "unknown_field",
                     "is not a field of this resource",
@@ -165,15 +209,24 @@ impl Changes {
                 continue;
             };
             if f.is_read_only() || f.is_managed() {
-                errors.add(k.clone(), "read_only", "cannot be written");
+                out.reject(k.clone(), "read_only", "cannot be written");
                 continue;
             }
             match Value::from_json(f.ty(), v) {
                 Ok(val) => out.insert(k.clone(), val),
-                Err(e) => errors.add(k.clone(), "type", e.to_string()),
+                Err(e) => out.reject(k.clone(), "type", e.to_string()),
             }
         }
-        errors.into_result()?;
+        Ok(out)
+    }
+
+    /// Reads a JSON object for `meta`: every key must be a writable field and
+    /// every value must have the field's type. All problems of the body are
+    /// reported (but not those the write path would find; for one answer
+    /// with both, use [`Changes::read_json`]).
+    pub fn from_json(meta: &ResourceMeta, json: &serde_json::Value) -> Result<Self> {
+        let out = Self::read_json(meta, json)?;
+        out.errors.clone().into_result()?;
         Ok(out)
     }
 }
@@ -779,14 +832,24 @@ impl Records {
 
     // ---- validation -----------------------------------------------------
 
-    /// Checks values for `fields` (the ones being written).
-    fn validate(&self, values: &[Value], fields: &[usize], creating: bool) -> Result<()> {
+    /// Checks values for `fields` (the ones being written), adding every
+    /// problem to `errors`. A field that already has an error (its value
+    /// could not be read, say) is not checked again.
+    fn validate(
+        &self,
+        values: &[Value],
+        fields: &[usize],
+        creating: bool,
+        errors: &mut FieldErrors,
+    ) {
         let meta = self.meta();
-        let mut errors = FieldErrors::default();
         for &i in fields {
             let f = &meta.field_list()[i];
             let v = &values[i];
             let name = f.name();
+            if errors.has(name) {
+                continue;
+            }
             if v.is_null() {
                 if !(f.is_nullable() || creating && f.is_primary_key()) {
                     errors.add(name, "required", "is required");
@@ -835,7 +898,69 @@ impl Records {
                 _ => {}
             }
         }
-        errors.into_result()
+    }
+
+    /// The `unique` and `belongs_to` checks of `fields` that have no error
+    /// yet (a value that failed its own check is not looked up): a unique
+    /// value another record holds (other than `own_id`), a referenced
+    /// record that does not exist. Run when a write already fails, so its
+    /// one answer names every field; a write that passes relies on the
+    /// database's constraints instead ([`Records::explain_conflict`]).
+    async fn check_references(
+        &self,
+        values: &[Value],
+        fields: &[usize],
+        own_id: Option<&Value>,
+        errors: &mut FieldErrors,
+    ) {
+        let meta = self.meta();
+        let db = self.platform.db();
+        for &i in fields {
+            let f = &meta.field_list()[i];
+            let v = &values[i];
+            if v.is_null() || errors.has(f.name()) || !v.fits(f.ty()) {
+                continue;
+            }
+            if f.is_unique() && !f.is_encrypted() {
+                let mut q = db.sql();
+                q.push("SELECT COUNT(*) FROM ")
+                    .ident(meta.table())
+                    .push(" WHERE ");
+                q.ident(f.column_name())
+                    .push(" = ")
+                    .bind_field(v.clone(), f);
+                if let Some(id) = own_id {
+                    let pk = meta.primary_key();
+                    q.push(" AND ")
+                        .ident(pk.column_name())
+                        .push(" <> ")
+                        .bind_field(id.clone(), pk);
+                }
+                if db.fetch_i64(q).await.ok().flatten().unwrap_or(0) > 0 {
+                    errors.add(f.name(), "unique", "has already been taken");
+                }
+            }
+            if let Some(target) = f.belongs_to_meta() {
+                let tpk = target.primary_key();
+                if !v.fits(tpk.ty()) {
+                    continue;
+                }
+                let mut q = db.sql();
+                q.push("SELECT COUNT(*) FROM ")
+                    .ident(target.table())
+                    .push(" WHERE ");
+                q.ident(tpk.column_name())
+                    .push(" = ")
+                    .bind_field(v.clone(), tpk);
+                if db.fetch_i64(q).await.ok().flatten().unwrap_or(1) == 0 {
+                    errors.add(
+                        f.name(),
+                        "exists",
+                        format!("refers to a {} that does not exist", target.label_text()),
+                    );
+                }
+            }
+        }
     }
 
     /// What the actor may see: everything for trusted writes (host code
@@ -853,17 +978,19 @@ impl Records {
     /// [`Visibility`]): an update keeps such a field only if the value sent
     /// is exactly what the actor was shown, which then means "unchanged"
     /// ([`Records::drop_shown_values`]). On create, such a field may only
-    /// be sent as `null` (what a new record shows).
+    /// be sent as `null` (what a new record shows). The third list holds
+    /// the problems found, starting with the fields `changes` could not
+    /// read; the caller adds its own checks before answering them.
     fn apply(
         &self,
         values: &mut [Value],
         changes: Changes,
         trusted: bool,
         creating: bool,
-    ) -> Result<(Vec<usize>, Vec<usize>)> {
+    ) -> (Vec<usize>, Vec<usize>, FieldErrors) {
         let meta = self.meta();
         let vis = self.visibility(trusted);
-        let mut errors = FieldErrors::default();
+        let mut errors = changes.errors;
         let mut written = Vec::new();
         let mut masked = Vec::new();
         for (name, v) in changes.values {
@@ -891,8 +1018,7 @@ impl Records {
             values[i] = v;
             written.push(i);
         }
-        errors.into_result()?;
-        Ok((written, masked))
+        (written, masked, errors)
     }
 
     /// Drops from `written` the fields the actor may not see that were sent
@@ -948,51 +1074,9 @@ impl Records {
         if !matches!(err, Error::Conflict { .. }) {
             return err;
         }
-        let meta = self.meta();
-        let db = self.platform.db();
         let mut errors = FieldErrors::default();
-        for (i, f) in meta.field_list().iter().enumerate() {
-            let v = &values[i];
-            if v.is_null() {
-                continue;
-            }
-            if f.is_unique() {
-                let mut q = db.sql();
-                q.push("SELECT COUNT(*) FROM ")
-                    .ident(meta.table())
-                    .push(" WHERE ");
-                q.ident(f.column_name())
-                    .push(" = ")
-                    .bind_field(v.clone(), f);
-                if let Some(id) = own_id {
-                    let pk = meta.primary_key();
-                    q.push(" AND ")
-                        .ident(pk.column_name())
-                        .push(" <> ")
-                        .bind_field(id.clone(), pk);
-                }
-                if db.fetch_i64(q).await.ok().flatten().unwrap_or(0) > 0 {
-                    errors.add(f.name(), "unique", "has already been taken");
-                }
-            }
-            if let Some(target) = f.belongs_to_meta() {
-                let tpk = target.primary_key();
-                let mut q = db.sql();
-                q.push("SELECT COUNT(*) FROM ")
-                    .ident(target.table())
-                    .push(" WHERE ");
-                q.ident(tpk.column_name())
-                    .push(" = ")
-                    .bind_field(v.clone(), tpk);
-                if db.fetch_i64(q).await.ok().flatten().unwrap_or(1) == 0 {
-                    errors.add(
-                        f.name(),
-                        "exists",
-                        format!("refers to a {} that does not exist", target.label_text()),
-                    );
-                }
-            }
-        }
+        self.check_references(values, &self.all_fields(), own_id, &mut errors)
+            .await;
         if errors.is_empty() {
             err
         } else {
@@ -1075,7 +1159,10 @@ impl Records {
 
     /// Applies `changes` to an empty record, fills the managed timestamps,
     /// validates, and returns the plain and the stored (encrypted) values.
-    fn prepare_create(
+    /// A record that fails gets every field error at once, with the
+    /// `unique` and `belongs_to` checks of the fields that passed their
+    /// own.
+    async fn prepare_create(
         &self,
         changes: Changes,
         trusted: bool,
@@ -1083,7 +1170,7 @@ impl Records {
     ) -> Result<(Vec<Value>, Vec<Value>)> {
         let meta = self.meta();
         let mut values = vec![Value::Null; meta.field_list().len()];
-        let (mut written, _) = self.apply(&mut values, changes, trusted, true)?;
+        let (mut written, _, mut errors) = self.apply(&mut values, changes, trusted, true);
         // The policy's fields default to the actor's scope (the owner of a
         // new record is whoever creates it), and must end inside it.
         let Some(scope) = self.scope()? else {
@@ -1105,7 +1192,12 @@ impl Records {
                 written.push(i);
             }
         }
-        self.validate(&values, &written, true)?;
+        self.validate(&values, &written, true, &mut errors);
+        if !errors.is_empty() {
+            self.check_references(&values, &written, None, &mut errors)
+                .await;
+            return Err(Error::Validation(errors));
+        }
         if !self.in_scope(&values)? {
             return Err(self.outside_policy());
         }
@@ -1181,7 +1273,7 @@ impl Records {
         self.authorize(Ability::Create)?;
         let meta = self.meta();
         let now = Value::DateTime(crate::db::truncate_micros(Utc::now()));
-        let (mut plain, stored) = self.prepare_create(changes, trusted, &now)?;
+        let (mut plain, stored) = self.prepare_create(changes, trusted, &now).await?;
         let pk_i = meta.primary_key_index();
         let db = self.platform.db();
         let mut tx = db.begin().await?;
@@ -1233,7 +1325,7 @@ impl Records {
         let mut errors = FieldErrors::default();
         let mut prepared = Vec::with_capacity(rows.len());
         for (n, changes) in rows.into_iter().enumerate() {
-            match self.prepare_create(changes, trusted, &now) {
+            match self.prepare_create(changes, trusted, &now).await {
                 Ok(p) => prepared.push(p),
                 Err(Error::Validation(e)) => {
                     for fe in e.iter() {
@@ -1312,13 +1404,18 @@ impl Records {
         let meta = self.meta();
         // Validate before taking any lock: only the written fields are checked.
         let mut probe = vec![Value::Null; meta.field_list().len()];
-        let (mut written, masked) = self.apply(&mut probe, changes, trusted, false)?;
+        let (mut written, masked, mut errors) = self.apply(&mut probe, changes, trusted, false);
         let checked: Vec<usize> = written
             .iter()
             .copied()
             .filter(|i| !masked.contains(i))
             .collect();
-        self.validate(&probe, &checked, false)?;
+        self.validate(&probe, &checked, false, &mut errors);
+        if !errors.is_empty() {
+            self.check_references(&probe, &checked, Some(&id), &mut errors)
+                .await;
+            return Err(Error::Validation(errors));
+        }
         let db = self.platform.db();
         let mut tx = db.begin().await?;
         let result: Result<(Vec<Value>, Vec<usize>)> = async {
@@ -1671,19 +1768,20 @@ impl Records {
         self.authorize(Ability::ViewAny)?;
         let meta = self.meta();
         let mut probe = vec![Value::Null; meta.field_list().len()];
-        let (written, masked) = self.apply(&mut probe, changes, false, false)?;
-        if let Some(&i) = masked.first() {
-            // No one value was shown for every matching record.
-            return Err(Error::invalid(
+        let (written, masked, mut errors) = self.apply(&mut probe, changes, false, false);
+        // No one value was shown for every matching record.
+        for &i in &masked {
+            errors.add(
                 meta.field_list()[i].name(),
                 "forbidden",
                 HIDDEN_FIELD_MESSAGE,
-            ));
+            );
         }
+        self.validate(&probe, &written, false, &mut errors);
+        errors.into_result()?;
         if written.is_empty() {
             return Ok(0);
         }
-        self.validate(&probe, &written, false)?;
         let mut stored_probe = probe.clone();
         self.encrypt(&mut stored_probe);
         self.bulk(query, |old| {

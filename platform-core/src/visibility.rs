@@ -7,13 +7,16 @@
 //! actor has `view_encrypted`. Then:
 //!
 //! - reading shows a visible field as it is, a `pii` field masked
-//!   (`a***@example.com`), an `encrypted` field as `null`, a hidden field
-//!   not at all;
+//!   (`a***@example.com`), an `encrypted` field not at all but named as
+//!   withheld (the API's `_hidden` list, see
+//!   [`Record::to_json`](crate::repo::Record::to_json); the panel's
+//!   marker), a hidden field not at all;
 //! - a search, filter or sort never looks at a field that is not visible
 //!   (else the answers would recover the value one character at a time);
 //! - a field that is not visible is read-only: a write that names it is
 //!   refused, naming the field, except that sending back exactly the value
-//!   the actor was shown (the mask, or `null`) means "unchanged". On create,
+//!   the actor was shown (the mask; `null` for a withheld encrypted field)
+//!   means "unchanged". On create,
 //!   a `pii` field may be written by whoever may create the record (the
 //!   actor supplies the value, so nothing is disclosed).
 //!
@@ -129,9 +132,11 @@ impl Visibility {
     }
 
     /// `v` (the stored, decrypted value of `f`) as this actor is shown it:
-    /// `null` for encrypted fields without `view_encrypted`, masked for
-    /// `pii` fields without `view_pii`. Hidden fields are the caller's to
-    /// leave out.
+    /// `null` for encrypted fields without `view_encrypted` (readers leave
+    /// such a field out and name it as withheld, see
+    /// [`Record::to_json`](crate::repo::Record::to_json); `null` is what a
+    /// write may send back to mean "unchanged"), masked for `pii` fields
+    /// without `view_pii`. Hidden fields are the caller's to leave out.
     pub fn shown(self, f: &FieldMeta, v: &Value) -> serde_json::Value {
         if f.is_encrypted() && !self.secret {
             serde_json::Value::Null

@@ -23,8 +23,10 @@
 # taken (`number` of an invoice, `email` of a customer: 422 `unique`, by
 # design, like every other field error), a `customer_id` naming no
 # customer (422 `exists`), a `page[after]` that is not a cursor the API
-# issued (422), and `page[after]` sent together with `page[number]` (422:
-# the two ways of paging exclude each other). Those 422 answers are in the
+# issued (422), `page[after]` sent together with `page[number]` (422:
+# the two ways of paging exclude each other), `page[size]` and `limit` (its
+# older name) that disagree on /audits (422), and, for the narrow role,
+# `include=customer` without `view_any_customer` (403). Those 422 answers are in the
 # document and conform to it, which the other checks verify (measured: no
 # other refusal of schema-valid data in a run of 4,500 requests). Everything
 # else runs:

@@ -15,7 +15,7 @@ use platform_core::context::Context;
 use platform_core::db::Sql;
 use platform_core::value::{FieldType, Value};
 use platform_tests::api::{App, Res};
-use platform_tests::domain::{Invoice, invoice};
+use platform_tests::domain::{Invoice, Note, invoice};
 use platform_tests::{TestDb, all_backends};
 use serde_json::json;
 use tower::ServiceExt;
@@ -488,6 +488,531 @@ async fn bad_input_gets_field_errors() {
     }
 }
 
+/// The field names of a validation error body, sorted.
+fn error_fields(r: &Res) -> Vec<String> {
+    let mut v: Vec<String> = r.body["error"]["fields"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The codes of one field in a validation error body.
+fn codes(r: &Res, field: &str) -> Vec<String> {
+    r.body["error"]["fields"][field]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| e["code"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn every_field_error_in_one_answer() {
+    for db in all_backends().await {
+        let app = App::new(&db).await;
+        let b = app.backend;
+        let cid = app.customer("Ada", "ada@example.com").await;
+        let res = app
+            .json(
+                Method::POST,
+                "/api/invoices",
+                &json!({
+                    "customer_id": cid, "number": "INV-1", "status": "draft",
+                    "amount_cents": 5, "issued_on": "2024-03-01"
+                }),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::CREATED, "{b}: {:?}", res.body);
+        let other = app
+            .json(
+                Method::POST,
+                "/api/invoices",
+                &json!({
+                    "customer_id": cid, "number": "INV-2", "status": "draft",
+                    "amount_cents": 5, "issued_on": "2024-03-01"
+                }),
+            )
+            .await;
+        let other_id = other.body["data"]["id"].as_i64().unwrap();
+        let count = || async {
+            let db = app.platform.db();
+            let n = |sql: &'static str| db.fetch_i64(Sql::literal(db.backend(), sql));
+            (
+                n("SELECT COUNT(*) FROM invoices").await.unwrap(),
+                n("SELECT COUNT(*) FROM platform_audits").await.unwrap(),
+            )
+        };
+        let before = count().await;
+
+        // A wrong type (amount_cents), a bad choice (status), a taken unique
+        // value (number) and a missing referenced record (customer_id):
+        // one 422 naming all four.
+        let bad = json!({
+            "customer_id": 999_999, "number": "INV-1", "status": "bogus",
+            "amount_cents": "12", "issued_on": "2024-03-01"
+        });
+        let expected = ["amount_cents", "customer_id", "number", "status"];
+        let r = app.json(Method::POST, "/api/invoices", &bad).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{b}: {:?}",
+            r.body
+        );
+        assert_eq!(r.code(), "validation_failed");
+        assert_eq!(error_fields(&r), expected, "{b}: {:?}", r.body);
+        assert_eq!(codes(&r, "amount_cents"), ["type"], "{b}");
+        assert_eq!(codes(&r, "status"), ["choice"], "{b}");
+        assert_eq!(codes(&r, "number"), ["unique"], "{b}");
+        assert_eq!(codes(&r, "customer_id"), ["exists"], "{b}");
+
+        // The same on update, by PATCH and by PUT (the record's own number
+        // is not "taken"; another record's is).
+        for method in [Method::PATCH, Method::PUT] {
+            let r = app
+                .json(method.clone(), &format!("/api/invoices/{other_id}"), &bad)
+                .await;
+            assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{b} {method}");
+            assert_eq!(error_fields(&r), expected, "{b} {method}: {:?}", r.body);
+            assert_eq!(codes(&r, "number"), ["unique"], "{b} {method}");
+            assert_eq!(codes(&r, "customer_id"), ["exists"], "{b} {method}");
+            let own = app
+                .json(
+                    method.clone(),
+                    &format!("/api/invoices/{other_id}"),
+                    &json!({ "number": "INV-2", "status": "bogus" }),
+                )
+                .await;
+            assert_eq!(
+                error_fields(&own),
+                ["status"],
+                "{b} {method}: {:?}",
+                own.body
+            );
+        }
+        // Unknown and read-only fields join the same answer.
+        let r = app
+            .json(
+                Method::POST,
+                "/api/invoices",
+                &json!({ "customer_id": 999_999, "number": "INV-1", "status": "draft",
+                          "amount_cents": 1, "issued_on": "2024-03-01", "nope": 1, "id": 3 }),
+            )
+            .await;
+        assert_eq!(
+            error_fields(&r),
+            ["customer_id", "id", "nope", "number"],
+            "{b}: {:?}",
+            r.body
+        );
+        // Nothing was written, not even an audit entry.
+        assert_eq!(count().await, before, "{b}");
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn no_unique_or_exists_check_for_a_field_that_failed_its_own() {
+    for db in all_backends().await {
+        let app = App::new(&db).await;
+        let b = app.backend;
+        // A stored value the write path would refuse (written around it).
+        let pdb = app.platform.db();
+        pdb.execute(Sql::literal(
+            pdb.backend(),
+            "INSERT INTO customers (name, email, country, created_at) VALUES ('Old', 'not an e-mail', 'GB', '2024-01-01 00:00:00')",
+        ))
+        .await
+        .unwrap();
+        let r = app
+            .json(
+                Method::POST,
+                "/api/customers",
+                &json!({ "name": "X", "email": "not an e-mail", "country": "GBR" }),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{b}: {:?}",
+            r.body
+        );
+        assert_eq!(error_fields(&r), ["country", "email"], "{b}: {:?}", r.body);
+        assert_eq!(
+            codes(&r, "email"),
+            ["email"],
+            "{b}: no `unique` after `email`"
+        );
+        assert_eq!(codes(&r, "country"), ["too_long"], "{b}");
+        // A referenced id of the wrong type is a type error only, and an
+        // existing one with another error elsewhere is not reported.
+        let r = app
+            .json(
+                Method::POST,
+                "/api/invoices",
+                &json!({ "customer_id": "999999", "number": "INV-1", "status": "x",
+                          "amount_cents": 1, "issued_on": "2024-03-01" }),
+            )
+            .await;
+        assert_eq!(
+            error_fields(&r),
+            ["customer_id", "status"],
+            "{b}: {:?}",
+            r.body
+        );
+        assert_eq!(codes(&r, "customer_id"), ["type"], "{b}");
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn include_embeds_related_records_in_one_read_per_relation() {
+    for db in all_backends().await {
+        let app = App::new(&db).await;
+        let b = app.backend;
+        let c1 = app.customer("Ada", "ada@example.com").await;
+        let c2 = app.customer("Bob", "bob@example.com").await;
+        let repo = app.platform.repo::<Invoice>(&Context::system());
+        for (n, c) in [(1, c1), (2, c1), (3, c2), (4, c2), (5, c1)] {
+            repo.create(&invoice(c, n, "draft", 10)).await.unwrap();
+        }
+        // The statements a request runs: the least of three tries, since
+        // a token's "last used" stamp is written now and then (on a task
+        // of its own, so it may land in any request's window).
+        let cost = |uri: String| {
+            let app = &app;
+            async move {
+                let mut least = u64::MAX;
+                let mut res = None;
+                for _ in 0..3 {
+                    let before = app.platform.db().statements_run();
+                    let r = app.get(&uri).await;
+                    least = least.min(app.platform.db().statements_run() - before);
+                    res = Some(r);
+                }
+                (least, res.unwrap())
+            }
+        };
+        app.get("/api/invoices").await; // warm up (token, caches)
+
+        // Lists: every record gets its customer, for one read more.
+        let (plain_cost, plain) = cost("/api/invoices?page[size]=4".into()).await;
+        let (with_cost, res) = cost("/api/invoices?page[size]=4&include=customer".into()).await;
+        assert_eq!(res.status, StatusCode::OK, "{b}: {:?}", res.body);
+        assert_eq!(
+            with_cost,
+            plain_cost + 1,
+            "{b}: one read for the relation, not one per row"
+        );
+        let data = res.body["data"].as_array().unwrap();
+        assert_eq!(data.len(), 4, "{b}");
+        for r in data {
+            let emb = &r["_embedded"]["customer"];
+            assert_eq!(emb["id"], r["customer_id"], "{b}: {r}");
+            let name = if r["customer_id"] == c1 { "Ada" } else { "Bob" };
+            assert_eq!(emb["name"], name, "{b}");
+        }
+        assert!(plain.body["data"][0].get("_embedded").is_none(), "{b}");
+        // The next page costs the same.
+        let next = res.body["links"]["next"].as_str().unwrap().to_owned();
+        assert!(next.contains("include=customer"), "{b}: {next}");
+        let (next_cost, res) = cost(next.clone()).await;
+        assert_eq!(next_cost, plain_cost + 1, "{b}");
+        assert_eq!(
+            res.body["data"][0]["_embedded"]["customer"]["id"], c1,
+            "{b}"
+        );
+        // Show: one read more than without.
+        let id = data[2]["id"].as_i64().unwrap();
+        let (show_plain, _) = cost(format!("/api/invoices/{id}")).await;
+        let (show_with, _) = cost(format!("/api/invoices/{id}?include=customer")).await;
+        assert_eq!(show_with, show_plain + 1, "{b}");
+
+        // Show.
+        let id = data[2]["id"].as_i64().unwrap();
+        let res = app
+            .get(&format!("/api/invoices/{id}?include=customer"))
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{b}: {:?}", res.body);
+        assert_eq!(
+            res.body["data"]["_embedded"]["customer"]["name"], "Bob",
+            "{b}"
+        );
+
+        // Repeats are included once.
+        let res = app
+            .get("/api/invoices?include=customer,customer&include=customer")
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{b}: {:?}", res.body);
+        assert_eq!(
+            res.body["data"][0]["_embedded"].as_object().unwrap().len(),
+            1,
+            "{b}"
+        );
+
+        // Unknown, nested and oversized names: 422 naming them.
+        for (uri, needle) in [
+            ("/api/invoices?include=nope", "`nope`"),
+            ("/api/invoices?include=customer,nope", "allowed: customer"),
+            ("/api/invoices?include=customer.customer", "nested"),
+            (&format!("/api/invoices/{id}?include=owner"), "`owner`"),
+            (
+                "/api/customers?include=invoices",
+                "customers have no relations",
+            ),
+            ("/api/invoices?include=customer_id", "`customer_id`"),
+            ("/api/invoices?include=", "an empty name"),
+            ("/api/invoices?include=customer,", "an empty name"),
+            ("/api/invoices?include=%20customer", "` customer`"),
+        ] {
+            let res = app.get(uri).await;
+            assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{b}: {uri}");
+            assert_eq!(res.field_code("include"), "unknown_relation", "{b}: {uri}");
+            let msg = res.body["error"]["fields"]["include"][0]["message"]
+                .as_str()
+                .unwrap();
+            assert!(msg.contains(needle), "{b}: {uri}: {msg}");
+        }
+        let long = format!("/api/invoices?include={}", "a,".repeat(5000));
+        let res = app.get(&long).await;
+        assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        assert_eq!(res.field_code("include"), "too_long", "{b}");
+        let many: Vec<String> = (0..100).map(|i| format!("x{i}")).collect();
+        let res = app
+            .get(&format!("/api/invoices?include={}", many.join(",")))
+            .await;
+        let msg = res.body["error"]["fields"]["include"][0]["message"]
+            .as_str()
+            .unwrap();
+        assert!(msg.contains("and 95 more") && msg.len() < 300, "{b}: {msg}");
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn included_records_follow_the_readers_permissions() {
+    for db in all_backends().await {
+        let app = App::new(&db).await;
+        let b = app.backend;
+        let c1 = app.customer("Ada", "ada@example.com").await;
+        let inv = app
+            .platform
+            .repo::<Invoice>(&Context::system())
+            .create(&invoice(c1, 1, "draft", 10))
+            .await
+            .unwrap();
+        app.role(
+            "clerk",
+            &[
+                "view_any_invoice",
+                "view_invoice",
+                "view_any_customer",
+                "view_customer",
+            ],
+        )
+        .await;
+        app.role("invoices_only", &["view_any_invoice", "view_invoice"])
+            .await;
+        let (_, clerk) = app.user("clerk@example.com", Some("clerk"), &[]).await;
+        let (_, narrow) = app
+            .user("narrow@example.com", Some("invoices_only"), &[])
+            .await;
+
+        // Masked like any read: pii masked inside the included record, the
+        // encrypted iban withheld (named in `_hidden`, not `null`).
+        let res = app
+            .get_as("/api/invoices?include=customer", Some(&clerk))
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{b}: {:?}", res.body);
+        let rec = &res.body["data"][0];
+        assert!(rec.get("iban").is_none(), "{b}: {rec}");
+        assert_eq!(rec["_hidden"], json!(["iban"]), "{b}");
+        assert_eq!(
+            rec["_embedded"]["customer"]["email"], "a***@example.com",
+            "{b}"
+        );
+        assert_eq!(rec["_embedded"]["customer"]["name"], "Ada", "{b}");
+        let res = app
+            .get_as(
+                &format!("/api/invoices/{}?include=customer", inv.id),
+                Some(&clerk),
+            )
+            .await;
+        assert_eq!(res.body["data"]["_hidden"], json!(["iban"]), "{b}");
+        assert_eq!(
+            res.body["data"]["_embedded"]["customer"]["email"], "a***@example.com",
+            "{b}"
+        );
+        // The administrator sees everything, and no `_hidden`.
+        let res = app
+            .get(&format!("/api/invoices/{}?include=customer", inv.id))
+            .await;
+        assert_eq!(res.body["data"]["iban"], inv.iban.clone().unwrap(), "{b}");
+        assert!(res.body["data"].get("_hidden").is_none(), "{b}");
+        assert_eq!(
+            res.body["data"]["_embedded"]["customer"]["email"], "ada@example.com",
+            "{b}"
+        );
+
+        // Without permission on customers: 403 naming it, on list and show;
+        // the same request without include answers.
+        for uri in [
+            "/api/invoices?include=customer".to_owned(),
+            format!("/api/invoices/{}?include=customer", inv.id),
+        ] {
+            let res = app.get_as(&uri, Some(&narrow)).await;
+            assert_eq!(
+                res.status,
+                StatusCode::FORBIDDEN,
+                "{b}: {uri}: {:?}",
+                res.body
+            );
+            assert_eq!(res.code(), "permission_denied", "{b}");
+            assert!(
+                res.body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("customer"),
+                "{b}: {:?}",
+                res.body
+            );
+            let plain = uri.split('?').next().unwrap();
+            assert_eq!(
+                app.get_as(plain, Some(&narrow)).await.status,
+                StatusCode::OK,
+                "{b}"
+            );
+        }
+        app.finish().await;
+    }
+}
+
+/// A comment on a note (notes have a record-level policy: owners only).
+#[derive(platform_core::Resource, Debug, Clone, PartialEq)]
+#[resource(table = "comments")]
+pub struct Comment {
+    /// Id.
+    #[resource(primary_key)]
+    pub id: i64,
+    /// The note, maybe.
+    #[resource(belongs_to = Note)]
+    pub note_id: Option<i64>,
+    /// Text.
+    pub body: String,
+}
+
+#[tokio::test]
+async fn included_records_outside_the_policy_are_left_out() {
+    for db in all_backends().await {
+        let registry = platform_core::resource::Registry::builder()
+            .register::<platform_tests::domain::Customer>()
+            .register::<Invoice>()
+            .register::<Note>()
+            .register::<Comment>()
+            .build()
+            .unwrap();
+        let app = App::with_registry(&db, registry).await;
+        let b = app.backend;
+        app.role(
+            "reader",
+            &[
+                "view_any_note",
+                "view_note",
+                "view_any_comment",
+                "view_comment",
+            ],
+        )
+        .await;
+        let (ann, ann_token) = app.user("ann@example.com", Some("reader"), &[]).await;
+        let (ben, _) = app.user("ben@example.com", Some("reader"), &[]).await;
+        let sys = Context::system();
+        let notes = app.platform.repo::<Note>(&sys);
+        let mine = notes
+            .create(&Note {
+                id: 0,
+                owner_id: ann,
+                body: "mine".into(),
+            })
+            .await
+            .unwrap();
+        let theirs = notes
+            .create(&Note {
+                id: 0,
+                owner_id: ben,
+                body: "theirs".into(),
+            })
+            .await
+            .unwrap();
+        let comments = app.platform.repo::<Comment>(&sys);
+        for (note, body) in [(Some(mine.id), "a"), (Some(theirs.id), "b"), (None, "c")] {
+            comments
+                .create(&Comment {
+                    id: 0,
+                    note_id: note,
+                    body: body.into(),
+                })
+                .await
+                .unwrap();
+        }
+        let res = app
+            .get_as("/api/comments?include=note&sort=id", Some(&ann_token))
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{b}: {:?}", res.body);
+        let data = res.body["data"].as_array().unwrap();
+        assert_eq!(data[0]["_embedded"]["note"]["body"], "mine", "{b}");
+        assert_eq!(
+            data[1]["_embedded"],
+            json!({}),
+            "{b}: another owner's note is left out, not null"
+        );
+        assert_eq!(data[2]["_embedded"], json!({ "note": null }), "{b}");
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn openapi_documents_include_and_withheld_fields() {
+    let db = TestDb::sqlite();
+    let app = App::new(&db).await;
+    let doc = app.get("/api/openapi.json").await.body;
+    let list = &doc["paths"]["/invoices"]["get"]["parameters"];
+    let include = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "include")
+        .expect("include on list");
+    assert_eq!(include["schema"]["items"]["enum"], json!(["customer"]));
+    let show = &doc["paths"]["/invoices/{id}"]["get"]["parameters"];
+    assert_eq!(show[0]["name"], "include", "{show}");
+    let customers = &doc["paths"]["/customers"]["get"]["parameters"];
+    assert!(
+        !customers
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "include"),
+        "customers have no relations"
+    );
+    let invoice = &doc["components"]["schemas"]["Invoice"];
+    assert_eq!(
+        invoice["properties"]["_hidden"]["items"]["enum"],
+        json!(["iban"])
+    );
+    assert_eq!(
+        invoice["properties"]["_embedded"]["properties"]["customer"]["allOf"][0]["$ref"],
+        "#/components/schemas/Customer"
+    );
+    let required = invoice["required"].as_array().unwrap();
+    assert!(!required.contains(&json!("iban")), "{required:?}");
+    assert!(required.contains(&json!("number")), "{required:?}");
+    app.finish().await;
+}
+
 #[tokio::test]
 async fn tokens_and_permissions() {
     for db in all_backends().await {
@@ -896,6 +1421,28 @@ async fn audit_entries_of_records_and_resources() {
             .await;
         assert_eq!(r.body["data"][0]["id"], all[2], "{b}");
 
+        // `page[size]`, as on the lists (and `limit`, its older name).
+        for q in [
+            "page[size]=3",
+            "page%5Bsize%5D=3",
+            "limit=3",
+            "page[size]=3&limit=3",
+        ] {
+            let r = app
+                .get(&format!("/api/audits?resource=customers&{q}"))
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{b}: {q}: {:?}", r.body);
+            assert_eq!(r.body["data"].as_array().unwrap().len(), 3, "{b}: {q}");
+            assert_eq!(r.body["meta"]["has_more"], true, "{b}: {q}");
+            let next = r.body["links"]["next"].as_str().unwrap();
+            let r = app.get(next).await;
+            assert_eq!(
+                r.body["data"].as_array().unwrap().len(),
+                2,
+                "{b}: {q}: the next page keeps the size: {next}"
+            );
+        }
+
         // Bad parameters.
         assert_eq!(
             app.get_as(&uri, None).await.status,
@@ -905,6 +1452,10 @@ async fn audit_entries_of_records_and_resources() {
             ("", "resource"),
             ("resource=nope", "resource"),
             ("resource=customers&limit=0", "limit"),
+            ("resource=customers&page[size]=0", "page[size]"),
+            ("resource=customers&page[size]=101", "page[size]"),
+            ("resource=customers&page[size]=x", "page[size]"),
+            ("resource=customers&page[size]=2&limit=3", "page[size]"),
             ("resource=customers&before=x", "before"),
             ("resource=customers&x=1", "x"),
             ("resource=customers&record=1%00", "record"),

@@ -605,6 +605,15 @@ async fn forms_validate_then_create_and_edit() {
             res.body
                 .contains("must be an amount with at most two decimals")
         );
+        // Every field error at once: the unreadable amount with the core's
+        // checks of the other fields.
+        assert!(
+            res.body.contains("must be one of: draft, sent, paid, void")
+                && res.body.contains("is required"),
+            "{}: {}",
+            app.backend,
+            res.body
+        );
         assert!(
             res.body.contains("value=\"12.345\""),
             "the user's input is kept"

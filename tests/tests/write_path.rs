@@ -560,7 +560,10 @@ async fn permissions_guard_every_call() {
             .find(Value::Int(inv.id))
             .await
             .unwrap();
-        assert_eq!(rec.to_json(&reader)["iban"], serde_json::Value::Null);
+        // Withheld, not `null` (which would read as "empty").
+        let shown = rec.to_json(&reader);
+        assert!(shown.get("iban").is_none(), "{shown}");
+        assert_eq!(shown["_hidden"], serde_json::json!(["iban"]));
         let cust = p
             .records("customers", &Context::system())
             .unwrap()
@@ -978,5 +981,81 @@ async fn create_many_is_all_or_nothing_with_ids_in_order() {
         let total = records.count(&ListQuery::new()).await.unwrap();
         assert_eq!(total, Count::Exact(1200), "{backend}");
         assert!(p.audit().verify().await.unwrap().is_ok());
+    }
+}
+
+/// The field names of a validation error, sorted and deduplicated.
+fn fields_of(e: &platform_core::error::FieldErrors) -> Vec<String> {
+    let mut v: Vec<String> = e.iter().map(|f| f.field.clone()).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[tokio::test]
+async fn the_write_path_answers_every_field_error_at_once() {
+    for db in all_backends().await {
+        let backend = db.backend.name();
+        let (p, c) = setup(&db).await;
+        let ctx = Context::system();
+        let repo = p.repo::<Invoice>(&ctx);
+        let first = repo.create(&invoice(c.id, 1, "draft", 5)).await.unwrap();
+        let second = repo.create(&invoice(c.id, 2, "draft", 5)).await.unwrap();
+        let records = p.records("invoices", &ctx).unwrap();
+        // What a form or a body gives the write path: a value that could
+        // not be read (amount_cents), a bad choice, a taken number, a
+        // customer that does not exist.
+        let bad = || {
+            let mut ch = Changes::new()
+                .set("customer_id", 999_999_i64)
+                .set("number", first.number.as_str())
+                .set("status", "bogus")
+                .set(
+                    "issued_on",
+                    Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 3, 1).unwrap()),
+                );
+            ch.reject("amount_cents", "type", "must be an integer");
+            ch
+        };
+        let want = ["amount_cents", "customer_id", "number", "status"];
+        let Err(Error::Validation(e)) = records.create(bad()).await else {
+            panic!("{backend}: create should fail");
+        };
+        assert_eq!(fields_of(&e), want, "{backend}: {e}");
+        let code = |f: &str| e.for_field(f).map(|x| x.code).collect::<Vec<_>>();
+        assert_eq!(code("number"), ["unique"], "{backend}");
+        assert_eq!(code("customer_id"), ["exists"], "{backend}");
+        assert_eq!(
+            code("amount_cents"),
+            ["type"],
+            "{backend}: not also `required`"
+        );
+        let Err(Error::Validation(e)) = records.update(Value::Int(second.id), bad()).await else {
+            panic!("{backend}: update should fail");
+        };
+        assert_eq!(fields_of(&e), want, "{backend}: {e}");
+        // Many rows: each row's errors, named by row.
+        let Err(Error::Validation(e)) = records.create_many(vec![bad(), bad()]).await else {
+            panic!("{backend}: create_many should fail");
+        };
+        assert!(
+            e.has("rows[0].number")
+                && e.has("rows[1].customer_id")
+                && e.has("rows[1].amount_cents"),
+            "{backend}: {e}"
+        );
+        // Nothing was written.
+        let n = p
+            .db()
+            .fetch_i64(Sql::literal(
+                p.db().backend(),
+                "SELECT COUNT(*) FROM invoices",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(n, Some(2), "{backend}");
+        let stored = repo.find(second.id).await.unwrap();
+        assert_eq!(stored, second, "{backend}: the update changed nothing");
+        p.shutdown().await;
     }
 }

@@ -5,7 +5,8 @@
 //! `record` (an id: that record's entries, needs `view_<resource>`; without
 //! it, every entry of the resource, which needs `view_any_<resource>` and
 //! `view_audit`), `before` (an entry id: keyset paging, newest first) and
-//! `limit` (1 to 100, default 50). Listings are bounded in bytes: values
+//! `page[size]` (1 to 100, default 50; `limit` is its older name, still
+//! taken, and must agree with it when both are sent). Listings are bounded in bytes: values
 //! longer than 1,000 characters are cut (ending in `…`, the entry's
 //! `truncated` names the fields and `href` leads to the whole entry), and a
 //! page stops at 256 KiB of values. Values of `pii` fields are masked
@@ -102,7 +103,10 @@ pub(super) async fn index(api: ApiContext, params: Params) -> Result<Response> {
         return Err(platform_core::Error::Unauthenticated.into());
     }
     let mut errors = FieldErrors::default();
-    params.reject_unknown(&["resource", "record", "before", "limit"], &mut errors);
+    params.reject_unknown(
+        &["resource", "record", "before", "page[size]", "limit"],
+        &mut errors,
+    );
     params.reject_nul(&mut errors);
     let records = match params.get("resource") {
         None => {
@@ -135,8 +139,19 @@ pub(super) async fn index(api: ApiContext, params: Params) -> Result<Response> {
         errors.add("record", "invalid", "must be a record id");
     }
     let before = positive(&params, "before", i64::MAX, &mut errors);
-    let limit = positive(&params, "limit", MAX_LIMIT as i64, &mut errors)
-        .map_or(DEFAULT_LIMIT, |n| n as usize);
+    // `page[size]`, as on the lists; `limit` is its older name.
+    let size = positive(&params, "page[size]", MAX_LIMIT as i64, &mut errors);
+    let limit = positive(&params, "limit", MAX_LIMIT as i64, &mut errors);
+    if let (Some(s), Some(l)) = (size, limit)
+        && s != l
+    {
+        errors.add(
+            "page[size]",
+            "invalid",
+            "differs from `limit` (its older name): send one of them",
+        );
+    }
+    let limit = size.or(limit).map_or(DEFAULT_LIMIT, |n| n as usize);
     errors.into_result()?;
     let Some(records) = records else {
         return Err(Error::RouteNotFound);

@@ -7,13 +7,13 @@
 //!
 //! | method | path | what |
 //! |--------|------|------|
-//! | `GET` | `/api/{resource}` | list (search, sort, filters, keyset or offset pages) |
+//! | `GET` | `/api/{resource}` | list (search, sort, filters, keyset or offset pages, `include` related records: see [`include`](mod@include)) |
 //! | `POST` | `/api/{resource}` | create; `201` with `Location` |
-//! | `GET` | `/api/{resource}/{id}` | show |
+//! | `GET` | `/api/{resource}/{id}` | show (`include` related records) |
 //! | `PATCH`, `PUT` | `/api/{resource}/{id}` | update the fields sent (both are partial) |
 //! | `DELETE` | `/api/{resource}/{id}` | delete (soft where the resource soft-deletes); `?force=true` deletes for good; `204` |
 //! | `POST` | `/api/{resource}/{id}/restore` | restore a soft-deleted record |
-//! | `GET` | `/api/audits?resource=R[&record=ID][&before=N][&limit=N]` | audit entries of a record or a resource, newest first (values cut to 1,000 characters, pages bounded in bytes) |
+//! | `GET` | `/api/audits?resource=R[&record=ID][&before=N][&page[size]=N]` | audit entries of a record or a resource, newest first (values cut to 1,000 characters, pages bounded in bytes) |
 //! | `GET` | `/api/audits/{id}` | one audit entry, whole |
 //! | `GET` | `/api/openapi.json` | the OpenAPI 3.0.3 document (public) |
 //! | `GET` | `/api/docs` | the same document as a readable reference, Swagger UI served from the binary (public; see [`docs`]) |
@@ -45,6 +45,7 @@ mod audit;
 mod context;
 pub mod docs;
 mod extract;
+pub mod include;
 mod link;
 pub mod openapi;
 mod resource;

@@ -23,6 +23,8 @@ use platform_core::value::FieldType;
 use serde_json::{Map, Value, json};
 
 use super::ApiConfig;
+use super::include::{self, EMBEDDED_KEY, MAX_INCLUDE_LEN};
+use platform_core::repo::HIDDEN_KEY;
 
 /// Names of the shared component schemas (resource schemas must not clash).
 const SHARED_SCHEMAS: [&str; 9] = [
@@ -161,9 +163,13 @@ fn output_field(f: &FieldMeta) -> Value {
             describe(
                 f,
                 &mut m,
-                Some("Encrypted at rest: `null` unless the caller has `view_encrypted`."),
+                Some(
+                    "Encrypted at rest: left out, and named in `_hidden`, unless the caller has `view_encrypted`.",
+                ),
             );
-            nullable(&mut m);
+            if f.is_nullable() && m.contains_key("type") {
+                nullable(&mut m);
+            }
         } else {
             describe(f, &mut m, None);
             if f.is_nullable() && m.contains_key("type") {
@@ -190,7 +196,7 @@ fn input_field(f: &FieldMeta) -> Value {
     Value::Object(m)
 }
 
-fn resource_schemas(meta: &ResourceMeta, schemas: &mut Map<String, Value>) {
+fn resource_schemas(meta: &'static ResourceMeta, schemas: &mut Map<String, Value>) {
     let name = schema_name(meta);
     let visible: Vec<&FieldMeta> = meta
         .field_list()
@@ -203,8 +209,56 @@ fn resource_schemas(meta: &ResourceMeta, schemas: &mut Map<String, Value>) {
     for f in &visible {
         props.insert(f.name().into(), output_field(f));
     }
+    let withheld: Vec<&str> = visible
+        .iter()
+        .filter(|f| f.is_encrypted())
+        .map(|f| f.name())
+        .collect();
+    if !withheld.is_empty() {
+        props.insert(
+            HIDDEN_KEY.into(),
+            json!({
+                "type": "array",
+                "description": "The encrypted fields left out because the caller may not see them (no `view_encrypted`); present only when it names one.",
+                "items": { "type": "string", "enum": withheld },
+                "minItems": 1,
+                "uniqueItems": true,
+            }),
+        );
+    }
+    let rels = include::relations(meta);
+    if !rels.is_empty() {
+        let mut embedded = Map::new();
+        for r in &rels {
+            embedded.insert(
+                r.name.into(),
+                json!({
+                    "nullable": true,
+                    "description": format!(
+                        "The {} `{}` refers to (with `include={}`): null when `{}` is null, left out when the caller may not see it.",
+                        r.target.label_text(), r.field.name(), r.name, r.field.name()
+                    ),
+                    "allOf": [reference("schemas", &schema_name(r.target))],
+                }),
+            );
+        }
+        props.insert(
+            EMBEDDED_KEY.into(),
+            json!({
+                "type": "object",
+                "description": "The related records asked for with `include` (lists and show only).",
+                "properties": embedded,
+                "additionalProperties": false,
+            }),
+        );
+    }
     let mut record = json!({ "type": "object", "title": meta.label_text(), "properties": props });
-    let required: Vec<&str> = visible.iter().map(|f| f.name()).collect();
+    // Encrypted fields are left out for callers without `view_encrypted`.
+    let required: Vec<&str> = visible
+        .iter()
+        .filter(|f| !f.is_encrypted())
+        .map(|f| f.name())
+        .collect();
     if !required.is_empty() {
         record["required"] = json!(required);
     }
@@ -305,7 +359,7 @@ fn query_param(name: &str, description: &str, schema: Value) -> Value {
 }
 
 /// The parameters of a list of `meta`.
-fn list_params(meta: &ResourceMeta) -> Vec<Value> {
+fn list_params(meta: &'static ResourceMeta) -> Vec<Value> {
     let mut out = Vec::new();
     if !meta.search_fields().is_empty() {
         out.push(query_param(
@@ -407,7 +461,33 @@ fn list_params(meta: &ResourceMeta) -> Vec<Value> {
         "Whether to count the matching records (`meta.total`).",
         json!({ "type": "boolean", "default": false }),
     ));
+    out.extend(include_param(meta, "view_any_"));
     out
+}
+
+/// The `include` parameter of `meta`'s list and show, when it has
+/// relations to include; `needs` is the permission prefix on the target.
+fn include_param(meta: &'static ResourceMeta, needs: &str) -> Option<Value> {
+    let rels = include::relations(meta);
+    if rels.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = rels.iter().map(|r| r.name).collect();
+    let targets: Vec<String> = rels
+        .iter()
+        .map(|r| format!("`{needs}{}`", r.target.name()))
+        .collect();
+    let mut p = query_param(
+        "include",
+        &format!(
+            "Related records to embed in each record's `_embedded` (comma-separated, at most {MAX_INCLUDE_LEN} characters): one read per relation per page, as the caller. Needs {} on the related resource (else 403).",
+            targets.join(" / ")
+        ),
+        json!({ "type": "array", "items": { "type": "string", "enum": names }, "minItems": 1 }),
+    );
+    p["style"] = json!("form");
+    p["explode"] = json!(false);
+    Some(p)
 }
 
 fn id_param(meta: &ResourceMeta) -> Value {
@@ -450,7 +530,7 @@ fn ok_response(description: &str, schema: &str) -> Value {
     })
 }
 
-fn resource_paths(meta: &ResourceMeta, paths: &mut Map<String, Value>) {
+fn resource_paths(meta: &'static ResourceMeta, paths: &mut Map<String, Value>) {
     let name = schema_name(meta);
     let (single, plural) = (meta.name(), meta.plural());
     let (label, labels) = (meta.label_text(), meta.plural_label());
@@ -533,6 +613,7 @@ fn resource_paths(meta: &ResourceMeta, paths: &mut Map<String, Value>) {
                 "summary": format!("Show a {label}"),
                 "description": format!("Needs `view_{single}`."),
                 "tags": tags,
+                "parameters": include_param(meta, "view_").into_iter().collect::<Vec<_>>(),
                 "responses": responses(("200", shown()), false),
             },
             "patch": update(&format!("update_{single}"), format!("Update a {label}")),
@@ -582,7 +663,8 @@ fn audit_path(resources: &[&ResourceMeta]) -> Value {
                 resource,
                 query_param("record", "A record id.", no_nul(json!({ "type": "string", "minLength": 1, "maxLength": 64 }))),
                 query_param("before", "Keyset paging: entries older than this entry id (`meta.next_before`).", json!({ "type": "integer", "format": "int64", "minimum": 1, "maximum": i64::MAX })),
-                query_param("limit", "Entries per page.", json!({ "type": "integer", "minimum": 1, "maximum": 100, "default": 50 })),
+                query_param("page[size]", "Entries per page.", json!({ "type": "integer", "minimum": 1, "maximum": 100, "default": 50 })),
+                query_param("limit", "The same as `page[size]` (the older name, still taken; when both are sent they must agree).", json!({ "type": "integer", "minimum": 1, "maximum": 100, "default": 50 })),
             ],
             "responses": responses(("200", ok_response("Audit entries.", "AuditList")), false),
         }
@@ -618,7 +700,7 @@ fn shared_schemas(schemas: &mut Map<String, Value>) {
                 "type": "object",
                 "required": ["code", "message"],
                 "properties": {
-                    "code": { "type": "string", "description": "`required`, `type`, `too_long`, `choice`, `unique`, `exists`, `unknown_field`, `unknown_parameter`, `read_only`, `invalid`, ..." },
+                    "code": { "type": "string", "description": "`required`, `type`, `too_long`, `choice`, `email`, `unique`, `exists`, `unknown_field`, `read_only`, `forbidden`, `unknown_parameter`, `unknown_relation`, `invalid`." },
                     "message": { "type": "string" },
                 },
             }),

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::context::ApiContext;
 use super::extract::{JsonBody, Params, RecordPath, ResourcePath};
-use super::link;
+use super::{include, link};
 use crate::error::{Error, Result};
 
 /// `{"data": ...}`.
@@ -86,13 +86,15 @@ fn no_params(params: &Params) -> Result<()> {
     errors.into_result().map_err(Error::from)
 }
 
-/// The list query of the request's parameters, every problem reported.
-fn list_query(params: &Params) -> Result<ListQuery> {
+/// The list query of the request's parameters and the relations to
+/// include, every problem reported.
+fn list_query(records: &Records, params: &Params) -> Result<(ListQuery, Vec<include::Relation>)> {
     let mut errors = FieldErrors::default();
     flag(params, "count", &mut errors);
     params.reject_nul(&mut errors);
-    match ListQuery::from_params(params.pairs()) {
-        Ok(q) if errors.is_empty() => return Ok(q),
+    let rels = include::parse(records.meta(), params, &mut errors);
+    match ListQuery::from_params(params.pairs().filter(|(k, _)| *k != "include")) {
+        Ok(q) if errors.is_empty() => return Ok((q, rels)),
         Ok(_) => {}
         Err(e) => {
             for f in e.iter() {
@@ -111,7 +113,8 @@ pub(super) async fn index(
 ) -> Result<Response> {
     let records = api.records(&resource)?;
     authorize(&records, Ability::ViewAny)?;
-    let query = list_query(&params)?;
+    let (query, rels) = list_query(&records, &params)?;
+    let targets = include::targets(&api, &rels, false)?;
     let page = records.list(&query).await?;
     let next = if page.has_more {
         let path = api.original_uri().path();
@@ -138,8 +141,10 @@ pub(super) async fn index(
         None
     };
     let ctx = api.context();
+    let mut data: Vec<serde_json::Value> = page.items.iter().map(|r| r.to_json(ctx)).collect();
+    include::embed(&targets, &page.items, &mut data, false).await?;
     let body = ListBody {
-        data: page.items.iter().map(|r| r.to_json(ctx)).collect(),
+        data,
         meta: ListMeta {
             has_more: page.has_more,
             next_cursor: page.next_cursor,
@@ -161,7 +166,7 @@ pub(super) async fn create(
     authorize(&records, Ability::Create)?;
     no_params(&params)?;
     let JsonBody(body) = body?;
-    let changes = Changes::from_json(records.meta(), &body)?;
+    let changes = Changes::read_json(records.meta(), &body)?;
     let rec = records.create(changes).await?;
     let location = link::child(api.original_uri().path(), &rec.id().display());
     let mut res = (
@@ -185,12 +190,17 @@ pub(super) async fn show(
 ) -> Result<Response> {
     let records = api.records(&resource)?;
     authorize(&records, Ability::View)?;
-    no_params(&params)?;
+    let mut errors = FieldErrors::default();
+    params.reject_unknown(&["include"], &mut errors);
+    params.reject_nul(&mut errors);
+    let rels = include::parse(records.meta(), &params, &mut errors);
+    errors.into_result()?;
+    let targets = include::targets(&api, &rels, true)?;
     let rec = records.find(records.parse_id(&id)?).await?;
-    Ok(Json(DataBody {
-        data: rec.to_json(api.context()),
-    })
-    .into_response())
+    let mut data = [rec.to_json(api.context())];
+    include::embed(&targets, std::slice::from_ref(&rec), &mut data, true).await?;
+    let [data] = data;
+    Ok(Json(DataBody { data }).into_response())
 }
 
 /// `PATCH` and `PUT /{resource}/{id}`: writes the fields sent.
@@ -205,7 +215,7 @@ pub(super) async fn update(
     no_params(&params)?;
     let id = records.parse_id(&id)?;
     let JsonBody(body) = body?;
-    let changes = Changes::from_json(records.meta(), &body)?;
+    let changes = Changes::read_json(records.meta(), &body)?;
     let rec = records.update(id, changes).await?;
     Ok(Json(DataBody {
         data: written(&records, &rec, api.context()),

@@ -255,15 +255,16 @@ pub(crate) fn inputs(
 }
 
 /// Reads a posted form into changes: only fields the viewer may edit, and
-/// only those present in the form; unparsable values are field errors.
+/// only those present in the form; unparsable values are kept as field
+/// errors in the changes ([`Changes::reject`]), which the write path
+/// answers together with its own checks.
 pub(crate) fn changes(
     meta: &'static ResourceMeta,
     viewer: Viewer,
     creating: bool,
     form: &FormData,
-) -> (Changes, FieldErrors) {
+) -> Changes {
     let mut changes = Changes::new();
-    let mut errors = FieldErrors::default();
     for f in meta.field_list() {
         if access(f, viewer, creating) != Access::Edit {
             continue;
@@ -273,10 +274,10 @@ pub(crate) fn changes(
         };
         match format::parse_input(f, text) {
             Ok(v) => changes.insert(f.name(), v),
-            Err(msg) => errors.add(f.name(), "type", msg),
+            Err(msg) => changes.reject(f.name(), "type", msg),
         }
     }
-    (changes, errors)
+    changes
 }
 
 /// The titles of the records `field` (a `belongs_to`) refers to, by id

@@ -202,19 +202,7 @@ pub(crate) async fn create(
     let records = p.records(&resource)?;
     p.authorize(&records, Ability::Create)?;
     let meta = records.meta();
-    let (changes, errors) = fields::changes(meta, Viewer::of(&p), true, &form);
-    if !errors.is_empty() {
-        return form_page(
-            &p,
-            &records,
-            None,
-            Some(&form),
-            &errors,
-            Vec::new(),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
-    }
+    let changes = fields::changes(meta, Viewer::of(&p), true, &form);
     match records.create(changes).await {
         Ok(rec) => {
             let href = record_href(&p, meta, &rec.id().display());
@@ -296,7 +284,7 @@ pub(crate) async fn update(
     p.authorize(&records, Ability::Update)?;
     let meta = records.meta();
     let id = records.parse_id(&id)?;
-    let (changes, errors) = fields::changes(meta, Viewer::of(&p), false, &form);
+    let changes = fields::changes(meta, Viewer::of(&p), false, &form);
     let failed = |errors: FieldErrors, banner: Vec<String>, status| {
         let (p, records, form) = (&p, &records, &form);
         let id = id.clone();
@@ -305,9 +293,6 @@ pub(crate) async fn update(
             form_page(p, records, Some(&rec), Some(form), &errors, banner, status).await
         }
     };
-    if !errors.is_empty() {
-        return failed(errors, Vec::new(), StatusCode::UNPROCESSABLE_ENTITY).await;
-    }
     match records.update(id.clone(), changes).await {
         Ok(rec) => {
             let href = record_href(&p, meta, &id.display());

@@ -105,6 +105,8 @@ pub struct Db {
     /// The key audit entries written in this database's transactions are
     /// authenticated with (see [`crate::audit::insert_entries`]).
     audit_key: Option<Arc<Crypto>>,
+    /// Statements run through the pool (not inside transactions).
+    statements: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// One decoded row: values in the order of the selected columns.
@@ -196,6 +198,7 @@ impl Db {
             pool,
             backend,
             audit_key: None,
+            statements: Arc::default(),
         })
     }
 
@@ -238,13 +241,28 @@ impl Db {
         }
     }
 
+    /// How many statements this pool (and its clones) has run outside
+    /// transactions, through [`Db::execute`] and the `fetch_*` methods:
+    /// the reads of the read path. Tests use it to check that a page costs
+    /// a bounded number of statements (no query per row).
+    pub fn statements_run(&self) -> u64 {
+        self.statements.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count_statement(&self) {
+        self.statements
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Runs a statement, returning the rows affected.
     pub async fn execute(&self, sql: Sql) -> Result<u64> {
+        self.count_statement();
         dispatch!(&self.pool, p => p.exec_sql(sql).await)
     }
 
     /// Runs a query and decodes every row with `types`.
     pub async fn fetch_all(&self, sql: Sql, types: &[FieldType]) -> Result<Vec<Row>> {
+        self.count_statement();
         dispatch!(&self.pool, p => p.fetch_sql(sql, types).await)
     }
 

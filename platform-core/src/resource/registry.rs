@@ -302,6 +302,11 @@ fn validate(
         if !f.choice_list().is_empty() && !f.ty().is_string() {
             err(format!("field `{name}`: `choices` needs a string field"));
         }
+        if name.starts_with('_') {
+            err(format!(
+                "field `{name}`: names starting with `_` are reserved for the API's own keys (`_hidden`, `_embedded`)"
+            ));
+        }
         if let Some(target) = f.belongs_to_meta() {
             if !all
                 .iter()
@@ -374,7 +379,10 @@ mod tests {
     struct B;
     impl Resource for B {
         const META: ResourceMeta = ResourceMeta::new("b", "bs", "b_rows")
-            .fields(&[FieldMeta::of::<String>("name")])
+            .fields(&[
+                FieldMeta::of::<String>("name"),
+                FieldMeta::of::<String>("_hidden"),
+            ])
             .search(&["nope"]);
         fn to_values(&self) -> Vec<Value> {
             vec![]
@@ -400,6 +408,10 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("has no primary key"), "{text}");
         assert!(text.contains("`search` names `nope`"), "{text}");
+        assert!(
+            text.contains("field `_hidden`: names starting with `_` are reserved"),
+            "{text}"
+        );
     }
 
     #[test]
