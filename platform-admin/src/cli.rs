@@ -253,6 +253,10 @@ impl Cli {
     {
         let args = Args::parse_from(args);
         init_tracing();
+        self.run_command(args).await.map_err(without_repetition)
+    }
+
+    async fn run_command(self, args: Args) -> anyhow::Result<()> {
         let command = args.command.unwrap_or(Command::Serve {
             addr: std::env::var("PLATFORM_ADDR")
                 .ok()
@@ -707,6 +711,18 @@ impl Cli {
                 ))
             }
         }
+    }
+}
+
+/// The error alone when its message already says what its causes say
+/// (`database is unavailable: <reason>`, caused by `<reason>`), so that
+/// the "Caused by" list printed on exit does not repeat it.
+fn without_repetition(e: anyhow::Error) -> anyhow::Error {
+    let top = e.to_string();
+    if e.chain().skip(1).all(|c| top.contains(&c.to_string())) {
+        anyhow!(top)
+    } else {
+        e
     }
 }
 

@@ -919,3 +919,31 @@ fn logs_have_no_colours_when_not_on_a_terminal() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_refused_connection_is_one_clear_message() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let o = Command::new(EXE)
+        .arg("role:list")
+        .env(
+            "PLATFORM_DATABASE_URL",
+            format!("postgres://app:s3cret-pw@127.0.0.1:{port}/x"),
+        )
+        .env("PLATFORM_APP_KEY", test_key().to_config_string())
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("cannot connect to PostgreSQL at 127.0.0.1:{port}"))
+            && err.contains("server is running"),
+        "{err}"
+    );
+    assert!(!err.contains("Caused by"), "said once: {err}");
+    assert!(!err.contains("s3cret-pw"), "{err}");
+}

@@ -187,6 +187,7 @@ impl Db {
                     database: opts.get_database().unwrap_or_default().to_owned(),
                     user: opts.get_username().to_owned(),
                 };
+                probe::<sqlx::PgConnection>(&target, &opts, options.acquire_timeout).await?;
                 let pool = PgPoolOptions::new()
                     .max_connections(options.max_connections)
                     .acquire_timeout(options.acquire_timeout)
@@ -207,6 +208,7 @@ impl Db {
                     database: opts.get_database().unwrap_or_default().to_owned(),
                     user: opts.get_username().to_owned(),
                 };
+                probe::<sqlx::MySqlConnection>(&target, &opts, options.acquire_timeout).await?;
                 let opts = opts.charset("utf8mb4").timezone(Some("+00:00".to_owned()));
                 let pool = MySqlPoolOptions::new()
                     .max_connections(options.max_connections)
@@ -856,6 +858,24 @@ fn decode_mysql(row: &sqlx::mysql::MySqlRow, types: &[FieldType]) -> Result<Row>
 /// reached is [`Error::Unavailable`], a unique or foreign-key violation is
 /// [`Error::Conflict`] naming the constraint, anything else is
 /// [`Error::Backend`].
+/// One connection made and closed before the pool is built: the pool
+/// retries a refused connection until its timeout and then reports only
+/// the timeout, while this answers at once with the reason.
+async fn probe<C: sqlx::Connection>(
+    target: &Target<'_>,
+    opts: &C::Options,
+    timeout: Duration,
+) -> Result<()> {
+    match tokio::time::timeout(timeout, C::connect_with(opts)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(connect_error(target, e)),
+        Err(_) => Err(connect_error(target, sqlx::Error::PoolTimedOut)),
+    }
+}
+
 /// What a connection was attempted to, for the message of a failed one.
 struct Target<'a> {
     dialect: &'static str,
@@ -889,11 +909,20 @@ fn connect_error(t: &Target<'_>, e: sqlx::Error) -> Error {
     };
     match e {
         sqlx::Error::Io(io) => unreachable(&io_reason(&io)),
-        sqlx::Error::PoolTimedOut => unreachable("no answer in time"),
-        sqlx::Error::Tls(tls) => unreachable(&format!("TLS failed ({tls})")),
+        sqlx::Error::PoolTimedOut => unreachable("no answer in time (is a firewall in the way?)"),
+        sqlx::Error::Tls(tls) => unreachable(&format!(
+            "TLS failed ({})",
+            without_source_location(&tls.to_string())
+        )),
         sqlx::Error::Database(db) => {
-            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            let message = db.message().to_owned();
+            // MySQL's error number (1049 unknown database, 1045 access
+            // denied) says more than its SQLSTATE.
+            let code = db
+                .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                .map(|m| m.number().to_string())
+                .or_else(|| db.code().map(|c| c.into_owned()))
+                .unwrap_or_default();
+            let message = without_source_location(db.message());
             match (t.dialect, code.as_str()) {
                 ("SQLite", _) => Error::Configuration(format!(
                     "cannot open the SQLite database {} ({message}): check that its folder \
@@ -914,10 +943,49 @@ fn connect_error(t: &Target<'_>, e: sqlx::Error) -> Error {
             }
         }
         other => match map_sqlx_error(other) {
-            Error::Unavailable { source, .. } => unreachable(&source.to_string()),
+            Error::Unavailable { source, .. } | Error::Backend { source, .. } => {
+                unreachable(&without_source_location(&source.to_string()))
+            }
             e => e,
         },
     }
+}
+
+/// `text` without the driver's or server's source locations
+/// (`(sqlx_postgres::connection::tls:109)`, `at line 948`): they tell the
+/// reader nothing about what to fix.
+fn without_source_location(text: &str) -> String {
+    let is_location = |inner: &str| {
+        inner.contains("::")
+            && inner
+                .rsplit(':')
+                .next()
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find(" (") {
+        let after = &rest[open + 2..];
+        match after.find(')') {
+            Some(len) if is_location(&after[..len]) => {
+                out.push_str(&rest[..open]);
+                rest = &after[len + 1..];
+            }
+            _ => {
+                out.push_str(&rest[..open + 2]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    while let Some(i) = out.find(" at line ") {
+        let digits = out[i + 9..].bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            break;
+        }
+        out.replace_range(i..i + 9 + digits, "");
+    }
+    out
 }
 
 /// The plain reason of a socket error ("connection refused"), without the
@@ -1014,6 +1082,21 @@ fn constraint_from_message(m: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_locations_are_left_out_of_connection_errors() {
+        assert_eq!(
+            without_source_location(
+                "unexpected response from SSLRequest: 0x48 (sqlx_postgres::connection::tls:109)"
+            ),
+            "unexpected response from SSLRequest: 0x48"
+        );
+        assert_eq!(
+            without_source_location("database \"x\" does not exist at line 948 (a) (b::c:1) end"),
+            "database \"x\" does not exist (a) end"
+        );
+        assert_eq!(without_source_location("plain (text)"), "plain (text)");
+    }
 
     #[test]
     fn constraint_names_from_messages() {
