@@ -947,3 +947,51 @@ fn a_refused_connection_is_one_clear_message() {
     assert!(!err.contains("Caused by"), "said once: {err}");
     assert!(!err.contains("s3cret-pw"), "{err}");
 }
+
+#[test]
+fn an_old_layout_keeps_working_and_says_how_to_move_it() {
+    let dir = std::env::temp_dir().join(format!("platform-old-layout-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = Command::new(EXE);
+        c.args(args)
+            .current_dir(&dir)
+            .env("RUST_BACKTRACE", "0")
+            .env_remove("PLATFORM_DATABASE_URL")
+            .env_remove("PLATFORM_APP_KEY")
+            .env_remove("PLATFORM_KEY_FILE")
+            .env_remove("PLATFORM_ENV");
+        c
+    };
+    // The files an application had before the state folder.
+    let key = stdout(&cmd(&["key:generate"]).output().unwrap());
+    std::fs::write(dir.join("platform.key"), &key).unwrap();
+    let o = cmd(&["migrate"])
+        .env("PLATFORM_DATABASE_URL", "sqlite://platform.db?mode=rwc")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let o = cmd(&["role:list"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("using ./platform.db") && err.contains("mv platform.db* .platform/"),
+        "{err}"
+    );
+    assert!(
+        err.contains("reading the app key from platform.key"),
+        "{err}"
+    );
+    assert_eq!(err.matches("notice:").count(), 2, "once each: {err}");
+    assert!(
+        !dir.join(".platform").exists(),
+        "nothing new beside the old files"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("platform.key")).unwrap(),
+        key
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
