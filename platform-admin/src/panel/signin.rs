@@ -2,8 +2,9 @@
 //! sign-out, the two-factor challenge and the mandatory two-factor set-up,
 //! password reset by e-mailed link, e-mail verification, password
 //! confirmation before sensitive pages, registration (off unless
-//! [`platform_core::auth::AuthConfig::registration`]), and the profile page
-//! (name, e-mail, password, recovery codes).
+//! [`platform_core::auth::AuthConfig::registration`]), the profile page
+//! (name, e-mail, password, recovery codes), and the change a user whose
+//! password was generated makes before anything else (`/change-password`).
 //!
 //! The checks themselves (throttling, hashing, replay protection, session
 //! rotation, audit entries) live in [`platform_core::auth`]; these handlers
