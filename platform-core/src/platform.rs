@@ -95,8 +95,9 @@ const LEGACY_DATABASE_FILE: &str = "platform.db";
 const STATE_GITIGNORE: &str =
     "# Platform's development state (app key, SQLite database): never commit it.\n*\n";
 
-/// Creates the state folder `dir` (and its parents) with a `.gitignore`
-/// that ignores everything in it, unless both exist already. Idempotent.
+/// Creates the state folder `dir` (and its parents; on Unix readable by its
+/// owner only) with a `.gitignore` that ignores everything in it, unless
+/// both exist already. Idempotent.
 pub fn ensure_state_dir(dir: &Path) -> Result<()> {
     let io = |e: std::io::Error| {
         Error::Configuration(format!(
@@ -104,7 +105,15 @@ pub fn ensure_state_dir(dir: &Path) -> Result<()> {
             dir.display()
         ))
     };
-    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    // Only its owner may look inside (the key file is 0600 as well).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(io)?;
     let ignore = dir.join(".gitignore");
     match std::fs::OpenOptions::new()
         .write(true)

@@ -109,6 +109,11 @@ async fn development_state_lives_in_an_ignored_folder_and_old_layouts_keep_their
             .permissions()
             .mode();
         assert_eq!(mode & 0o077, 0, "the key is readable by its owner only");
+        let mode = std::fs::metadata(fresh.join(".platform"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "so is the folder");
     }
     // Git ignores the folder's content without any help from the project.
     assert!(git(&fresh, &["init", "-q"]).status.success());
