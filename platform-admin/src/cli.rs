@@ -1,5 +1,5 @@
 //! The command line every host binary gets (artisan): `serve`, `migrate`,
-//! `user:create`, `token:create`, `role:create`, `role:grant`,
+//! `user:create`, `user:password`, `token:create`, `role:create`, `role:grant`,
 //! `role:revoke`, `role:list`, `permissions:sync`, `permissions:matrix`,
 //! `audit:verify`, `audit:prune`, `make:migration`, `key:generate`.
 //!
@@ -102,6 +102,18 @@ enum Command {
         /// Roles to give (repeatable), e.g. `super_admin`.
         #[arg(long = "role")]
         roles: Vec<String>,
+    },
+    /// Set a user's password (generated and printed when none is given; a
+    /// generated one must be changed at the next panel sign-in). Ends the
+    /// user's sessions; audited as the console's, all or nothing.
+    #[command(name = "user:password")]
+    UserPassword {
+        /// The user's e-mail address.
+        #[arg(long)]
+        email: String,
+        /// The new password (at least 8 characters); generated and printed when omitted.
+        #[arg(long, env = "PLATFORM_USER_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
     },
     /// Create an API token; prints the token alone on stdout (shown once).
     #[command(name = "token:create")]
@@ -267,6 +279,10 @@ impl Cli {
     {
         let args = Args::parse_from(args);
         init_tracing();
+        self.run_command(args).await.map_err(without_repetition)
+    }
+
+    async fn run_command(self, args: Args) -> anyhow::Result<()> {
         let command = args.command.unwrap_or(Command::Serve {
             addr: std::env::var("PLATFORM_ADDR")
                 .ok()
@@ -288,6 +304,7 @@ impl Cli {
                 name,
                 roles,
             } => self.user_create(email, password, name, roles).await,
+            Command::UserPassword { email, password } => self.user_password(email, password).await,
             Command::TokenCreate {
                 email,
                 name,
@@ -516,17 +533,21 @@ impl Cli {
         let password = password.unwrap_or_else(|| platform_core::crypto::random_token(15));
         let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_owned());
         // One transaction for the user and its roles: an unknown role
-        // leaves no user behind.
+        // leaves no user behind. A generated password is to be changed at
+        // the first sign-in.
         let created = p
             .access()
-            .create_user_with_roles(
+            .create_user_with(
                 &Context::console(),
                 platform_core::access::NewUser {
                     email,
                     name,
                     password: password.clone(),
                 },
-                &roles,
+                platform_core::access::NewUserOptions {
+                    roles,
+                    password_change_required: generated,
+                },
             )
             .await;
         let user = match created {
@@ -539,9 +560,42 @@ impl Cli {
         println!("created user {} ({})", user.id, user.email);
         if generated {
             println!("password: {password}");
+            println!("(generated: to be changed at the first sign-in to the panel)");
         }
         p.shutdown().await;
         Ok(())
+    }
+
+    /// `user:password`: one transaction (the hash, the forced change, the
+    /// end of the user's sessions, the audit entry); an unknown e-mail or a
+    /// refused password changes nothing.
+    async fn user_password(self, email: String, password: Option<String>) -> anyhow::Result<()> {
+        let p = self.quiet().await?;
+        let result = async {
+            let user = p
+                .access()
+                .find_user_by_email(&email)
+                .await?
+                .ok_or_else(|| anyhow!("no user with e-mail {email} (nothing was changed)"))?;
+            let generated = password.is_none();
+            let password = password.unwrap_or_else(|| platform_core::crypto::random_token(15));
+            let ended = p
+                .auth()
+                .set_user_password(&Context::console(), user.id, &password, generated)
+                .await?;
+            println!(
+                "set the password of {} ({ended} session(s) signed out)",
+                user.email
+            );
+            if generated {
+                println!("password: {password}");
+                println!("(generated: to be changed at the next sign-in to the panel)");
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        p.shutdown().await;
+        result
     }
 
     async fn token_create(
@@ -800,6 +854,18 @@ impl Cli {
                 ))
             }
         }
+    }
+}
+
+/// The error alone when its message already says what its causes say
+/// (`database is unavailable: <reason>`, caused by `<reason>`), so that
+/// the "Caused by" list printed on exit does not repeat it.
+fn without_repetition(e: anyhow::Error) -> anyhow::Error {
+    let top = e.to_string();
+    if e.chain().skip(1).all(|c| top.contains(&c.to_string())) {
+        anyhow!(top)
+    } else {
+        e
     }
 }
 
@@ -1070,13 +1136,26 @@ fn write_migration(
     Ok(target)
 }
 
+/// Whether log lines may carry ANSI colours: only on a terminal, and not
+/// when `NO_COLOR` is set (to anything but the empty string,
+/// <https://no-color.org>).
+fn log_colours(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    is_terminal && no_color.is_none_or(std::ffi::OsStr::is_empty)
+}
+
 fn init_tracing() {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let colours = log_colours(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colours)
         .try_init();
 }
 
@@ -1118,6 +1197,16 @@ mod tests {
     }
 
     #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(log_colours(true, None));
+        assert!(log_colours(true, Some(OsStr::new(""))));
+        assert!(!log_colours(true, Some(OsStr::new("1"))));
+        assert!(!log_colours(false, None));
+        assert!(!log_colours(false, Some(OsStr::new("1"))));
+    }
+
+    #[test]
     fn every_command_has_help() {
         use clap::CommandFactory;
         let cmd = Args::command();
@@ -1128,6 +1217,7 @@ mod tests {
             "migrate",
             "user:create",
             "token:create",
+            "user:password",
             "role:create",
             "role:grant",
             "role:revoke",

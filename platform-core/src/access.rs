@@ -53,6 +53,10 @@ pub struct User {
     pub disabled_at: Option<DateTime<Utc>>,
     /// Created.
     pub created_at: DateTime<Utc>,
+    /// Whether the password was generated for the user (by the console or
+    /// the demo), so that the panel asks for a new one at sign-in before
+    /// anything else. Cleared when the user chooses a password.
+    pub password_change_required: bool,
 }
 
 /// An API token's stored facts (never the token itself).
@@ -94,6 +98,16 @@ pub struct NewUser {
     pub name: String,
     /// Password (at least 8 characters).
     pub password: String,
+}
+
+/// What else [`Access::create_user_with`] does with a new user.
+#[derive(Debug, Clone, Default)]
+pub struct NewUserOptions {
+    /// Roles to give, in the same transaction.
+    pub roles: Vec<String>,
+    /// The password was generated (not chosen by the user): the panel asks
+    /// for a new one at the first sign-in ([`User::password_change_required`]).
+    pub password_change_required: bool,
 }
 
 /// Minimum password length.
@@ -161,9 +175,8 @@ pub struct Access {
     last_used: Arc<Mutex<HashMap<i64, Instant>>>,
 }
 
-const USER_COLUMNS: &str =
-    "id, email, name, two_factor_confirmed_at, email_verified_at, disabled_at, created_at";
-const USER_TYPES: [FieldType; 7] = [
+const USER_COLUMNS: &str = "id, email, name, two_factor_confirmed_at, email_verified_at, disabled_at, created_at, password_change_required";
+const USER_TYPES: [FieldType; 8] = [
     FieldType::I64,
     FieldType::Text,
     FieldType::Text,
@@ -171,6 +184,7 @@ const USER_TYPES: [FieldType; 7] = [
     FieldType::DateTime,
     FieldType::DateTime,
     FieldType::DateTime,
+    FieldType::Bool,
 ];
 
 fn time(v: &Value) -> Option<DateTime<Utc>> {
@@ -193,7 +207,13 @@ pub(crate) fn user_from_row(r: &[Value]) -> User {
         email_verified_at: time(&r[4]),
         disabled_at: time(&r[5]),
         created_at: time(&r[6]).unwrap_or_default(),
+        password_change_required: r.get(7).is_some_and(truthy),
     }
+}
+
+/// A boolean column's value (SQLite and MySQL may answer an integer).
+pub(crate) fn truthy(v: &Value) -> bool {
+    matches!(v, Value::Bool(true)) || v.as_i64().is_some_and(|n| n != 0)
 }
 
 /// A user's e-mail address as stored and looked up: trimmed and
@@ -319,8 +339,32 @@ impl Access {
         input: NewUser,
         roles: &[String],
     ) -> Result<User> {
-        let (this, ctx, roles) = (self.clone(), ctx.clone(), roles.to_vec());
-        detached(async move { this.create_user_with_roles_inner(&ctx, input, &roles).await }).await
+        let options = NewUserOptions {
+            roles: roles.to_vec(),
+            password_change_required: false,
+        };
+        self.create_user_with(ctx, input, options).await
+    }
+
+    /// As [`Access::create_user_with_roles`], with the roles and the
+    /// forced password change of `options`, all in one transaction.
+    pub async fn create_user_with(
+        &self,
+        ctx: &Context,
+        input: NewUser,
+        options: NewUserOptions,
+    ) -> Result<User> {
+        let (this, ctx) = (self.clone(), ctx.clone());
+        detached(async move {
+            this.create_user_with_roles_inner(
+                &ctx,
+                input,
+                &options.roles,
+                options.password_change_required,
+            )
+            .await
+        })
+        .await
     }
 
     async fn create_user_with_roles_inner(
@@ -328,6 +372,7 @@ impl Access {
         ctx: &Context,
         input: NewUser,
         roles: &[String],
+        change_required: bool,
     ) -> Result<User> {
         ctx.authorize(&permission_name(Ability::Create, "user"))?;
         let mut roles: Vec<String> = roles.iter().map(|r| r.trim().to_owned()).collect();
@@ -366,12 +411,14 @@ impl Access {
         let mut tx = self.db.begin().await?;
         let result: Result<i64> = async {
             let mut q = tx.sql();
-            q.push("INSERT INTO platform_users (email, name, password_hash, created_at, updated_at) VALUES (")
+            q.push("INSERT INTO platform_users (email, name, password_hash, password_change_required, created_at, updated_at) VALUES (")
                 .bind_str(email.clone())
                 .push(", ")
                 .bind_str(name.clone())
                 .push(", ")
                 .bind_str(hash)
+                .push(", ")
+                .bind(Value::Bool(change_required), FieldType::Bool)
                 .push(", ")
                 .bind(now.clone(), FieldType::DateTime)
                 .push(", ")
@@ -389,6 +436,9 @@ impl Access {
             let mut new = AuditValues::new();
             new.insert("email".into(), email.into());
             new.insert("name".into(), name.into());
+            if change_required {
+                new.insert("password_change_required".into(), true.into());
+            }
             audit(&mut tx, ctx, "created", "user", id, None, Some(new)).await?;
             for role in &roles {
                 // Read again inside the transaction: a role deleted since
@@ -493,7 +543,8 @@ impl Access {
         }
     }
 
-    /// Sets a user's password. Needs `update_user`, or to be that user.
+    /// Sets a user's password. Needs `update_user`, or to be that user (whose
+    /// own choice also clears [`User::password_change_required`]).
     pub async fn set_password(&self, ctx: &Context, user_id: i64, password: &str) -> Result<()> {
         let (this, ctx, password) = (self.clone(), ctx.clone(), password.to_owned());
         detached(async move { this.set_password_inner(&ctx, user_id, &password).await }).await
@@ -507,12 +558,17 @@ impl Access {
         validate_password(password, &mut errors);
         errors.into_result()?;
         let hash = hash_password(password)?;
+        let own = ctx.actor().user_id() == Some(user_id);
         let mut tx = self.db.begin().await?;
         let result: Result<()> = async {
             let mut q = tx.sql();
             q.push("UPDATE platform_users SET password_hash = ")
-                .bind_str(hash)
-                .push(", updated_at = ")
+                .bind_str(hash);
+            if own {
+                q.push(", password_change_required = ")
+                    .bind(Value::Bool(false), FieldType::Bool);
+            }
+            q.push(", updated_at = ")
                 .bind(Value::DateTime(Utc::now()), FieldType::DateTime)
                 .push(" WHERE id = ")
                 .bind_i64(user_id);

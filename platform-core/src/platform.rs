@@ -1,7 +1,7 @@
 //! [`Platform`]: the database, the registry and every service, built once.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -69,12 +69,80 @@ pub const FRAMEWORK_MIGRATIONS: MigrationSet = MigrationSet {
             postgres: include_str!("../migrations/0005_user_email_case/postgres.sql"),
             mysql: include_str!("../migrations/0005_user_email_case/mysql.sql"),
         },
+        Migration {
+            version: 6,
+            name: "password change required",
+            sqlite: include_str!("../migrations/0006_password_change_required/sqlite.sql"),
+            postgres: include_str!("../migrations/0006_password_change_required/postgres.sql"),
+            mysql: include_str!("../migrations/0006_password_change_required/mysql.sql"),
+        },
     ],
     backends: &[],
 };
 
-/// The default database: an SQLite file in the working directory.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://platform.db?mode=rwc";
+/// The state folder, in the working directory: the development app key and
+/// the default SQLite database live in it. It is created on first use with
+/// its own `.gitignore` (`*`), so neither can land in git.
+pub const STATE_DIR: &str = ".platform";
+
+/// The default database: an SQLite file in the state folder.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://.platform/platform.db?mode=rwc";
+
+/// Where the default database was before the state folder (kept in use,
+/// with a notice, when it exists and the new one does not).
+const LEGACY_DATABASE_FILE: &str = "platform.db";
+
+/// The `.gitignore` written into the state folder.
+const STATE_GITIGNORE: &str =
+    "# Platform's development state (app key, SQLite database): never commit it.\n*\n";
+
+/// Creates the state folder `dir` (and its parents; on Unix readable by its
+/// owner only) with a `.gitignore` that ignores everything in it, unless
+/// both exist already. Idempotent.
+pub fn ensure_state_dir(dir: &Path) -> Result<()> {
+    let io = |e: std::io::Error| {
+        Error::Configuration(format!(
+            "cannot create the state folder {}: {e}",
+            dir.display()
+        ))
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    // Only its owner may look inside (the key file is 0600 as well).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(io)?;
+    let ignore = dir.join(".gitignore");
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&ignore)
+    {
+        Ok(mut f) => {
+            use std::io::Write;
+            f.write_all(STATE_GITIGNORE.as_bytes()).map_err(io)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Whether `path` lies directly in a folder named [`STATE_DIR`].
+pub(crate) fn in_state_dir(path: &Path) -> bool {
+    path.parent()
+        .and_then(Path::file_name)
+        .is_some_and(|n| n == STATE_DIR)
+}
+
+/// Prints `message` on standard error, once per process and message kind.
+fn notice_once(flag: &'static std::sync::Once, message: String) {
+    flag.call_once(|| eprintln!("{message}"));
+}
+static LEGACY_DB_NOTICE: std::sync::Once = std::sync::Once::new();
+static LEGACY_KEY_NOTICE: std::sync::Once = std::sync::Once::new();
 
 struct Inner {
     db: Db,
@@ -120,8 +188,8 @@ impl fmt::Debug for Platform {
 }
 
 impl Platform {
-    /// A builder with safe defaults (SQLite file `platform.db`, development
-    /// rules, every `#[derive(Resource)]` type registered).
+    /// A builder with safe defaults (SQLite file `.platform/platform.db`,
+    /// development rules, every `#[derive(Resource)]` type registered).
     pub fn builder() -> PlatformBuilder {
         PlatformBuilder::default()
     }
@@ -322,8 +390,11 @@ impl PlatformBuilder {
         self.environment = Some(env);
         self
     }
-    /// Where a generated development key is stored (default `platform.key`
-    /// next to an SQLite database file, else in the working directory).
+    /// Where a generated development key is stored (default
+    /// `.platform/platform.key` in the working directory; a key file of
+    /// the layout before the state folder, `platform.key` next to an SQLite
+    /// database file or in the working directory, is still read when that
+    /// one does not exist).
     pub fn key_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.key_file = Some(path.into());
         self
@@ -411,11 +482,32 @@ impl PlatformBuilder {
         std::env::var(name).ok().filter(|v| !v.trim().is_empty())
     }
 
-    /// The database URL this builder will use.
+    /// The database URL this builder will use. Without one configured,
+    /// [`DEFAULT_DATABASE_URL`]; but when `platform.db` of the layout before
+    /// the state folder exists and `.platform/platform.db` does not, that
+    /// file stays in use (nothing is moved) and a line on standard error
+    /// says how to move it.
     pub fn resolved_database_url(&self) -> String {
-        self.env("PLATFORM_DATABASE_URL")
+        if let Some(url) = self
+            .env("PLATFORM_DATABASE_URL")
             .or_else(|| self.database_url.clone())
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
+        {
+            return url;
+        }
+        let new = Path::new(STATE_DIR).join("platform.db");
+        if !new.exists() && Path::new(LEGACY_DATABASE_FILE).is_file() {
+            notice_once(
+                &LEGACY_DB_NOTICE,
+                format!(
+                    "notice: using ./{LEGACY_DATABASE_FILE}; new applications keep it in {STATE_DIR}/, \
+                     which git ignores. To move it, stop the server and run: \
+                     mkdir -p {STATE_DIR} && mv {LEGACY_DATABASE_FILE}* {STATE_DIR}/ \
+                     (and `mv platform.key {STATE_DIR}/` if you have one)"
+                ),
+            );
+            return format!("sqlite://{LEGACY_DATABASE_FILE}?mode=rwc");
+        }
+        DEFAULT_DATABASE_URL.to_owned()
     }
 
     /// The registry this builder will use (the explicit one, or every
@@ -446,14 +538,16 @@ impl PlatformBuilder {
         }
     }
 
-    fn key_file_path(&self, url: &str) -> PathBuf {
-        if let Some(p) = self.env("PLATFORM_KEY_FILE") {
-            return p.into();
-        }
-        if let Some(p) = &self.key_file {
-            return p.clone();
-        }
-        // Next to an SQLite file, so the key travels with the data.
+    /// The configured key file, if any.
+    fn configured_key_file(&self) -> Option<PathBuf> {
+        self.env("PLATFORM_KEY_FILE")
+            .map(PathBuf::from)
+            .or_else(|| self.key_file.clone())
+    }
+
+    /// Where the layout before the state folder kept a generated key:
+    /// next to an SQLite file, else in the working directory.
+    fn legacy_key_file_path(url: &str) -> PathBuf {
         if let Some(rest) = url.strip_prefix("sqlite://") {
             let path = rest.split('?').next().unwrap_or_default();
             if !path.is_empty() && !path.contains(":memory:") {
@@ -485,7 +579,29 @@ impl PlatformBuilder {
                     .into(),
             ));
         }
-        let path = self.key_file_path(url);
+        let path = match self.configured_key_file() {
+            Some(p) => p,
+            None => {
+                let new = Path::new(STATE_DIR).join("platform.key");
+                let old = Self::legacy_key_file_path(url);
+                if !new.exists() && old.is_file() {
+                    // The key of existing data: read where it is, never
+                    // replaced by a new one.
+                    notice_once(
+                        &LEGACY_KEY_NOTICE,
+                        format!(
+                            "notice: reading the app key from {}; new applications keep it in {STATE_DIR}/, \
+                             which git ignores. To move it: mkdir -p {STATE_DIR} && mv {} {STATE_DIR}/",
+                            old.display(),
+                            old.display()
+                        ),
+                    );
+                    old
+                } else {
+                    new
+                }
+            }
+        };
         match std::fs::read_to_string(&path) {
             Ok(text) => Ok((AppKey::parse(&text)?, previous)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -587,7 +703,12 @@ impl PlatformBuilder {
     }
 }
 
-fn write_key_file(path: &std::path::Path, key: &AppKey) -> Result<()> {
+fn write_key_file(path: &Path, key: &AppKey) -> Result<()> {
+    if in_state_dir(path)
+        && let Some(dir) = path.parent()
+    {
+        ensure_state_dir(dir)?;
+    }
     let io = |e: std::io::Error| {
         Error::Configuration(format!(
             "cannot write the app key file {}: {e}",

@@ -270,6 +270,9 @@ pub trait FieldValue: Sized {
 
 macro_rules! field_value {
     ($t:ty, $ty:ident, $variant:ident, |$v:ident| $to:expr, |$w:ident| $from:expr) => {
+        // Not listed under an unsupported field type's error (nor is the
+        // `Option` impl): the trait's note names the supported types.
+        #[diagnostic::do_not_recommend]
         impl FieldValue for $t {
             const TYPE: FieldType = FieldType::$ty;
             fn to_value(&self) -> Value {
@@ -298,6 +301,7 @@ field_value!(DateTime<Utc>, DateTime, DateTime, |v| *v, |w| Ok(w));
 field_value!(Uuid, Uuid, Uuid, |v| *v, |w| Ok(w));
 field_value!(serde_json::Value, Json, Json, |v| v.clone(), |w| Ok(w));
 
+#[diagnostic::do_not_recommend]
 impl<T: FieldValue> FieldValue for Option<T> {
     const TYPE: FieldType = T::TYPE;
     const NULLABLE: bool = true;

@@ -16,6 +16,7 @@ fn run(db: &TestDb, args: &[&str]) -> Output {
         .env("PLATFORM_APP_KEY", test_key().to_config_string())
         .env("RUST_BACKTRACE", "0")
         .env_remove("PLATFORM_ENV")
+        .env_remove("PLATFORM_USER_PASSWORD")
         .output()
         .expect("run cli_app")
 }
@@ -959,4 +960,247 @@ async fn cli_chapter_lists_what_serve_serves() {
             "book/src/cli.md lists {path}; serve answers {status}"
         );
     }
+}
+
+/// The stored hash and forced-change flag of a user.
+async fn password_row(raw: &Db, email: &str) -> (String, bool) {
+    let mut q = raw.sql();
+    q.push("SELECT password_hash, password_change_required FROM platform_users WHERE email = ")
+        .bind_str(email.to_owned());
+    let row = raw
+        .fetch_optional(
+            q,
+            &[
+                platform_core::value::FieldType::Text,
+                platform_core::value::FieldType::Bool,
+            ],
+        )
+        .await
+        .unwrap()
+        .expect("the user");
+    let flag =
+        matches!(row[1], platform_core::value::Value::Bool(true)) || row[1].as_i64() == Some(1);
+    (row[0].as_str().unwrap().to_owned(), flag)
+}
+
+#[tokio::test]
+async fn user_password_resets_audited_all_or_nothing() {
+    use platform_core::access::verify_password;
+    for db in all_backends().await {
+        let backend = db.backend.name();
+        assert!(run(&db, &["migrate"]).status.success());
+        let email = "pat@example.com";
+        let o = run(
+            &db,
+            &[
+                "user:create",
+                "--email",
+                email,
+                "--password",
+                "first password 1",
+            ],
+        );
+        assert!(o.status.success(), "{backend}: {}", stderr(&o));
+        let raw = Db::connect(&db.url).await.unwrap();
+        let (first, flag) = password_row(&raw, email).await;
+        assert!(verify_password("first password 1", &first));
+        assert!(!flag, "{backend}: a chosen password is not to be changed");
+        let audits = "SELECT COUNT(*) FROM platform_audits WHERE event = 'password_changed' AND actor_type = 'console'";
+        let before = count(&raw, audits).await;
+
+        // A given password: set, not flagged, audited as the console's.
+        let o = run(
+            &db,
+            &[
+                "user:password",
+                "--email",
+                "PAT@example.com",
+                "--password",
+                "second password 2",
+            ],
+        );
+        assert!(o.status.success(), "{backend}: {}", stderr(&o));
+        assert!(
+            stdout(&o).contains("set the password of pat@example.com"),
+            "{}",
+            stdout(&o)
+        );
+        assert!(!stdout(&o).contains("second password 2"), "never echoed");
+        let (second, flag) = password_row(&raw, email).await;
+        assert!(verify_password("second password 2", &second), "{backend}");
+        assert!(!verify_password("first password 1", &second), "{backend}");
+        assert!(!flag, "{backend}");
+        assert_eq!(count(&raw, audits).await, before + 1, "{backend}: audited");
+
+        // None given: generated, printed once, to be changed at sign-in.
+        let o = run(&db, &["user:password", "--email", email]);
+        assert!(o.status.success(), "{backend}: {}", stderr(&o));
+        let out = stdout(&o);
+        let generated = out
+            .lines()
+            .find_map(|l| l.strip_prefix("password: "))
+            .unwrap_or_else(|| panic!("{backend}: no password printed: {out}"))
+            .to_owned();
+        assert!(generated.len() >= 15, "{generated}");
+        let (third, flag) = password_row(&raw, email).await;
+        assert!(verify_password(&generated, &third), "{backend}");
+        assert!(flag, "{backend}: a generated password must be changed");
+        assert_eq!(count(&raw, audits).await, before + 2, "{backend}: audited");
+
+        // Refused, nothing changed: an unknown address, a short password,
+        // and a failure inside the transaction (the audit entry refused).
+        let snap = snapshot(&raw).await;
+        let o = run(
+            &db,
+            &[
+                "user:password",
+                "--email",
+                "nobody@example.com",
+                "--password",
+                "whatever pw 9",
+            ],
+        );
+        assert!(!o.status.success(), "{backend}: unknown e-mail");
+        assert!(
+            stderr(&o).contains("no user with e-mail nobody@example.com"),
+            "{backend}: {}",
+            stderr(&o)
+        );
+        let o = run(
+            &db,
+            &["user:password", "--email", email, "--password", "short"],
+        );
+        assert!(!o.status.success(), "{backend}: a short password");
+        assert!(
+            stderr(&o).contains("at least 8"),
+            "{backend}: {}",
+            stderr(&o)
+        );
+        refuse_inserts(&raw, "platform_audits").await;
+        let o = run(
+            &db,
+            &[
+                "user:password",
+                "--email",
+                email,
+                "--password",
+                "fourth password 4",
+            ],
+        );
+        assert!(
+            !o.status.success(),
+            "{backend}: the refused audit entry must fail"
+        );
+        drop_refusal(&raw, "platform_audits").await;
+        assert_eq!(snapshot(&raw).await, snap, "{backend}");
+        assert_eq!(
+            password_row(&raw, email).await,
+            (third, true),
+            "{backend}: the password and the flag are as they were"
+        );
+        raw.close().await;
+    }
+}
+
+#[test]
+fn logs_have_no_colours_when_not_on_a_terminal() {
+    let dir = std::env::temp_dir().join(format!("platform-colours-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // stderr is a pipe here: no ANSI escapes, with or without NO_COLOR.
+    for (i, no_color) in [None, Some("1")].into_iter().enumerate() {
+        // A new database each time, so that `migrate` logs what it applies.
+        let url = format!("sqlite://{}/{i}.db?mode=rwc", dir.display());
+        let mut c = Command::new(EXE);
+        c.arg("migrate")
+            .env("PLATFORM_DATABASE_URL", &url)
+            .env("PLATFORM_APP_KEY", test_key().to_config_string())
+            .env("RUST_LOG", "info");
+        match no_color {
+            Some(v) => c.env("NO_COLOR", v),
+            None => c.env_remove("NO_COLOR"),
+        };
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains("INFO"), "logs were written: {err}");
+        assert!(!err.contains("\x1b["), "ANSI escapes in {err:?}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_refused_connection_is_one_clear_message() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let o = Command::new(EXE)
+        .arg("role:list")
+        .env(
+            "PLATFORM_DATABASE_URL",
+            format!("postgres://app:s3cret-pw@127.0.0.1:{port}/x"),
+        )
+        .env("PLATFORM_APP_KEY", test_key().to_config_string())
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("cannot connect to PostgreSQL at 127.0.0.1:{port}"))
+            && err.contains("server is running"),
+        "{err}"
+    );
+    assert!(!err.contains("Caused by"), "said once: {err}");
+    assert!(!err.contains("s3cret-pw"), "{err}");
+}
+
+#[test]
+fn an_old_layout_keeps_working_and_says_how_to_move_it() {
+    let dir = std::env::temp_dir().join(format!("platform-old-layout-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = Command::new(EXE);
+        c.args(args)
+            .current_dir(&dir)
+            .env("RUST_BACKTRACE", "0")
+            .env_remove("PLATFORM_DATABASE_URL")
+            .env_remove("PLATFORM_APP_KEY")
+            .env_remove("PLATFORM_KEY_FILE")
+            .env_remove("PLATFORM_ENV");
+        c
+    };
+    // The files an application had before the state folder.
+    let key = stdout(&cmd(&["key:generate"]).output().unwrap());
+    std::fs::write(dir.join("platform.key"), &key).unwrap();
+    let o = cmd(&["migrate"])
+        .env("PLATFORM_DATABASE_URL", "sqlite://platform.db?mode=rwc")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let o = cmd(&["role:list"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("using ./platform.db") && err.contains("mv platform.db* .platform/"),
+        "{err}"
+    );
+    assert!(
+        err.contains("reading the app key from platform.key"),
+        "{err}"
+    );
+    assert_eq!(err.matches("notice:").count(), 2, "once each: {err}");
+    assert!(
+        !dir.join(".platform").exists(),
+        "nothing new beside the old files"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("platform.key")).unwrap(),
+        key
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -193,3 +193,72 @@ async fn schema_drift_is_refused_naming_resource_and_field() {
         assert_eq!(Invoice::meta().table(), "invoices");
     }
 }
+
+/// A failed first connection says what to check, with the URL's password
+/// masked and without the driver's or server's source locations; a
+/// refused port is reported at once, not after the pool's timeout.
+#[tokio::test]
+async fn connection_errors_say_what_to_check() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for scheme in ["postgres", "postgresql", "mysql", "mariadb"] {
+        let url = format!("{scheme}://app:s3cret-pw@127.0.0.1:{port}/x");
+        let started = std::time::Instant::now();
+        let err = Db::connect(&url).await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, Error::Unavailable { .. }),
+            "{scheme}: {err:?}"
+        );
+        for says in [
+            &format!("127.0.0.1:{port}") as &str,
+            "connection refused",
+            "server is running",
+            "host and port",
+            "app:***@",
+        ] {
+            assert!(
+                text.contains(says),
+                "{scheme}: `{says}` missing from {text}"
+            );
+        }
+        assert!(!text.contains("s3cret-pw"), "{scheme}: {text}");
+        assert!(!text.contains("::") && !text.contains("os error"), "{text}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{scheme}: took {:?}",
+            started.elapsed()
+        );
+    }
+
+    let missing = std::env::temp_dir().join(format!("platform-no-dir-{}", std::process::id()));
+    let err = Db::connect(&format!("sqlite://{}/app.db?mode=rwc", missing.display()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Configuration(_)), "{err:?}");
+    assert!(err.to_string().contains("folder exists"), "{err}");
+
+    // A database name the server does not know.
+    for var in ["PLATFORM_TEST_POSTGRES_URL", "PLATFORM_TEST_MYSQL_URL"] {
+        let Ok(base) = std::env::var(var) else {
+            eprintln!("skipping the wrong database name on {var}: not set");
+            continue;
+        };
+        let cut = base.rfind('/').expect("a database in the URL");
+        let url = format!("{}/platform_no_such_database", &base[..cut]);
+        let err = Db::connect(&url).await.unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::Configuration(_)), "{var}: {err:?}");
+        for says in [
+            "`platform_no_such_database` does not exist",
+            "CREATE DATABASE platform_no_such_database",
+            "PLATFORM_DATABASE_URL",
+        ] {
+            assert!(text.contains(says), "{var}: `{says}` missing from {text}");
+        }
+        assert!(!text.contains(" line ") && !text.contains("::"), "{text}");
+    }
+}

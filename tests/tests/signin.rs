@@ -1900,3 +1900,113 @@ async fn the_panel_refuses_bad_emails_and_token_abilities_the_owner_lacks() {
 async fn page_csrf(app: &App, cookie: &str) -> String {
     app.get(Some(cookie), "/admin/access/tokens").await.csrf()
 }
+
+#[tokio::test]
+async fn a_generated_password_is_changed_before_anything_else() {
+    const GENERATED: &str = "generated pw 4711";
+    const CHOSEN: &str = "my very own password";
+    for db in all_backends().await {
+        let b = db.backend.name();
+        let app = App::new(&db).await;
+        let user = app
+            .platform
+            .access()
+            .create_user_with(
+                &Context::console(),
+                NewUser {
+                    email: "gen@example.com".into(),
+                    name: "Gen".into(),
+                    password: GENERATED.into(),
+                },
+                platform_core::access::NewUserOptions {
+                    roles: vec!["super_admin".into()],
+                    password_change_required: true,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(user.password_change_required, "{b}");
+
+        // The password step leads to the change page, before two-factor.
+        let (cookie, csrf) = app.visit_login().await;
+        let page = app
+            .login(&cookie, &csrf, "gen@example.com", GENERATED)
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{b}: {}", page.body);
+        assert_eq!(page.location(), "/admin/change-password", "{b}");
+        let half = page.session_cookie().unwrap();
+        // Every other page sends the user back there.
+        for path in [
+            "/admin",
+            "/admin/two-factor/setup",
+            "/admin/profile",
+            "/admin/access/roles",
+            "/admin/search?q=x",
+        ] {
+            let p = app.get(Some(&half), path).await;
+            assert_eq!(p.status, StatusCode::SEE_OTHER, "{b}: {path}");
+            assert_eq!(p.location(), "/admin/change-password", "{b}: {path}");
+        }
+        let form_page = app.get(Some(&half), "/admin/change-password").await;
+        assert_eq!(form_page.status, StatusCode::OK, "{b}: {}", form_page.body);
+        assert!(form_page.body.contains("generated password"), "{b}");
+        let csrf = form_page.csrf();
+        let post = |current: &'static str, new: &'static str, again: &'static str| {
+            let (half, csrf) = (half.clone(), csrf.clone());
+            let app = &app;
+            async move {
+                app.post(
+                    Some(&half),
+                    "/admin/change-password",
+                    form(&[
+                        ("_csrf", &csrf),
+                        ("current_password", current),
+                        ("password", new),
+                        ("password_confirmation", again),
+                    ]),
+                )
+                .await
+            }
+        };
+        // Refused: a mismatch, a wrong current password, the same
+        // password again, a short one; the flag stays.
+        for (current, new, again, says) in [
+            (GENERATED, CHOSEN, "something else", "do not match"),
+            ("wrong password", CHOSEN, CHOSEN, "is incorrect"),
+            (GENERATED, GENERATED, GENERATED, "must differ"),
+            (GENERATED, "short", "short", "at least 8"),
+        ] {
+            let res = post(current, new, again).await;
+            assert_eq!(res.status, StatusCode::UNPROCESSABLE_ENTITY, "{b}: {says}");
+            assert!(res.body.contains(says), "{b}: {says}: {}", res.body);
+        }
+        let still = app.platform.access().user(user.id).await.unwrap().unwrap();
+        assert!(still.password_change_required, "{b}");
+
+        // The change: the flag goes, the session rotates, two-factor next.
+        let done = post(GENERATED, CHOSEN, CHOSEN).await;
+        assert_eq!(done.status, StatusCode::SEE_OTHER, "{b}: {}", done.body);
+        assert_eq!(done.location(), "/admin/two-factor/setup", "{b}");
+        let rotated = done.session_cookie().expect("rotated");
+        assert_ne!(rotated, half, "{b}");
+        let after = app.platform.access().user(user.id).await.unwrap().unwrap();
+        assert!(!after.password_change_required, "{b}");
+        let again = app.get(Some(&rotated), "/admin/change-password").await;
+        assert_eq!(again.location(), "/admin/two-factor/setup", "{b}");
+        let entries = user_entries(&app, &user.id.to_string()).await;
+        assert!(
+            entries.iter().any(|e| e.event == "password_changed"),
+            "{b}: {:?}",
+            entries.iter().map(|e| &e.event).collect::<Vec<_>>()
+        );
+
+        // From now on, the normal path: the old password is refused, the
+        // new one signs in to the two-factor set-up, then the panel.
+        let (c, t) = app.visit_login().await;
+        let old = app.login(&c, &t, "gen@example.com", GENERATED).await;
+        assert_eq!(old.status, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        let (full, _, _) = app.sign_in_and_set_up_as("gen@example.com", CHOSEN).await;
+        let home = app.get(Some(&full), "/admin").await;
+        assert_eq!(home.status, StatusCode::OK, "{b}: {}", home.location());
+    }
+}

@@ -1,8 +1,9 @@
 //! The Platform demo: customers and invoices with an audited JSON API.
 //!
-//! `cargo run -p demo` migrates an SQLite file `platform.db`, seeds the demo
-//! data on first start, creates `admin@example.com` and serves on
-//! `127.0.0.1:8080`. The same binary is the command line:
+//! `cargo run -p demo` migrates an SQLite file `.platform/platform.db`,
+//! seeds the demo data on first start, creates `admin@example.com` (printing
+//! its generated password in a box, unless `PLATFORM_ADMIN_PASSWORD` is set)
+//! and serves on `127.0.0.1:8080`. The same binary is the command line:
 //! `cargo run -p demo -- --help`.
 
 mod domain;
@@ -26,8 +27,10 @@ async fn main() -> anyhow::Result<()> {
     }
     platform_admin::cli::Cli::new(builder)
         .on_serve(|platform| async move {
-            seed::ensure_admin(&platform).await?;
-            seed::seed_domain(&platform).await
+            seed::seed_domain(&platform).await?;
+            // Last before serving: its box is the last thing printed
+            // before the address.
+            seed::ensure_admin(&platform).await
         })
         .run()
         .await

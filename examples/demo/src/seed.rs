@@ -3,12 +3,13 @@
 //! default 3000, and a tenth as many customers).
 
 use chrono::{Days, NaiveDate};
+use platform_core::Platform;
+use platform_core::access::{NewUser, NewUserOptions};
 use platform_core::context::Context;
 use platform_core::permission::SUPER_ADMIN;
 use platform_core::query::ListQuery;
 use platform_core::repo::Changes;
 use platform_core::value::Value;
-use platform_core::{Platform, access::NewUser};
 
 /// The administrator the demo creates.
 pub(crate) const ADMIN_EMAIL: &str = "admin@example.com";
@@ -95,34 +96,64 @@ const NOTES: &[&str] = &[
     "Paid by bank transfer",
 ];
 
-/// Creates the administrator on first start and prints the one-time password.
+/// Creates the administrator on first start (with its role, in one
+/// transaction). Its password is `PLATFORM_ADMIN_PASSWORD` when set; else
+/// one is generated, printed in a box, and must be changed at the first
+/// sign-in. Run it last before serving, so the box is the last thing
+/// printed before the address.
 pub(crate) async fn ensure_admin(p: &Platform) -> anyhow::Result<()> {
     if p.access().find_user_by_email(ADMIN_EMAIL).await?.is_some() {
         return Ok(());
     }
-    let (password, shown) = match std::env::var("PLATFORM_ADMIN_PASSWORD") {
+    let (password, generated) = match std::env::var("PLATFORM_ADMIN_PASSWORD") {
         Ok(pw) if !pw.is_empty() => (pw, false),
         _ => (platform_core::crypto::random_token(15), true),
     };
-    let ctx = Context::system();
-    let user = p
-        .access()
-        .create_user(
-            &ctx,
+    p.access()
+        .create_user_with(
+            &Context::system(),
             NewUser {
                 email: ADMIN_EMAIL.into(),
                 name: "Administrator".into(),
                 password: password.clone(),
             },
+            NewUserOptions {
+                roles: vec![SUPER_ADMIN.to_owned()],
+                password_change_required: generated,
+            },
         )
         .await?;
-    p.access().assign_role(&ctx, user.id, SUPER_ADMIN).await?;
-    if shown {
-        println!("Created the administrator {ADMIN_EMAIL} with the one-time password: {password}");
+    if generated {
+        println!(
+            "{}",
+            boxed(&[
+                format!("Sign in to /admin as {ADMIN_EMAIL}"),
+                format!("with the generated password  {password}"),
+                "You choose your own password at the first sign-in.".to_owned(),
+                String::new(),
+                "To set it yourself instead: PLATFORM_ADMIN_PASSWORD=... on".to_owned(),
+                "the first start, or at any time:".to_owned(),
+                format!("  cargo run -p demo -- user:password --email {ADMIN_EMAIL}"),
+            ])
+        );
     } else {
         println!("Created the administrator {ADMIN_EMAIL} (password from PLATFORM_ADMIN_PASSWORD)");
     }
     Ok(())
+}
+
+/// `lines` in a box of ASCII characters (any terminal shows them).
+fn boxed(lines: &[String]) -> String {
+    let width = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    let rule = format!("+{}+", "-".repeat(width + 2));
+    let mut out = rule.clone();
+    for l in lines {
+        let pad = width - l.chars().count();
+        out.push_str(&format!("\n| {l}{} |", " ".repeat(pad)));
+    }
+    out.push('\n');
+    out.push_str(&rule);
+    out
 }
 
 async fn count(p: &Platform, sql: &'static str) -> anyhow::Result<u64> {

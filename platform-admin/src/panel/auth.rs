@@ -176,7 +176,8 @@ where
     /// The signed-in user of the request: a [`PanelAuth`] extension a layer
     /// put there, or the user of the session cookie. Without one, a redirect
     /// to the sign-in page; a user who has not set up two-factor
-    /// authentication yet is sent to set it up first; sensitive actions
+    /// authentication yet is sent to set it up first, and one whose
+    /// password was generated to choose their own; sensitive actions
     /// (the `access/` pages' forms) need a recent password confirmation.
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let base = parts
@@ -200,6 +201,10 @@ where
             return Err(LoginRedirect::new(&base, &next).into_response());
         };
         let user_id = s.user_id().unwrap_or_default();
+        // A generated password is replaced before anything else.
+        if s.user().is_some_and(|u| u.password_change_required) {
+            return Err(super::render::redirect(&format!("{base}/change-password")));
+        }
         if !s.two_factor_passed() {
             // Two-factor authentication is mandatory for the panel.
             return Err(super::render::redirect(&format!("{base}/two-factor/setup")));

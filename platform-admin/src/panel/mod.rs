@@ -245,6 +245,10 @@ where
             get(signin::confirm_form).post(signin::confirm),
         )
         .route(
+            "/change-password",
+            get(signin::required_change_form).post(signin::required_change),
+        )
+        .route(
             "/register",
             get(signin::register_form).post(signin::register),
         )

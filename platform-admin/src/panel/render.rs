@@ -124,6 +124,10 @@ pub(crate) const DEFAULT_TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/auth/confirm_password.html"),
     ),
     (
+        "auth/change_password.html",
+        include_str!("../../templates/auth/change_password.html"),
+    ),
+    (
         "auth/register.html",
         include_str!("../../templates/auth/register.html"),
     ),

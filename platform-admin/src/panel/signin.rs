@@ -2,8 +2,9 @@
 //! sign-out, the two-factor challenge and the mandatory two-factor set-up,
 //! password reset by e-mailed link, e-mail verification, password
 //! confirmation before sensitive pages, registration (off unless
-//! [`platform_core::auth::AuthConfig::registration`]), and the profile page
-//! (name, e-mail, password, recovery codes).
+//! [`platform_core::auth::AuthConfig::registration`]), the profile page
+//! (name, e-mail, password, recovery codes), and the change a user whose
+//! password was generated makes before anything else (`/change-password`).
 //!
 //! The checks themselves (throttling, hashing, replay protection, session
 //! rotation, audit entries) live in [`platform_core::auth`]; these handlers
@@ -241,6 +242,7 @@ impl Visitor {
             "/reset-password",
             "/register",
             "/confirm-password",
+            "/change-password",
             "/static/",
         ]
         .iter()
@@ -421,6 +423,10 @@ pub(crate) async fn login(mut v: Visitor, form: FormData) -> Result<Response, Pa
             }
             let token = auth.sessions().login(&ctx, s, user.id).await?;
             v.set_cookie = Some(v.cookie_for(&token));
+            if user.password_change_required {
+                // A generated password: the user's own first.
+                return Ok(v.redirect(&format!("{}/change-password", v.base())));
+            }
             // Two-factor authentication is mandatory for the panel.
             Ok(v.redirect(&format!("{}/two-factor/setup", v.base())))
         }
@@ -643,6 +649,9 @@ pub(crate) async fn setup_form(v: Visitor, parts: RequestPath) -> Result<Respons
     let Some(ctx) = v.user_ctx(user_id).await? else {
         return Ok(LoginRedirect::new(v.base(), &parts.0).into_response());
     };
+    if must_change_password(&v) {
+        return Ok(v.redirect(&format!("{}/change-password", v.base())));
+    }
     if v.platform.auth().two_factor().is_enabled(user_id).await? {
         return restart_sign_in(&v).await;
     }
@@ -662,6 +671,9 @@ pub(crate) async fn setup(
     let Some(ctx) = v.user_ctx(user_id).await? else {
         return Ok(LoginRedirect::new(v.base(), &parts.0).into_response());
     };
+    if must_change_password(&v) {
+        return Ok(v.redirect(&format!("{}/change-password", v.base())));
+    }
     let auth = v.platform.auth().clone();
     let code = cut(form.get("code"), 16);
     if let Some(secs) = address_throttled(&v) {
@@ -703,6 +715,120 @@ pub(crate) async fn setup(
             }
             Err(e.into())
         }
+    }
+}
+
+// ---- forced password change --------------------------------------------
+
+/// Whether the session's user signed in with a generated password not yet
+/// replaced ([`platform_core::access::User::password_change_required`]).
+fn must_change_password(v: &Visitor) -> bool {
+    v.session
+        .as_ref()
+        .filter(|s| s.is_authenticated())
+        .and_then(Session::user)
+        .is_some_and(|u| u.password_change_required)
+}
+
+/// Where a session goes once its password is its user's own: the
+/// two-factor set-up when the second factor is still missing, else home.
+fn after_password(v: &Visitor) -> String {
+    if v.fully_signed_in() {
+        v.home()
+    } else {
+        format!("{}/two-factor/setup", v.base())
+    }
+}
+
+fn change_data(v: &Visitor) -> serde_json::Value {
+    serde_json::json!({
+        "action": format!("{}/change-password", v.base()),
+        "logout": format!("{}/logout", v.base()),
+        "errors": {},
+    })
+}
+
+/// `GET /change-password`: the page a user whose password was generated
+/// sees after the password step of the sign-in, before anything else.
+pub(crate) async fn required_change_form(
+    v: Visitor,
+    parts: RequestPath,
+) -> Result<Response, PanelError> {
+    if half_signed_in(&v).is_none() {
+        return Ok(LoginRedirect::new(v.base(), &parts.0).into_response());
+    }
+    if !must_change_password(&v) {
+        return Ok(v.redirect(&after_password(&v)));
+    }
+    v.render(
+        StatusCode::OK,
+        "auth/change_password.html",
+        "Choose your own password",
+        &change_data(&v),
+    )
+}
+
+/// `POST /change-password`: the current (generated) password and a new
+/// one, twice. The change clears the flag, ends the user's other sessions
+/// and rotates this one.
+pub(crate) async fn required_change(
+    mut v: Visitor,
+    parts: RequestPath,
+    form: FormData,
+) -> Result<Response, PanelError> {
+    let Some(user_id) = half_signed_in(&v) else {
+        return Ok(LoginRedirect::new(v.base(), &parts.0).into_response());
+    };
+    if !must_change_password(&v) {
+        return Ok(v.redirect(&after_password(&v)));
+    }
+    let Some(ctx) = v.user_ctx(user_id).await? else {
+        return Ok(LoginRedirect::new(v.base(), &parts.0).into_response());
+    };
+    let mut data = change_data(&v);
+    let input = PasswordChange {
+        current_password: password(&form, "current_password"),
+        password: password(&form, "password"),
+    };
+    if input.password != password(&form, "password_confirmation") {
+        data["errors"] =
+            serde_json::json!({ "password_confirmation": "The passwords do not match." });
+        return v.render(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "auth/change_password.html",
+            "Choose your own password",
+            &data,
+        );
+    }
+    let keep = v.token.clone();
+    match v
+        .platform
+        .auth()
+        .change_password(&ctx, user_id, input, keep.as_deref())
+        .await
+    {
+        Ok(rotated) => {
+            if let Some(token) = rotated {
+                v.set_cookie = Some(v.cookie_for(&token));
+            }
+            let to = after_password(&v);
+            Ok(v.redirect_with(&to, Flash::success("Your password has been changed.")))
+        }
+        Err(e @ Error::Validation(_)) => {
+            let status = if throttled_secs(&e).is_some() {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            data["errors"] = serde_json::Value::Object(field_errors(&e));
+            v.render(
+                status,
+                "auth/change_password.html",
+                "Choose your own password",
+                &data,
+            )
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -662,6 +662,8 @@ impl Auth {
             let mut u = tx.sql();
             u.push("UPDATE platform_users SET password_hash = ")
                 .bind_str(hash)
+                .push(", password_change_required = ")
+                .bind(Value::Bool(false), FieldType::Bool)
                 .push(", updated_at = ")
                 .bind(Value::DateTime(now), FieldType::DateTime)
                 .push(" WHERE id = ")
@@ -935,6 +937,16 @@ impl Auth {
             errors.add("current_password", "invalid", "is incorrect");
         }
         validate_password(&input.password, &mut errors);
+        if !errors.has("current_password")
+            && !errors.has("password")
+            && input.password == input.current_password
+        {
+            errors.add(
+                "password",
+                "unchanged",
+                "must differ from the current password",
+            );
+        }
         errors.into_result()?;
         let hash = hash_blocking(&input.password).await?;
         let mut tx = self.inner.db.begin().await?;
@@ -942,6 +954,8 @@ impl Auth {
             let mut q = tx.sql();
             q.push("UPDATE platform_users SET password_hash = ")
                 .bind_str(hash)
+                .push(", password_change_required = ")
+                .bind(Value::Bool(false), FieldType::Bool)
                 .push(", updated_at = ")
                 .bind(Value::DateTime(Utc::now()), FieldType::DateTime)
                 .push(" WHERE id = ")
@@ -968,6 +982,68 @@ impl Auth {
             v.insert("sessions_revoked".into(), ended.into());
             audit_user(&mut tx, ctx, "password_changed", user_id, None, Some(v)).await?;
             Ok(rotated)
+        }
+        .await;
+        tx.finish(result).await
+    }
+
+    /// Sets `user_id`'s password on their behalf (the console's
+    /// `user:password`): the new hash, whether the user must choose a new
+    /// password at the next panel sign-in (`require_change`, for a
+    /// generated password), the end of every session of the account, and
+    /// the audit entry `password_changed`, all in one transaction. Needs
+    /// `update_user`. Returns how many sessions ended.
+    pub async fn set_user_password(
+        &self,
+        ctx: &Context,
+        user_id: i64,
+        password: &str,
+        require_change: bool,
+    ) -> Result<u64> {
+        let (this, ctx, password) = (self.clone(), ctx.clone(), password.to_owned());
+        detached(async move {
+            this.set_user_password_inner(&ctx, user_id, &password, require_change)
+                .await
+        })
+        .await
+    }
+
+    async fn set_user_password_inner(
+        &self,
+        ctx: &Context,
+        user_id: i64,
+        password: &str,
+        require_change: bool,
+    ) -> Result<u64> {
+        ctx.authorize(&permission_name(Ability::Update, "user"))?;
+        let mut errors = FieldErrors::default();
+        validate_password(password, &mut errors);
+        errors.into_result()?;
+        let hash = hash_blocking(password).await?;
+        let mut tx = self.inner.db.begin().await?;
+        let result = async {
+            let mut q = tx.sql();
+            q.push("UPDATE platform_users SET password_hash = ")
+                .bind_str(hash)
+                .push(", password_change_required = ")
+                .bind(Value::Bool(require_change), FieldType::Bool)
+                .push(", updated_at = ")
+                .bind(Value::DateTime(Utc::now()), FieldType::DateTime)
+                .push(" WHERE id = ")
+                .bind_i64(user_id);
+            if tx.execute(q).await? != 1 {
+                return Err(Error::NotFound {
+                    resource: "user",
+                    id: user_id.to_string(),
+                });
+            }
+            let ended = session::delete_user_sessions(&mut tx, user_id, None).await?;
+            let mut v = AuditValues::new();
+            v.insert("password".into(), REDACTED.into());
+            v.insert("password_change_required".into(), require_change.into());
+            v.insert("sessions_revoked".into(), ended.into());
+            audit_user(&mut tx, ctx, "password_changed", user_id, None, Some(v)).await?;
+            Ok(ended)
         }
         .await;
         tx.finish(result).await

@@ -255,8 +255,8 @@ impl fmt::Debug for Sessions {
 
 // The session with its user (one query per request: the panel takes the
 // user from here instead of reading it again).
-const SELECT: &str = "SELECT s.id, s.user_id, s.csrf_token, s.data, s.ip, s.user_agent, s.two_factor_passed, s.password_confirmed_at, s.created_at, s.last_seen_at, s.expires_at, u.disabled_at, u.email, u.name, u.two_factor_confirmed_at, u.email_verified_at, u.created_at FROM platform_sessions s LEFT JOIN platform_users u ON u.id = s.user_id WHERE s.id = ";
-const TYPES: [FieldType; 17] = [
+const SELECT: &str = "SELECT s.id, s.user_id, s.csrf_token, s.data, s.ip, s.user_agent, s.two_factor_passed, s.password_confirmed_at, s.created_at, s.last_seen_at, s.expires_at, u.disabled_at, u.email, u.name, u.two_factor_confirmed_at, u.email_verified_at, u.created_at, u.password_change_required FROM platform_sessions s LEFT JOIN platform_users u ON u.id = s.user_id WHERE s.id = ";
+const TYPES: [FieldType; 18] = [
     FieldType::Text,
     FieldType::I64,
     FieldType::Text,
@@ -274,6 +274,7 @@ const TYPES: [FieldType; 17] = [
     FieldType::DateTime,
     FieldType::DateTime,
     FieldType::DateTime,
+    FieldType::Bool,
 ];
 
 fn time(v: &Value) -> Option<DateTime<Utc>> {
@@ -430,6 +431,7 @@ impl Sessions {
                 r[15].clone(),
                 r[11].clone(),
                 r[16].clone(),
+                r[17].clone(),
             ])),
             _ => None,
         };

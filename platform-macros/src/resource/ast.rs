@@ -235,12 +235,96 @@ pub(crate) fn is_optional_date_time(ty: &Type) -> bool {
     option_inner(ty).is_some_and(|inner| single_arg(inner, "DateTime").is_some())
 }
 
+/// `ty` as written, for messages (`Vec<u8>`, `std::collections::HashMap<String, i64>`).
+pub(crate) fn type_text(ty: &Type) -> String {
+    let mut s = quote::quote!(#ty).to_string();
+    for (from, to) in [
+        (" :: ", "::"),
+        (":: ", "::"),
+        (" < ", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        (" ,", ","),
+        ("& ", "&"),
+    ] {
+        s = s.replace(from, to);
+    }
+    s
+}
+
+/// For a field type that is certainly not a resource field type (a
+/// standard type such as `u32`, `Vec<u8>` or `HashMap<..>`, also inside an
+/// `Option`), what to use instead. Other types (the host's own, aliases)
+/// are left to the `FieldValue` bound.
+pub(crate) fn unsupported_type_hint(ty: &Type) -> Option<&'static str> {
+    let ty = option_inner(ty).unwrap_or(ty);
+    let name = match peel(ty) {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last()?.ident.to_string(),
+        Type::Reference(_) => return Some("use `String` for text (a field owns its value)"),
+        Type::Tuple(_) | Type::Array(_) | Type::Slice(_) => {
+            return Some(
+                "use `serde_json::Value` for a list or a pair, or a resource of its own with `belongs_to`",
+            );
+        }
+        _ => return None,
+    };
+    Some(match name.as_str() {
+        "u8" | "u16" | "i8" | "i16" => "use `i32`",
+        "u32" | "u64" | "usize" | "isize" | "i128" | "u128" => "use `i64`",
+        "f32" => "use `f64`",
+        "char" | "str" | "Cow" => "use `String`",
+        "Box" | "Rc" | "Arc" => "use the inner type itself",
+        "NaiveDateTime" => "use `chrono::DateTime<Utc>` (stored in UTC)",
+        "Vec" if single_arg(ty, "Vec").is_some_and(|t| last_segment(t, "u8").is_some()) => {
+            "store bytes base64-encoded in a `String`"
+        }
+        "Vec" | "VecDeque" | "HashMap" | "BTreeMap" | "HashSet" | "BTreeSet" => {
+            "use `serde_json::Value` for a list or a map, or a resource of its own with `belongs_to`"
+        }
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn ty(s: &str) -> Type {
         syn::parse_str(s).unwrap()
+    }
+
+    #[test]
+    fn unsupported_types_get_a_hint_and_others_are_left_alone() {
+        for (t, hint) in [
+            ("u32", "i64"),
+            ("Option<u8>", "i32"),
+            ("f32", "f64"),
+            ("Vec<u8>", "base64"),
+            ("Vec<String>", "serde_json::Value"),
+            (
+                "std::collections::HashMap<String, String>",
+                "serde_json::Value",
+            ),
+            ("&'static str", "String"),
+            ("(i64, i64)", "serde_json::Value"),
+            ("chrono::NaiveDateTime", "DateTime<Utc>"),
+        ] {
+            let found = unsupported_type_hint(&ty(t)).unwrap_or_else(|| panic!("{t}"));
+            assert!(found.contains(hint), "{t}: {found}");
+        }
+        for t in [
+            "i64",
+            "Option<String>",
+            "Money",
+            "chrono::DateTime<Utc>",
+            "serde_json::Value",
+        ] {
+            assert_eq!(unsupported_type_hint(&ty(t)), None, "{t}");
+        }
+        assert_eq!(
+            type_text(&ty("std::collections::HashMap<String, Vec<u8>>")),
+            "std::collections::HashMap<String, Vec<u8>>"
+        );
     }
 
     #[test]

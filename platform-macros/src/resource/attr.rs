@@ -522,12 +522,60 @@ fn unknown(
             ),
         );
     } else {
+        let written = path_to_string(path);
+        // The nearest key of this level, unless one of the other level is
+        // nearer.
+        let hint = match (nearest(&written, here), nearest(&written, elsewhere)) {
+            (Some((d, _)), Some((e, k))) if e < d => {
+                format!("; did you mean `{k}` (on {where_it_belongs})?")
+            }
+            (Some((_, k)), _) => format!("; did you mean `{k}`?"),
+            (None, Some((_, k))) => format!("; did you mean `{k}` (on {where_it_belongs})?"),
+            (None, None) => String::new(),
+        };
         cx.error_spanned_by(
             path,
-            format!("unknown resource attribute `{}`", path_to_string(path)),
+            format!("unknown resource attribute `{written}`{hint}"),
         );
     }
     skip_value(meta.input)
+}
+
+/// The key of `keys` nearest to `written`, with its distance, when it is a likely typo: at
+/// most two edits away (one for keys of up to four letters), ignoring `_`.
+fn nearest(written: &str, keys: &[Symbol]) -> Option<(usize, Symbol)> {
+    let plain = |s: &str| s.replace('_', "").to_ascii_lowercase();
+    let w = plain(written);
+    keys.iter()
+        .map(|k| (edit_distance(&w, &plain(k.as_str())), *k))
+        .filter(|(d, k)| *d <= if k.as_str().len() <= 4 { 1 } else { 2 })
+        // On a tie, a key with the same first letter.
+        .min_by_key(|(d, k)| (*d, k.as_str().chars().next() != w.chars().next()))
+}
+
+/// The edit distance: insertions, deletions, substitutions and swaps of
+/// two neighbouring letters (`tabel` is one edit from `table`).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// Skips the rest of one nested meta: everything up to the next top-level
@@ -870,4 +918,32 @@ fn navigation(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<Navig
         cx.syn_error(err);
     }
     Ok(Some(nav))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("sortable", "sortable"), 0);
+        assert_eq!(edit_distance("sortabel", "sortable"), 1);
+        assert_eq!(edit_distance("tabel", "table"), 1);
+        assert_eq!(edit_distance("uniqe", "unique"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn typos_get_the_nearest_key_and_far_words_none() {
+        assert_eq!(nearest("sortabel", FIELD_KEYS), Some((1, SORTABLE)));
+        assert_eq!(nearest("maxlength", FIELD_KEYS), Some((0, MAX_LENGTH)));
+        assert_eq!(
+            nearest("softdelete", CONTAINER_KEYS),
+            Some((0, SOFT_DELETE))
+        );
+        assert_eq!(nearest("tabel", CONTAINER_KEYS), Some((1, TABLE)));
+        assert_eq!(nearest("wibblewobble", FIELD_KEYS), None);
+        assert_eq!(nearest("x", FIELD_KEYS), None);
+    }
 }

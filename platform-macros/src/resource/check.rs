@@ -181,6 +181,9 @@ fn check_columns(cx: &Ctxt, cont: &Container<'_>) {
     }
 }
 
+/// The types a field may have, as the `FieldValue` bound's note lists them.
+const FIELD_TYPES: &str = "bool, i32, i64, f64, String, chrono::NaiveDate, chrono::DateTime<Utc>, uuid::Uuid, serde_json::Value, or an Option of one";
+
 const NEEDS_STRING: &str = "requires a `String` or `Option<String>` field";
 
 fn check_field(cx: &Ctxt, field: &Field<'_>) {
@@ -196,6 +199,15 @@ fn check_field(cx: &Ctxt, field: &Field<'_>) {
             );
         }
         return;
+    }
+    if let Some(hint) = ast::unsupported_type_hint(field.ty()) {
+        cx.error_spanned_by(
+            field.ty(),
+            format!(
+                "`{}` cannot be a resource field: {hint} (resource fields are {FIELD_TYPES})",
+                ast::type_text(field.ty())
+            ),
+        );
     }
     let string_like = ast::is_string_like(field.ty());
     if let Some(key) = attrs.encrypted.key() {
