@@ -355,7 +355,7 @@ fn getting_started_dependencies() -> Vec<String> {
     let md = read("book/src/getting-started.md");
     let toml: Vec<Block> = blocks(&md)
         .into_iter()
-        .filter(|b| b.info == "toml")
+        .filter(|b| b.info == "toml" && b.text.contains("[dependencies]"))
         .collect();
     assert_eq!(toml.len(), 1, "getting-started.md has one dependency block");
     dependency_lines(&toml[0].text)
