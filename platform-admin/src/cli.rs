@@ -362,7 +362,38 @@ impl Cli {
                     None => parents_first(&registry),
                 };
                 let mut wrote = 0;
+                let recorded = platform_core::schema::RecordedStates::read(&dir)?;
+                if all {
+                    for (from, to) in &options.renames {
+                        let known = recorded
+                            .tables
+                            .values()
+                            .map(|(_, s)| s)
+                            .chain(options.baseline.values())
+                            .any(|s| s.column(from).is_some());
+                        if !known {
+                            bail!(
+                                "--rename {from}={to}: no table's last migration has a column `{from}`"
+                            );
+                        }
+                    }
+                }
                 for name in &names {
+                    let mut options = options.clone();
+                    if all {
+                        // Each rename belongs to the table that has the old column.
+                        let table = registry
+                            .by_name(name)
+                            .map(|e| e.meta().table())
+                            .unwrap_or_default();
+                        let before = recorded
+                            .state(table)
+                            .or_else(|| options.baseline.get(table))
+                            .cloned();
+                        options.renames.retain(|(from, _)| {
+                            before.as_ref().is_some_and(|b| b.column(from).is_some())
+                        });
+                    }
                     match make_migration_with(&registry, name, &dir, &options)? {
                         Made::UpToDate(table) => {
                             if !all {
@@ -1041,7 +1072,6 @@ pub fn make_migration_with(
     let mut renames: Vec<(String, String)> = options
         .renames
         .iter()
-        .filter(|(from, _)| before.column(from).is_some() || options.renames.len() == 1)
         .map(|(from, to)| (from.clone(), column(to)))
         .collect();
     let candidates: Vec<(String, String)> = rename_candidates(before, &now)

@@ -165,6 +165,25 @@ async fn make_migration_all_and_migrate_check() {
         let o = run(&db, &["migrate", "--check", "--dir", d]);
         assert!(o.status.success(), "{b}: {}{}", stdout(&o), stderr(&o));
 
+        // A rename that no table has is refused, not ignored.
+        let o = run(
+            &db,
+            &[
+                "make:migration",
+                "--all",
+                "--rename",
+                "nosuch=x",
+                "--dir",
+                d,
+            ],
+        );
+        assert!(!o.status.success(), "{b}");
+        assert!(
+            stderr(&o).contains("no table's last migration has a column `nosuch`"),
+            "{b}: {}",
+            stderr(&o)
+        );
+
         // A resource that changed since its last migration fails the check,
         // and make:migration writes the change.
         let state_file = dir
