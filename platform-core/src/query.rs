@@ -924,7 +924,7 @@ fn push_search(
                     }
                     if all_visible {
                         q.push(" AND ((");
-                        push_pg_search_expression(q, table, &cols);
+                        push_pg_search_expression(q, Some(table), &cols);
                         q.push(") || '') ILIKE ")
                             .bind(Value::Text(pattern.clone()), FieldType::Text)
                             .push(" ESCAPE '!'");
@@ -1006,30 +1006,22 @@ fn search_columns(meta: &ResourceMeta) -> Vec<&str> {
         .collect()
 }
 
-/// The PostgreSQL expression the searched fields are indexed (and searched)
-/// as: the fields joined by a control character, so a match never spans two
-/// fields. `table` qualifies the columns when given. Identifiers come from
-/// validated metadata.
-pub(crate) fn pg_search_expression(cols: &[&str], table: Option<&str>) -> String {
-    let col = |c: &str| match table {
-        Some(t) => format!("\"{t}\".\"{c}\""),
-        None => format!("\"{c}\""),
-    };
-    match cols {
-        [one] => col(one),
-        many => many
-            .iter()
-            .map(|c| format!("COALESCE({}, '')", col(c)))
-            .collect::<Vec<_>>()
-            .join(" || chr(1) || "),
-    }
+/// The PostgreSQL expression the searched fields are indexed as (the
+/// index's DDL): the fields joined by a control character, so a match never
+/// spans two fields. Written by the same code as the searches' expression,
+/// so the two cannot drift apart (PostgreSQL uses the index only when they
+/// are identical). Identifiers come from validated metadata.
+pub(crate) fn pg_search_expression(cols: &[&str]) -> String {
+    let mut q = Sql::new(Backend::Postgres);
+    push_pg_search_expression(&mut q, None, cols);
+    q.text().to_owned()
 }
 
 /// `(<search expression>) ILIKE '%text%'`: the condition the trigram index
 /// answers.
 fn push_pg_contains(q: &mut Sql, table: &str, cols: &[&str], text: &str) {
     q.push("(");
-    push_pg_search_expression(q, table, cols);
+    push_pg_search_expression(q, Some(table), cols);
     q.push(") ILIKE ")
         .bind(
             Value::Text(format!("%{}%", like_escape(text))),
@@ -1038,16 +1030,26 @@ fn push_pg_contains(q: &mut Sql, table: &str, cols: &[&str], text: &str) {
         .push(" ESCAPE '!'");
 }
 
-fn push_pg_search_expression(q: &mut Sql, table: &str, cols: &[&str]) {
+/// The searched columns joined as one expression; `table` qualifies them
+/// (searches) or not (the index's DDL).
+fn push_pg_search_expression(q: &mut Sql, table: Option<&str>, cols: &[&str]) {
+    let col = |q: &mut Sql, c: &str| {
+        match table {
+            Some(t) => q.qualified(t, c),
+            None => q.ident(c),
+        };
+    };
     if let [one] = cols {
-        q.qualified(table, one);
+        col(q, one);
         return;
     }
     for (i, c) in cols.iter().enumerate() {
         if i > 0 {
             q.push(" || chr(1) || ");
         }
-        q.push("COALESCE(").qualified(table, c).push(", '')");
+        q.push("COALESCE(");
+        col(q, c);
+        q.push(", '')");
     }
 }
 
@@ -1071,6 +1073,23 @@ pub(crate) fn column_types(meta: &ResourceMeta) -> Vec<FieldType> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_index_and_the_searches_spell_the_expression_alike() {
+        for cols in [&["number"][..], &["number", "notes", "status"]] {
+            let mut q = Sql::new(Backend::Postgres);
+            push_pg_search_expression(&mut q, Some("invoices"), cols);
+            assert_eq!(
+                q.text().replace("\"invoices\".", ""),
+                pg_search_expression(cols)
+            );
+        }
+        assert_eq!(
+            pg_search_expression(&["a", "b"]),
+            "COALESCE(\"a\", '') || chr(1) || COALESCE(\"b\", '')"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -370,7 +370,7 @@ pub(crate) fn create_search(backend: Backend, state: &TableState) -> String {
             out.push_str(&format!(
                 "CREATE INDEX {} ON {qt} USING gin (({}) gin_trgm_ops) WITH (fastupdate = off);\n",
                 q(backend, &format!("{t}_search_trgm")),
-                crate::query::pg_search_expression(&cols, None)
+                crate::query::pg_search_expression(&cols)
             ));
         }
         Backend::Sqlite => {
