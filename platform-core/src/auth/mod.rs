@@ -951,16 +951,7 @@ impl Auth {
         let hash = hash_blocking(&input.password).await?;
         let mut tx = self.inner.db.begin().await?;
         let result = async {
-            let mut q = tx.sql();
-            q.push("UPDATE platform_users SET password_hash = ")
-                .bind_str(hash)
-                .push(", password_change_required = ")
-                .bind(Value::Bool(false), FieldType::Bool)
-                .push(", updated_at = ")
-                .bind(Value::DateTime(Utc::now()), FieldType::DateTime)
-                .push(" WHERE id = ")
-                .bind_i64(user_id);
-            tx.execute(q).await?;
+            set_password_hash(&mut tx, user_id, hash, false).await?;
             let keep = keep_token.map(session::token_hash);
             let ended = session::delete_user_sessions(&mut tx, user_id, keep.clone()).await?;
             let mut rotated = None;
@@ -1022,16 +1013,7 @@ impl Auth {
         let hash = hash_blocking(password).await?;
         let mut tx = self.inner.db.begin().await?;
         let result = async {
-            let mut q = tx.sql();
-            q.push("UPDATE platform_users SET password_hash = ")
-                .bind_str(hash)
-                .push(", password_change_required = ")
-                .bind(Value::Bool(require_change), FieldType::Bool)
-                .push(", updated_at = ")
-                .bind(Value::DateTime(Utc::now()), FieldType::DateTime)
-                .push(" WHERE id = ")
-                .bind_i64(user_id);
-            if tx.execute(q).await? != 1 {
+            if set_password_hash(&mut tx, user_id, hash, require_change).await? != 1 {
                 return Err(Error::NotFound {
                     resource: "user",
                     id: user_id.to_string(),
@@ -1089,4 +1071,24 @@ fn verification_payload(user_id: i64, email: &str, expires: i64) -> String {
         "platform/verify-email\n{user_id}\n{}\n{expires}",
         email.trim().to_lowercase()
     )
+}
+
+/// Stores a new password hash for `user_id` in `tx`, with whether it must be
+/// changed at the next sign-in; returns the rows changed.
+async fn set_password_hash(
+    tx: &mut crate::db::Tx,
+    user_id: i64,
+    hash: String,
+    require_change: bool,
+) -> Result<u64> {
+    let mut q = tx.sql();
+    q.push("UPDATE platform_users SET password_hash = ")
+        .bind_str(hash)
+        .push(", password_change_required = ")
+        .bind(Value::Bool(require_change), FieldType::Bool)
+        .push(", updated_at = ")
+        .bind(Value::DateTime(Utc::now()), FieldType::DateTime)
+        .push(" WHERE id = ")
+        .bind_i64(user_id);
+    tx.execute(q).await
 }
