@@ -39,6 +39,7 @@ pub use api::{ApiConfig, api_router, api_router_with};
 pub use error::{Error, Result};
 pub use panel::{PanelConfig, panel_router, panel_router_with};
 
+pub mod capability;
 pub mod cli;
 pub mod health;
 
@@ -49,6 +50,10 @@ pub use health::health_router;
 /// dependency line of your own needed, and always the version the routers
 /// were built with.
 pub use axum;
+
+/// The command-line parser the commands are built with, for a capability's
+/// own [`capability::Command`]s (`platform_admin::clap::Command`).
+pub use clap;
 
 /// Every router of the platform mounted where the demo's contract puts them
 /// (`/api`, `/admin`, `/health`), for a `Platform` state, with the layers a
@@ -74,20 +79,29 @@ pub fn app_router(
         .map_err(|e| platform_core::Error::Configuration(format!("PLATFORM_ADMIN_ALLOW: {e}")))?;
     let trust_forwarded =
         std::env::var("PLATFORM_TRUST_FORWARDED").is_ok_and(|v| v == "1" || v == "true");
-    let admin = panel_router()
+    let admin = panel_router_with(PanelConfig::default().with_capabilities(platform))
         .layer(AccessLogLayer::new(platform.clone(), "panel"))
         .layer(SecurityHeadersLayer::for_platform(
             platform,
             crate::layer::security_headers::PANEL_CSP,
         ))
         .layer(IpAllowlistLayer::new(nets, trust_forwarded));
-    let api = api_router()
+    // The capabilities' API routes get the API's layers too.
+    let mut api = api_router();
+    for extra in platform.contributions::<capability::ApiRoutes>() {
+        api = api.merge(extra.router().clone());
+    }
+    let api = api
         .layer(AccessLogLayer::new(platform.clone(), "api"))
         .layer(SecurityHeadersLayer::for_platform(
             platform,
             crate::layer::security_headers::API_CSP,
         ));
-    Ok(axum::Router::new()
+    let mut root = axum::Router::new();
+    for extra in platform.contributions::<capability::Routes>() {
+        root = root.merge(extra.router().clone());
+    }
+    Ok(root
         .nest("/api", api)
         .nest("/admin", admin)
         .route(

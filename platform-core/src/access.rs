@@ -305,9 +305,11 @@ impl Access {
     }
 
     /// Polls [`Access::poll_changes`] every `interval` until stopped.
-    pub async fn run_poller(self, interval: Duration) {
+    pub async fn run_poller(self, interval: Duration, mut stop: crate::capability::Stop) {
         loop {
-            tokio::time::sleep(interval).await;
+            if stop.wait_for(interval).await {
+                return;
+            }
             if let Err(e) = self.poll_changes().await {
                 tracing::debug!(error = %e, "access poll failed");
             }
@@ -602,7 +604,18 @@ impl Access {
     /// framework's own (users, roles) and the global ones, and the
     /// `super_admin` role. Returns how many permissions were new.
     pub async fn sync_permissions(&self, registry: &Registry) -> Result<usize> {
+        self.sync_permissions_with(registry, &[]).await
+    }
+
+    /// [`Access::sync_permissions`], plus the permissions in `extra` (the
+    /// capabilities' own, like `view_jobs`).
+    pub async fn sync_permissions_with(
+        &self,
+        registry: &Registry,
+        extra: &[String],
+    ) -> Result<usize> {
         let mut names: Vec<String> = registry.permission_names();
+        names.extend(extra.iter().cloned());
         for r in ACCESS_RESOURCES {
             names.extend(
                 ResourcePermissions::for_resource(r)

@@ -16,6 +16,7 @@ pub mod access_log;
 pub mod audit;
 pub mod auth;
 pub mod cache;
+pub mod capability;
 pub mod context;
 pub mod crypto;
 pub mod db;
@@ -49,6 +50,10 @@ pub use platform_macros::Resource;
 pub use platform_macros::embed_migrations;
 pub use resource::{Registry, Resource};
 
+/// The attribute for implementing the platform's async traits
+/// ([`capability::HealthCheck`], [`cache::CacheStore`], ...) without a
+/// dependency line of your own.
+pub use async_trait::async_trait;
 /// The date and time crate the platform uses (`DateTime<Utc>`, `NaiveDate`
 /// fields, token expiries): `use platform_core::chrono::Utc;`, no
 /// dependency line of your own needed.

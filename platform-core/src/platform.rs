@@ -10,6 +10,7 @@ use crate::access_log::AccessLog;
 use crate::audit::AuditLog;
 use crate::auth::{Auth, AuthConfig};
 use crate::cache::{Cache, CacheStore, MemoryStore};
+use crate::capability::{Capability, HealthCheck, PermissionDecl, Services, Setup, Stop, TaskKind};
 use crate::context::Context;
 use crate::crypto::{AppKey, Crypto};
 use crate::db::{Db, DbOptions, Migration, MigrationSet};
@@ -157,13 +158,18 @@ struct Inner {
     mailer: Arc<dyn Mailer>,
     notifications: Notifications,
     environment: Environment,
-    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    setup: Setup,
+    services: Services,
+    stop: tokio::sync::watch::Sender<bool>,
+    workers_started: std::sync::atomic::AtomicBool,
+    shutdown_grace: Duration,
+    tasks: Mutex<Vec<(String, tokio::task::JoinHandle<()>)>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         if let Ok(tasks) = self.tasks.get_mut() {
-            for t in tasks.drain(..) {
+            for (_, t) in tasks.drain(..) {
                 t.abort();
             }
         }
@@ -271,17 +277,108 @@ impl Platform {
         Some(Records::new(self.clone(), entry.clone(), ctx.clone()))
     }
 
-    /// Writes the queued access log, seals pending audit entries and closes
-    /// the database pool.
+    /// A service a capability made (`platform.get::<Jobs>()`), or `None`
+    /// when no capability added one of type `T`.
+    pub fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.inner.services.get::<T>()
+    }
+
+    /// Every contribution of type `T` the capabilities made (routes, panel
+    /// pages, commands: the types are defined by the layer that reads them).
+    pub fn contributions<T: Send + Sync + 'static>(&self) -> Vec<Arc<T>> {
+        self.inner.setup.contributions::<T>()
+    }
+
+    /// Whether a capability called `name` was added.
+    pub fn has_capability(&self, name: &str) -> bool {
+        self.inner.setup.names.contains(&name)
+    }
+
+    /// The names of the capabilities added, in order.
+    pub fn capability_names(&self) -> &[&'static str] {
+        &self.inner.setup.names
+    }
+
+    /// The permissions capabilities declared (not tied to a resource).
+    pub fn capability_permissions(&self) -> &[PermissionDecl] {
+        &self.inner.setup.permissions
+    }
+
+    /// The health checks capabilities declared (the database check is
+    /// always run by `/health` on top of these).
+    pub fn health_checks(&self) -> &[Arc<dyn HealthCheck>] {
+        &self.inner.setup.health
+    }
+
+    /// Creates the permissions of every resource, of the access screens
+    /// and of every capability that are missing; returns how many.
+    pub async fn sync_permissions(&self) -> Result<usize> {
+        let extra: Vec<String> = self
+            .inner
+            .setup
+            .permissions
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
+        self.inner
+            .access
+            .sync_permissions_with(&self.inner.registry, &extra)
+            .await
+    }
+
+    /// A stop signal for a task of the host's own: it fires when
+    /// [`Platform::shutdown`] begins.
+    pub fn stop_signal(&self) -> Stop {
+        Stop::new(self.inner.stop.subscribe())
+    }
+
+    /// Starts the capabilities' [`TaskKind::Worker`] tasks (queue
+    /// workers), once; `serve` and `queue:work` call it. Returns how many
+    /// it started (0 the second time).
+    pub fn start_workers(&self) -> usize {
+        use std::sync::atomic::Ordering;
+        if self.inner.workers_started.swap(true, Ordering::SeqCst) {
+            return 0;
+        }
+        self.spawn_tasks(TaskKind::Worker)
+    }
+
+    fn spawn_tasks(&self, kind: TaskKind) -> usize {
+        let mut started = Vec::new();
+        for t in self.inner.setup.tasks.iter().filter(|t| t.kind == kind) {
+            let fut = (t.run)(self.clone(), self.stop_signal());
+            started.push((t.name.clone(), tokio::spawn(fut)));
+        }
+        let n = started.len();
+        if let Ok(mut tasks) = self.inner.tasks.lock() {
+            tasks.extend(started);
+        }
+        n
+    }
+
+    /// Stops the background tasks (each gets the stop signal and up to the
+    /// grace period to finish, see
+    /// [`PlatformBuilder::shutdown_grace`]), writes the queued access log,
+    /// seals pending audit entries and closes the database pool.
     pub async fn shutdown(&self) {
+        self.inner.stop.send_replace(true);
+        let tasks: Vec<(String, tokio::task::JoinHandle<()>)> = match self.inner.tasks.lock() {
+            Ok(mut t) => t.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        let deadline = tokio::time::Instant::now() + self.inner.shutdown_grace;
+        for (name, mut handle) in tasks {
+            if tokio::time::timeout_at(deadline, &mut handle)
+                .await
+                .is_err()
+            {
+                tracing::warn!(task = %name, "a background task did not stop in time; aborted");
+                handle.abort();
+            }
+        }
         self.inner.access_log.stop().await;
         if let Err(e) = self.inner.audit.seal().await {
             tracing::warn!(error = %e, "could not seal the audit trail at shutdown");
-        }
-        if let Ok(mut tasks) = self.inner.tasks.lock() {
-            for t in tasks.drain(..) {
-                t.abort();
-            }
         }
         // Closing waits for every connection to come back; a connection
         // stuck in a driver must not keep the process from exiting (seen
@@ -318,6 +415,8 @@ pub struct PlatformBuilder {
     auth_config: AuthConfig,
     db_options: DbOptions,
     use_env: bool,
+    setup: Setup,
+    shutdown_grace: Duration,
 }
 
 impl fmt::Debug for PlatformBuilder {
@@ -328,6 +427,7 @@ impl fmt::Debug for PlatformBuilder {
                 &self.database_url.as_deref().map(redact_url),
             )
             .field("environment", &self.environment)
+            .field("capabilities", &self.setup.names)
             .finish_non_exhaustive()
     }
 }
@@ -351,6 +451,8 @@ impl Default for PlatformBuilder {
             auth_config: AuthConfig::default(),
             db_options: DbOptions::default(),
             use_env: true,
+            setup: Setup::default(),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -370,6 +472,27 @@ pub fn redact_url(url: &str) -> String {
 }
 
 impl PlatformBuilder {
+    /// Adds a capability (jobs, notifications, ...): its `setup` runs now
+    /// and declares what it contributes (see [`crate::capability`]).
+    pub fn with(mut self, capability: impl Capability) -> Self {
+        self.setup.add(&capability);
+        self
+    }
+    /// Every contribution of type `T` the capabilities added so far made
+    /// (the command line reads its commands here, before building).
+    pub fn contributions<T: Send + Sync + 'static>(&self) -> Vec<Arc<T>> {
+        self.setup.contributions::<T>()
+    }
+    /// The capabilities added so far.
+    pub fn capability_names(&self) -> &[&'static str] {
+        &self.setup.names
+    }
+    /// How long [`Platform::shutdown`] waits for background tasks to stop
+    /// before aborting them (default 10 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
     /// The database URL (`sqlite://...`, `postgres://...`, `mysql://...`).
     pub fn database_url(mut self, url: impl Into<String>) -> Self {
         self.database_url = Some(url.into());
@@ -519,9 +642,11 @@ impl PlatformBuilder {
         }
     }
 
-    /// The framework's and the host's migration sets, in the order they run.
+    /// The framework's, the capabilities' and the host's migration sets,
+    /// in the order they run.
     pub fn migration_sets(&self) -> Vec<MigrationSet> {
         std::iter::once(FRAMEWORK_MIGRATIONS)
+            .chain(self.setup.migrations.iter().copied())
             .chain(self.migrations.iter().copied())
             .collect()
     }
@@ -633,6 +758,11 @@ impl PlatformBuilder {
     /// schema against the registry, creates the generated permissions and
     /// starts the background tasks.
     pub async fn build(self) -> Result<Platform> {
+        if let Some(name) = self.setup.duplicate() {
+            return Err(Error::Configuration(format!(
+                "the capability `{name}` was added twice"
+            )));
+        }
         let environment = self.resolved_environment()?;
         let url = self.resolved_database_url();
         let (key, previous) = self.resolve_keys(environment, &url)?;
@@ -665,6 +795,9 @@ impl PlatformBuilder {
         );
         let mailer = self.mailer.clone().unwrap_or_else(|| Arc::new(LogMailer));
         let notifications = Notifications::new(db.clone());
+        let (stop, _) = tokio::sync::watch::channel(false);
+        let mut setup = self.setup.clone();
+        builtin_tasks(&mut setup);
         let platform = Platform {
             inner: Arc::new(Inner {
                 db,
@@ -679,28 +812,75 @@ impl PlatformBuilder {
                 mailer,
                 notifications,
                 environment,
+                setup,
+                services: Services::default(),
+                stop,
+                workers_started: std::sync::atomic::AtomicBool::new(false),
+                shutdown_grace: self.shutdown_grace,
                 tasks: Mutex::new(Vec::new()),
             }),
         };
+        let platform = platform.with_services().await?;
         if self.migrate {
-            platform
-                .access()
-                .sync_permissions(platform.registry())
-                .await?;
+            platform.sync_permissions().await?;
         }
         platform.access().poll_changes().await?;
+        for hook in &platform.inner.setup.start {
+            hook(platform.clone()).await?;
+        }
         if self.background && tokio::runtime::Handle::try_current().is_ok() {
-            let sealer = tokio::spawn(platform.audit().clone().run_sealer(Duration::from_secs(1)));
-            let log_writer = tokio::spawn(platform.access_log().clone().run_writer());
-            let poller = tokio::spawn(platform.access().clone().run_poller(Duration::from_secs(1)));
-            if let Ok(mut t) = platform.inner.tasks.lock() {
-                t.push(sealer);
-                t.push(log_writer);
-                t.push(poller);
-            }
+            platform.spawn_tasks(TaskKind::Service);
         }
         Ok(platform)
     }
+}
+
+impl Platform {
+    /// Makes the capabilities' services, in the order they were declared
+    /// (a factory may `get` the services declared before its own).
+    async fn with_services(self) -> Result<Platform> {
+        let mut platform = self;
+        let decls = platform.inner.setup.services.clone();
+        for decl in decls {
+            let service = (decl.init)(platform.clone()).await.map_err(|e| {
+                Error::Configuration(format!("cannot start the service {}: {e}", decl.type_name))
+            })?;
+            // Only this function holds the platform now (the factory's
+            // clone is gone), so the services can be added in place.
+            let inner = Arc::get_mut(&mut platform.inner).ok_or_else(|| {
+                Error::Configuration(format!(
+                    "the service {} kept the platform it was built from; hold what it needs instead",
+                    decl.type_name
+                ))
+            })?;
+            inner.services.insert(decl.type_id, service);
+        }
+        tracing::debug!(services = platform.inner.services.len(), "services ready");
+        Ok(platform)
+    }
+}
+
+/// The platform's own background tasks, declared like a capability's:
+/// the audit sealer, the access log writer and the poller of permission
+/// changes made by other processes.
+fn builtin_tasks(setup: &mut Setup) {
+    setup.task("audit sealer", TaskKind::Service, |p, stop| {
+        p.audit().clone().run_sealer(Duration::from_secs(1), stop)
+    });
+    setup.task("access log writer", TaskKind::Service, |p, mut stop| {
+        let log = p.access_log().clone();
+        async move {
+            let writer = log.clone().run_writer();
+            let stopper = async move {
+                stop.stopped().await;
+                log.stop().await;
+            };
+            tokio::join!(writer, stopper);
+        }
+    });
+    setup.task("permission poller", TaskKind::Service, |p, stop| {
+        p.access().clone().run_poller(Duration::from_secs(1), stop)
+    });
 }
 
 fn write_key_file(path: &Path, key: &AppKey) -> Result<()> {

@@ -76,6 +76,10 @@ enum Command {
         /// The address to listen on.
         #[arg(long, env = "PLATFORM_ADDR", default_value = "127.0.0.1:8080")]
         addr: SocketAddr,
+        /// Do not run the capabilities' workers (queue workers) in this
+        /// process: run them with `queue:work` instead.
+        #[arg(long)]
+        no_workers: bool,
     },
     /// Apply pending migrations (the framework's, then the application's).
     Migrate {
@@ -281,7 +285,24 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let args = Args::parse_from(args);
+        use clap::{CommandFactory, FromArgMatches};
+        // The capabilities' commands join the built-in ones.
+        let extra = self.builder.contributions::<crate::capability::Command>();
+        let mut command = Args::command();
+        for c in &extra {
+            command = command.subcommand(c.definition().clone());
+        }
+        let matches = command.get_matches_from(args);
+        if let Some((name, sub)) = matches.subcommand()
+            && let Some(c) = extra.iter().find(|c| c.name() == name)
+        {
+            init_tracing();
+            return c
+                .run(self.builder.clone(), sub.clone())
+                .await
+                .map_err(without_repetition);
+        }
+        let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         init_tracing();
         self.run_command(args).await.map_err(without_repetition)
     }
@@ -292,9 +313,10 @@ impl Cli {
                 .ok()
                 .and_then(|a| a.parse().ok())
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            no_workers: false,
         });
         match command {
-            Command::Serve { addr } => self.serve(addr).await,
+            Command::Serve { addr, no_workers } => self.serve(addr, !no_workers).await,
             Command::Migrate { status, check, dir } => {
                 if check {
                     self.migrate_check(&dir).await
@@ -325,7 +347,7 @@ impl Cli {
             Command::RoleList => self.role_list().await,
             Command::PermissionsSync => {
                 let p = self.quiet().await?;
-                let n = p.access().sync_permissions(p.registry()).await?;
+                let n = p.sync_permissions().await?;
                 println!(
                     "{n} new permissions; {} in all",
                     p.access().permissions().await?.len()
@@ -505,10 +527,16 @@ impl Cli {
         Ok(self.builder.clone().background_tasks(false).build().await?)
     }
 
-    async fn serve(self, addr: SocketAddr) -> anyhow::Result<()> {
+    async fn serve(self, addr: SocketAddr, workers: bool) -> anyhow::Result<()> {
         let url = self.builder.resolved_database_url();
         let platform = self.builder.clone().build().await?;
         tracing::info!(database = %redact_url(&url), "platform ready");
+        if workers {
+            let n = platform.start_workers();
+            if n > 0 {
+                tracing::info!(workers = n, "workers started in this process");
+            }
+        }
         for hook in &self.on_serve {
             hook(platform.clone()).await?;
         }

@@ -124,6 +124,31 @@ fn navigation(p: &Panel) -> Vec<NavGroup> {
             }),
         }
     }
+    // The capabilities' pages, by their group (or none), after the
+    // resources.
+    for page in &p.shared.config.pages {
+        let Some((group, label)) = page.nav_entry() else {
+            continue;
+        };
+        if page.required_permission().is_some_and(|perm| !p.can(perm)) {
+            continue;
+        }
+        let href = format!("{base}/{}", page.slug());
+        let item = NavItem {
+            label: label.to_owned(),
+            active: is_active(&href),
+            href,
+            icon: None,
+        };
+        let label = group.map(str::to_owned);
+        match groups.iter_mut().find(|g| g.label == label) {
+            Some(g) => g.items.push(item),
+            None => groups.push(NavGroup {
+                label,
+                items: vec![item],
+            }),
+        }
+    }
     let mut access = Vec::new();
     for (resource, label, path) in [("user", "Users", "users"), ("role", "Roles", "roles")] {
         if p.can(&permission_name(Ability::ViewAny, resource)) {

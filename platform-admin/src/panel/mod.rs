@@ -74,6 +74,7 @@
 
 pub mod auth;
 pub mod bulk;
+pub mod page;
 pub mod session;
 pub mod widget;
 
@@ -108,6 +109,7 @@ use crate::layer::SetRequestIdLayer;
 
 pub use auth::PanelAuth;
 pub use bulk::BulkAction;
+pub use page::PanelPage;
 pub use widget::Widget;
 
 /// The default limit of a form body: 256 KiB (a role editor over 100
@@ -136,6 +138,8 @@ pub struct PanelConfig {
     pub widgets: Vec<Widget>,
     /// Bulk actions added explicitly (on top of the registered ones).
     pub bulk_actions: Vec<BulkAction>,
+    /// Pages added by capabilities (or explicitly).
+    pub pages: Vec<Arc<PanelPage>>,
 }
 
 impl Default for PanelConfig {
@@ -148,6 +152,7 @@ impl Default for PanelConfig {
             auto_reload: cfg!(debug_assertions),
             widgets: Vec::new(),
             bulk_actions: Vec::new(),
+            pages: Vec::new(),
         }
     }
 }
@@ -199,6 +204,19 @@ impl PanelConfig {
         self.bulk_actions.push(action);
         self
     }
+    /// Adds a page.
+    pub fn page(mut self, page: PanelPage) -> Self {
+        self.pages.push(Arc::new(page));
+        self
+    }
+    /// Adds the pages and dashboard widgets that `platform`'s capabilities
+    /// contributed ([`app_router`](crate::app_router) does this).
+    pub fn with_capabilities(mut self, platform: &Platform) -> Self {
+        self.pages.extend(platform.contributions::<PanelPage>());
+        self.widgets
+            .extend(platform.contributions::<Widget>().iter().map(|w| **w));
+        self
+    }
 }
 
 /// The panel with the default [`PanelConfig`]. Mount it with
@@ -218,8 +236,9 @@ where
     S: Clone + Send + Sync + 'static,
 {
     let limit = config.body_limit;
+    let pages = config.pages.clone();
     let shared = Arc::new(render::Shared::new(config));
-    Router::new()
+    page::routes(Router::new(), &pages)
         .route("/", get(dashboard::show))
         .route("/login", get(signin::login_form).post(signin::login))
         .route("/logout", post(signin::logout))

@@ -35,6 +35,7 @@ pub(crate) const DEFAULT_TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/dashboard.html"),
     ),
     ("search.html", include_str!("../../templates/search.html")),
+    ("page.html", include_str!("../../templates/page.html")),
     (
         "notifications.html",
         include_str!("../../templates/notifications.html"),
@@ -167,6 +168,9 @@ impl Shared {
             if !w.template_source().is_empty() {
                 embedded.insert(w.template_name(), w.template_source());
             }
+        }
+        for page in &config.pages {
+            embedded.insert(page.template_name(), page.template_source());
         }
         let mut env = Environment::new();
         // Every template is HTML, whatever its name: escape by default.

@@ -461,16 +461,20 @@ impl AuditLog {
         self.wake.notify_one();
     }
 
-    /// Runs the sealer until stopped: after each [`AuditLog::notify`] (with a
+    /// Runs the sealer until `stop` fires (then seals once more): after each [`AuditLog::notify`] (with a
     /// short pause to gather a batch) and at least every `interval`.
-    pub async fn run_sealer(self, interval: Duration) {
+    pub async fn run_sealer(self, interval: Duration, mut stop: crate::capability::Stop) {
         loop {
             tokio::select! {
                 () = self.wake.notified() => tokio::time::sleep(Duration::from_millis(20)).await,
                 () = tokio::time::sleep(interval) => {}
+                () = stop.stopped() => {}
             }
             if let Err(e) = self.seal().await {
                 tracing::warn!(error = %e, "audit sealing failed; will retry");
+            }
+            if stop.is_stopping() {
+                return;
             }
         }
     }
