@@ -9,6 +9,7 @@
 //! | feature     | default | what it adds |
 //! |-------------|---------|--------------|
 //! | `mail-smtp` | no      | [`mail::SmtpMailer`]: SMTP delivery (lettre, rustls, pooled connections) |
+//! | `cache-redis` | no    | [`redis::RedisStore`] (L2 cache), [`redis::RedisBackplane`] (pub/sub between nodes), [`redis::RedisScaleOut`] (both under a platform) |
 //!
 //! ```no_run
 //! # #[cfg(feature = "mail-smtp")]
@@ -30,3 +31,6 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod mail;
+#[cfg(feature = "cache-redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache-redis")))]
+pub mod redis;

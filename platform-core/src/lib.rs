@@ -15,6 +15,7 @@ pub mod access;
 pub mod access_log;
 pub mod audit;
 pub mod auth;
+pub mod backplane;
 pub mod cache;
 pub mod capability;
 pub mod context;
@@ -32,6 +33,8 @@ pub mod query;
 pub mod repo;
 pub mod resource;
 pub mod schema;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod validate;
 pub mod value;
 pub mod visibility;

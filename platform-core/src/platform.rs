@@ -9,6 +9,7 @@ use crate::access::Access;
 use crate::access_log::AccessLog;
 use crate::audit::AuditLog;
 use crate::auth::{Auth, AuthConfig};
+use crate::backplane::{Backplane, LocalBackplane};
 use crate::cache::{Cache, CacheStore, MemoryStore};
 use crate::capability::{Capability, HealthCheck, PermissionDecl, Services, Setup, Stop, TaskKind};
 use crate::context::Context;
@@ -150,6 +151,7 @@ struct Inner {
     registry: Registry,
     crypto: Arc<Crypto>,
     cache: Cache,
+    backplane: Arc<dyn Backplane>,
     events: EventBus,
     access: Access,
     audit: AuditLog,
@@ -215,6 +217,10 @@ impl Platform {
     /// The cache.
     pub fn cache(&self) -> &Cache {
         &self.inner.cache
+    }
+    /// The backplane between nodes.
+    pub fn backplane(&self) -> &Arc<dyn Backplane> {
+        &self.inner.backplane
     }
     /// The event bus.
     pub fn events(&self) -> &EventBus {
@@ -411,6 +417,7 @@ pub struct PlatformBuilder {
     background: bool,
     access_log: bool,
     cache_store: Option<Arc<dyn CacheStore>>,
+    backplane: Option<Arc<dyn Backplane>>,
     mailer: Option<Arc<dyn Mailer>>,
     auth_config: AuthConfig,
     db_options: DbOptions,
@@ -447,6 +454,7 @@ impl Default for PlatformBuilder {
             background: true,
             access_log: true,
             cache_store: None,
+            backplane: None,
             mailer: None,
             auth_config: AuthConfig::default(),
             db_options: DbOptions::default(),
@@ -570,6 +578,13 @@ impl PlatformBuilder {
     /// The cache store (default: in-process moka, 64 MiB).
     pub fn cache_store(mut self, store: Arc<dyn CacheStore>) -> Self {
         self.cache_store = Some(store);
+        self
+    }
+    /// The backplane between the nodes of a deployment (default: this
+    /// process only). A shared one (Redis) carries permission changes, so
+    /// that the 1-second poll of the database is not needed.
+    pub fn backplane(mut self, backplane: Arc<dyn Backplane>) -> Self {
+        self.backplane = Some(backplane);
         self
     }
     /// The mailer (default: [`LogMailer`], which delivers nothing).
@@ -804,6 +819,10 @@ impl PlatformBuilder {
                 registry,
                 crypto,
                 cache: Cache::new(store, "platform:"),
+                backplane: self
+                    .backplane
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(LocalBackplane::default())),
                 events: EventBus::default(),
                 access,
                 access_log,

@@ -25,6 +25,13 @@ async fn main() -> anyhow::Result<()> {
         let smtp = platform_adapters::mail::SmtpMailer::from_url(&url, &from)?;
         builder = builder.mailer(std::sync::Arc::new(smtp));
     }
+    // Several nodes: PLATFORM_REDIS_URL puts the cache on Redis (L1 in
+    // process, L2 on Redis) and carries cache and permission changes
+    // between the nodes over Redis pub/sub.
+    if let Ok(url) = std::env::var("PLATFORM_REDIS_URL") {
+        let redis = platform_adapters::redis::RedisScaleOut::connect(&url).await?;
+        builder = redis.apply(builder);
+    }
     platform_admin::cli::Cli::new(builder)
         .on_serve(|platform| async move {
             seed::seed_domain(&platform).await?;

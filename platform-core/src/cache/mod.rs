@@ -18,6 +18,10 @@ use serde::de::DeserializeOwned;
 
 use crate::error::Result;
 
+mod layered;
+
+pub use layered::LayeredStore;
+
 /// A key-value store with per-key expiry.
 ///
 /// Contract (checked by the conformance suite): `get` after `put` returns
@@ -33,12 +37,19 @@ pub trait CacheStore: Send + Sync + fmt::Debug {
     async fn delete(&self, key: &str) -> Result<()>;
     /// Removes every key.
     async fn clear(&self) -> Result<()>;
+    /// Adds `by` to the integer under `key` (0 when absent or expired) and
+    /// returns the sum, atomically: two nodes counting at once both count.
+    /// A new key expires `ttl` after it was created; adding to it does not
+    /// move that (a fixed window, for throttles).
+    async fn increment(&self, key: &str, by: i64, ttl: Duration) -> Result<i64>;
 }
 
 #[derive(Clone)]
-struct Entry {
+pub(crate) struct Entry {
     bytes: Arc<[u8]>,
     ttl: Duration,
+    /// A counter: updates keep the expiry of its creation.
+    fixed: bool,
 }
 
 struct PerEntryTtl;
@@ -57,16 +68,20 @@ impl moka::Expiry<String, Entry> for PerEntryTtl {
         _key: &String,
         value: &Entry,
         _updated_at: std::time::Instant,
-        _duration_until_expiry: Option<Duration>,
+        duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
-        Some(value.ttl)
+        if value.fixed {
+            duration_until_expiry
+        } else {
+            Some(value.ttl)
+        }
     }
 }
 
 /// The in-process store (moka), bounded by total bytes.
 #[derive(Clone)]
 pub struct MemoryStore {
-    inner: moka::sync::Cache<String, Entry>,
+    pub(crate) inner: moka::sync::Cache<String, Entry>,
 }
 
 impl fmt::Debug for MemoryStore {
@@ -109,6 +124,7 @@ impl CacheStore for MemoryStore {
             Entry {
                 bytes: value.into(),
                 ttl,
+                fixed: false,
             },
         );
         Ok(())
@@ -121,6 +137,29 @@ impl CacheStore for MemoryStore {
         self.inner.invalidate_all();
         Ok(())
     }
+    async fn increment(&self, key: &str, by: i64, ttl: Duration) -> Result<i64> {
+        let mut result = by;
+        // `and_compute_with` runs under the entry's lock: atomic per key.
+        self.inner
+            .entry(key.to_owned())
+            .and_compute_with(|current| {
+                let old = current
+                    .and_then(|e| parse_counter(&e.into_value().bytes))
+                    .unwrap_or(0);
+                result = old.saturating_add(by);
+                moka::ops::compute::Op::Put(Entry {
+                    bytes: result.to_string().into_bytes().into(),
+                    ttl,
+                    fixed: true,
+                })
+            });
+        Ok(result)
+    }
+}
+
+/// A counter's value as stored (decimal ASCII, as Redis keeps it).
+pub fn parse_counter(bytes: &[u8]) -> Option<i64> {
+    std::str::from_utf8(bytes).ok()?.trim().parse().ok()
 }
 
 /// A store that keeps nothing: every `get` misses, every write succeeds.
@@ -141,6 +180,9 @@ impl CacheStore for NullStore {
     }
     async fn clear(&self) -> Result<()> {
         Ok(())
+    }
+    async fn increment(&self, _key: &str, by: i64, _ttl: Duration) -> Result<i64> {
+        Ok(by)
     }
 }
 
@@ -308,6 +350,43 @@ pub mod conformance {
         put_get_delete(store).await;
         expiry(store).await;
         clear(store).await;
+        increment(store).await;
+    }
+
+    /// `increment` counts from 0, is atomic under concurrent callers, and
+    /// keeps the window of the key's creation.
+    pub async fn increment(store: &dyn CacheStore) {
+        let ttl = Duration::from_millis(1500);
+        assert_eq!(store.increment("conf:n", 1, ttl).await.unwrap(), 1);
+        assert_eq!(store.increment("conf:n", 4, ttl).await.unwrap(), 5);
+        // 8 callers x 25 increments at once: none lost.
+        let each = |_| async {
+            for _ in 0..25 {
+                store
+                    .increment("conf:many", 1, Duration::from_secs(60))
+                    .await
+                    .unwrap();
+            }
+        };
+        futures::future::join_all((0..8).map(each)).await;
+        assert_eq!(
+            store
+                .increment("conf:many", 0, Duration::from_secs(60))
+                .await
+                .unwrap(),
+            200
+        );
+        // Fixed window: adding does not extend it.
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert_eq!(store.increment("conf:n", 1, ttl).await.unwrap(), 6);
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        assert_eq!(
+            store.increment("conf:n", 1, ttl).await.unwrap(),
+            1,
+            "the window ended"
+        );
+        store.delete("conf:n").await.unwrap();
+        store.delete("conf:many").await.unwrap();
     }
 
     /// `get` after `put` sees the value; `delete` removes it; deleting a
@@ -361,6 +440,105 @@ mod tests {
     #[tokio::test]
     async fn memory_store_conforms() {
         conformance::run_all(&MemoryStore::default()).await;
+    }
+
+    #[tokio::test]
+    async fn local_backplane_conforms() {
+        let bp = crate::backplane::LocalBackplane::default();
+        crate::testing::backplane::run_all(&bp, &bp).await;
+    }
+
+    #[tokio::test]
+    async fn layered_stores_conform_and_invalidate_each_other() {
+        let shared: Arc<dyn CacheStore> = Arc::new(MemoryStore::default());
+        let bp: Arc<dyn crate::backplane::Backplane> =
+            Arc::new(crate::backplane::LocalBackplane::default());
+        let a = LayeredStore::new(
+            MemoryStore::default(),
+            shared.clone(),
+            bp.clone(),
+            Duration::from_secs(60),
+        );
+        conformance::run_all(&a).await;
+        // Two nodes share L2 and the backplane; a write on one drops the
+        // other's L1 copy.
+        let b = LayeredStore::new(
+            MemoryStore::default(),
+            shared.clone(),
+            bp.clone(),
+            Duration::from_secs(60),
+        );
+        a.put("k", b"1".to_vec(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(
+            b.get("k").await.unwrap(),
+            Some(b"1".to_vec()),
+            "b reads L2 into its L1"
+        );
+        a.put("k", b"2".to_vec(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..100 {
+            seen = b.get("k").await.unwrap().unwrap();
+            if seen == b"2" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(seen, b"2".to_vec(), "b's L1 copy was dropped");
+        a.delete("k").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(b.get("k").await.unwrap(), None);
+        // Counters are L2's: both nodes count into one.
+        a.increment("n", 2, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(
+            b.increment("n", 3, Duration::from_secs(60)).await.unwrap(),
+            5
+        );
+        // When L2 fails, L1 answers alone.
+        let failing = LayeredStore::new(
+            MemoryStore::default(),
+            Arc::new(FailingStore),
+            bp,
+            Duration::from_secs(60),
+        );
+        failing
+            .put("x", b"1".to_vec(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(failing.get("x").await.unwrap(), Some(b"1".to_vec()));
+        assert_eq!(
+            failing
+                .increment("c", 1, Duration::from_secs(60))
+                .await
+                .unwrap(),
+            1
+        );
+    }
+
+    /// A shared store whose server is down.
+    #[derive(Debug)]
+    struct FailingStore;
+
+    #[async_trait]
+    impl CacheStore for FailingStore {
+        async fn get(&self, _key: &str) -> Result<Option<Vec<u8>>> {
+            Err(crate::Error::Unsupported("down".into()))
+        }
+        async fn put(&self, _key: &str, _value: Vec<u8>, _ttl: Duration) -> Result<()> {
+            Err(crate::Error::Unsupported("down".into()))
+        }
+        async fn delete(&self, _key: &str) -> Result<()> {
+            Err(crate::Error::Unsupported("down".into()))
+        }
+        async fn clear(&self) -> Result<()> {
+            Err(crate::Error::Unsupported("down".into()))
+        }
+        async fn increment(&self, _key: &str, _by: i64, _ttl: Duration) -> Result<i64> {
+            Err(crate::Error::Unsupported("down".into()))
+        }
     }
 
     #[tokio::test]
