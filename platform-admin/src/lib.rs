@@ -74,11 +74,10 @@ pub fn app_router(
     platform: &platform_core::Platform,
 ) -> Result<axum::Router<platform_core::Platform>> {
     use crate::layer::{AccessLogLayer, IpAllowlistLayer, SecurityHeadersLayer, parse_networks};
-    let allow = std::env::var("PLATFORM_ADMIN_ALLOW").unwrap_or_default();
-    let nets = parse_networks(&allow)
+    let config = platform.config();
+    let nets = parse_networks(&config.admin_allow)
         .map_err(|e| platform_core::Error::Configuration(format!("PLATFORM_ADMIN_ALLOW: {e}")))?;
-    let trust_forwarded =
-        std::env::var("PLATFORM_TRUST_FORWARDED").is_ok_and(|v| v == "1" || v == "true");
+    let trust_forwarded = config.trust_forwarded;
     let admin = panel_router_with(PanelConfig::default().with_capabilities(platform))
         .layer(AccessLogLayer::new(platform.clone(), "panel"))
         .layer(SecurityHeadersLayer::for_platform(

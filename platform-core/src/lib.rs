@@ -18,6 +18,7 @@ pub mod auth;
 pub mod backplane;
 pub mod cache;
 pub mod capability;
+pub mod config;
 pub mod context;
 pub mod crypto;
 pub mod db;

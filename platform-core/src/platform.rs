@@ -160,6 +160,7 @@ struct Inner {
     mailer: Arc<dyn Mailer>,
     notifications: Notifications,
     environment: Environment,
+    config: crate::config::Config,
     setup: Setup,
     services: Services,
     stop: tokio::sync::watch::Sender<bool>,
@@ -253,6 +254,11 @@ impl Platform {
     /// The environment.
     pub fn environment(&self) -> Environment {
         self.inner.environment
+    }
+    /// The settings resolved at build time (public URL, cookies, the
+    /// panel's allowlist...).
+    pub fn config(&self) -> &crate::config::Config {
+        &self.inner.config
     }
 
     /// The records of `R`, acted on by `ctx`.
@@ -424,6 +430,7 @@ pub struct PlatformBuilder {
     use_env: bool,
     setup: Setup,
     shutdown_grace: Duration,
+    config: crate::config::Config,
 }
 
 impl fmt::Debug for PlatformBuilder {
@@ -461,6 +468,7 @@ impl Default for PlatformBuilder {
             use_env: true,
             setup: Setup::default(),
             shutdown_grace: Duration::from_secs(10),
+            config: crate::config::Config::default(),
         }
     }
 }
@@ -494,6 +502,13 @@ impl PlatformBuilder {
     /// The capabilities added so far.
     pub fn capability_names(&self) -> &[&'static str] {
         &self.setup.names
+    }
+    /// The settings of [`Platform::config`] before the environment's
+    /// overrides (`PLATFORM_URL`, `PLATFORM_ADDR`, `PLATFORM_ADMIN_ALLOW`,
+    /// `PLATFORM_TRUST_FORWARDED`, `PLATFORM_SECURE_COOKIES`).
+    pub fn config(mut self, config: crate::config::Config) -> Self {
+        self.config = config;
+        self
     }
     /// How long [`Platform::shutdown`] waits for background tasks to stop
     /// before aborting them (default 10 s).
@@ -811,6 +826,11 @@ impl PlatformBuilder {
         let mailer = self.mailer.clone().unwrap_or_else(|| Arc::new(LogMailer));
         let notifications = Notifications::new(db.clone());
         let (stop, _) = tokio::sync::watch::channel(false);
+        let config = crate::config::Config::resolve(
+            &self.config,
+            environment == Environment::Production,
+            |name| self.env(name),
+        );
         let mut setup = self.setup.clone();
         builtin_tasks(&mut setup);
         let platform = Platform {
@@ -831,6 +851,7 @@ impl PlatformBuilder {
                 mailer,
                 notifications,
                 environment,
+                config,
                 setup,
                 services: Services::default(),
                 stop,

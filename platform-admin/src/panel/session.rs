@@ -16,7 +16,6 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use platform_core::Platform;
 use platform_core::auth::Session;
-use platform_core::platform::Environment;
 
 use super::render::cookies;
 
@@ -71,8 +70,7 @@ pub(crate) async fn resolve(
 
 /// Whether cookies must be `Secure`.
 pub(crate) fn secure_cookies(platform: &Platform) -> bool {
-    platform.environment() == Environment::Production
-        || std::env::var("PLATFORM_SECURE_COOKIES").is_ok_and(|v| v == "1" || v == "true")
+    platform.config().secure_cookies
 }
 
 /// The `Set-Cookie` value carrying `token`.

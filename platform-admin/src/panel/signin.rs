@@ -342,17 +342,10 @@ fn password(form: &FormData, name: &str) -> String {
         .collect()
 }
 
-/// The site's public address for links in e-mails: `PLATFORM_URL`, else
-/// `http://` + `PLATFORM_ADDR` (never the request's `Host` header, which a
-/// client chooses: a forged one would send reset links to an attacker).
-fn app_url() -> String {
-    if let Ok(u) = std::env::var("PLATFORM_URL")
-        && !u.trim().is_empty()
-    {
-        return u.trim().trim_end_matches('/').to_owned();
-    }
-    let addr = std::env::var("PLATFORM_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
-    format!("http://{addr}")
+/// The site's public address for links in e-mails (see
+/// [`Config::public_url`](platform_core::config::Config::public_url)).
+fn app_url(platform: &Platform) -> String {
+    platform.config().public_url.clone()
 }
 
 /// Sends `mail` in the background: the answer must not wait on (or tell
@@ -881,7 +874,7 @@ pub(crate) async fn forgot(v: Visitor, form: FormData) -> Result<Response, Panel
         Ok(Some(t)) => {
             let link = format!(
                 "{}{}/reset-password/{}",
-                app_url(),
+                app_url(&v.platform),
                 v.base(),
                 encode_component(&t.token)
             );
@@ -1037,7 +1030,7 @@ fn send_verification(platform: &Platform, base: &str, user: &platform_core::acce
     let link = platform.auth().email_verification(user);
     let url = format!(
         "{}{base}/verify-email?user={}&email={}&expires={}&signature={}",
-        app_url(),
+        app_url(platform),
         link.user_id,
         encode_component(&link.email),
         link.expires,
