@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use crate::audit::{AuditValues, NewEntry, insert_entries};
 use crate::context::{Actor, Context, Grants, Principal, TokenScope};
 use crate::crypto::{random_token, sha256_hex};
-use crate::db::{Backend, Db, Tx, detached};
+use crate::db::{Db, Tx, detached, dialect};
 use crate::error::{Error, FieldErrors, Result};
 use crate::permission::{
     Ability, GLOBAL_PERMISSIONS, ResourcePermissions, SUPER_ADMIN, permission_name,
@@ -424,9 +424,7 @@ impl Access {
                 .push(", ")
                 .bind(now, FieldType::DateTime)
                 .push(")");
-            if tx.backend() != Backend::MySql {
-                q.push(" RETURNING id");
-            }
+            dialect::push_returning(&mut q, "id");
             let id = tx.insert_returning_id(q).await.map_err(|e| match e {
                 Error::Conflict { .. } => {
                     Error::invalid("email", "unique", "has already been taken")
@@ -619,8 +617,8 @@ impl Access {
             let now = Value::DateTime(Utc::now());
             for chunk in missing.chunks(200) {
                 let mut q = tx.sql();
-                q.push(insert_ignore(tx.backend()))
-                    .push("platform_permissions (name, created_at) VALUES ");
+                dialect::push_insert_ignore_into(&mut q);
+                q.push("platform_permissions (name, created_at) VALUES ");
                 q.join(chunk, ", ", |q, n| {
                     q.push("(")
                         .bind_str(n.as_str())
@@ -628,21 +626,17 @@ impl Access {
                         .bind(now.clone(), FieldType::DateTime)
                         .push(")");
                 });
-                if tx.backend() == Backend::Postgres {
-                    q.push(" ON CONFLICT DO NOTHING");
-                }
+                dialect::push_ignore_conflicts(&mut q, &[]);
                 tx.execute(q).await?;
             }
             let mut r = tx.sql();
-            r.push(insert_ignore(tx.backend()))
-                .push("platform_roles (name, created_at) VALUES (")
+            dialect::push_insert_ignore_into(&mut r);
+            r.push("platform_roles (name, created_at) VALUES (")
                 .bind_str(SUPER_ADMIN)
                 .push(", ")
                 .bind(now, FieldType::DateTime)
                 .push(")");
-            if tx.backend() == Backend::Postgres {
-                r.push(" ON CONFLICT DO NOTHING");
-            }
+            dialect::push_ignore_conflicts(&mut r, &[]);
             tx.execute(r).await?;
             self.bump_db_version(&mut tx).await
         }
@@ -739,9 +733,7 @@ impl Access {
                 .push(", ")
                 .bind(Value::DateTime(Utc::now()), FieldType::DateTime)
                 .push(")");
-            if tx.backend() != Backend::MySql {
-                q.push(" RETURNING id");
-            }
+            dialect::push_returning(&mut q, "id");
             let id = tx.insert_returning_id(q).await.map_err(|e| match e {
                 Error::Conflict { .. } => {
                     Error::invalid("name", "unique", "has already been taken")
@@ -987,8 +979,8 @@ impl Access {
             };
             let mut q = tx.sql();
             if add {
-                q.push(insert_ignore(tx.backend()))
-                    .ident(table)
+                dialect::push_insert_ignore_into(&mut q);
+                q.ident(table)
                     .push(" (user_id, ")
                     .ident(col)
                     .push(") VALUES (")
@@ -996,9 +988,7 @@ impl Access {
                     .push(", ")
                     .bind_i64(target)
                     .push(")");
-                if tx.backend() == Backend::Postgres {
-                    q.push(" ON CONFLICT DO NOTHING");
-                }
+                dialect::push_ignore_conflicts(&mut q, &[]);
             } else {
                 q.push("DELETE FROM ")
                     .ident(table)
@@ -1219,9 +1209,7 @@ impl Access {
             .push(", ")
             .bind(Value::DateTime(now), FieldType::DateTime)
             .push(")");
-        if tx.backend() != Backend::MySql {
-            q.push(" RETURNING id");
-        }
+        dialect::push_returning(&mut q, "id");
         let id = tx.insert_returning_id(q).await?;
         let mut v = AuditValues::new();
         v.insert(
@@ -1439,14 +1427,6 @@ fn token_from_row(r: &[Value]) -> TokenRow {
         },
         email: text(&r[8]),
         disabled: !r[9].is_null(),
-    }
-}
-
-fn insert_ignore(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Sqlite => "INSERT OR IGNORE INTO ",
-        Backend::Postgres => "INSERT INTO ",
-        Backend::MySql => "INSERT IGNORE INTO ",
     }
 }
 

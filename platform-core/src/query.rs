@@ -4,7 +4,8 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::db::{Backend, Sql, like_escape, storage_type};
+use crate::db::dialect::{self, push_pg_contains, push_search, search_columns};
+use crate::db::{Backend, Sql, storage_type};
 use crate::error::FieldErrors;
 use crate::resource::{FieldMeta, ResourceMeta};
 use crate::value::{FieldType, Value};
@@ -723,11 +724,11 @@ impl Plan {
             );
         }
         if with_cursor && let Some((v, id)) = &self.after {
-            self.push_keyset(q, backend, v, id);
+            self.push_keyset(q, v, id);
         }
     }
 
-    fn push_keyset(&self, q: &mut Sql, backend: Backend, v: &Value, id: &Value) {
+    fn push_keyset(&self, q: &mut Sql, v: &Value, id: &Value) {
         let table = self.meta.table();
         let pk = self.meta.primary_key();
         let s = self.sort.field;
@@ -771,41 +772,15 @@ impl Plan {
             }
             return;
         }
-        match backend {
-            Backend::Postgres | Backend::Sqlite => {
-                q.push(" AND (")
-                    .qualified(table, s.column_name())
-                    .push(", ");
-                q.qualified(table, pk.column_name())
-                    .push(")")
-                    .push(gt)
-                    .push("(");
-                q.bind_field(v.clone(), s)
-                    .push(", ")
-                    .bind_field(id.clone(), pk)
-                    .push(")");
-            }
-            Backend::MySql => {
-                let ge = if self.sort.direction == Direction::Asc {
-                    " >= "
-                } else {
-                    " <= "
-                };
-                q.push(" AND ")
-                    .qualified(table, s.column_name())
-                    .push(ge)
-                    .bind_field(v.clone(), s);
-                q.push(" AND (")
-                    .qualified(table, s.column_name())
-                    .push(gt)
-                    .bind_field(v.clone(), s);
-                q.push(" OR ")
-                    .qualified(table, pk.column_name())
-                    .push(gt)
-                    .bind_field(id.clone(), pk)
-                    .push(")");
-            }
-        }
+        dialect::push_keyset_after(
+            q,
+            table,
+            s,
+            v,
+            pk,
+            id,
+            self.sort.direction == Direction::Asc,
+        );
     }
 
     /// Appends ` ORDER BY ...`.
@@ -876,188 +851,6 @@ fn decode_cursor(
     Some((v, id))
 }
 
-/// The searched condition, per back end, served by the index the
-/// generated migration creates: FTS5 trigram on SQLite, `pg_trgm` GIN with
-/// `ILIKE` on PostgreSQL, FULLTEXT on MySQL/MariaDB (word prefixes, checked
-/// exactly with `LIKE`).
-///
-/// `visible` are the search fields the actor may see. When they are fewer
-/// than the resource's, the index is still asked (it covers every search
-/// field, so it finds a superset of the rows) and the term is then checked
-/// on the visible fields alone: SQLite restricts the match to those
-/// columns (an FTS5 column filter), PostgreSQL and MySQL add a `LIKE` over
-/// them. A field the actor may not see never decides whether a row matches.
-fn push_search(
-    q: &mut Sql,
-    backend: Backend,
-    meta: &ResourceMeta,
-    visible: &[&'static FieldMeta],
-    text: &str,
-    index_words: Option<&[String]>,
-) {
-    let table = meta.table();
-    let trimmed = text.trim();
-    let pattern = format!("%{}%", like_escape(trimmed));
-    let all_visible = visible.len() == meta.search_fields().len();
-    let like_visible = |q: &mut Sql, op: &'static str| {
-        q.push("(");
-        q.join(visible, " OR ", |q, f| {
-            q.qualified(table, f.column_name())
-                .push(op)
-                .bind(Value::Text(pattern.clone()), FieldType::Text)
-                .push(" ESCAPE '!'");
-        });
-        q.push(")");
-    };
-    match backend {
-        Backend::Postgres => {
-            // The expression of the trigram index the migration creates.
-            let cols = search_columns(meta);
-            match index_words {
-                Some(words) if !words.is_empty() => {
-                    // The index for the uncommon words, then the whole term
-                    // on an expression the index does not cover (`|| ''`),
-                    // checked on the rows found.
-                    for w in words {
-                        q.push(" AND ");
-                        push_pg_contains(q, table, &cols, w);
-                    }
-                    if all_visible {
-                        q.push(" AND ((");
-                        push_pg_search_expression(q, Some(table), &cols);
-                        q.push(") || '') ILIKE ")
-                            .bind(Value::Text(pattern.clone()), FieldType::Text)
-                            .push(" ESCAPE '!'");
-                    }
-                }
-                _ => {
-                    q.push(" AND ");
-                    push_pg_contains(q, table, &cols, trimmed);
-                }
-            }
-            if !all_visible {
-                q.push(" AND ");
-                like_visible(q, " ILIKE ");
-            }
-        }
-        Backend::Sqlite => {
-            q.push(" AND ");
-            if trimmed.chars().count() >= 3 {
-                // The trigram index answers substring queries of 3+ characters.
-                let pk = meta.primary_key();
-                let phrase = format!("\"{}\"", trimmed.replace('"', "\"\""));
-                let term = if all_visible {
-                    phrase
-                } else {
-                    // Column names come from validated metadata
-                    // (identifiers), so they are FTS5 barewords.
-                    let cols: Vec<&str> = visible.iter().map(|f| f.column_name()).collect();
-                    format!("{{{}}} : {phrase}", cols.join(" "))
-                };
-                q.qualified(table, pk.column_name())
-                    .push(" IN (SELECT rowid FROM ");
-                q.ident(&search_table(table)).push(" WHERE ");
-                q.ident(&search_table(table)).push(" MATCH ");
-                q.bind(Value::Text(term), FieldType::Text).push(")");
-            } else {
-                like_visible(q, " LIKE ");
-            }
-        }
-        Backend::MySql => {
-            // InnoDB leaves stopwords out of its index, so a required
-            // stopword (`com` of `example.com`) would match nothing: those
-            // are left to the exact `LIKE` below.
-            let words: Vec<String> = text
-                .split(|c: char| !c.is_alphanumeric())
-                .filter(|w| {
-                    w.chars().count() >= 3 && !INNODB_STOPWORDS.contains(&w.to_lowercase().as_str())
-                })
-                .map(|w| format!("+{w}*"))
-                .collect();
-            q.push(" AND ");
-            if !words.is_empty() {
-                // MATCH must name the FULLTEXT index's columns: all of them.
-                q.push("MATCH (");
-                q.join(meta.search_fields(), ", ", |q, f| {
-                    let col = meta.field(f).map_or(*f, FieldMeta::column_name);
-                    q.qualified(table, col);
-                });
-                q.push(") AGAINST (")
-                    .bind(Value::Text(words.join(" ")), FieldType::Text)
-                    .push(" IN BOOLEAN MODE) AND ");
-            }
-            like_visible(q, " LIKE ");
-        }
-    }
-}
-
-/// InnoDB's default full-text stopwords of three letters or more
-/// (`INFORMATION_SCHEMA.INNODB_FT_DEFAULT_STOPWORD`, the same in MariaDB).
-const INNODB_STOPWORDS: [&str; 18] = [
-    "about", "are", "com", "for", "from", "how", "that", "the", "this", "was", "what", "when",
-    "where", "who", "will", "with", "und", "www",
-];
-
-/// The column names of `meta`'s search fields.
-fn search_columns(meta: &ResourceMeta) -> Vec<&str> {
-    meta.search_fields()
-        .iter()
-        .map(|f| meta.field(f).map_or(*f, FieldMeta::column_name))
-        .collect()
-}
-
-/// The PostgreSQL expression the searched fields are indexed as (the
-/// index's DDL): the fields joined by a control character, so a match never
-/// spans two fields. Written by the same code as the searches' expression,
-/// so the two cannot drift apart (PostgreSQL uses the index only when they
-/// are identical). Identifiers come from validated metadata.
-pub(crate) fn pg_search_expression(cols: &[&str]) -> String {
-    let mut q = Sql::new(Backend::Postgres);
-    push_pg_search_expression(&mut q, None, cols);
-    q.text().to_owned()
-}
-
-/// `(<search expression>) ILIKE '%text%'`: the condition the trigram index
-/// answers.
-fn push_pg_contains(q: &mut Sql, table: &str, cols: &[&str], text: &str) {
-    q.push("(");
-    push_pg_search_expression(q, Some(table), cols);
-    q.push(") ILIKE ")
-        .bind(
-            Value::Text(format!("%{}%", like_escape(text))),
-            FieldType::Text,
-        )
-        .push(" ESCAPE '!'");
-}
-
-/// The searched columns joined as one expression; `table` qualifies them
-/// (searches) or not (the index's DDL).
-fn push_pg_search_expression(q: &mut Sql, table: Option<&str>, cols: &[&str]) {
-    let col = |q: &mut Sql, c: &str| {
-        match table {
-            Some(t) => q.qualified(t, c),
-            None => q.ident(c),
-        };
-    };
-    if let [one] = cols {
-        col(q, one);
-        return;
-    }
-    for (i, c) in cols.iter().enumerate() {
-        if i > 0 {
-            q.push(" || chr(1) || ");
-        }
-        q.push("COALESCE(");
-        col(q, c);
-        q.push(", '')");
-    }
-}
-
-/// The name of a resource's SQLite full-text index table.
-pub(crate) fn search_table(table: &str) -> String {
-    format!("{table}_search")
-}
-
 /// The columns to select for `meta`, in field order.
 pub(crate) fn push_columns(q: &mut Sql, meta: &ResourceMeta) {
     let table = meta.table();
@@ -1073,23 +866,6 @@ pub(crate) fn column_types(meta: &ResourceMeta) -> Vec<FieldType> {
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn the_index_and_the_searches_spell_the_expression_alike() {
-        for cols in [&["number"][..], &["number", "notes", "status"]] {
-            let mut q = Sql::new(Backend::Postgres);
-            push_pg_search_expression(&mut q, Some("invoices"), cols);
-            assert_eq!(
-                q.text().replace("\"invoices\".", ""),
-                pg_search_expression(cols)
-            );
-        }
-        assert_eq!(
-            pg_search_expression(&["a", "b"]),
-            "COALESCE(\"a\", '') || chr(1) || COALESCE(\"b\", '')"
-        );
-    }
-
     use super::*;
 
     #[test]

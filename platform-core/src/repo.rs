@@ -18,6 +18,7 @@ use chrono::Utc;
 
 use crate::audit::{AuditValues, NewEntry, REDACTED, insert_entries};
 use crate::context::Context;
+use crate::db::dialect::{self, InsertedIds};
 use crate::db::{Backend, Sql, Tx};
 use crate::error::{Error, FieldErrors, Result};
 use crate::event::{EventKind, ModelEvent};
@@ -502,7 +503,7 @@ impl Records {
     async fn read_plan(&self, query: &ListQuery) -> Result<Plan> {
         let mut plan = self.plan(query)?;
         let db = self.platform.db();
-        if db.backend() != Backend::Postgres {
+        if !dialect::probes_search_words(db.backend()) {
             return Ok(plan);
         }
         let words = plan.search_words();
@@ -520,7 +521,7 @@ impl Records {
                 .platform
                 .cache()
                 .remember(&key, WORD_PROBE_TTL, || async {
-                    let mut q = Sql::new(Backend::Postgres);
+                    let mut q = db.sql();
                     q.push("SELECT COUNT(*) FROM (");
                     plan.push_word_probe(&mut q, w);
                     q.push(" LIMIT ")
@@ -589,8 +590,8 @@ impl Records {
         q.qualified(meta.table(), pk.column_name())
             .push(" = ")
             .bind_field(id.clone(), pk);
-        if lock && backend != Backend::Sqlite {
-            q.push(" FOR UPDATE");
+        if lock {
+            dialect::push_for_update(&mut q);
         }
         q
     }
@@ -777,50 +778,23 @@ impl Records {
         if n <= COUNT_THRESHOLD {
             return Ok(Count::Exact(n));
         }
-        let estimate = match backend {
-            Backend::Postgres if !plan.is_filtered() && meta.deleted_at().is_none() => {
+        let pk = meta.primary_key();
+        let integer_key =
+            matches!(pk.ty(), FieldType::I64 | FieldType::I32).then(|| pk.column_name());
+        let whole_table = !plan.is_filtered() && meta.deleted_at().is_none();
+        let estimate = match whole_table
+            .then(|| dialect::table_row_estimate(backend, meta.table(), integer_key))
+            .flatten()
+        {
+            Some(e) => db.fetch_i64(e).await?,
+            None if !whole_table && dialect::explains_row_estimates(backend) => {
                 let mut e = Sql::new(backend);
-                e.push("SELECT CAST(reltuples AS BIGINT) FROM pg_class WHERE oid = to_regclass(")
-                    .bind_str(meta.table())
-                    .push(")");
-                db.fetch_i64(e).await?
-            }
-            Backend::Postgres => {
-                let mut e = Sql::new(backend);
-                e.push("EXPLAIN (FORMAT JSON) SELECT 1 FROM ")
-                    .ident(meta.table());
+                dialect::push_explain(&mut e);
+                e.push("SELECT 1 FROM ").ident(meta.table());
                 plan.push_where(&mut e, backend, false);
-                let row = db.fetch_optional(e, &[FieldType::Json]).await?;
-                row.and_then(|r| match r.into_iter().next() {
-                    Some(Value::Json(j)) => j
-                        .pointer("/0/Plan/Plan Rows")
-                        .and_then(serde_json::Value::as_f64)
-                        .map(|f| f as i64),
-                    _ => None,
-                })
+                dialect::explained_rows(db.fetch_optional(e, &[FieldType::Json]).await?)
             }
-            Backend::MySql if !plan.is_filtered() && meta.deleted_at().is_none() => {
-                let mut e = Sql::new(backend);
-                e.push("SELECT CAST(TABLE_ROWS AS SIGNED) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ")
-                    .bind_str(meta.table());
-                db.fetch_i64(e).await?
-            }
-            Backend::Sqlite if !plan.is_filtered() && meta.deleted_at().is_none() => {
-                let pk = meta.primary_key();
-                if matches!(pk.ty(), FieldType::I64 | FieldType::I32) {
-                    let mut e = Sql::new(backend);
-                    e.push("SELECT MAX(")
-                        .ident(pk.column_name())
-                        .push(") - MIN(");
-                    e.ident(pk.column_name())
-                        .push(") + 1 FROM ")
-                        .ident(meta.table());
-                    db.fetch_i64(e).await?
-                } else {
-                    None
-                }
-            }
-            _ => None,
+            None => None,
         };
         Ok(match estimate {
             Some(e) if u64::try_from(e).unwrap_or(0) > COUNT_THRESHOLD => {
@@ -1244,7 +1218,7 @@ impl Records {
             tx.execute(q).await?;
             return Ok(rows.iter().map(|r| r[pk_i].clone()).collect());
         }
-        if backend == Backend::MySql {
+        if dialect::inserted_ids(backend) == InsertedIds::LastInsertId {
             // InnoDB gives the rows of one multi-row INSERT consecutive ids
             // from LAST_INSERT_ID() (auto-increment lock mode 0 or 1, and
             // simple inserts in mode 2).
@@ -1253,11 +1227,10 @@ impl Records {
                 .map(|k| Value::Int(first + k))
                 .collect());
         }
+        dialect::push_returning(&mut q, pk.column_name());
         if rows.len() == 1 {
-            q.push(" RETURNING ").ident(pk.column_name());
             return Ok(vec![Value::Int(tx.insert_returning_id(q).await?)]);
         }
-        q.push(" RETURNING ").ident(pk.column_name());
         // Identity values rise in VALUES order within one statement.
         let mut ids: Vec<i64> = tx
             .fetch_all(q, &[FieldType::I64])
@@ -1926,9 +1899,7 @@ impl Records {
             .qualified(meta.table(), pk.column_name())
             .push(" ASC LIMIT ")
             .int(BULK_CHUNK as i64);
-        if backend != Backend::Sqlite {
-            q.push(" FOR UPDATE");
-        }
+        dialect::push_for_update(&mut q);
         tx.fetch_all(q, &column_types(meta)).await
     }
 
