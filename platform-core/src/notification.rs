@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::db::{Backend, Db, detached};
+use crate::db::{Db, detached, dialect};
 use crate::error::{Error, FieldErrors, Result};
 use crate::value::{FieldType, Value};
 
@@ -246,9 +246,7 @@ impl Notifications {
             .push(", ")
             .bind(Value::DateTime(Utc::now()), FieldType::DateTime)
             .push(")");
-        if tx.backend() != Backend::MySql {
-            q.push(" RETURNING id");
-        }
+        dialect::push_returning(&mut q, "id");
         let id = tx.insert_returning_id(q).await.map_err(|e| match e {
             Error::Conflict { .. } => Error::NotFound {
                 resource: "user",
@@ -437,14 +435,7 @@ impl Notifications {
             .push(", ")
             .bind(now, FieldType::DateTime)
             .push(")");
-        match tx.backend() {
-            Backend::MySql => {
-                q.push(" ON DUPLICATE KEY UPDATE value = VALUES(value), updated_at = VALUES(updated_at)")
-            }
-            Backend::Sqlite | Backend::Postgres => q.push(
-                " ON CONFLICT (user_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            ),
-        };
+        dialect::push_upsert(&mut q, &["user_id", "name"], &["value", "updated_at"]);
         let result = tx.execute(q).await.map(|_| ()).map_err(|e| match e {
             Error::Conflict { .. } => Error::NotFound {
                 resource: "user",

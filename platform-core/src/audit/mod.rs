@@ -37,7 +37,7 @@ use tokio::sync::Notify;
 
 use crate::context::Context;
 use crate::crypto::{Crypto, Signature, hex, random_bytes};
-use crate::db::{Backend, Db, Sql, Tx};
+use crate::db::{Db, Sql, Tx, dialect};
 use crate::error::{Error, Result};
 use crate::value::{FieldType, Value};
 
@@ -501,9 +501,7 @@ impl AuditLog {
         let select = |backend| {
             let mut q = Sql::new(backend);
             q.push("SELECT seq, head_hash, signature FROM platform_audit_chain WHERE id = 1");
-            if backend != Backend::Sqlite {
-                q.push(" FOR UPDATE");
-            }
+            dialect::push_for_update(&mut q);
             q
         };
         let types = [FieldType::I64, FieldType::Text, FieldType::Text];
@@ -519,22 +517,17 @@ impl AuditLog {
             .crypto
             .sign_with_id(head_message(seq, &hash).as_bytes());
         let mut ins = tx.sql();
-        ins.push(match backend {
-            Backend::Sqlite => "INSERT OR IGNORE INTO platform_audit_chain (id, seq, head_hash, signature, updated_at) VALUES (1, ",
-            Backend::Postgres => "INSERT INTO platform_audit_chain (id, seq, head_hash, signature, updated_at) VALUES (1, ",
-            Backend::MySql => "INSERT IGNORE INTO platform_audit_chain (id, seq, head_hash, signature, updated_at) VALUES (1, ",
-        })
-        .bind_i64(seq)
-        .push(", ")
-        .bind_str(hash)
-        .push(", ")
-        .bind_str(sig)
-        .push(", ")
-        .bind(Value::DateTime(Utc::now()), FieldType::DateTime)
-        .push(")");
-        if backend == Backend::Postgres {
-            ins.push(" ON CONFLICT (id) DO NOTHING");
-        }
+        dialect::push_insert_ignore_into(&mut ins);
+        ins.push("platform_audit_chain (id, seq, head_hash, signature, updated_at) VALUES (1, ")
+            .bind_i64(seq)
+            .push(", ")
+            .bind_str(hash)
+            .push(", ")
+            .bind_str(sig)
+            .push(", ")
+            .bind(Value::DateTime(Utc::now()), FieldType::DateTime)
+            .push(")");
+        dialect::push_ignore_conflicts(&mut ins, &["id"]);
         tx.execute(ins).await?;
         let row = tx
             .fetch_optional(select(backend), &types)

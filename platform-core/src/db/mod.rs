@@ -6,6 +6,7 @@
 //! column types the caller expects. sqlx's `Any` driver is not used: it has
 //! no dates, UUIDs or JSON and emits `?` placeholders on PostgreSQL.
 
+pub mod dialect;
 mod migrate;
 mod sql;
 
@@ -357,13 +358,10 @@ impl Db {
 
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<()> {
-        let sql = Sql::literal(
-            self.backend,
-            match self.backend {
-                Backend::MySql => "SELECT CAST(1 AS SIGNED)",
-                _ => "SELECT CAST(1 AS BIGINT)",
-            },
-        );
+        let mut sql = self.sql();
+        sql.push("SELECT CAST(1 AS ")
+            .push(dialect::int64_cast_type(self.backend))
+            .push(")");
         self.fetch_i64(sql).await.map(|_| ())
     }
 

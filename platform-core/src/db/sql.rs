@@ -109,13 +109,7 @@ impl Sql {
     /// Appends a placeholder bound to `value` of SQL type `ty`.
     pub fn bind(&mut self, value: Value, ty: FieldType) -> &mut Self {
         self.args.push(Arg { value, ty });
-        match self.backend {
-            Backend::Postgres => {
-                use std::fmt::Write;
-                let _ = write!(self.text, "${}", self.args.len());
-            }
-            Backend::Sqlite | Backend::MySql => self.text.push('?'),
-        }
+        super::dialect::write_placeholder(&mut self.text, self.backend, self.args.len());
         self
     }
 

@@ -17,8 +17,8 @@ use super::state::{
     ColumnState, TableState, column_type, create_index, create_search, create_table, drop_search,
     index_name, mysql_fk_name, mysql_fulltext, q, references, type_name,
 };
+use crate::db::dialect::search_table;
 use crate::db::{Backend, SQLITE_FOREIGN_KEYS_OFF};
-use crate::query::search_table;
 use crate::value::FieldType;
 
 /// What `make:migration` was told beyond the two states.
@@ -228,12 +228,7 @@ impl Literal {
             format!("'{out}'")
         };
         match self {
-            Self::Bool(b) => match (backend, b) {
-                (Backend::Postgres, true) => "TRUE".into(),
-                (Backend::Postgres, false) => "FALSE".into(),
-                (_, true) => "1".into(),
-                (_, false) => "0".into(),
-            },
+            Self::Bool(b) => crate::db::dialect::bool_literal(backend, *b).into(),
             Self::Int(v) => v.to_string(),
             Self::Float(v) => format!("{v:?}"),
             Self::Text(s) => text(s),

@@ -377,7 +377,7 @@ async fn live_search(db: &Db, table: &str, columns: &[String]) -> Result<Vec<Str
     match b {
         Backend::Sqlite => {
             s.push("SELECT name FROM pragma_table_info(")
-                .bind_str(format!("{table}_search"))
+                .bind_str(crate::db::dialect::search_table(table))
                 .push(") ORDER BY cid");
         }
         Backend::Postgres => {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::db::Backend;
-use crate::query::search_table;
+use crate::db::dialect::search_table;
 use crate::resource::ResourceMeta;
 use crate::value::FieldType;
 
@@ -370,7 +370,7 @@ pub(crate) fn create_search(backend: Backend, state: &TableState) -> String {
             out.push_str(&format!(
                 "CREATE INDEX {} ON {qt} USING gin (({}) gin_trgm_ops) WITH (fastupdate = off);\n",
                 q(backend, &format!("{t}_search_trgm")),
-                crate::query::pg_search_expression(&cols)
+                crate::db::dialect::pg_search_expression(&cols)
             ));
         }
         Backend::Sqlite => {
