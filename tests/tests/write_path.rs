@@ -726,6 +726,63 @@ async fn counted_totals_are_reused_until_the_next_write() {
     }
 }
 
+/// A reused total is never smaller than the rows a page has just shown: it
+/// is counted again (here rows written around the platform after it was
+/// counted; on MariaDB also a count taken while InnoDB was moving a big
+/// write into its full-text index, which found too few rows).
+#[tokio::test]
+async fn a_total_below_the_rows_read_is_counted_again() {
+    for db in all_backends().await {
+        let backend = db.backend.name();
+        let (p, c) = setup(&db).await;
+        let ctx = Context::system();
+        let repo = p.repo::<Invoice>(&ctx);
+        for n in 1..=6_u32 {
+            repo.create(&invoice(c.id, n, "paid", 100)).await.unwrap();
+        }
+        let paid = ListQuery::new().filter_eq("status", "paid");
+        assert_eq!(
+            repo.records().count(&paid).await.unwrap(),
+            Count::Exact(6),
+            "{backend}"
+        );
+        for n in 1..=5 {
+            let mut q = p.db().sql();
+            q.push("INSERT INTO invoices (customer_id, number, status, amount_cents, issued_on, created_at, updated_at) VALUES (")
+                .bind_i64(c.id)
+                .push(", ")
+                .bind(Value::Text(format!("RAW-{n}")), FieldType::Text)
+                .push(", 'paid', 1, ")
+                .bind(Value::Date(chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()), FieldType::Date)
+                .push(", ")
+                .bind(Value::DateTime(chrono::Utc::now()), FieldType::DateTime)
+                .push(", ")
+                .bind(Value::DateTime(chrono::Utc::now()), FieldType::DateTime)
+                .push(")");
+            p.db().execute(q).await.unwrap();
+        }
+        // The cached 6 is reused where it does not contradict the page ...
+        assert_eq!(
+            repo.records().count(&paid).await.unwrap(),
+            Count::Exact(6),
+            "{backend}"
+        );
+        // ... but page 2 of 5 shows rows 6 to 10 and knows of an 11th.
+        let page = repo
+            .list(&paid.clone().page_size(5).page(2).with_count())
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), 5, "{backend}");
+        assert_eq!(page.total, Some(Count::Exact(11)), "{backend}");
+        // The recount is kept.
+        assert_eq!(
+            repo.records().count(&paid).await.unwrap(),
+            Count::Exact(11),
+            "{backend}"
+        );
+    }
+}
+
 /// A search whose words differ in how common they are finds the same rows
 /// on every database (PostgreSQL asks its trigram index for the uncommon
 /// words only and checks the whole term on the rows found).
@@ -756,33 +813,20 @@ async fn searches_with_common_and_rare_words_find_exactly_the_term() {
         }
         p.db().execute(q).await.unwrap();
         if db.backend == platform_core::db::Backend::MySql {
-            // InnoDB adds a big insert's rows to its full-text index in the
-            // background after the commit: searches right after it may
-            // miss some (seen: half the rows, for up to a second). Wait
-            // until the index has them all (a MariaDB property, not the
-            // platform's: the search below must then be exact).
-            let mut waited = 0;
-            loop {
-                let check = Sql::literal(
-                    db.backend,
-                    "SELECT COUNT(*) FROM invoices WHERE MATCH (number, notes) AGAINST ('+INV* +0004*' IN BOOLEAN MODE) AND number LIKE '%INV-0004%'",
-                );
-                let n = p.db().fetch_all(check, &[FieldType::I64]).await.unwrap()[0][0]
-                    .as_i64()
-                    .unwrap();
-                if n == 100 {
-                    break;
-                }
-                waited += 1;
-                assert!(
-                    waited < 100,
-                    "the full-text index never caught up: {n} rows"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            if waited > 0 {
-                eprintln!("waited {}00 ms for InnoDB's full-text index", waited);
-            }
+            // InnoDB keeps a big write's words in its full-text cache and a
+            // background thread moves them into the index shortly after the
+            // commit (here 20-150 ms later). While it does, MATCH finds
+            // some or none of the rows (seen: 0, 4, 444, 7,095 of 12,000),
+            // and MariaDB 10.11 has crashed on a MATCH run then (assertion
+            // in row0sel.cc). Waiting until a search finds the rows is not
+            // enough (it may run before the move starts). Rebuilding the
+            // table builds the index at once, with nothing left to move: a
+            // MariaDB property, not the platform's; the searches below must
+            // then be exact.
+            p.db()
+                .execute_script("OPTIMIZE TABLE invoices")
+                .await
+                .unwrap();
         }
         let ctx = Context::system();
         let repo = p.repo::<Invoice>(&ctx);

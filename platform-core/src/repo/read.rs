@@ -189,6 +189,9 @@ impl Records {
                 .int(i64::try_from(off).unwrap_or(i64::MAX));
         }
         let mut rows = db.fetch_all(q, &column_types(meta)).await?;
+        // Rows known to exist from this read: the skipped ones, this page
+        // and the one past it (a lower bound for the total).
+        let seen = plan.offset.unwrap_or(0).saturating_add(rows.len() as u64);
         let has_more = rows.len() > plan.size as usize;
         rows.truncate(plan.size as usize);
         let next_cursor = match (&query.paging, has_more, rows.last()) {
@@ -205,7 +208,7 @@ impl Records {
         } else if first_page && !has_more {
             Some(Count::Exact(rows.len() as u64))
         } else {
-            Some(self.count_plan(&plan).await?)
+            Some(self.count_plan(&plan, seen).await?)
         };
         let items = rows
             .into_iter()
@@ -224,13 +227,23 @@ impl Records {
     pub async fn count(&self, query: &ListQuery) -> Result<Count> {
         self.authorize(Ability::ViewAny)?;
         let plan = self.read_plan(query).await?;
-        self.count_plan(&plan).await
+        self.count_plan(&plan, 0).await
     }
 
     /// The bounded count of `plan`, reused for [`COUNT_CACHE_TTL`] (keyed
     /// by the statement and its values, which hold the filters, search and
     /// the actor's scope) and dropped by any write to the resource.
-    async fn count_plan(&self, plan: &Plan) -> Result<Count> {
+    ///
+    /// `seen` is how many matching rows the caller has just read (0 when
+    /// unknown). A total below it cannot be right and is neither reused nor
+    /// kept: a cached one is counted again, and a fresh one is answered as
+    /// "at least `seen`". Seen on MariaDB: while InnoDB moves a big write
+    /// from its full-text cache into the index (in the background, shortly
+    /// after the commit), `MATCH` finds some or none of the rows for a few
+    /// milliseconds, so a count taken then (0 after a 12,000-row insert)
+    /// must not stand for [`COUNT_CACHE_TTL`]. Also a count taken before
+    /// rows were written around the platform.
+    async fn count_plan(&self, plan: &Plan, seen: u64) -> Result<Count> {
         let meta = self.meta();
         let backend = self.platform.db().backend();
         let mut q = Sql::new(backend);
@@ -242,11 +255,18 @@ impl Records {
         q.push(") AS c");
         let key = format!("count:{}", q.fingerprint());
         let tag = count_tag(meta.table());
-        self.platform
-            .cache()
-            .tags(&[&tag])
-            .remember(&key, COUNT_CACHE_TTL, || self.count_uncached(plan, q))
-            .await
+        let cache = self.platform.cache().tags(&[&tag]);
+        if let Some(c) = cache.get::<Count>(&key).await
+            && c.value() >= seen
+        {
+            return Ok(c);
+        }
+        let c = self.count_uncached(plan, q).await?;
+        if c.value() < seen {
+            return Ok(Count::AtLeast(seen));
+        }
+        cache.put(&key, &c, COUNT_CACHE_TTL).await;
+        Ok(c)
     }
 
     async fn count_uncached(&self, plan: &Plan, q: Sql) -> Result<Count> {
