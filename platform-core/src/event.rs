@@ -38,6 +38,17 @@ impl EventKind {
             Self::ForceDeleted => "force_deleted",
         }
     }
+    /// The kind called `name` (see [`EventKind::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "created" => Self::Created,
+            "updated" => Self::Updated,
+            "deleted" => Self::Deleted,
+            "restored" => Self::Restored,
+            "force_deleted" => Self::ForceDeleted,
+            _ => return None,
+        })
+    }
 }
 
 /// One committed change to one or more records of a resource.

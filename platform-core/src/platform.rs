@@ -78,6 +78,13 @@ pub const FRAMEWORK_MIGRATIONS: MigrationSet = MigrationSet {
             postgres: include_str!("../migrations/0006_password_change_required/postgres.sql"),
             mysql: include_str!("../migrations/0006_password_change_required/mysql.sql"),
         },
+        Migration {
+            version: 7,
+            name: "outbox and cache",
+            sqlite: include_str!("../migrations/0007_outbox_and_cache/sqlite.sql"),
+            postgres: include_str!("../migrations/0007_outbox_and_cache/postgres.sql"),
+            mysql: include_str!("../migrations/0007_outbox_and_cache/mysql.sql"),
+        },
     ],
     backends: &[],
 };
@@ -153,6 +160,7 @@ struct Inner {
     cache: Cache,
     backplane: Arc<dyn Backplane>,
     events: EventBus,
+    outbox: crate::outbox::Outbox,
     access: Access,
     audit: AuditLog,
     access_log: AccessLog,
@@ -222,6 +230,10 @@ impl Platform {
     /// The backplane between nodes.
     pub fn backplane(&self) -> &Arc<dyn Backplane> {
         &self.inner.backplane
+    }
+    /// The outbox: durable subscriptions to committed changes.
+    pub fn outbox(&self) -> &crate::outbox::Outbox {
+        &self.inner.outbox
     }
     /// The event bus.
     pub fn events(&self) -> &EventBus {
@@ -431,6 +443,7 @@ pub struct PlatformBuilder {
     setup: Setup,
     shutdown_grace: Duration,
     config: crate::config::Config,
+    outbox_retry_after: Duration,
 }
 
 impl fmt::Debug for PlatformBuilder {
@@ -469,6 +482,7 @@ impl Default for PlatformBuilder {
             setup: Setup::default(),
             shutdown_grace: Duration::from_secs(10),
             config: crate::config::Config::default(),
+            outbox_retry_after: Duration::from_secs(30),
         }
     }
 }
@@ -508,6 +522,13 @@ impl PlatformBuilder {
     /// `PLATFORM_TRUST_FORWARDED`, `PLATFORM_SECURE_COOKIES`).
     pub fn config(mut self, config: crate::config::Config) -> Self {
         self.config = config;
+        self
+    }
+    /// How long after its commit an outbox event that was not delivered
+    /// (its process died, or a subscriber failed) is taken over by a sweep
+    /// (default 30 s; see [`crate::outbox`]).
+    pub fn outbox_retry_after(mut self, after: Duration) -> Self {
+        self.outbox_retry_after = after;
         self
     }
     /// How long [`Platform::shutdown`] waits for background tasks to stop
@@ -807,7 +828,10 @@ impl PlatformBuilder {
             crate::schema::check(&db, &registry).await?;
         }
         let crypto = Arc::new(Crypto::new(&key, &previous));
-        let db = db.with_audit_key(crypto.clone());
+        let outbox = crate::outbox::Outbox::new(self.outbox_retry_after);
+        let db = db
+            .with_audit_key(crypto.clone())
+            .with_outbox(outbox.clone());
         let store = self
             .cache_store
             .clone()
@@ -844,6 +868,7 @@ impl PlatformBuilder {
                     .clone()
                     .unwrap_or_else(|| Arc::new(LocalBackplane::default())),
                 events: EventBus::default(),
+                outbox,
                 access,
                 access_log,
                 audit,
@@ -900,6 +925,9 @@ impl Platform {
     }
 }
 
+/// How often the outbox is swept for events nobody delivered.
+const OUTBOX_SWEEP: Duration = Duration::from_secs(1);
+
 /// The platform's own background tasks, declared like a capability's:
 /// the audit sealer, the access log writer and the poller of permission
 /// changes made by other processes.
@@ -917,6 +945,11 @@ fn builtin_tasks(setup: &mut Setup) {
             };
             tokio::join!(writer, stopper);
         }
+    });
+    setup.task("outbox dispatcher", TaskKind::Service, |p, stop| {
+        p.outbox()
+            .clone()
+            .run_dispatcher(p.db().clone(), OUTBOX_SWEEP, stop)
     });
     setup.task("permission poller", TaskKind::Service, |p, stop| {
         p.access().clone().run_poller(Duration::from_secs(1), stop)

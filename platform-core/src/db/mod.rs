@@ -106,6 +106,9 @@ pub struct Db {
     /// The key audit entries written in this database's transactions are
     /// authenticated with (see [`crate::audit::insert_entries`]).
     audit_key: Option<Arc<Crypto>>,
+    /// Where the outbox events recorded in this database's transactions go
+    /// after their commit (see [`crate::outbox`]).
+    outbox: Option<crate::outbox::Outbox>,
     /// Statements run through the pool (not inside transactions).
     statements: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -236,6 +239,7 @@ impl Db {
             pool,
             backend,
             audit_key: None,
+            outbox: None,
             statements: Arc::default(),
         })
     }
@@ -244,6 +248,13 @@ impl Db {
     /// entries written in its transactions (the platform sets it).
     pub fn with_audit_key(mut self, crypto: Arc<Crypto>) -> Self {
         self.audit_key = Some(crypto);
+        self
+    }
+
+    /// This database, with `outbox` receiving the events its transactions
+    /// record once they commit.
+    pub(crate) fn with_outbox(mut self, outbox: crate::outbox::Outbox) -> Self {
+        self.outbox = Some(outbox);
         self
     }
 
@@ -353,6 +364,8 @@ impl Db {
             inner: Some(inner),
             backend: self.backend,
             audit_key: self.audit_key.clone(),
+            outbox: self.outbox.clone(),
+            events: Vec::new(),
         })
     }
 
@@ -478,6 +491,9 @@ pub struct Tx {
     inner: Option<TxInner>,
     backend: Backend,
     audit_key: Option<Arc<Crypto>>,
+    outbox: Option<crate::outbox::Outbox>,
+    /// Outbox events recorded in this transaction, dispatched after commit.
+    events: Vec<crate::outbox::Event>,
 }
 
 impl Drop for Tx {
@@ -584,7 +600,16 @@ impl Tx {
             TxInner::Postgres(t) => t.commit().await?,
             TxInner::MySql(t) => t.commit().await?,
         }
+        if let Some(outbox) = &self.outbox {
+            outbox.committed(std::mem::take(&mut self.events));
+        }
         Ok(())
+    }
+
+    /// Keeps `events` (recorded in this transaction) for the dispatcher,
+    /// which gets them when the transaction commits.
+    pub(crate) fn defer_events(&mut self, events: Vec<crate::outbox::Event>) {
+        self.events.extend(events);
     }
     /// Commits when `result` is `Ok`, rolls back when it is `Err`, and
     /// returns `result` (or the commit's error).

@@ -2,7 +2,6 @@
 
 use chrono::Utc;
 
-use crate::audit::insert_entries;
 use crate::db::dialect;
 use crate::db::{Backend, Sql, Tx};
 use crate::error::{Error, Result};
@@ -119,7 +118,7 @@ impl Records {
                         set.push(*u);
                     }
                     self.write_update(&mut tx, &id, &stored, &set).await?;
-                    if meta.is_audited() {
+                    if self.records_changes() {
                         let o = self.audit_values(&old, &changed);
                         let nv = self.audit_values(&plain, &changed);
                         if !nv.is_empty() {
@@ -137,7 +136,7 @@ impl Records {
                 if !entries.is_empty() {
                     tagged = tagged.with_tag("bulk");
                 }
-                insert_entries(&mut tx, &tagged, &entries).await?;
+                self.record_changes(&mut tx, &tagged, &entries).await?;
                 if n < BULK_CHUNK {
                     return Ok(());
                 }
@@ -230,7 +229,7 @@ impl Records {
                 });
                 q.push(")");
                 tx.execute(q).await?;
-                if meta.is_audited() {
+                if self.records_changes() {
                     let mut entries = Vec::with_capacity(n);
                     for row in rows {
                         let id = row[pk_i].clone();
@@ -238,7 +237,8 @@ impl Records {
                         let o = self.audit_values(&old, &self.all_fields());
                         entries.push(self.audit_entry(EventKind::Deleted, &id, Some(o), None));
                     }
-                    insert_entries(&mut tx, &self.ctx.clone().with_tag("bulk"), &entries).await?;
+                    self.record_changes(&mut tx, &self.ctx.clone().with_tag("bulk"), &entries)
+                        .await?;
                 }
                 last = chunk_ids.last().cloned();
                 ids.extend(chunk_ids);

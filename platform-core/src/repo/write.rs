@@ -54,6 +54,26 @@ impl Records {
         }
     }
 
+    /// Whether this resource's changes are recorded: in the audit trail
+    /// (an audited resource) or the outbox (something subscribes).
+    pub(super) fn records_changes(&self) -> bool {
+        self.meta().is_audited() || self.platform.outbox().has_subscribers(self.meta().name())
+    }
+
+    /// Records `entries` in `tx`: the audit trail when the resource is
+    /// audited, the outbox when something subscribes to it.
+    pub(super) async fn record_changes(
+        &self,
+        tx: &mut Tx,
+        ctx: &crate::context::Context,
+        entries: &[NewEntry],
+    ) -> Result<()> {
+        if self.meta().is_audited() {
+            insert_entries(tx, ctx, entries).await?;
+        }
+        self.platform.outbox().record(tx, ctx, entries).await
+    }
+
     pub(super) async fn after_commit(&self, kind: EventKind, ids: Vec<Value>, bulk: bool) {
         let meta = self.meta();
         self.platform
@@ -211,11 +231,11 @@ impl Records {
                 .insert_rows(&mut tx, std::slice::from_ref(&stored))
                 .await?
                 .remove(0);
-            if meta.is_audited() {
+            if self.records_changes() {
                 let mut audited = plain.clone();
                 audited[pk_i] = id.clone();
                 let new = self.audit_values(&audited, &self.all_fields());
-                insert_entries(
+                self.record_changes(
                     &mut tx,
                     &self.ctx,
                     &[self.audit_entry(EventKind::Created, &id, None, Some(new))],
@@ -281,7 +301,7 @@ impl Records {
             for chunk in prepared.chunks(per_statement) {
                 let stored: Vec<Vec<Value>> = chunk.iter().map(|(_, s)| s.clone()).collect();
                 let chunk_ids = self.insert_rows(&mut tx, &stored).await?;
-                if meta.is_audited() {
+                if self.records_changes() {
                     let entries: Vec<NewEntry> = chunk
                         .iter()
                         .zip(&chunk_ids)
@@ -292,7 +312,7 @@ impl Records {
                             self.audit_entry(EventKind::Created, id, None, Some(new))
                         })
                         .collect();
-                    insert_entries(&mut tx, &self.ctx, &entries).await?;
+                    self.record_changes(&mut tx, &self.ctx, &entries).await?;
                 }
                 ids.extend(chunk_ids);
             }
@@ -378,11 +398,11 @@ impl Records {
                 set.push(u);
             }
             self.write_update(&mut tx, &id, &stored, &set).await?;
-            if meta.is_audited() {
+            if self.records_changes() {
                 let o = self.audit_values(&old, &changed);
                 let n = self.audit_values(&plain, &changed);
                 if !n.is_empty() {
-                    insert_entries(
+                    self.record_changes(
                         &mut tx,
                         &self.ctx,
                         &[self.audit_entry(EventKind::Updated, &id, Some(o), Some(n))],
@@ -507,14 +527,14 @@ impl Records {
                 .push(" = ")
                 .bind_field(id.clone(), pk);
             tx.execute(q).await?;
-            if meta.is_audited() {
+            if self.records_changes() {
                 let kind = if force {
                     EventKind::ForceDeleted
                 } else {
                     EventKind::Deleted
                 };
                 let o = self.audit_values(&old, &self.all_fields());
-                insert_entries(
+                self.record_changes(
                     &mut tx,
                     &self.ctx,
                     &[self.audit_entry(kind, &id, Some(o), None)],
@@ -587,12 +607,12 @@ impl Records {
                 .bind_field(id.clone(), pk);
             tx.execute(q).await?;
             rec[di] = Value::Null;
-            if meta.is_audited() {
+            if self.records_changes() {
                 let mut o = AuditValues::new();
                 o.insert(d.name().to_owned(), old_deleted.to_json());
                 let mut n = AuditValues::new();
                 n.insert(d.name().to_owned(), serde_json::Value::Null);
-                insert_entries(
+                self.record_changes(
                     &mut tx,
                     &self.ctx,
                     &[self.audit_entry(EventKind::Restored, &id, Some(o), Some(n))],
