@@ -339,10 +339,18 @@ impl RedisScaleOut {
     /// invalidation be lost while Redis is unreachable).
     pub const L1_TTL: Duration = Duration::from_secs(60);
 
-    /// Connects the store and the backplane to `url`.
+    /// Connects the store and the backplane to `url` (keys under
+    /// `platform:`, channels under `platform:bp:`).
     pub async fn connect(url: &str) -> Result<Self> {
-        let l2 = Arc::new(RedisStore::connect(url).await?);
-        let backplane = Arc::new(RedisBackplane::connect(url).await?);
+        Self::connect_with_prefix(url, "platform:").await
+    }
+
+    /// As [`RedisScaleOut::connect`], with keys under `prefix` and channels
+    /// under `<prefix>bp:` (several applications on one Redis database).
+    pub async fn connect_with_prefix(url: &str, prefix: &str) -> Result<Self> {
+        let l2 = Arc::new(RedisStore::connect_with_prefix(url, &format!("{prefix}c:")).await?);
+        let backplane =
+            Arc::new(RedisBackplane::connect_with_prefix(url, &format!("{prefix}bp:")).await?);
         let store = Arc::new(LayeredStore::new(
             MemoryStore::default(),
             l2,

@@ -886,6 +886,17 @@ impl PlatformBuilder {
             }),
         };
         let platform = platform.with_services().await?;
+        if platform.backplane().is_shared() {
+            // Several nodes: permission changes and throttles go through
+            // the backplane and the shared store.
+            platform
+                .access()
+                .use_backplane(platform.backplane().clone());
+            platform
+                .auth()
+                .throttle()
+                .share(platform.cache().store().clone());
+        }
         if self.migrate {
             platform.sync_permissions().await?;
         }
@@ -951,8 +962,16 @@ fn builtin_tasks(setup: &mut Setup) {
             .clone()
             .run_dispatcher(p.db().clone(), OUTBOX_SWEEP, stop)
     });
-    setup.task("permission poller", TaskKind::Service, |p, stop| {
-        p.access().clone().run_poller(Duration::from_secs(1), stop)
+    setup.task("permission changes", TaskKind::Service, |p, stop| {
+        let access = p.access().clone();
+        let backplane = p.backplane().clone();
+        async move {
+            if backplane.is_shared() {
+                access.run_listener(backplane, stop).await;
+            } else {
+                access.run_poller(Duration::from_secs(1), stop).await;
+            }
+        }
     });
 }
 

@@ -298,6 +298,12 @@ mod book {
     mod permissions {}
     #[doc = include_str!("../../book/src/cli.md")]
     mod cli {}
+    #[doc = include_str!("../../book/src/capabilities.md")]
+    mod capabilities {}
+    #[doc = include_str!("../../book/src/scale-out.md")]
+    mod scale_out {}
+    #[doc = include_str!("../../book/src/adapters.md")]
+    mod adapters {}
     #[doc = include_str!("../../book/src/configuration.md")]
     mod configuration {}
     #[doc = include_str!("../../book/src/troubleshooting.md")]

@@ -296,11 +296,12 @@ pub(crate) async fn rotate_panel_session(p: &Panel, res: &mut Response) -> Resul
 
 /// Counts a credential check against the client address's ceiling (the
 /// core counts the account's); the seconds to wait when over it.
-fn address_throttled(v: &Visitor) -> Option<u64> {
+async fn address_throttled(v: &Visitor) -> Option<u64> {
     v.platform
         .auth()
         .throttle()
         .address(v.ctx.ip())
+        .await
         .err()
         .map(|t| t.seconds())
 }
@@ -498,7 +499,7 @@ pub(crate) async fn challenge(mut v: Visitor, form: FormData) -> Result<Response
             Flash::error("The sign-in took too long. Sign in again."),
         ));
     };
-    if let Some(secs) = address_throttled(&v) {
+    if let Some(secs) = address_throttled(&v).await {
         let mut values = platform_core::audit::AuditValues::new();
         values.insert("step".into(), "two_factor".into());
         values.insert("retry_after".into(), secs.into());
@@ -669,7 +670,7 @@ pub(crate) async fn setup(
     }
     let auth = v.platform.auth().clone();
     let code = cut(form.get("code"), 16);
-    if let Some(secs) = address_throttled(&v) {
+    if let Some(secs) = address_throttled(&v).await {
         return setup_throttled(&v, &ctx, user_id, secs).await;
     }
     match auth.two_factor().confirm_setup(&ctx, user_id, &code).await {
@@ -941,7 +942,7 @@ pub(crate) async fn reset(
 ) -> Result<Response, PanelError> {
     let pw = password(&form, "password");
     let mut data = reset_data(&v, &token);
-    if let Some(secs) = address_throttled(&v) {
+    if let Some(secs) = address_throttled(&v).await {
         return Ok(v.throttled("auth/reset_password.html", data, secs));
     }
     if pw != password(&form, "password_confirmation") {
@@ -1088,7 +1089,7 @@ pub(crate) async fn confirm(
         "next": next,
         "cancel": v.home(),
     });
-    if let Some(secs) = address_throttled(&v) {
+    if let Some(secs) = address_throttled(&v).await {
         return Ok(v.throttled("auth/confirm_password.html", data, secs));
     }
     let s = v.posted_session()?;

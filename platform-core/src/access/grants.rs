@@ -11,6 +11,10 @@ use crate::error::Result;
 use crate::value::FieldType;
 
 use super::{Access, CachedGrants, User, text};
+use crate::backplane::{Backplane, BackplaneMessage};
+
+/// The backplane channel of permission changes.
+const ACCESS_CHANNEL: &str = "access";
 
 impl Access {
     pub(crate) fn invalidate_local(&self) {
@@ -23,7 +27,50 @@ impl Access {
             "UPDATE platform_meta SET value = value + 1 WHERE name = 'access_version'",
         ))
         .await?;
+        // Other nodes look at the version as soon as it is committed.
+        if let Some(bp) = self.backplane.get().cloned() {
+            tx.on_commit(move || {
+                tokio::spawn(async move {
+                    if let Err(e) = bp.publish(ACCESS_CHANNEL, b"changed").await {
+                        tracing::warn!(error = %e, "could not tell the other nodes about a permission change");
+                    }
+                });
+            });
+        }
         Ok(())
+    }
+
+    /// Announces this node's permission changes on `backplane`, and
+    /// (with [`Access::run_listener`]) hears the others': then the
+    /// 1-second poll is not needed.
+    pub fn use_backplane(&self, backplane: Arc<dyn Backplane>) {
+        let _ = self.backplane.set(backplane);
+    }
+
+    /// Checks the shared counter ([`Access::poll_changes`]) whenever a node
+    /// announces a permission change on `backplane`, and after the
+    /// backplane reconnects, until `stop`.
+    pub async fn run_listener(
+        self,
+        backplane: Arc<dyn Backplane>,
+        mut stop: crate::capability::Stop,
+    ) {
+        use tokio::sync::broadcast::error::RecvError;
+        let mut rx = backplane.subscribe();
+        loop {
+            let msg = tokio::select! {
+                () = stop.stopped() => return,
+                m = rx.recv() => m,
+            };
+            let check = match msg {
+                Ok(BackplaneMessage::Message { channel, .. }) => channel == ACCESS_CHANNEL,
+                Ok(BackplaneMessage::Reconnected) | Err(RecvError::Lagged(_)) => true,
+                Err(RecvError::Closed) => return,
+            };
+            if check && let Err(e) = self.poll_changes().await {
+                tracing::warn!(error = %e, "could not read the permission version after a change");
+            }
+        }
     }
 
     /// Reads the shared grant counter and drops cached grants if another

@@ -177,6 +177,8 @@ pub struct Access {
     grants: moka::sync::Cache<i64, Arc<CachedGrants>>,
     tokens: moka::sync::Cache<String, Arc<CachedToken>>,
     last_used: Arc<Mutex<HashMap<i64, Instant>>>,
+    /// Where permission changes are announced to other nodes, when shared.
+    backplane: Arc<std::sync::OnceLock<Arc<dyn crate::backplane::Backplane>>>,
 }
 
 const USER_COLUMNS: &str = "id, email, name, two_factor_confirmed_at, email_verified_at, disabled_at, created_at, password_change_required";
@@ -272,6 +274,7 @@ impl Access {
                 .time_to_live(Duration::from_secs(300))
                 .build(),
             last_used: Arc::new(Mutex::new(HashMap::new())),
+            backplane: Arc::default(),
         }
     }
 }

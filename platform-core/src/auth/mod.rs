@@ -415,7 +415,7 @@ impl Auth {
         email: &str,
         password: &str,
     ) -> Result<LoginOutcome> {
-        if let Err(t) = self.inner.throttle.login(email, ctx.ip()) {
+        if let Err(t) = self.inner.throttle.login(email, ctx.ip()).await {
             tracing::warn!(ip = ?ctx.ip(), "sign-in throttled");
             let mut v = AuditValues::new();
             v.insert("step".into(), "sign_in".into());
@@ -477,6 +477,7 @@ impl Auth {
         self.inner
             .throttle
             .password_confirmation(user_id)
+            .await
             .map_err(|t| throttled_error("password", t))?;
         if !self.password_matches(user_id, password).await? {
             return Ok(None);
@@ -569,6 +570,7 @@ impl Auth {
         self.inner
             .throttle
             .password_reset(email, ctx.ip())
+            .await
             .map_err(|t| throttled_error("email", t))?;
         let Some(user) = self.inner.access.find_user_by_email(email).await? else {
             return Ok(None);
@@ -928,6 +930,7 @@ impl Auth {
         self.inner
             .throttle
             .password_confirmation(user_id)
+            .await
             .map_err(|t| throttled_error("current_password", t))?;
         let mut errors = FieldErrors::default();
         if !self
@@ -1043,6 +1046,7 @@ impl Auth {
         self.inner
             .throttle
             .address(ctx.ip())
+            .await
             .map_err(|t| throttled_error("email", t))?;
         let mut system = Context::system().with_tag("registration");
         if let Some(ip) = ctx.ip() {

@@ -1,17 +1,22 @@
-//! In-memory rate limits on every credential check (GCRA, via `governor`).
+//! Rate limits on every credential check.
 //!
-//! Each limiter is keyed (an account and address, an address, a user id)
-//! and lives in this process only: several processes behind a load
-//! balancer each allow the quota. Every attempt counts, successful or not
-//! (a limiter cannot be reset for one key), so the quotas are set well
-//! above what a person typing needs.
+//! Each limiter is keyed (an account and address, an address, a user id).
+//! In each process it is a GCRA limiter (`governor`); when the platform
+//! runs on several nodes (a shared backplane, see [`Throttle::share`]), the
+//! attempts are also counted in the shared cache store, in fixed windows of
+//! the limit's period, so that the quota holds across nodes: attempts made
+//! on two nodes count together. Every attempt counts, successful or not,
+//! so the quotas are set well above what a person typing needs.
 
 use std::fmt;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use crate::cache::CacheStore;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -149,9 +154,10 @@ impl<K: Hash + Eq + Clone> Keyed<K> {
     }
 }
 
-/// The limiters of one process ([`crate::auth::Auth::throttle`]).
+/// The limiters ([`crate::auth::Auth::throttle`]).
 pub struct Throttle {
     config: ThrottleConfig,
+    shared: OnceLock<Arc<dyn CacheStore>>,
     login: Keyed<String>,
     ip: Keyed<String>,
     two_factor: Keyed<i64>,
@@ -181,6 +187,7 @@ impl Throttle {
     pub fn new(config: ThrottleConfig) -> Self {
         Self {
             config,
+            shared: OnceLock::new(),
             login: Keyed::new(config.login),
             ip: Keyed::new(config.ip),
             two_factor: Keyed::new(config.two_factor),
@@ -194,34 +201,96 @@ impl Throttle {
         &self.config
     }
 
+    /// Counts attempts in `store` too (a store shared by the nodes: Redis),
+    /// so that each quota holds across nodes. Set once; the platform does
+    /// it when its backplane is shared.
+    pub fn share(&self, store: Arc<dyn CacheStore>) {
+        let _ = self.shared.set(store);
+    }
+
+    /// Counts one attempt on `key` in the shared store, in a fixed window of
+    /// `limit.per`. A store that fails counts nothing (the local limiter
+    /// still holds, and the store logs its failure).
+    async fn shared_check(&self, kind: &str, key: &str, limit: Limit) -> Result<(), Throttled> {
+        let Some(store) = self.shared.get() else {
+            return Ok(());
+        };
+        if limit.max == 0 {
+            return Ok(());
+        }
+        let per_ms = u64::try_from(limit.per.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let now_ms = u64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis(),
+        )
+        .unwrap_or(0);
+        let window = now_ms / per_ms;
+        let full = format!("throttle:{kind}:{key}:{window}");
+        match store
+            .increment(&full, 1, limit.per + Duration::from_secs(1))
+            .await
+        {
+            Ok(n) if n > i64::from(limit.max) => Err(Throttled {
+                retry_after: Duration::from_millis((window + 1) * per_ms - now_ms),
+            }),
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "the shared throttle could not count an attempt");
+                Ok(())
+            }
+        }
+    }
+
     /// Counts a sign-in attempt for `email` from `ip`: the per-address
     /// ceiling first, then the account-and-address limit.
-    pub fn login(&self, email: &str, ip: Option<IpAddr>) -> Result<(), Throttled> {
-        self.ip.check(&ip_key(ip))?;
-        self.login.check(&account_key(email, ip))
+    pub async fn login(&self, email: &str, ip: Option<IpAddr>) -> Result<(), Throttled> {
+        let (ip_k, account) = (ip_key(ip), account_key(email, ip));
+        self.ip.check(&ip_k)?;
+        self.login.check(&account)?;
+        self.shared_check("ip", &ip_k, self.config.ip).await?;
+        self.shared_check("login", &account, self.config.login)
+            .await
     }
 
     /// Counts a password reset request for `email` from `ip`.
-    pub fn password_reset(&self, email: &str, ip: Option<IpAddr>) -> Result<(), Throttled> {
-        self.ip.check(&ip_key(ip))?;
-        self.password_reset.check(&account_key(email, ip))
+    pub async fn password_reset(&self, email: &str, ip: Option<IpAddr>) -> Result<(), Throttled> {
+        let (ip_k, account) = (ip_key(ip), account_key(email, ip));
+        self.ip.check(&ip_k)?;
+        self.password_reset.check(&account)?;
+        self.shared_check("ip", &ip_k, self.config.ip).await?;
+        self.shared_check("reset", &account, self.config.password_reset)
+            .await
     }
 
     /// Counts an attempt from `ip` against the per-address ceiling only
     /// (registration).
-    pub fn address(&self, ip: Option<IpAddr>) -> Result<(), Throttled> {
-        self.ip.check(&ip_key(ip))
+    pub async fn address(&self, ip: Option<IpAddr>) -> Result<(), Throttled> {
+        let ip_k = ip_key(ip);
+        self.ip.check(&ip_k)?;
+        self.shared_check("ip", &ip_k, self.config.ip).await
     }
 
     /// Counts a TOTP or recovery code attempt for `user_id`.
-    pub fn two_factor(&self, user_id: i64) -> Result<(), Throttled> {
-        self.two_factor.check(&user_id)
+    pub async fn two_factor(&self, user_id: i64) -> Result<(), Throttled> {
+        self.two_factor.check(&user_id)?;
+        self.shared_check("2fa", &user_id.to_string(), self.config.two_factor)
+            .await
     }
 
     /// Counts a password confirmation (or current-password check) for
     /// `user_id`.
-    pub fn password_confirmation(&self, user_id: i64) -> Result<(), Throttled> {
-        self.password_confirmation.check(&user_id)
+    pub async fn password_confirmation(&self, user_id: i64) -> Result<(), Throttled> {
+        self.password_confirmation.check(&user_id)?;
+        self.shared_check(
+            "confirm",
+            &user_id.to_string(),
+            self.config.password_confirmation,
+        )
+        .await
     }
 
     /// How many keys the limiters hold (for metrics and tests).
@@ -242,60 +311,85 @@ mod tests {
         Some(s.parse().unwrap())
     }
 
-    #[test]
-    fn login_allows_five_per_account_and_address_then_throttles() {
+    #[tokio::test]
+    async fn login_allows_five_per_account_and_address_then_throttles() {
         let t = Throttle::new(ThrottleConfig::default());
         for i in 0..5 {
             assert!(
-                t.login("Ada@Example.com", ip("10.0.0.1")).is_ok(),
+                t.login("Ada@Example.com", ip("10.0.0.1")).await.is_ok(),
                 "attempt {i}"
             );
         }
         let th = t
             .login(" ada@example.com ", ip("10.0.0.1"))
+            .await
             .expect_err("the sixth attempt (same account, case and spaces aside) is throttled");
         assert!(th.retry_after > Duration::ZERO);
         assert!(th.retry_after <= Duration::from_secs(12), "{th:?}");
         assert!((1..=12).contains(&th.seconds()));
         // Another address, or another account, has its own quota.
-        assert!(t.login("ada@example.com", ip("10.0.0.2")).is_ok());
-        assert!(t.login("bob@example.com", ip("10.0.0.1")).is_ok());
+        assert!(t.login("ada@example.com", ip("10.0.0.2")).await.is_ok());
+        assert!(t.login("bob@example.com", ip("10.0.0.1")).await.is_ok());
     }
 
-    #[test]
-    fn one_address_is_capped_across_accounts() {
+    #[tokio::test]
+    async fn one_address_is_capped_across_accounts() {
         let t = Throttle::new(ThrottleConfig::default());
         for i in 0..30 {
             assert!(
                 t.login(&format!("user{i}@example.com"), ip("10.0.0.9"))
+                    .await
                     .is_ok(),
                 "attempt {i}"
             );
         }
-        assert!(t.login("fresh@example.com", ip("10.0.0.9")).is_err());
+        assert!(t.login("fresh@example.com", ip("10.0.0.9")).await.is_err());
         assert!(
             t.password_reset("fresh@example.com", ip("10.0.0.9"))
+                .await
                 .is_err()
         );
-        assert!(t.address(ip("10.0.0.9")).is_err());
-        assert!(t.login("fresh@example.com", ip("10.0.0.10")).is_ok());
+        assert!(t.address(ip("10.0.0.9")).await.is_err());
+        assert!(t.login("fresh@example.com", ip("10.0.0.10")).await.is_ok());
     }
 
-    #[test]
-    fn per_user_limits() {
+    #[tokio::test]
+    async fn per_user_limits() {
         let t = Throttle::new(ThrottleConfig::default());
         for _ in 0..5 {
-            t.two_factor(7).unwrap();
-            t.password_confirmation(7).unwrap();
+            t.two_factor(7).await.unwrap();
+            t.password_confirmation(7).await.unwrap();
         }
-        assert!(t.two_factor(7).is_err());
-        assert!(t.password_confirmation(7).is_err());
-        assert!(t.two_factor(8).is_ok());
+        assert!(t.two_factor(7).await.is_err());
+        assert!(t.password_confirmation(7).await.is_err());
+        assert!(t.two_factor(8).await.is_ok());
         assert!(t.tracked_keys() >= 3);
     }
 
-    #[test]
-    fn custom_and_disabled_limits() {
+    #[tokio::test]
+    async fn a_shared_store_counts_the_attempts_of_every_node() {
+        let store: Arc<dyn CacheStore> = Arc::new(crate::cache::MemoryStore::default());
+        // Two nodes: their own limiters, one shared store.
+        let a = Throttle::new(ThrottleConfig::default());
+        let b = Throttle::new(ThrottleConfig::default());
+        a.share(store.clone());
+        b.share(store);
+        for i in 0..5 {
+            let node = if i % 2 == 0 { &a } else { &b };
+            node.login("ada@example.com", ip("10.0.0.1")).await.unwrap();
+        }
+        // Each node alone has seen 2 or 3 attempts; together 5.
+        let th = a
+            .login("ada@example.com", ip("10.0.0.1"))
+            .await
+            .unwrap_err();
+        assert!(th.retry_after <= Duration::from_secs(60), "{th:?}");
+        assert!(b.login("ada@example.com", ip("10.0.0.1")).await.is_err());
+        assert!(b.login("bob@example.com", ip("10.0.0.1")).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn custom_and_disabled_limits() {
         let t = Throttle::new(ThrottleConfig {
             login: Limit {
                 max: 2,
@@ -303,18 +397,18 @@ mod tests {
             },
             ..ThrottleConfig::off()
         });
-        t.login("a@example.com", None).unwrap();
-        t.login("a@example.com", None).unwrap();
-        let th = t.login("a@example.com", None).unwrap_err();
+        t.login("a@example.com", None).await.unwrap();
+        t.login("a@example.com", None).await.unwrap();
+        let th = t.login("a@example.com", None).await.unwrap_err();
         assert!(th.retry_after > Duration::from_secs(1700), "{th:?}");
         for _ in 0..100 {
-            t.two_factor(1).unwrap();
-            t.address(None).unwrap();
+            t.two_factor(1).await.unwrap();
+            t.address(None).await.unwrap();
         }
     }
 
-    #[test]
-    fn retry_after_elapses() {
+    #[tokio::test]
+    async fn retry_after_elapses() {
         let t = Throttle::new(ThrottleConfig {
             two_factor: Limit {
                 max: 1,
@@ -322,9 +416,12 @@ mod tests {
             },
             ..ThrottleConfig::off()
         });
-        t.two_factor(1).unwrap();
-        let th = t.two_factor(1).unwrap_err();
-        std::thread::sleep(th.retry_after + Duration::from_millis(20));
-        assert!(t.two_factor(1).is_ok(), "allowed again after retry_after");
+        t.two_factor(1).await.unwrap();
+        let th = t.two_factor(1).await.unwrap_err();
+        tokio::time::sleep(th.retry_after + Duration::from_millis(20)).await;
+        assert!(
+            t.two_factor(1).await.is_ok(),
+            "allowed again after retry_after"
+        );
     }
 }

@@ -341,6 +341,7 @@ impl TwoFactor {
         self.inner
             .throttle
             .two_factor(user_id)
+            .await
             .map_err(|t| throttled_error("code", t))?;
         let state = self.state(user_id).await?;
         if state.confirmed || state.secret.is_none() {
@@ -402,7 +403,7 @@ impl TwoFactor {
     /// Counts a code attempt against the user's limit; over it, records
     /// [`LOCKED_OUT`] and answers a `throttled` error on `field`.
     async fn throttle(&self, ctx: &Context, user_id: i64, field: &str) -> Result<()> {
-        if let Err(t) = self.inner.throttle.two_factor(user_id) {
+        if let Err(t) = self.inner.throttle.two_factor(user_id).await {
             let mut v = AuditValues::new();
             v.insert("step".into(), "two_factor".into());
             v.insert("retry_after".into(), t.seconds().into());

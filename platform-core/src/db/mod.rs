@@ -366,6 +366,7 @@ impl Db {
             audit_key: self.audit_key.clone(),
             outbox: self.outbox.clone(),
             events: Vec::new(),
+            on_commit: Vec::new(),
         })
     }
 
@@ -494,6 +495,8 @@ pub struct Tx {
     outbox: Option<crate::outbox::Outbox>,
     /// Outbox events recorded in this transaction, dispatched after commit.
     events: Vec<crate::outbox::Event>,
+    /// What to run once this transaction has committed.
+    on_commit: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 impl Drop for Tx {
@@ -603,7 +606,16 @@ impl Tx {
         if let Some(outbox) = &self.outbox {
             outbox.committed(std::mem::take(&mut self.events));
         }
+        for f in std::mem::take(&mut self.on_commit) {
+            f();
+        }
         Ok(())
+    }
+
+    /// Runs `f` once this transaction has committed (never when it rolls
+    /// back): tell other nodes about a change only once they can see it.
+    pub fn on_commit(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.on_commit.push(Box::new(f));
     }
 
     /// Keeps `events` (recorded in this transaction) for the dispatcher,
