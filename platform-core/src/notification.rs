@@ -7,26 +7,24 @@
 //! [`MAX_PREFERENCE_BYTES`] each.
 //!
 //! Every panel page shows the unread count and list pages read a
-//! preference, so both are kept in a small per-process cache for
-//! [`READ_CACHE_TTL`]: this service's own writes (`send`, `mark_*`,
-//! `set_preference`, `forget_preference`) drop the affected entries at
-//! once, so within one process reads always see its writes; writes from
-//! another process show within the TTL.
+//! preference, so both are kept in the platform's cache for
+//! [`READ_CACHE_TTL`], under one tag per user: this service's writes
+//! (`send`, `mark_*`, `set_preference`, `forget_preference`) flush the
+//! user's tag, which every node sees at once when the cache is shared
+//! (Redis: see the scale-out chapter); a read that overlapped a write is
+//! stored under the tag's old version and never read again.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::cache::Cache;
 use crate::db::{Db, detached, dialect};
 use crate::error::{Error, FieldErrors, Result};
 use crate::value::{FieldType, Value};
 
-/// How long an unread count or a preference is reused by this process.
+/// How long an unread count or a preference is reused from the cache.
 pub const READ_CACHE_TTL: Duration = Duration::from_secs(30);
-/// Entries of each read cache.
-const READ_CACHE_ENTRIES: u64 = 10_000;
 
 /// Largest accepted preference value, as JSON text.
 pub const MAX_PREFERENCE_BYTES: usize = 16 * 1024;
@@ -132,11 +130,7 @@ pub struct Notification {
 #[derive(Clone)]
 pub struct Notifications {
     db: Db,
-    unread: moka::sync::Cache<i64, i64>,
-    prefs: moka::sync::Cache<(i64, Arc<str>), Option<Arc<serde_json::Value>>>,
-    /// Bumped by every write: a read that overlapped a write is not cached
-    /// (it may hold what the write changed).
-    writes: Arc<AtomicU64>,
+    cache: Cache,
 }
 
 impl std::fmt::Debug for Notifications {
@@ -179,27 +173,21 @@ fn clamp_limit(limit: u32) -> i64 {
     i64::from(limit.clamp(1, 500))
 }
 
-/// One of the service's read caches (see the [module docs](self)).
-fn read_cache<K, V>() -> moka::sync::Cache<K, V>
-where
-    K: std::hash::Hash + Eq + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
-{
-    moka::sync::Cache::builder()
-        .max_capacity(READ_CACHE_ENTRIES)
-        .time_to_live(READ_CACHE_TTL)
-        .build()
+/// The cache tag of a user's notifications and preferences.
+fn user_tag(user_id: i64) -> String {
+    format!("notifications:{user_id}")
 }
 
 impl Notifications {
-    /// Notifications over `db` (the framework migrations must have run).
-    pub fn new(db: Db) -> Self {
-        Self {
-            db,
-            unread: read_cache(),
-            prefs: read_cache(),
-            writes: Arc::default(),
-        }
+    /// Notifications over `db` (the framework migrations must have run),
+    /// their reads cached in `cache`.
+    pub fn new(db: Db, cache: Cache) -> Self {
+        Self { db, cache }
+    }
+
+    /// Drops the cached reads of `user_id` (on every node sharing the cache).
+    async fn forget_cached(&self, user_id: i64) {
+        self.cache.flush_tag(&user_tag(user_id)).await;
     }
 
     /// Sends `notice` to `user_id` and returns its id.
@@ -255,8 +243,7 @@ impl Notifications {
             e => e,
         });
         let id = tx.finish(id).await;
-        self.writes.fetch_add(1, Ordering::AcqRel);
-        self.unread.invalidate(&user_id);
+        self.forget_cached(user_id).await;
         id
     }
 
@@ -301,19 +288,16 @@ impl Notifications {
     /// How many notifications the user has not read (cached: see the
     /// [module docs](self)).
     pub async fn count_unread(&self, user_id: i64) -> Result<i64> {
-        if let Some(n) = self.unread.get(&user_id) {
-            return Ok(n);
-        }
-        let mut q = self.db.sql();
-        q.push("SELECT COUNT(*) FROM platform_notifications WHERE user_id = ")
-            .bind_i64(user_id)
-            .push(" AND read_at IS NULL");
-        let before = self.writes.load(Ordering::Acquire);
-        let n = self.db.fetch_i64(q).await?.unwrap_or(0);
-        if self.writes.load(Ordering::Acquire) == before {
-            self.unread.insert(user_id, n);
-        }
-        Ok(n)
+        self.cache
+            .tags(&[&user_tag(user_id)])
+            .remember("unread", READ_CACHE_TTL, || async {
+                let mut q = self.db.sql();
+                q.push("SELECT COUNT(*) FROM platform_notifications WHERE user_id = ")
+                    .bind_i64(user_id)
+                    .push(" AND read_at IS NULL");
+                Ok(self.db.fetch_i64(q).await?.unwrap_or(0))
+            })
+            .await
     }
 
     /// Marks one of the user's notifications read. `false` when it is not
@@ -333,8 +317,7 @@ impl Notifications {
             .bind_i64(user_id)
             .push(" AND read_at IS NULL");
         let changed = self.db.execute(q).await;
-        self.writes.fetch_add(1, Ordering::AcqRel);
-        self.unread.invalidate(&user_id);
+        self.forget_cached(user_id).await;
         Ok(changed? == 1)
     }
 
@@ -352,8 +335,7 @@ impl Notifications {
             .bind_i64(user_id)
             .push(" AND read_at IS NULL");
         let changed = self.db.execute(q).await;
-        self.writes.fetch_add(1, Ordering::AcqRel);
-        self.unread.invalidate(&user_id);
+        self.forget_cached(user_id).await;
         changed
     }
 
@@ -366,16 +348,12 @@ impl Notifications {
         user_id: i64,
         name: &str,
     ) -> Result<Option<serde_json::Value>> {
-        let key = (user_id, Arc::<str>::from(name));
-        if let Some(v) = self.prefs.get(&key) {
-            return Ok(v.as_deref().cloned());
-        }
-        let before = self.writes.load(Ordering::Acquire);
-        let v = self.read_preference(user_id, name).await?;
-        if self.writes.load(Ordering::Acquire) == before {
-            self.prefs.insert(key, v.clone().map(Arc::new));
-        }
-        Ok(v)
+        self.cache
+            .tags(&[&user_tag(user_id)])
+            .remember(&format!("pref:{name}"), READ_CACHE_TTL, || {
+                self.read_preference(user_id, name)
+            })
+            .await
     }
 
     async fn read_preference(&self, user_id: i64, name: &str) -> Result<Option<serde_json::Value>> {
@@ -444,8 +422,7 @@ impl Notifications {
             e => e,
         });
         let result = tx.finish(result).await;
-        self.writes.fetch_add(1, Ordering::AcqRel);
-        self.prefs.invalidate(&(user_id, Arc::<str>::from(name)));
+        self.forget_cached(user_id).await;
         result
     }
 
@@ -462,8 +439,7 @@ impl Notifications {
             .push(" AND name = ")
             .bind_str(name);
         let deleted = self.db.execute(q).await;
-        self.writes.fetch_add(1, Ordering::AcqRel);
-        self.prefs.invalidate(&(user_id, Arc::<str>::from(name)));
+        self.forget_cached(user_id).await;
         Ok(deleted? > 0)
     }
 }

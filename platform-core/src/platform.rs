@@ -848,7 +848,8 @@ impl PlatformBuilder {
             self.auth_config.clone(),
         );
         let mailer = self.mailer.clone().unwrap_or_else(|| Arc::new(LogMailer));
-        let notifications = Notifications::new(db.clone());
+        let cache = Cache::new(store, "platform:");
+        let notifications = Notifications::new(db.clone(), cache.clone());
         let (stop, _) = tokio::sync::watch::channel(false);
         let config = crate::config::Config::resolve(
             &self.config,
@@ -862,7 +863,7 @@ impl PlatformBuilder {
                 db,
                 registry,
                 crypto,
-                cache: Cache::new(store, "platform:"),
+                cache,
                 backplane: self
                     .backplane
                     .clone()

@@ -1495,9 +1495,10 @@ async fn notifications_and_preferences() {
             1,
             "{b}: bob's untouched"
         );
-        // The count is cached per process: a row written around the
-        // service shows in a fresh service (another process) at once, in
-        // this one after its next write for bob (or the TTL).
+        // The count is cached: a row written around the service shows in
+        // a service with another cache (another process without a shared
+        // cache) at once, in this one after its next write for bob (or the
+        // TTL).
         let mut raw = p.db().sql();
         raw.push(
             "INSERT INTO platform_notifications (user_id, title, body, level, created_at) VALUES (",
@@ -1508,7 +1509,13 @@ async fn notifications_and_preferences() {
         .push(")");
         p.db().execute(raw).await.unwrap();
         assert_eq!(n.count_unread(bob.id).await.unwrap(), 1, "{b}: cached");
-        let other = platform_core::notification::Notifications::new(p.db().clone());
+        let other = platform_core::notification::Notifications::new(
+            p.db().clone(),
+            platform_core::cache::Cache::new(
+                std::sync::Arc::new(platform_core::cache::MemoryStore::default()),
+                "other:",
+            ),
+        );
         assert_eq!(other.count_unread(bob.id).await.unwrap(), 2, "{b}");
         n.send(bob.id, Notice::new("Again", "")).await.unwrap();
         assert_eq!(

@@ -22,7 +22,7 @@ CREATE TABLE platform_outbox (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 CREATE TABLE platform_cache (
     cache_key VARCHAR(250) NOT NULL PRIMARY KEY,
-    value LONGBLOB NOT NULL,
+    value LONGTEXT NOT NULL,
     expires_at BIGINT NOT NULL,
     KEY platform_cache_expires_idx (expires_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

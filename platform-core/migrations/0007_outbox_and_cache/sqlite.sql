@@ -21,7 +21,7 @@ CREATE TABLE platform_outbox (
 CREATE INDEX platform_outbox_pending_idx ON platform_outbox (dispatched_at, next_attempt_at);
 CREATE TABLE platform_cache (
     cache_key VARCHAR(250) NOT NULL PRIMARY KEY,
-    value BLOB NOT NULL,
+    value TEXT NOT NULL,
     expires_at BIGINT NOT NULL
 );
 CREATE INDEX platform_cache_expires_idx ON platform_cache (expires_at);
