@@ -59,8 +59,8 @@ pub(crate) enum QueueStore {
 }
 
 /// The apalis queue name of a platform queue.
-pub(crate) fn apalis_queue(queue: &str) -> String {
-    format!("platform:{queue}")
+pub(crate) fn apalis_queue(namespace: &str, queue: &str) -> String {
+    format!("{namespace}:{queue}")
 }
 
 fn backend_error(e: impl std::fmt::Display) -> Error {
@@ -162,8 +162,8 @@ impl Transport {
     }
 
     /// The storage of `queue`.
-    pub(crate) fn store(&self, queue: &str, heartbeat: Duration) -> QueueStore {
-        let name = apalis_queue(queue);
+    pub(crate) fn store(&self, namespace: &str, queue: &str, heartbeat: Duration) -> QueueStore {
+        let name = apalis_queue(namespace, queue);
         match self {
             Self::Sqlite(pool, _) => QueueStore::Sqlite(
                 SqliteStorage::new(pool).with_config(
@@ -216,8 +216,8 @@ impl Transport {
     }
 
     /// Jobs waiting (due or delayed) and jobs taken by a worker, on `queue`.
-    pub(crate) async fn counts(&self, queue: &str) -> Result<(i64, i64)> {
-        let name = apalis_queue(queue);
+    pub(crate) async fn counts(&self, namespace: &str, queue: &str) -> Result<(i64, i64)> {
+        let name = apalis_queue(namespace, queue);
         let rows: Vec<(String, i64)> = match self {
             Self::Sqlite(pool, _) => sqlx::query_as(
                 "SELECT status, COUNT(*) FROM Jobs WHERE job_type = ?1 \

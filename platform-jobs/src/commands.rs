@@ -25,8 +25,7 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         {
             s.recv().await;
         }
@@ -53,10 +52,13 @@ pub(crate) fn commands() -> Vec<Command> {
                         .help("Only these queues (default: all)"),
                 ),
             |builder, args| async move {
-                let queues: Option<Vec<String>> =
-                    args.get_many::<String>("queue").map(|v| v.cloned().collect());
+                let queues: Option<Vec<String>> = args
+                    .get_many::<String>("queue")
+                    .map(|v| v.cloned().collect());
                 let p = builder.build().await?;
-                let jobs = p.get::<Jobs>().context("the jobs capability is not added")?;
+                let jobs = p
+                    .get::<Jobs>()
+                    .context("the jobs capability is not added")?;
                 if let Some(q) = queues {
                     jobs.only_queues(q)?;
                 }
@@ -88,7 +90,11 @@ pub(crate) fn commands() -> Vec<Command> {
         Command::new(
             clap::Command::new("queue:retry")
                 .about("Queues failed jobs again")
-                .arg(Arg::new("id").required(true).help("A failed job's id, or `all`")),
+                .arg(
+                    Arg::new("id")
+                        .required(true)
+                        .help("A failed job's id, or `all`"),
+                ),
             |builder, args| async move {
                 let id = args.get_one::<String>("id").cloned().unwrap_or_default();
                 let (p, jobs) = quiet(builder).await?;

@@ -85,8 +85,7 @@ pub struct Stats {
 
 /// Keys whose values are masked in payloads shown on the dashboard.
 const SENSITIVE: [&str; 10] = [
-    "email", "password", "token", "secret", "iban", "phone", "api_key", "apikey", "credit",
-    "card",
+    "email", "password", "token", "secret", "iban", "phone", "api_key", "apikey", "credit", "card",
 ];
 
 /// `payload` with the values of keys that look like personal data or
@@ -160,7 +159,10 @@ impl Jobs {
         }
         let mut queues = Vec::new();
         for (queue, workers) in &self.config.queues {
-            let (pending, running) = state.transport.counts(queue).await?;
+            let (pending, running) = state
+                .transport
+                .counts(&self.config.namespace, queue)
+                .await?;
             let runs: Vec<_> = hour.iter().filter(|r| &r.queue == queue).collect();
             queues.push(QueueStats {
                 queue: queue.clone(),
@@ -169,7 +171,10 @@ impl Jobs {
                 running,
                 failed: failed_counts.get(queue).copied().unwrap_or_default(),
                 done: done_counts.get(queue).copied().unwrap_or_default(),
-                per_minute: runs.iter().filter(|r| r.finished_at >= now - 60_000).count() as i64,
+                per_minute: runs
+                    .iter()
+                    .filter(|r| r.finished_at >= now - 60_000)
+                    .count() as i64,
                 per_hour: runs.len() as i64,
                 wait_ms: percentiles(runs.iter().map(|r| r.wait_ms).collect()),
                 runtime_ms: percentiles(runs.iter().map(|r| r.run_ms).collect()),

@@ -276,7 +276,10 @@ impl fmt::Debug for JobType {
     }
 }
 
-fn decode<J: Job>(payload: serde_json::Value, cx: JobContext) -> Result<RunFuture, serde_json::Error> {
+fn decode<J: Job>(
+    payload: serde_json::Value,
+    cx: JobContext,
+) -> Result<RunFuture, serde_json::Error> {
     let job: J = serde_json::from_value(payload)?;
     Ok(Box::pin(async move { job.handle(&cx).await }))
 }
@@ -287,7 +290,11 @@ impl JobType {
         Self {
             name: J::NAME,
             queue: J::QUEUE,
-            max_attempts: if J::MAX_ATTEMPTS == 0 { 1 } else { J::MAX_ATTEMPTS },
+            max_attempts: if J::MAX_ATTEMPTS == 0 {
+                1
+            } else {
+                J::MAX_ATTEMPTS
+            },
             timeout: J::TIMEOUT,
             backoff: J::BACKOFF,
             type_name: std::any::type_name::<J>,

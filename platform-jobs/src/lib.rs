@@ -88,13 +88,18 @@ use platform_core::error::{Error, Result};
 use crate::backend::{QueueStore, Transport};
 
 /// The queues every [`Jobs`] has, with their default worker counts.
-pub const DEFAULT_QUEUES: [(&str, usize); 4] =
-    [("critical", 2), ("default", 2), ("low", 1), ("scheduled", 1)];
+pub const DEFAULT_QUEUES: [(&str, usize); 4] = [
+    ("critical", 2),
+    ("default", 2),
+    ("low", 1),
+    ("scheduled", 1),
+];
 
 #[derive(Clone)]
 struct Config {
     queues: BTreeMap<String, usize>,
     queue_url: Option<String>,
+    namespace: String,
     use_env: bool,
     heartbeat: Duration,
     poll_interval: Duration,
@@ -225,6 +230,7 @@ impl Jobs {
                     .map(|(q, n)| ((*q).to_owned(), *n))
                     .collect(),
                 queue_url: None,
+                namespace: "platform".into(),
                 use_env: true,
                 heartbeat: Duration::from_secs(10),
                 poll_interval: Duration::from_millis(100),
@@ -256,6 +262,13 @@ impl Jobs {
     /// Jobs on the Redis server at `url` (the `redis` feature).
     pub fn redis(self, url: impl Into<String>) -> Self {
         self.queue_url(url)
+    }
+    /// The prefix of the queues' names in the back end (default
+    /// `platform`: `platform:default`); two applications sharing a Redis
+    /// server or database need different ones.
+    pub fn namespace(mut self, prefix: impl Into<String>) -> Self {
+        self.config_mut().namespace = prefix.into();
+        self
     }
     /// Ignores `PLATFORM_QUEUE_URL` (tests).
     pub fn ignore_env(mut self) -> Self {
@@ -329,7 +342,12 @@ impl Jobs {
             if !self.config.queues.contains_key(q) {
                 return Err(Error::Configuration(format!(
                     "unknown queue `{q}` (the queues are {})",
-                    self.config.queues.keys().cloned().collect::<Vec<_>>().join(", ")
+                    self.config
+                        .queues
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
         }
@@ -356,16 +374,21 @@ impl Jobs {
         let stores = c
             .queues
             .keys()
-            .map(|q| (q.clone(), transport.store(q, c.heartbeat)))
+            .map(|q| (q.clone(), transport.store(&c.namespace, q, c.heartbeat)))
             .collect();
         let mut types = BTreeMap::new();
-        for t in registered_jobs().copied().chain(c.extra_types.iter().copied()) {
+        for t in registered_jobs()
+            .copied()
+            .chain(c.extra_types.iter().copied())
+        {
             if let Some(old) = types.insert(t.name, t)
                 && old.type_name() != t.type_name()
             {
                 return Err(Error::Configuration(format!(
                     "two job types are named `{}`: {} and {}",
-                    t.name, old.type_name(), t.type_name()
+                    t.name,
+                    old.type_name(),
+                    t.type_name()
                 )));
             }
         }
@@ -538,7 +561,9 @@ impl Capability for Jobs {
                 let this = this.clone();
                 async move { this.connect(p).await }
             })
-            .task("job workers", TaskKind::Worker, |p, stop| runtime::run(p, stop))
+            .task("job workers", TaskKind::Worker, |p, stop| {
+                runtime::run(p, stop)
+            })
             .task("job run trimmer", TaskKind::Service, |p, stop| {
                 runtime::trim(p, stop)
             })

@@ -53,8 +53,14 @@ pub(crate) async fn run(platform: Platform, stop: Stop) {
         workers.push(tokio::spawn(fut));
     }
     let writer = tokio::spawn(write_runs(state.clone(), stop.clone()));
-    let scheduler = if only.as_ref().is_none_or(|o| o.iter().any(|q| q == "scheduled")) {
-        Some(tokio::spawn(crate::schedule::run(jobs.clone(), stop.clone())))
+    let scheduler = if only
+        .as_ref()
+        .is_none_or(|o| o.iter().any(|q| q == "scheduled"))
+    {
+        Some(tokio::spawn(crate::schedule::run(
+            jobs.clone(),
+            stop.clone(),
+        )))
     } else {
         None
     };
@@ -117,6 +123,12 @@ async fn handle(env: Envelope, rt: Data<Runtime>) -> Result<(), BoxDynError> {
 }
 
 async fn deliver(rt: &Runtime, state: &Arc<State>, env: Envelope) -> Result<(), BoxDynError> {
+    // SQLite and PostgreSQL store the run time to the second: a job due
+    // within the second may come early; it waits for its time here.
+    let early = env.available_at - now_ms();
+    if (1..=2_000).contains(&early) {
+        tokio::time::sleep(Duration::from_millis(early.unsigned_abs())).await;
+    }
     let started_ms = now_ms();
     let started = Instant::now();
     let wait_ms = (started_ms - env.available_at).max(0);
@@ -138,7 +150,8 @@ async fn deliver(rt: &Runtime, state: &Arc<State>, env: Envelope) -> Result<(), 
                 match ty.start(env.payload.clone(), cx) {
                     Err(e) => Err(JobError::fatal(format!(
                         "the payload no longer deserialises into {} (job `{}`): {e}",
-                        ty.type_name(), env.kind
+                        ty.type_name(),
+                        env.kind
                     ))),
                     Ok(fut) => {
                         match tokio::time::timeout(
@@ -152,10 +165,9 @@ async fn deliver(rt: &Runtime, state: &Arc<State>, env: Envelope) -> Result<(), 
                                 "panicked: {}",
                                 panic_message(panic.as_ref())
                             ))),
-                            Err(_) => Err(JobError::new(format!(
-                                "timed out after {:?}",
-                                ty.timeout
-                            ))),
+                            Err(_) => {
+                                Err(JobError::new(format!("timed out after {:?}", ty.timeout)))
+                            }
                         }
                     }
                 }
@@ -191,14 +203,18 @@ async fn deliver(rt: &Runtime, state: &Arc<State>, env: Envelope) -> Result<(), 
                     record.status = "retrying";
                     let mut next = (*env).clone();
                     next.attempt += 1;
-                    next.available_at =
-                        now_ms() + i64::try_from(delay.as_millis()).unwrap_or(0);
+                    next.available_at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(0);
                     match state.stores.get(&env.queue) {
                         Some(store) => match store.push(next, delay).await {
                             Ok(()) => Ok(()),
                             Err(pe) => {
                                 tracing::error!(job = %env.id, error = %pe, "could not queue the retry; failing the job");
-                                fail(state, &env, &format!("{e} (and the retry could not be queued: {pe})")).await
+                                fail(
+                                    state,
+                                    &env,
+                                    &format!("{e} (and the retry could not be queued: {pe})"),
+                                )
+                                .await
                             }
                         },
                         None => fail(state, &env, e.message()).await,
@@ -242,7 +258,8 @@ async fn context_for(platform: &Platform, env: &Envelope) -> Result<Context, Job
     };
     match platform.access().principal(actor.user_id).await {
         Ok(Some(p)) => {
-            let mut cx = Context::new(Actor::User(Arc::new(p))).with_tag(format!("job:{}", env.kind));
+            let mut cx =
+                Context::new(Actor::User(Arc::new(p))).with_tag(format!("job:{}", env.kind));
             if let Some(r) = &actor.request_id {
                 cx = cx.with_request_id(r.clone());
             }

@@ -73,7 +73,13 @@ pub(crate) async fn run(jobs: Arc<Jobs>, mut stop: Stop) {
                     .unique_key(e.key_at(at))
                     .unique_for(Duration::from_secs(7 * 24 * 3600));
                 if let Err(err) = jobs
-                    .dispatch_raw(e.kind, "scheduled", e.max_attempts, e.payload.clone(), options)
+                    .dispatch_raw(
+                        e.kind,
+                        "scheduled",
+                        e.max_attempts,
+                        e.payload.clone(),
+                        options,
+                    )
                     .await
                 {
                     tracing::warn!(job = e.kind, error = %err, "could not dispatch a scheduled job");

@@ -210,7 +210,12 @@ const FAILED_COLUMNS: &[FieldType] = &[
 ];
 
 fn failed_of(row: Vec<Value>) -> FailedJob {
-    let s = |i: usize| row.get(i).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let s = |i: usize| {
+        row.get(i)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     let n = |i: usize| row.get(i).and_then(Value::as_i64).unwrap_or_default();
     FailedJob {
         id: s(0),
@@ -342,7 +347,12 @@ pub(crate) async fn runs_since(db: &Db, since: i64, limit: i64) -> Result<Vec<Ru
     Ok(rows
         .into_iter()
         .map(|r| {
-            let s = |i: usize| r.get(i).and_then(Value::as_str).unwrap_or_default().to_owned();
+            let s = |i: usize| {
+                r.get(i)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
             let n = |i: usize| r.get(i).and_then(Value::as_i64).unwrap_or_default();
             RunRow {
                 job_id: s(0),
