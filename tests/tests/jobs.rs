@@ -539,6 +539,81 @@ async fn jobs_run_retry_fail_and_show_on_the_dashboard() {
         assert_eq!(body["total"]["failed"], 4, "{label}: {body}");
         assert!(body["queues"].as_array().unwrap().len() == 4, "{label}");
 
+        // The panel page and its actions (retry_jobs), the dashboard widget.
+        let pp = p.clone();
+        let panel = axum::Router::new()
+            .nest(
+                "/admin",
+                platform_admin::panel_router_with(
+                    platform_admin::PanelConfig::new().with_capabilities(&p),
+                ),
+            )
+            .layer(axum::middleware::from_fn(
+                move |mut req: Request<Body>, next: axum::middleware::Next| {
+                    let p = pp.clone();
+                    async move {
+                        let uid = req
+                            .headers()
+                            .get("x-test-user")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse().ok());
+                        if let Some(id) = uid
+                            && let Ok(Some(auth)) =
+                                platform_admin::panel::PanelAuth::for_user(&p, id, "csrf-t").await
+                        {
+                            req.extensions_mut().insert(auth);
+                        }
+                        next.run(req).await
+                    }
+                },
+            ))
+            .with_state(p.clone());
+        let page = |uri: &str| {
+            Request::builder()
+                .uri(uri)
+                .header("x-test-user", u.id.to_string())
+                .body(Body::empty())
+                .unwrap()
+        };
+        let res = panel.clone().oneshot(page("/admin/jobs")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{label}");
+        let html = String::from_utf8_lossy(&res.into_body().collect().await.unwrap().to_bytes())
+            .into_owned();
+        assert!(html.contains("id=\"jobs-queues\""), "{label}: {html}");
+        assert!(
+            html.contains(poison.id().unwrap()),
+            "{label}: the failed job is listed"
+        );
+        assert!(!html.contains("s3cr3t"), "{label}: the secret is masked");
+        let res = panel.clone().oneshot(page("/admin")).await.unwrap();
+        let html = String::from_utf8_lossy(&res.into_body().collect().await.unwrap().to_bytes())
+            .into_owned();
+        assert!(html.contains("id=\"jobs-widget\""), "{label}: the widget");
+        let shape = j.dispatch(ShapeBefore { n: "eight".into() }).await.unwrap();
+        failed_with(&j, shape.id().unwrap(), Duration::from_secs(10)).await;
+        let res = panel
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .method(Method::POST)
+                    .uri(format!(
+                        "/admin/jobs/actions/forget/{}",
+                        shape.id().unwrap()
+                    ))
+                    .header("x-test-user", u.id.to_string())
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(Body::from("_csrf=csrf-t"))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{label}");
+        assert_eq!(
+            j.failed(100).await.unwrap().len(),
+            4,
+            "{label}: forgotten from the panel"
+        );
+
         // Retry one (it runs again and fails again), forget one, through
         // the service; then through the commands.
         assert!(j.retry(poison.id().unwrap()).await.unwrap(), "{label}");
