@@ -298,6 +298,8 @@ mod book {
     mod permissions {}
     #[doc = include_str!("../../book/src/cli.md")]
     mod cli {}
+    #[doc = include_str!("../../book/src/jobs.md")]
+    mod jobs {}
     #[doc = include_str!("../../book/src/capabilities.md")]
     mod capabilities {}
     #[doc = include_str!("../../book/src/scale-out.md")]
