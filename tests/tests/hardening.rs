@@ -757,7 +757,7 @@ async fn the_hardening_migration_upgrades_an_existing_database() {
                 .db()
                 .fetch_i64(Sql::literal(
                     Backend::Sqlite,
-                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name LIKE 'platform_%' AND sql LIKE '%AUTOINCREMENT%'",
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name LIKE 'platform_%' AND name <> 'platform_outbox' AND sql LIKE '%AUTOINCREMENT%'",
                 ))
                 .await
                 .unwrap()
