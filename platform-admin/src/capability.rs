@@ -1,7 +1,7 @@
 //! What capabilities contribute to the web and command-line layers: routes,
 //! API routes and commands (panel pages and dashboard widgets are
-//! [`PanelPage`](crate::panel::PanelPage) and
-//! [`Widget`](crate::panel::Widget)). A capability hands them to
+//! [`PanelPage`] and
+//! [`Widget`]). A capability hands them to
 //! [`Setup::contribute`](platform_core::capability::Setup::contribute), or
 //! through [`SetupExt`]; [`app_router`](crate::app_router) and
 //! [`Cli`](crate::cli::Cli) pick them up.
@@ -98,7 +98,7 @@ impl Command {
 }
 
 /// The admin layer's contributions as methods of
-/// [`Setup`](platform_core::capability::Setup).
+/// [`Setup`].
 pub trait SetupExt {
     /// Routes at the root.
     fn routes(&mut self, router: axum::Router<Platform>) -> &mut Self;
