@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod domain;
+pub mod node_jobs;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

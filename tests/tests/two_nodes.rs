@@ -3,7 +3,10 @@
 //! change made elsewhere is enforced on both, and the sign-in throttle
 //! counts the attempts made on both. Latencies are measured from the
 //! write's answer to the first answer of the other node that reflects it
-//! (polled every 2 ms), 20 rounds each.
+//! (polled every 2 ms), 20 rounds each. The nodes' job workers run each of
+//! 200 jobs exactly once between them, and a job whose node is killed
+//! (SIGKILL) mid-run is taken over by the other node and runs again
+//! (at least once).
 //!
 //! Needs `PLATFORM_TEST_POSTGRES_URL` and `PLATFORM_TEST_REDIS_URL`
 //! (skipped with a printed reason otherwise; under `CI=true` both must be
@@ -17,9 +20,15 @@ use platform_core::Platform;
 use platform_core::access::NewUser;
 use platform_core::context::Context;
 use platform_core::db::Backend;
+use platform_jobs::Jobs;
 use platform_tests::domain::{Customer, customer, registry};
+use platform_tests::node_jobs::{self, NodeProbe};
 use platform_tests::{TestDb, test_key};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The tests of this file take turns: each starts two node processes, and
+/// the latencies measured must not include the other test's load.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A node process, killed when dropped.
 struct Node {
@@ -42,13 +51,15 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start_node(db_url: &str, redis_url: &str, prefix: &str) -> Node {
+async fn start_node(db_url: &str, redis_url: &str, prefix: &str, name: &str) -> Node {
     let addr = format!("127.0.0.1:{}", free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_platform_node"))
         .args(["serve", "--addr", &addr])
         .env("PLATFORM_DATABASE_URL", db_url)
         .env("PLATFORM_REDIS_URL", redis_url)
         .env("PLATFORM_REDIS_PREFIX", prefix)
+        .env("PLATFORM_JOBS_NAMESPACE", namespace(prefix))
+        .env("PLATFORM_NODE_NAME", name)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -64,6 +75,38 @@ async fn start_node(db_url: &str, redis_url: &str, prefix: &str) -> Node {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the node on {} did not start", node.addr);
+}
+
+/// The jobs' namespace of the deployment with keys under `prefix`.
+fn namespace(prefix: &str) -> String {
+    format!("{}jobs", prefix.replace(':', "-"))
+}
+
+/// The jobs capability as the nodes configure it (the test's own node
+/// dispatches with it and runs no workers).
+fn jobs(prefix: &str) -> Jobs {
+    Jobs::new()
+        .ignore_env()
+        .namespace(namespace(prefix))
+        .heartbeat(Duration::from_secs(1))
+        .poll_interval(Duration::from_millis(20))
+        .job::<NodeProbe>()
+}
+
+/// The Redis URL, or `None` (skipped, with the reason printed) when unset
+/// outside CI.
+fn redis_url() -> Option<String> {
+    match std::env::var("PLATFORM_TEST_REDIS_URL") {
+        Ok(u) if !u.trim().is_empty() => Some(u),
+        _ => {
+            assert!(
+                std::env::var("CI").map_or(true, |v| v != "true"),
+                "PLATFORM_TEST_REDIS_URL must be set under CI=true"
+            );
+            eprintln!("skipping: PLATFORM_TEST_REDIS_URL is not set");
+            None
+        }
+    }
 }
 
 struct Reply {
@@ -168,19 +211,12 @@ where
 
 #[tokio::test]
 async fn two_nodes_share_cache_invalidation_permissions_and_throttles() {
+    let _turn = TURN.lock().await;
     let Some(db) = TestDb::server(Backend::Postgres).await else {
         return;
     };
-    let redis_url = match std::env::var("PLATFORM_TEST_REDIS_URL") {
-        Ok(u) if !u.trim().is_empty() => u,
-        _ => {
-            assert!(
-                std::env::var("CI").map_or(true, |v| v != "true"),
-                "PLATFORM_TEST_REDIS_URL must be set under CI=true"
-            );
-            eprintln!("skipping: PLATFORM_TEST_REDIS_URL is not set");
-            return;
-        }
+    let Some(redis_url) = redis_url() else {
+        return;
     };
     let prefix = format!("two-nodes-{}:", platform_core::backplane::new_sender_id());
     db.create_tables(&registry()).await;
@@ -257,8 +293,8 @@ async fn two_nodes_share_cache_invalidation_permissions_and_throttles() {
         .unwrap();
     }
 
-    let a = start_node(&db.url, &redis_url, &prefix).await;
-    let b = start_node(&db.url, &redis_url, &prefix).await;
+    let a = start_node(&db.url, &redis_url, &prefix, "a").await;
+    let b = start_node(&db.url, &redis_url, &prefix, "b").await;
     let bearer = |t: &str| format!("Bearer {t}");
     let admin_auth = bearer(&admin_token);
     let reader_auth = bearer(&reader_token);
@@ -400,4 +436,167 @@ async fn two_nodes_share_cache_invalidation_permissions_and_throttles() {
     drop(a);
     drop(b);
     admin_node.shutdown().await;
+}
+
+/// Rows of `two_node_runs`: (tag, node, phase).
+async fn runs(p: &Platform) -> Vec<(String, String, String)> {
+    let db = p.db();
+    let mut q = db.sql();
+    q.push("SELECT tag, node, phase FROM two_node_runs");
+    use platform_core::value::{FieldType, Value};
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    db.fetch_all(q, &[FieldType::Text, FieldType::Text, FieldType::Text])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (text(&r[0]), text(&r[1]), text(&r[2])))
+        .collect()
+}
+
+#[tokio::test]
+async fn two_nodes_run_each_job_once_and_take_over_a_killed_nodes_job() {
+    let _turn = TURN.lock().await;
+    let Some(db) = TestDb::server(Backend::Postgres).await else {
+        return;
+    };
+    let Some(redis_url) = redis_url() else {
+        return;
+    };
+    let prefix = format!("two-nodes-{}:", platform_core::backplane::new_sender_id());
+    db.create_tables(&registry()).await;
+    // The test's own node dispatches (no workers) and reads the runs.
+    let redis = RedisScaleOut::connect_with_prefix(&redis_url, &prefix)
+        .await
+        .unwrap();
+    let me = redis
+        .apply(
+            Platform::builder()
+                .ignore_env()
+                .database_url(&db.url)
+                .app_key(test_key())
+                .registry(registry())
+                .with(jobs(&prefix)),
+        )
+        .build()
+        .await
+        .unwrap();
+    let mut q = me.db().sql();
+    q.push(node_jobs::TABLE);
+    me.db().execute(q).await.unwrap();
+    let queue = me.get::<Jobs>().unwrap();
+
+    let mut a = start_node(&db.url, &redis_url, &prefix, "a").await;
+    let mut b = start_node(&db.url, &redis_url, &prefix, "b").await;
+
+    // 1. 200 jobs, each run exactly once across both nodes' workers.
+    for i in 0..200 {
+        queue
+            .dispatch(NodeProbe {
+                tag: format!("once-{i}"),
+                ms: 5,
+            })
+            .await
+            .unwrap();
+    }
+    let t0 = Instant::now();
+    loop {
+        let ends = runs(&me).await.iter().filter(|r| r.2 == "end").count();
+        if ends >= 200 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "only {ends} of 200 jobs ran in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Late duplicates would show up shortly after.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let all = runs(&me).await;
+    let mut per_tag = std::collections::HashMap::<&str, usize>::new();
+    for r in all.iter().filter(|r| r.2 == "start") {
+        *per_tag.entry(r.0.as_str()).or_default() += 1;
+    }
+    assert_eq!(per_tag.len(), 200, "every job ran");
+    assert!(
+        per_tag.values().all(|n| *n == 1),
+        "a job ran twice: {:?}",
+        per_tag.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
+    );
+    let on_a = all.iter().filter(|r| r.2 == "start" && r.1 == "a").count();
+    let on_b = all.iter().filter(|r| r.2 == "start" && r.1 == "b").count();
+    eprintln!(
+        "two nodes: 200 jobs in {:?}, {on_a} on A, {on_b} on B",
+        t0.elapsed()
+    );
+    assert!(on_a > 0 && on_b > 0, "both nodes work: {on_a} / {on_b}");
+
+    // 2. A node killed (SIGKILL) mid-job: the other takes the job over.
+    queue
+        .dispatch(NodeProbe {
+            tag: "killed".into(),
+            ms: 3000,
+        })
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    let first = loop {
+        if let Some(r) = runs(&me).await.into_iter().find(|r| r.0 == "killed") {
+            break r.1;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the slow job did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let (victim, survivor) = if first == "a" {
+        (&mut a, "b")
+    } else {
+        (&mut b, "a")
+    };
+    // `Child::kill` is SIGKILL on Unix: no shutdown, no goodbye.
+    victim.child.kill().unwrap();
+    victim.child.wait().unwrap();
+    let t0 = Instant::now();
+    loop {
+        let rows = runs(&me).await;
+        if rows.iter().any(|r| r.0 == "killed" && r.2 == "end") {
+            let killed: Vec<_> = rows.into_iter().filter(|r| r.0 == "killed").collect();
+            eprintln!(
+                "two nodes: the killed node's job ended on {survivor} {:?} after the kill",
+                t0.elapsed()
+            );
+            let mut starts: Vec<&str> = killed
+                .iter()
+                .filter(|r| r.2 == "start")
+                .map(|r| r.1.as_str())
+                .collect();
+            starts.sort_unstable();
+            let mut want = vec![first.as_str(), survivor];
+            want.sort_unstable();
+            assert_eq!(
+                starts, want,
+                "started on the killed node, then again on the other"
+            );
+            assert_eq!(
+                killed
+                    .iter()
+                    .filter(|r| r.2 == "end")
+                    .map(|r| r.1.as_str())
+                    .collect::<Vec<_>>(),
+                vec![survivor],
+                "ended once, on the survivor"
+            );
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the killed node's job was not taken over in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(a);
+    drop(b);
+    me.shutdown().await;
 }
