@@ -10,6 +10,7 @@
 //! |-------------|---------|--------------|
 //! | `mail-smtp` | no      | [`mail::SmtpMailer`]: SMTP delivery (lettre, rustls, pooled connections) |
 //! | `cache-redis` | no    | [`redis::RedisStore`] (L2 cache), [`redis::RedisBackplane`] (pub/sub between nodes), [`redis::RedisScaleOut`] (both under a platform) |
+//! | `session-redis` | no  | `redis::RedisSessionStore`: sessions on Redis (with `cache-redis`) |
 //!
 //! ```no_run
 //! # #[cfg(feature = "mail-smtp")]

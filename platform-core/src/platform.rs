@@ -436,6 +436,7 @@ pub struct PlatformBuilder {
     access_log: bool,
     cache_store: Option<Arc<dyn CacheStore>>,
     backplane: Option<Arc<dyn Backplane>>,
+    session_store: Option<Arc<dyn crate::auth::SessionStore>>,
     mailer: Option<Arc<dyn Mailer>>,
     auth_config: AuthConfig,
     db_options: DbOptions,
@@ -475,6 +476,7 @@ impl Default for PlatformBuilder {
             access_log: true,
             cache_store: None,
             backplane: None,
+            session_store: None,
             mailer: None,
             auth_config: AuthConfig::default(),
             db_options: DbOptions::default(),
@@ -621,6 +623,14 @@ impl PlatformBuilder {
     /// that the 1-second poll of the database is not needed.
     pub fn backplane(mut self, backplane: Arc<dyn Backplane>) -> Self {
         self.backplane = Some(backplane);
+        self
+    }
+    /// Where sessions live (default: the table `platform_sessions` of the
+    /// main database). A shared store (Redis, `platform-adapters` feature
+    /// `session-redis`) keeps sign-ins off the database; the audit entries
+    /// of sign-in and sign-out stay in it.
+    pub fn session_store(mut self, store: Arc<dyn crate::auth::SessionStore>) -> Self {
+        self.session_store = Some(store);
         self
     }
     /// The mailer (default: [`LogMailer`], which delivers nothing).
@@ -841,11 +851,12 @@ impl PlatformBuilder {
         let access_log_on =
             self.access_log && self.env("PLATFORM_ACCESS_LOG").as_deref() != Some("0");
         let access_log = AccessLog::new(db.clone(), access_log_on);
-        let auth = Auth::new(
+        let auth = Auth::with_session_store(
             db.clone(),
             access.clone(),
             crypto.clone(),
             self.auth_config.clone(),
+            self.session_store.clone(),
         );
         let mailer = self.mailer.clone().unwrap_or_else(|| Arc::new(LogMailer));
         let cache = Cache::new(store, "platform:");

@@ -7,7 +7,9 @@
 //! | [`CacheStore`](crate::cache::CacheStore) | [`cache::run_all`] |
 //! | [`Mailer`](crate::mail::Mailer) | [`mail::run_all`] |
 //! | [`Backplane`](crate::backplane::Backplane) | [`backplane::run_all`] |
+//! | [`SessionStore`](crate::auth::SessionStore) | [`sessions::run_all`] |
 
+pub use crate::auth::session_store::conformance as sessions;
 pub use crate::cache::conformance as cache;
 pub use crate::mail::conformance as mail;
 

@@ -56,6 +56,7 @@
 
 pub mod security_events;
 mod session;
+pub mod session_store;
 mod throttle;
 mod two_factor;
 
@@ -65,6 +66,7 @@ pub use security_events::{
 };
 
 pub use session::{Flash, MAX_DATA_BYTES, Session, SessionData, Sessions};
+pub use session_store::{MemorySessionStore, SessionRecord, SessionStore};
 pub use throttle::{Limit, Throttle, ThrottleConfig, Throttled};
 pub use two_factor::{
     RECOVERY_CODES, RecoveryCodes, TwoFactor, TwoFactorSetup, code_at, current_code,
@@ -228,6 +230,8 @@ pub(crate) struct Inner {
     config: AuthConfig,
     throttle: Throttle,
     events: security_events::Recorder,
+    /// Where sessions live when not in `platform_sessions`.
+    session_store: Option<Arc<dyn SessionStore>>,
 }
 
 /// The authentication service of one platform ([`crate::Platform::auth`]).
@@ -361,6 +365,19 @@ impl Auth {
     /// must have run). The platform builds one; see
     /// [`crate::platform::PlatformBuilder::auth_config`].
     pub fn new(db: Db, access: Access, crypto: Arc<Crypto>, config: AuthConfig) -> Self {
+        Self::with_session_store(db, access, crypto, config, None)
+    }
+
+    /// Like [`Auth::new`], with sessions in `store` instead of the
+    /// database when it is given (see
+    /// [`crate::platform::PlatformBuilder::session_store`]).
+    pub fn with_session_store(
+        db: Db,
+        access: Access,
+        crypto: Arc<Crypto>,
+        config: AuthConfig,
+        store: Option<Arc<dyn SessionStore>>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -369,6 +386,7 @@ impl Auth {
                 throttle: Throttle::new(config.throttle),
                 events: security_events::Recorder::new(),
                 config,
+                session_store: store,
             }),
         }
     }
@@ -530,7 +548,10 @@ impl Auth {
             let mut v = AuditValues::new();
             v.insert("disabled".into(), disabled.into());
             if disabled {
-                let ended = session::delete_user_sessions(&mut tx, user_id, None).await?;
+                let ended = self
+                    .sessions()
+                    .end_user_sessions(&mut tx, user_id, None)
+                    .await?;
                 v.insert("sessions_revoked".into(), ended.into());
             }
             // Cached tokens and grants of every process are dropped.
@@ -679,7 +700,7 @@ impl Auth {
                 .bind_i64(user_id)
                 .push(" AND used_at IS NULL");
             tx.execute(others).await?;
-            let ended = session::delete_user_sessions(&mut tx, user_id, None).await?;
+            let ended = self.sessions().end_user_sessions(&mut tx, user_id, None).await?;
             let mut v = AuditValues::new();
             v.insert("password".into(), REDACTED.into());
             v.insert("sessions_revoked".into(), ended.into());
@@ -956,18 +977,19 @@ impl Auth {
         let result = async {
             set_password_hash(&mut tx, user_id, hash, false).await?;
             let keep = keep_token.map(session::token_hash);
-            let ended = session::delete_user_sessions(&mut tx, user_id, keep.clone()).await?;
+            let ended = self
+                .sessions()
+                .end_user_sessions(&mut tx, user_id, keep.clone())
+                .await?;
             let mut rotated = None;
             if let Some(old) = keep {
                 let token = random_token(32);
-                let mut q = tx.sql();
-                q.push("UPDATE platform_sessions SET id = ")
-                    .bind_str(session::token_hash(&token))
-                    .push(" WHERE id = ")
-                    .bind_str(old)
-                    .push(" AND user_id = ")
-                    .bind_i64(user_id);
-                if tx.execute(q).await? == 1 {
+                let new_id = session::token_hash(&token);
+                if self
+                    .sessions()
+                    .move_user_session(&mut tx, &old, &new_id, user_id)
+                    .await?
+                {
                     rotated = Some(token);
                 }
             }
@@ -1022,7 +1044,10 @@ impl Auth {
                     id: user_id.to_string(),
                 });
             }
-            let ended = session::delete_user_sessions(&mut tx, user_id, None).await?;
+            let ended = self
+                .sessions()
+                .end_user_sessions(&mut tx, user_id, None)
+                .await?;
             let mut v = AuditValues::new();
             v.insert("password".into(), REDACTED.into());
             v.insert("password_change_required".into(), require_change.into());

@@ -1,5 +1,6 @@
 //! Server-side sessions: random tokens in a cookie, their SHA-256 in
-//! `platform_sessions`.
+//! `platform_sessions` or, when the platform has one, in a
+//! [`SessionStore`] (Redis) shared by every node.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -10,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::session_store::{SessionRecord, SessionStore};
 use super::{Inner, acting_as, audit_user, authorize_self, user_ctx};
 use crate::audit::AuditValues;
 use crate::context::Context;
@@ -302,7 +304,124 @@ pub(super) fn token_hash(token: &str) -> String {
     sha256_hex(token.as_bytes())
 }
 
+/// The record a [`SessionStore`] keeps of `s`.
+fn record_of(s: &Session) -> SessionRecord {
+    SessionRecord {
+        id: s.id.clone(),
+        user_id: s.user_id,
+        csrf_token: s.csrf_token.clone(),
+        data: s.data.to_json(),
+        ip: s.ip.clone(),
+        user_agent: s.user_agent.clone(),
+        two_factor_passed: s.two_factor_passed,
+        password_confirmed_at: s.password_confirmed_at,
+        created_at: s.created_at,
+        last_seen_at: s.last_seen_at,
+        expires_at: s.expires_at,
+    }
+}
+
 impl Sessions {
+    /// The external store, when sessions are not in the database.
+    fn store(&self) -> Option<&dyn SessionStore> {
+        self.inner.session_store.as_deref()
+    }
+
+    fn session_of(&self, r: SessionRecord, user: Option<crate::access::User>) -> Session {
+        Session {
+            id: r.id,
+            user_id: r.user_id,
+            user,
+            csrf_token: r.csrf_token,
+            two_factor_passed: r.two_factor_passed,
+            password_confirmed_at: r.password_confirmed_at,
+            data: SessionData::from_json(&r.data),
+            ip: r.ip,
+            user_agent: r.user_agent,
+            created_at: r.created_at,
+            last_seen_at: r.last_seen_at,
+            expires_at: r.expires_at,
+            confirm_timeout: self.inner.config.password_timeout,
+            pending_ttl: self.inner.config.two_factor_challenge_ttl,
+        }
+    }
+
+    /// [`Sessions::load`] from the external store: the record, then its
+    /// user from the database.
+    async fn load_stored(&self, store: &dyn SessionStore, id: String) -> Result<Option<Session>> {
+        let Some(r) = store.get(&id).await? else {
+            return Ok(None);
+        };
+        let user = match r.user_id {
+            Some(uid) => match self.inner.access.user(uid).await? {
+                Some(u) if u.disabled_at.is_none() => Some(u),
+                // A deleted or disabled user's session ends.
+                _ => {
+                    store.remove(&id).await?;
+                    return Ok(None);
+                }
+            },
+            None => None,
+        };
+        let now = Utc::now();
+        if self.expiry(r.created_at, r.last_seen_at) <= now {
+            store.remove(&id).await?;
+            return Ok(None);
+        }
+        let mut s = self.session_of(r, user);
+        if now.signed_duration_since(s.last_seen_at) >= chrono(TOUCH_EVERY) {
+            let now = crate::db::truncate_micros(now);
+            s.last_seen_at = now;
+            s.expires_at = self.expiry(s.created_at, now);
+            store.update(&record_of(&s)).await?;
+        }
+        Ok(Some(s))
+    }
+
+    /// Ends the sessions of `user_id` but the one with id `except`, in the
+    /// database (in `tx`) or in the external store; how many ended.
+    pub(super) async fn end_user_sessions(
+        &self,
+        tx: &mut Tx,
+        user_id: i64,
+        except: Option<String>,
+    ) -> Result<u64> {
+        match self.store() {
+            Some(store) => store.remove_user(user_id, except.as_deref()).await,
+            None => delete_user_sessions(tx, user_id, except).await,
+        }
+    }
+
+    /// Moves the session `old_id` of `user_id` to `new_id` (the password
+    /// change keeping the current device); whether it still existed.
+    pub(super) async fn move_user_session(
+        &self,
+        tx: &mut Tx,
+        old_id: &str,
+        new_id: &str,
+        user_id: i64,
+    ) -> Result<bool> {
+        match self.store() {
+            Some(store) => {
+                let Some(mut r) = store.get(old_id).await? else {
+                    return Ok(false);
+                };
+                r.id = new_id.to_owned();
+                store.replace(old_id, &r, Some(user_id)).await
+            }
+            None => {
+                let mut q = tx.sql();
+                q.push("UPDATE platform_sessions SET id = ")
+                    .bind_str(new_id.to_owned())
+                    .push(" WHERE id = ")
+                    .bind_str(old_id.to_owned())
+                    .push(" AND user_id = ")
+                    .bind_i64(user_id);
+                Ok(tx.execute(q).await? == 1)
+            }
+        }
+    }
+
     fn expiry(&self, created: DateTime<Utc>, seen: DateTime<Utc>) -> DateTime<Utc> {
         let c = &self.inner.config;
         let absolute = created
@@ -387,6 +506,10 @@ impl Sessions {
         let token = random_token(32);
         let ua = user_agent.map(|u| u.chars().take(512).collect::<String>());
         let s = self.blank(token_hash(&token), ip.map(|i| i.to_string()), ua);
+        if let Some(store) = self.store() {
+            store.put(&record_of(&s)).await?;
+            return Ok((token, s));
+        }
         let mut tx = self.inner.db.begin().await?;
         let r = self.insert(&mut tx, &s).await;
         tx.finish(r).await?;
@@ -403,6 +526,9 @@ impl Sessions {
             return Ok(None);
         }
         let id = token_hash(token);
+        if let Some(store) = self.store() {
+            return self.load_stored(store, id).await;
+        }
         let db = &self.inner.db;
         let mut q = db.sql();
         q.push(SELECT).bind_str(id.clone());
@@ -478,6 +604,15 @@ impl Sessions {
                 format!("session data must be at most {MAX_DATA_BYTES} bytes"),
             ));
         }
+        if let Some(store) = self.store() {
+            // Only the data changes: the rest is read again so that a
+            // rotation or touch made meanwhile is kept.
+            if let Some(mut r) = store.get(&session.id).await? {
+                r.data = data;
+                store.update(&r).await?;
+            }
+            return Ok(());
+        }
         let mut q = self.inner.db.sql();
         q.push("UPDATE platform_sessions SET data = ")
             .bind_str(data)
@@ -548,11 +683,16 @@ impl Sessions {
         let actor = acting_as(ctx, &user);
         let mut tx = self.inner.db.begin().await?;
         let result = async {
-            let mut d = tx.sql();
-            d.push("DELETE FROM platform_sessions WHERE id = ")
-                .bind_str(session.id.clone());
-            tx.execute(d).await?;
-            self.insert(&mut tx, &fresh).await?;
+            if let Some(store) = self.store() {
+                store.remove(&session.id).await?;
+                store.put(&record_of(&fresh)).await?;
+            } else {
+                let mut d = tx.sql();
+                d.push("DELETE FROM platform_sessions WHERE id = ")
+                    .bind_str(session.id.clone());
+                tx.execute(d).await?;
+                self.insert(&mut tx, &fresh).await?;
+            }
             let mut v = AuditValues::new();
             v.insert("two_factor".into(), fresh.two_factor_passed.into());
             audit_user(&mut tx, &actor, "login", user.id, None, Some(v)).await
@@ -574,6 +714,20 @@ impl Sessions {
     pub async fn rotate(&self, session: &mut Session) -> Result<String> {
         let token = random_token(32);
         let new_id = token_hash(&token);
+        if let Some(store) = self.store() {
+            let moved = match store.get(&session.id).await? {
+                Some(mut r) => {
+                    r.id = new_id.clone();
+                    store.replace(&session.id, &r, None).await?
+                }
+                None => false,
+            };
+            if !moved {
+                return Err(Error::Unauthenticated);
+            }
+            session.id = new_id;
+            return Ok(token);
+        }
         let mut tx = self.inner.db.begin().await?;
         let result = rotate_id(&mut tx, &session.id, &new_id, None, None).await;
         if tx.finish(result).await? {
@@ -605,6 +759,16 @@ impl Sessions {
         next.csrf_token = random_token(32);
         let token = random_token(32);
         let new_id = token_hash(&token);
+        if let Some(store) = self.store() {
+            let mut r = record_of(&next);
+            r.id = new_id.clone();
+            if !store.replace(&session.id, &r, None).await? {
+                return Err(Error::Unauthenticated);
+            }
+            next.id = new_id;
+            *session = next;
+            return Ok(token);
+        }
         let json = next.data.to_json();
         let mut tx = self.inner.db.begin().await?;
         let result = rotate_id(
@@ -637,14 +801,20 @@ impl Sessions {
         let id = token_hash(token);
         let mut tx = self.inner.db.begin().await?;
         let result = async {
-            let mut q = tx.sql();
-            q.push("SELECT user_id FROM platform_sessions WHERE id = ")
-                .bind_str(id.clone());
-            let user_id = tx.fetch_i64(q).await?;
-            let mut d = tx.sql();
-            d.push("DELETE FROM platform_sessions WHERE id = ")
-                .bind_str(id);
-            tx.execute(d).await?;
+            let user_id = match self.store() {
+                Some(store) => store.remove(&id).await?.and_then(|r| r.user_id),
+                None => {
+                    let mut q = tx.sql();
+                    q.push("SELECT user_id FROM platform_sessions WHERE id = ")
+                        .bind_str(id.clone());
+                    let user_id = tx.fetch_i64(q).await?;
+                    let mut d = tx.sql();
+                    d.push("DELETE FROM platform_sessions WHERE id = ")
+                        .bind_str(id);
+                    tx.execute(d).await?;
+                    user_id
+                }
+            };
             if let Some(uid) = user_id {
                 let actor = user_ctx(&self.inner.access, ctx, uid).await?;
                 audit_user(&mut tx, &actor, "logout", uid, None, None).await?;
@@ -683,7 +853,9 @@ impl Sessions {
         authorize_self(ctx, user_id)?;
         let mut tx = self.inner.db.begin().await?;
         let result = async {
-            let n = delete_user_sessions(&mut tx, user_id, except.map(token_hash)).await?;
+            let n = self
+                .end_user_sessions(&mut tx, user_id, except.map(token_hash))
+                .await?;
             if n > 0 {
                 let mut v = AuditValues::new();
                 v.insert("sessions".into(), n.into());
@@ -698,6 +870,10 @@ impl Sessions {
     /// Deletes every expired session; returns how many. Run it now and then
     /// (expired sessions never load, so this only reclaims space).
     pub async fn prune_expired(&self) -> Result<u64> {
+        if self.store().is_some() {
+            // The store forgets expired sessions on its own.
+            return Ok(0);
+        }
         let db = &self.inner.db;
         let mut q = db.sql();
         q.push("DELETE FROM platform_sessions WHERE expires_at <= ")
@@ -707,6 +883,9 @@ impl Sessions {
 
     /// How many live sessions `user_id` has.
     pub async fn count_for_user(&self, user_id: i64) -> Result<i64> {
+        if let Some(store) = self.store() {
+            return store.count_user(user_id).await;
+        }
         let db = &self.inner.db;
         let mut q = db.sql();
         q.push("SELECT COUNT(*) FROM platform_sessions WHERE user_id = ")
@@ -722,6 +901,22 @@ impl Sessions {
         let now = crate::db::truncate_micros(Utc::now());
         let token = random_token(32);
         let new_id = token_hash(&token);
+        if let Some(store) = self.store() {
+            let moved = match store.get(&session.id).await? {
+                Some(mut r) => {
+                    r.id = new_id.clone();
+                    r.password_confirmed_at = Some(now);
+                    store.replace(&session.id, &r, None).await?
+                }
+                None => false,
+            };
+            if !moved {
+                return Err(Error::Unauthenticated);
+            }
+            session.id = new_id;
+            session.password_confirmed_at = Some(now);
+            return Ok(token);
+        }
         let mut tx = self.inner.db.begin().await?;
         let result = async {
             let mut q = tx.sql();

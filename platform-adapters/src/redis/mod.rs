@@ -2,6 +2,8 @@
 //! [`CacheStore`] shared by every node; [`RedisBackplane`], the
 //! [`Backplane`] over Redis pub/sub; and [`RedisScaleOut`], which puts both
 //! under a platform: L1 in process, L2 on Redis, invalidated across nodes.
+//! With the feature `session-redis`, `RedisSessionStore` keeps the
+//! sessions there too.
 //!
 //! ```no_run
 //! # async fn f() -> platform_core::Result<()> {
@@ -28,6 +30,12 @@ use platform_core::cache::{CacheStore, LayeredStore, MemoryStore};
 use platform_core::platform::PlatformBuilder;
 use platform_core::{Error, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+#[cfg(feature = "session-redis")]
+mod session;
+#[cfg(feature = "session-redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "session-redis")))]
+pub use session::RedisSessionStore;
 
 const BACKEND: &str = "redis";
 
@@ -332,6 +340,8 @@ impl Backplane for RedisBackplane {
 pub struct RedisScaleOut {
     store: Arc<LayeredStore>,
     backplane: Arc<RedisBackplane>,
+    #[cfg(feature = "session-redis")]
+    sessions: Arc<RedisSessionStore>,
 }
 
 impl RedisScaleOut {
@@ -349,6 +359,11 @@ impl RedisScaleOut {
     /// under `<prefix>bp:` (several applications on one Redis database).
     pub async fn connect_with_prefix(url: &str, prefix: &str) -> Result<Self> {
         let l2 = Arc::new(RedisStore::connect_with_prefix(url, &format!("{prefix}c:")).await?);
+        #[cfg(feature = "session-redis")]
+        let sessions = Arc::new(RedisSessionStore::with_connection(
+            l2.conn.clone(),
+            &format!("{prefix}sess:"),
+        ));
         let backplane =
             Arc::new(RedisBackplane::connect_with_prefix(url, &format!("{prefix}bp:")).await?);
         let store = Arc::new(LayeredStore::new(
@@ -357,7 +372,12 @@ impl RedisScaleOut {
             backplane.clone(),
             Self::L1_TTL,
         ));
-        Ok(Self { store, backplane })
+        Ok(Self {
+            store,
+            backplane,
+            #[cfg(feature = "session-redis")]
+            sessions,
+        })
     }
 
     /// The layered store.
@@ -368,6 +388,16 @@ impl RedisScaleOut {
     /// The backplane.
     pub fn backplane(&self) -> &Arc<RedisBackplane> {
         &self.backplane
+    }
+
+    /// The session store on the same server (keys under `<prefix>sess:`),
+    /// for [`PlatformBuilder::session_store`]; [`RedisScaleOut::apply`]
+    /// does not set it, since sessions in the main database are shared by
+    /// the nodes already.
+    #[cfg(feature = "session-redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "session-redis")))]
+    pub fn sessions(&self) -> &Arc<RedisSessionStore> {
+        &self.sessions
     }
 
     /// `builder` with this cache store and backplane.
@@ -382,7 +412,7 @@ impl RedisScaleOut {
 mod tests {
     use super::*;
 
-    fn url() -> Option<String> {
+    pub(super) fn url() -> Option<String> {
         match std::env::var("PLATFORM_TEST_REDIS_URL") {
             Ok(u) if !u.trim().is_empty() => Some(u),
             _ => {
