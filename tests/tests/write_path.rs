@@ -503,6 +503,81 @@ async fn bulk_operations_audit_every_row() {
             .await
             .unwrap();
         assert_eq!(deleted, Some(12), "{backend}");
+        // Restore and force-delete are set operations too: one transaction,
+        // one `bulk` entry per row.
+        let void = ListQuery::new().filter_eq("status", "void");
+        assert_eq!(repo.restore_where(&void).await.unwrap(), 12, "{backend}");
+        assert_eq!(
+            repo.restore_where(&void).await.unwrap(),
+            0,
+            "{backend}: restored once"
+        );
+        let restored = p
+            .db()
+            .fetch_i64(Sql::literal(p.db().backend(), "SELECT COUNT(*) FROM platform_audits WHERE event = 'restored' AND tags LIKE '%bulk%'"))
+            .await
+            .unwrap();
+        assert_eq!(restored, Some(12), "{backend}");
+        let all = repo
+            .list(&ListQuery::new().page_size(100).with_count())
+            .await
+            .unwrap();
+        assert_eq!(all.total, Some(Count::Exact(30)), "{backend}");
+        // A customer still referenced by invoices: nothing is removed.
+        let customers = p.records("customers", &ctx).unwrap();
+        let err = customers
+            .force_delete_where(&ListQuery::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Conflict { .. }), "{backend}: {err:?}");
+        assert!(customers.find(Value::Int(c.id)).await.is_ok(), "{backend}");
+        repo.delete_where(&ListQuery::new().filter_eq("status", "void"))
+            .await
+            .unwrap();
+        let gone = repo
+            .force_delete_where(
+                &ListQuery::new()
+                    .filter_eq("status", "void")
+                    .trashed(Trashed::With),
+            )
+            .await
+            .unwrap();
+        assert_eq!(gone, 12, "{backend}");
+        let force_deleted = p
+            .db()
+            .fetch_i64(Sql::literal(p.db().backend(), "SELECT COUNT(*) FROM platform_audits WHERE event = 'force_deleted' AND tags LIKE '%bulk%'"))
+            .await
+            .unwrap();
+        assert_eq!(force_deleted, Some(12), "{backend}");
+        let rows = p
+            .db()
+            .fetch_i64(Sql::literal(
+                p.db().backend(),
+                "SELECT COUNT(*) FROM invoices",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(rows, Some(18), "{backend}: removed from the table");
+        // Only with its permissions.
+        let restorer = user_ctx(&["view_any_invoice", "restore_invoice"]);
+        let err = p
+            .repo::<Invoice>(&restorer)
+            .force_delete_where(&ListQuery::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::PermissionDenied { ability } if ability == "force_delete_invoice"),
+            "{err:?}"
+        );
+        let err = p
+            .repo::<Invoice>(&user_ctx(&["view_any_invoice"]))
+            .restore_where(&ListQuery::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::PermissionDenied { ability } if ability == "restore_invoice"),
+            "{err:?}"
+        );
         // A bulk change that breaks a rule is refused as a whole.
         let err = repo
             .update_where(&ListQuery::new(), Changes::new().set("status", "nope"))

@@ -17,10 +17,10 @@
 use axum::Json;
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
-use platform_core::audit::{AuditFilter, AuditValues, Entry, mask_values};
+use platform_core::audit::{AuditFilter, AuditValues, Entry};
 use platform_core::context::Actor;
 use platform_core::error::FieldErrors;
-use platform_core::permission::{Ability, VIEW_AUDIT, VIEW_PII};
+use platform_core::permission::{Ability, VIEW_AUDIT};
 use platform_core::repo::Records;
 use platform_core::resource::ResourceMeta;
 use platform_core::value::Value;
@@ -271,27 +271,12 @@ fn entry_base(path: &str) -> String {
 /// `view_audit` left out.
 fn entry_json(api: &ApiContext, meta: &'static ResourceMeta, base: &str, e: Entry) -> AuditJson {
     let ctx = api.context();
-    let see_pii = ctx.can(VIEW_PII);
     let see_audit = ctx.can(VIEW_AUDIT);
-    let pii: Vec<&str> = meta
-        .field_list()
-        .iter()
-        .filter(|f| f.is_pii())
-        .map(|f| f.name())
-        .collect();
-    let clean = |mut values: AuditValues| {
-        for f in meta.field_list().iter().filter(|f| f.is_hidden()) {
-            values.remove(f.name());
-        }
-        if !see_pii {
-            mask_values(&mut values, &pii);
-        }
-        values
-    };
+    let (old_values, new_values) = e.values_for(meta, ctx);
     AuditJson {
         id: e.id,
-        old_values: clean(e.old()),
-        new_values: clean(e.new_values_map()),
+        old_values,
+        new_values,
         tags: e.tag_list(),
         href: format!("{base}{}", e.id),
         event: e.event,

@@ -36,10 +36,6 @@ use super::list::Caps;
 use super::query::parse_query_string;
 use super::render::Panel;
 
-/// The most records a restore or force delete of "all matching" handles in
-/// one request (each is its own audited write); run it again for more.
-pub const MAX_LOOPED: usize = 1000;
-
 /// What a host bulk action returns: the message to show, or an error
 /// (validation and conflict messages are shown; a missing permission is a
 /// 403 page).
@@ -344,12 +340,13 @@ pub(crate) async fn run(
                 .await
                 .map(|n| format!("Deleted {n} {}.", label(n)))
         }
-        // Row by row (each row's own checks and audit entry), tagged `bulk`
-        // like the rows of `delete_where`.
-        Kind::Restore => restore(&bulk_tagged(&p, &records), &selection)
+        // One audited set operation each, in core (the API's too).
+        Kind::Restore => records
+            .restore_where(&selection_query(&records, &selection))
             .await
             .map(|n| format!("Restored {n} {}.", label(n))),
-        Kind::ForceDelete => force_delete(&bulk_tagged(&p, &records), &selection)
+        Kind::ForceDelete => records
+            .force_delete_where(&selection_query(&records, &selection))
             .await
             .map(|n| format!("Deleted {n} {} for good.", label(n))),
         Kind::Export => match export(&p, records, &selection).await {
@@ -439,91 +436,6 @@ async fn confirm(
             .collect(),
     };
     p.render("confirm.html", &page.heading, &page).await
-}
-
-/// The ids of up to `limit` records matching `q` (first page, by id).
-async fn first_ids(
-    records: &Records,
-    q: &ListQuery,
-    limit: u32,
-) -> platform_core::Result<Vec<Value>> {
-    let mut q = q.clone();
-    q.paging = Paging::Cursor {
-        size: limit.clamp(1, MAX_PAGE_SIZE),
-        after: None,
-    };
-    q.sort = None;
-    q.count = false;
-    Ok(records
-        .list(&q)
-        .await?
-        .items
-        .iter()
-        .map(|r| r.id().clone())
-        .collect())
-}
-
-/// `records` acting with the request's context tagged `bulk`.
-fn bulk_tagged(p: &Panel, records: &Records) -> Records {
-    let ctx = p.ctx().clone().with_tag("bulk");
-    p.platform
-        .records(records.meta().name(), &ctx)
-        .unwrap_or_else(|| records.clone())
-}
-
-async fn restore(records: &Records, selection: &Selection) -> platform_core::Result<u64> {
-    let mut n = 0;
-    match selection {
-        Selection::Ids(ids) => {
-            for id in ids {
-                match records.restore(id.clone()).await {
-                    Ok(_) => n += 1,
-                    // Not deleted: nothing to do.
-                    Err(platform_core::Error::Conflict { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        Selection::Query(q) => {
-            let q = q.clone().trashed(Trashed::Only);
-            while (n as usize) < MAX_LOOPED {
-                let ids = first_ids(records, &q, MAX_PAGE_SIZE).await?;
-                if ids.is_empty() {
-                    break;
-                }
-                for id in ids {
-                    records.restore(id).await?;
-                    n += 1;
-                }
-            }
-        }
-    }
-    Ok(n)
-}
-
-async fn force_delete(records: &Records, selection: &Selection) -> platform_core::Result<u64> {
-    let mut n = 0;
-    match selection {
-        Selection::Ids(ids) => {
-            for id in ids {
-                records.force_delete(id.clone()).await?;
-                n += 1;
-            }
-        }
-        Selection::Query(q) => {
-            while (n as usize) < MAX_LOOPED {
-                let ids = first_ids(records, q, MAX_PAGE_SIZE).await?;
-                if ids.is_empty() {
-                    break;
-                }
-                for id in ids {
-                    records.force_delete(id).await?;
-                    n += 1;
-                }
-            }
-        }
-    }
-    Ok(n)
 }
 
 /// The exported columns: every field but hidden and encrypted ones

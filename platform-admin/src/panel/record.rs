@@ -8,9 +8,9 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use platform_core::audit::AuditFilter;
-use platform_core::audit::{AuditValues, Entry, mask_values};
+use platform_core::audit::{AuditValues, Entry};
 use platform_core::error::FieldErrors;
-use platform_core::permission::{Ability, VIEW_AUDIT, VIEW_PII};
+use platform_core::permission::{Ability, VIEW_AUDIT};
 use platform_core::repo::{Record, Records};
 use platform_core::resource::ResourceMeta;
 use platform_core::value::Value;
@@ -357,29 +357,16 @@ fn activity(
     base: &str,
     restorable_here: bool,
 ) -> Vec<EntryView> {
-    let pii: Vec<&str> = meta
-        .field_list()
-        .iter()
-        .filter(|f| f.is_pii())
-        .map(|f| f.name())
-        .collect();
-    let see_pii = p.can(VIEW_PII);
     let see_audit = p.can(VIEW_AUDIT);
     entries
         .iter()
         .map(|e| {
-            let mut old: AuditValues = e.old();
-            let mut new: AuditValues = e.new_values_map();
-            if !see_pii {
-                mask_values(&mut old, &pii);
-                mask_values(&mut new, &pii);
-            }
+            let (old, new): (AuditValues, AuditValues) = e.values_for(meta, p.ctx());
             let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
             keys.sort();
             keys.dedup();
             let changes = keys
                 .into_iter()
-                .filter(|k| meta.field(k).is_none_or(|f| !f.is_hidden()))
                 .map(|k| ChangeView {
                     label: meta
                         .field(k)

@@ -131,6 +131,34 @@ impl Entry {
     pub fn new_values_map(&self) -> AuditValues {
         parse_values(self.new_values.as_deref())
     }
+
+    /// The old and new values as `ctx` may see them, the one rule the
+    /// panel's activity log and the API's audit listing both apply:
+    /// hidden fields of `meta` left out, its personal-data fields masked
+    /// without `view_pii`. (Encrypted fields are never in the trail in
+    /// clear; see [`REDACTED`].)
+    pub fn values_for(
+        &self,
+        meta: &crate::resource::ResourceMeta,
+        ctx: &Context,
+    ) -> (AuditValues, AuditValues) {
+        let see_pii = ctx.can(crate::permission::VIEW_PII);
+        let clean = |mut values: AuditValues| {
+            for f in meta.field_list() {
+                if f.is_hidden() {
+                    values.remove(f.name());
+                } else if f.is_pii()
+                    && !see_pii
+                    && let Some(v) = values.get_mut(f.name())
+                    && !v.is_null()
+                {
+                    *v = serde_json::Value::String(MASKED.to_owned());
+                }
+            }
+            values
+        };
+        (clean(self.old()), clean(self.new_values_map()))
+    }
     /// Tags, parsed.
     pub fn tag_list(&self) -> Vec<String> {
         self.tags

@@ -1,13 +1,15 @@
-//! Writes by query: `update_where` and `delete_where`, in chunks.
+//! Writes by query, in chunks inside one transaction: `update_where`,
+//! `delete_where`, `restore_where` and `force_delete_where`.
 
 use chrono::Utc;
 
+use crate::audit::AuditValues;
 use crate::db::dialect;
 use crate::db::{Backend, Sql, Tx};
 use crate::error::{Error, Result};
 use crate::event::EventKind;
 use crate::permission::Ability;
-use crate::query::{ListQuery, Paging, Plan, column_types, push_columns};
+use crate::query::{ListQuery, Paging, Plan, Trashed, column_types, push_columns};
 use crate::resource::FieldMeta;
 use crate::value::{FieldType, Value};
 
@@ -190,7 +192,48 @@ impl Records {
         tx.fetch_all(q, &column_types(meta)).await
     }
 
+    /// Restores every soft-deleted record matching `query`'s filters and
+    /// search (paging and the trashed switch are ignored: only deleted
+    /// records are restored), in one transaction, auditing each row as
+    /// `restored` tagged `bulk`. Needs `restore_` and `view_any_`. Returns
+    /// the number restored.
+    pub async fn restore_where(&self, query: &ListQuery) -> Result<u64> {
+        self.authorize(Ability::Restore)?;
+        self.authorize(Ability::ViewAny)?;
+        let meta = self.meta();
+        if meta.deleted_at().is_none() {
+            return Err(Error::Unsupported(format!(
+                "{} records are not soft-deleted",
+                meta.label_text()
+            )));
+        }
+        let query = query.clone().trashed(Trashed::Only);
+        self.detached(|r| async move { r.set_operation(&query, SetOp::Restore).await })
+            .await
+    }
+
+    /// Removes for good every record matching `query`'s filters, search
+    /// and trashed switch (paging is ignored), in one transaction: all or
+    /// nothing, so a record still referenced elsewhere leaves every one in
+    /// place ([`Error::Conflict`]). Each row is audited as `force_deleted`
+    /// tagged `bulk`. Needs `force_delete_` and `view_any_`. Returns the
+    /// number removed.
+    pub async fn force_delete_where(&self, query: &ListQuery) -> Result<u64> {
+        self.authorize(Ability::ForceDelete)?;
+        self.authorize(Ability::ViewAny)?;
+        let query = query.clone();
+        self.detached(|r| async move { r.set_operation(&query, SetOp::ForceDelete).await })
+            .await
+    }
+
     async fn bulk_delete(&self, query: &ListQuery) -> Result<u64> {
+        self.set_operation(query, SetOp::Delete).await
+    }
+
+    /// Deletes, removes for good or restores the matching rows, walking
+    /// them by primary key in chunks inside one transaction; one audit
+    /// entry per row, tagged `bulk`.
+    async fn set_operation(&self, query: &ListQuery, op: SetOp) -> Result<u64> {
         let meta = self.meta();
         let plan = self.plan(&bulk_query(query))?;
         let db = self.platform.db();
@@ -199,6 +242,11 @@ impl Records {
         let pk_i = meta.primary_key_index();
         let soft = meta.deleted_at();
         let now = Value::DateTime(crate::db::truncate_micros(Utc::now()));
+        let kind = match op {
+            SetOp::Delete => EventKind::Deleted,
+            SetOp::ForceDelete => EventKind::ForceDeleted,
+            SetOp::Restore => EventKind::Restored,
+        };
         let mut tx = db.begin().await?;
         let mut ids = Vec::new();
         let mut last: Option<Value> = None;
@@ -214,14 +262,24 @@ impl Records {
                 }
                 let chunk_ids: Vec<Value> = rows.iter().map(|r| r[pk_i].clone()).collect();
                 let mut q = tx.sql();
-                if let Some(d) = soft {
-                    q.push("UPDATE ")
-                        .ident(meta.table())
-                        .push(" SET ")
-                        .ident(d.column_name());
-                    q.push(" = ").bind(now.clone(), FieldType::DateTime);
-                } else {
-                    q.push("DELETE FROM ").ident(meta.table());
+                match (op, soft) {
+                    (SetOp::Delete, Some(d)) => {
+                        q.push("UPDATE ")
+                            .ident(meta.table())
+                            .push(" SET ")
+                            .ident(d.column_name());
+                        q.push(" = ").bind(now.clone(), FieldType::DateTime);
+                    }
+                    (SetOp::Restore, Some(d)) => {
+                        q.push("UPDATE ")
+                            .ident(meta.table())
+                            .push(" SET ")
+                            .ident(d.column_name())
+                            .push(" = NULL");
+                    }
+                    _ => {
+                        q.push("DELETE FROM ").ident(meta.table());
+                    }
                 }
                 q.push(" WHERE ").ident(pk.column_name()).push(" IN (");
                 q.join(&chunk_ids, ", ", |q, id| {
@@ -234,8 +292,21 @@ impl Records {
                     for row in rows {
                         let id = row[pk_i].clone();
                         let old = self.decrypt_row(row)?.into_values();
-                        let o = self.audit_values(&old, &self.all_fields());
-                        entries.push(self.audit_entry(EventKind::Deleted, &id, Some(o), None));
+                        let entry = match (op, soft) {
+                            (SetOp::Restore, Some(d)) => {
+                                let di = meta.field_index(d.name()).unwrap_or(0);
+                                let mut o = AuditValues::new();
+                                o.insert(d.name().to_owned(), old[di].to_json());
+                                let mut nv = AuditValues::new();
+                                nv.insert(d.name().to_owned(), serde_json::Value::Null);
+                                self.audit_entry(kind, &id, Some(o), Some(nv))
+                            }
+                            _ => {
+                                let o = self.audit_values(&old, &self.all_fields());
+                                self.audit_entry(kind, &id, Some(o), None)
+                            }
+                        };
+                        entries.push(entry);
                     }
                     self.record_changes(&mut tx, &self.ctx.clone().with_tag("bulk"), &entries)
                         .await?;
@@ -253,10 +324,16 @@ impl Records {
             return Err(match e {
                 Error::Conflict { .. } => Error::Conflict {
                     field: meta.name().to_owned(),
-                    message: format!(
-                        "some {} are still referenced by other records; nothing was deleted",
-                        meta.plural_label()
-                    ),
+                    message: match op {
+                        SetOp::Restore => format!(
+                            "restoring them would give several {} the same unique value; nothing was restored",
+                            meta.plural_label()
+                        ),
+                        _ => format!(
+                            "some {} are still referenced by other records; nothing was deleted",
+                            meta.plural_label()
+                        ),
+                    },
                 },
                 e => e,
             });
@@ -264,10 +341,21 @@ impl Records {
         tx.commit().await?;
         let n = ids.len() as u64;
         if n > 0 {
-            self.after_commit(EventKind::Deleted, ids, true).await;
+            self.after_commit(kind, ids, true).await;
         }
         Ok(n)
     }
+}
+
+/// What [`Records::set_operation`] does to each matching row.
+#[derive(Debug, Clone, Copy)]
+enum SetOp {
+    /// Soft-delete (or delete, on resources without `deleted_at`).
+    Delete,
+    /// Remove for good.
+    ForceDelete,
+    /// Clear `deleted_at`.
+    Restore,
 }
 
 /// The filters and search of `q`, without paging or sorting.

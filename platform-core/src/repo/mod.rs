@@ -407,6 +407,16 @@ impl<R: Resource> Repo<R> {
     pub async fn delete_where(&self, query: &ListQuery) -> Result<u64> {
         self.records.delete_where(query).await
     }
+    /// Restores every soft-deleted record matching `query`'s filters and
+    /// search, as one audited set operation ([`Records::restore_where`]).
+    pub async fn restore_where(&self, query: &ListQuery) -> Result<u64> {
+        self.records.restore_where(query).await
+    }
+    /// Deletes for good every record matching `query`, all or nothing
+    /// ([`Records::force_delete_where`]).
+    pub async fn force_delete_where(&self, query: &ListQuery) -> Result<u64> {
+        self.records.force_delete_where(query).await
+    }
 }
 
 impl Records {
