@@ -78,6 +78,25 @@
 //! `import_` has no route and is not exercised; neither are host-defined
 //! bulk actions.
 //!
+//! ## Capabilities
+//!
+//! The capabilities' panel pages ([`PanelPage`](crate::panel::PanelPage))
+//! and declared API routes ([`ApiRoutes`](crate::capability::ApiRoutes))
+//! are requested too, as every role; each permission a capability declares
+//! gets a `matrix_only_` role of its own. What they require is read from
+//! their declarations:
+//!
+//! | route | requires |
+//! |-------|----------|
+//! | `GET /admin/{slug}`, `GET /admin/{slug}/{item}` | the page's permission (a signed-in user when it has none) |
+//! | `POST /admin/{slug}/actions/{name}`, `.../{name}/{item}` | the page's permission and the action's |
+//! | a declared API route | its [`RouteAccess`](crate::capability::RouteAccess) |
+//!
+//! No input is sent to them (`{item}` and `{param}` segments are filled
+//! with a value that names nothing): an answer refusing the input (`400`,
+//! `422`, or `404` on a route with a parameter) got past the permission
+//! check and counts as allowed. Actions run for real.
+//!
 //! ## Outcomes
 //!
 //! | answer | outcome |
