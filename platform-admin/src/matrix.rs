@@ -1177,7 +1177,13 @@ impl Run {
                 let slug = page.slug();
                 let needs: Vec<&'static str> = page.required_permission().into_iter().collect();
                 let href = format!("{panel}/{slug}");
-                out.push(Target::page(slug, Method::GET, format!("GET {href}"), href.clone(), &needs));
+                out.push(Target::page(
+                    slug,
+                    Method::GET,
+                    format!("GET {href}"),
+                    href.clone(),
+                    &needs,
+                ));
                 out.push(Target::page(
                     slug,
                     Method::GET,
@@ -1188,7 +1194,13 @@ impl Run {
                 for action in page.actions() {
                     let needs = page.action_permissions(action.name()).unwrap_or_default();
                     let at = format!("{href}/actions/{}", action.name());
-                    out.push(Target::page(slug, Method::POST, format!("POST {at}"), at.clone(), &needs));
+                    out.push(Target::page(
+                        slug,
+                        Method::POST,
+                        format!("POST {at}"),
+                        at.clone(),
+                        &needs,
+                    ));
                     out.push(Target::page(
                         slug,
                         Method::POST,
@@ -1942,7 +1954,13 @@ struct Target {
 }
 
 impl Target {
-    fn page(slug: &'static str, method: Method, label: String, path: String, needs: &[&'static str]) -> Self {
+    fn page(
+        slug: &'static str,
+        method: Method,
+        label: String,
+        path: String,
+        needs: &[&'static str],
+    ) -> Self {
         Self {
             kind: RowKind::Page,
             owner: slug,
@@ -1951,7 +1969,9 @@ impl Target {
             label,
             path,
             // A page without a permission is for every signed-in user.
-            access: needs.first().map_or(RouteAccess::Authenticated, |p| RouteAccess::Permission(p)),
+            access: needs
+                .first()
+                .map_or(RouteAccess::Authenticated, |p| RouteAccess::Permission(p)),
             needs: needs.to_vec(),
             has_params: true,
         }

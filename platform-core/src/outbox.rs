@@ -287,7 +287,12 @@ impl Outbox {
         resource: impl Into<String>,
         subscriber: impl Subscriber,
     ) {
-        self.push(name.into(), Some(resource.into()), None, Arc::new(subscriber));
+        self.push(
+            name.into(),
+            Some(resource.into()),
+            None,
+            Arc::new(subscriber),
+        );
     }
 
     fn push(

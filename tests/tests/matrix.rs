@@ -392,7 +392,9 @@ impl platform_core::capability::Capability for Leaky {
     fn setup(&self, setup: &mut platform_core::capability::Setup) {
         use axum::routing::get;
         use platform_admin::capability::{ApiRoutes, SetupExt};
-        use platform_admin::panel::page::{ActionFuture, PageAction, PageContext, PageFuture, PanelPage};
+        use platform_admin::panel::page::{
+            ActionFuture, PageAction, PageContext, PageFuture, PanelPage,
+        };
 
         async fn unguarded() -> &'static str {
             "figures"
@@ -493,7 +495,10 @@ async fn capability_pages_actions_and_api_routes_are_in_the_matrix_on_every_back
             "POST /admin/jobs/actions/retry-all",
             "POST /admin/jobs/actions/forget/{item}",
         ] {
-            assert!(page_routes.contains(route), "{backend}: {route} in {page_routes:?}");
+            assert!(
+                page_routes.contains(route),
+                "{backend}: {route} in {page_routes:?}"
+            );
         }
         // Each capability permission is tested alone: `view_jobs` opens the
         // page and the JSON, not the actions; `retry_jobs` alone opens
@@ -502,11 +507,26 @@ async fn capability_pages_actions_and_api_routes_are_in_the_matrix_on_every_back
         let retry = format!("{ROLE_PREFIX}retry_jobs");
         for route in ["GET /admin/jobs", "GET /api/jobs/stats"] {
             let allowed = allowed_on(&report, route);
-            assert!(allowed.contains(&view.as_str()), "{backend}: {route} {allowed:?}");
-            assert!(allowed.contains(&"super_admin"), "{backend}: {route} {allowed:?}");
-            assert!(!allowed.contains(&retry.as_str()), "{backend}: {route} {allowed:?}");
-            assert!(!allowed.contains(&"(no role)"), "{backend}: {route} {allowed:?}");
-            assert!(!allowed.contains(&"(anonymous)"), "{backend}: {route} {allowed:?}");
+            assert!(
+                allowed.contains(&view.as_str()),
+                "{backend}: {route} {allowed:?}"
+            );
+            assert!(
+                allowed.contains(&"super_admin"),
+                "{backend}: {route} {allowed:?}"
+            );
+            assert!(
+                !allowed.contains(&retry.as_str()),
+                "{backend}: {route} {allowed:?}"
+            );
+            assert!(
+                !allowed.contains(&"(no role)"),
+                "{backend}: {route} {allowed:?}"
+            );
+            assert!(
+                !allowed.contains(&"(anonymous)"),
+                "{backend}: {route} {allowed:?}"
+            );
         }
         assert_eq!(
             allowed_on(&report, "POST /admin/jobs/actions/retry-all"),
