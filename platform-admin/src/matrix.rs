@@ -80,8 +80,8 @@
 //!
 //! ## Capabilities
 //!
-//! The capabilities' panel pages ([`PanelPage`](crate::panel::PanelPage))
-//! and declared API routes ([`ApiRoutes`](crate::capability::ApiRoutes))
+//! The capabilities' panel pages ([`PanelPage`])
+//! and declared API routes ([`ApiRoutes`])
 //! are requested too, as every role; each permission a capability declares
 //! gets a `matrix_only_` role of its own. What they require is read from
 //! their declarations:
@@ -90,7 +90,7 @@
 //! |-------|----------|
 //! | `GET /admin/{slug}`, `GET /admin/{slug}/{item}` | the page's permission (a signed-in user when it has none) |
 //! | `POST /admin/{slug}/actions/{name}`, `.../{name}/{item}` | the page's permission and the action's |
-//! | a declared API route | its [`RouteAccess`](crate::capability::RouteAccess) |
+//! | a declared API route | its [`RouteAccess`] |
 //!
 //! No input is sent to them (`{item}` and `{param}` segments are filled
 //! with a value that names nothing): an answer refusing the input (`400`,
@@ -221,10 +221,10 @@ pub enum RowKind {
     /// A resource's API or panel route.
     Resource,
     /// A capability's panel page or one of its actions
-    /// ([`PanelPage`](crate::panel::PanelPage)).
+    /// ([`PanelPage`]).
     Page,
     /// A declared route of a capability's
-    /// [`ApiRoutes`](crate::capability::ApiRoutes).
+    /// [`ApiRoutes`].
     ApiRoute,
 }
 
