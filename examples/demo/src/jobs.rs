@@ -28,7 +28,8 @@ pub(crate) fn capability(database_url: &str) -> Jobs {
     let jobs = Jobs::new();
     let queue_url = std::env::var("PLATFORM_QUEUE_URL").is_ok_and(|v| !v.trim().is_empty());
     if database_url.starts_with("mysql:") && !queue_url {
-        println!(
+        // Standard error: some commands' standard output is their result.
+        eprintln!(
             "Jobs: MySQL/MariaDB has no queue back end; jobs wait in .platform/jobs.db \
              (set PLATFORM_QUEUE_URL=redis://... to share them between nodes)"
         );
