@@ -1961,6 +1961,9 @@ impl Target {
         path: String,
         needs: &[&'static str],
     ) -> Self {
+        // Only the routes with an `{item}` may answer 404 for it: a page or
+        // an action that is not found at all is a mismatch.
+        let has_params = path.ends_with("/matrix");
         Self {
             kind: RowKind::Page,
             owner: slug,
@@ -1973,7 +1976,7 @@ impl Target {
                 .first()
                 .map_or(RouteAccess::Authenticated, |p| RouteAccess::Permission(p)),
             needs: needs.to_vec(),
-            has_params: true,
+            has_params,
         }
     }
 
