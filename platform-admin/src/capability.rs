@@ -32,20 +32,165 @@ impl Routes {
     }
 }
 
+/// What a capability's API route requires of the caller, as declared with
+/// [`ApiRoutes::requires`], [`ApiRoutes::public`] or (the default)
+/// [`ApiRoutes::get`] and its siblings alone. The permission matrix
+/// (`platform_admin::matrix`) requests every declared route as every role
+/// and checks the answer against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteAccess {
+    /// Anyone, with or without a token.
+    Public,
+    /// Any caller with a valid token (the default of a declared route).
+    Authenticated,
+    /// A caller whose token's user holds this permission.
+    Permission(&'static str),
+}
+
+impl std::fmt::Display for RouteAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Public => f.write_str("public"),
+            Self::Authenticated => f.write_str("signed in"),
+            Self::Permission(p) => f.write_str(p),
+        }
+    }
+}
+
+/// One declared route of an [`ApiRoutes`]: method, path (relative to
+/// `/api`, with `{param}` segments as in axum) and what it requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiRoute {
+    method: axum::http::Method,
+    path: &'static str,
+    access: RouteAccess,
+}
+
+impl ApiRoute {
+    /// The method.
+    pub fn method(&self) -> &axum::http::Method {
+        &self.method
+    }
+    /// The path, relative to `/api` (`/jobs/stats`).
+    pub fn path(&self) -> &'static str {
+        self.path
+    }
+    /// What it requires.
+    pub fn access(&self) -> RouteAccess {
+        self.access
+    }
+}
+
 /// Routes served under `/api`, behind the API's layers (access log,
 /// security headers). Handlers authenticate with
 /// [`ApiContext`](crate::api::ApiContext) like the API's own.
+///
+/// Declare each route with what it requires, so that the permission
+/// matrix checks it for every role (an undeclared route is served but not
+/// checked):
+///
+/// ```
+/// use axum::routing::get;
+/// use platform_admin::capability::{ApiRoutes, RouteAccess};
+///
+/// async fn stats() -> &'static str { "{}" }
+/// async fn version() -> &'static str { "1" }
+///
+/// let routes = ApiRoutes::new(
+///     axum::Router::new()
+///         .route("/queue/stats", get(stats))
+///         .route("/queue/version", get(version)),
+/// )
+/// .get("/queue/stats")
+/// .requires("view_queue")
+/// .get("/queue/version")
+/// .public();
+/// assert_eq!(routes.declared()[0].access(), RouteAccess::Permission("view_queue"));
+/// assert_eq!(routes.declared()[1].access(), RouteAccess::Public);
+/// ```
+///
+/// The handler must check the same thing itself
+/// (`api.context().authorize("view_queue")?`): the declaration is what the
+/// matrix expects, not a guard.
 #[derive(Debug, Clone)]
-pub struct ApiRoutes(axum::Router<Platform>);
+pub struct ApiRoutes {
+    router: axum::Router<Platform>,
+    declared: Vec<ApiRoute>,
+}
 
 impl ApiRoutes {
     /// `router`'s routes, paths relative to `/api` (no fallback).
     pub fn new(router: axum::Router<Platform>) -> Self {
-        Self(router)
+        Self {
+            router,
+            declared: Vec::new(),
+        }
     }
     /// The router.
     pub fn router(&self) -> &axum::Router<Platform> {
-        &self.0
+        &self.router
+    }
+    /// The declared routes.
+    pub fn declared(&self) -> &[ApiRoute] {
+        &self.declared
+    }
+    /// Declares the route `method path` of the router; it requires a
+    /// signed-in caller until [`ApiRoutes::requires`] or
+    /// [`ApiRoutes::public`] says otherwise.
+    pub fn route(mut self, method: axum::http::Method, path: &'static str) -> Self {
+        self.declared.push(ApiRoute {
+            method,
+            path,
+            access: RouteAccess::Authenticated,
+        });
+        self
+    }
+    /// Declares `GET path` (see [`ApiRoutes::route`]).
+    pub fn get(self, path: &'static str) -> Self {
+        self.route(axum::http::Method::GET, path)
+    }
+    /// Declares `POST path` (see [`ApiRoutes::route`]).
+    pub fn post(self, path: &'static str) -> Self {
+        self.route(axum::http::Method::POST, path)
+    }
+    /// Declares `PUT path` (see [`ApiRoutes::route`]).
+    pub fn put(self, path: &'static str) -> Self {
+        self.route(axum::http::Method::PUT, path)
+    }
+    /// Declares `PATCH path` (see [`ApiRoutes::route`]).
+    pub fn patch(self, path: &'static str) -> Self {
+        self.route(axum::http::Method::PATCH, path)
+    }
+    /// Declares `DELETE path` (see [`ApiRoutes::route`]).
+    pub fn delete(self, path: &'static str) -> Self {
+        self.route(axum::http::Method::DELETE, path)
+    }
+    /// The route declared last requires `permission`.
+    ///
+    /// # Panics
+    ///
+    /// When no route is declared yet (a mistake in the capability's code,
+    /// found the first time it is set up).
+    pub fn requires(self, permission: &'static str) -> Self {
+        self.access(RouteAccess::Permission(permission), "requires")
+    }
+    /// The route declared last is open to anyone.
+    ///
+    /// # Panics
+    ///
+    /// When no route is declared yet.
+    pub fn public(self) -> Self {
+        self.access(RouteAccess::Public, "public")
+    }
+    fn access(mut self, access: RouteAccess, what: &str) -> Self {
+        match self.declared.last_mut() {
+            Some(r) => r.access = access,
+            None => panic!(
+                "ApiRoutes::{what} applies to the route declared last, and none is: \
+                 declare it first (`.get(\"/path\").{what}(..)`)"
+            ),
+        }
+        self
     }
 }
 
@@ -102,8 +247,10 @@ impl Command {
 pub trait SetupExt {
     /// Routes at the root.
     fn routes(&mut self, router: axum::Router<Platform>) -> &mut Self;
-    /// Routes under `/api`.
+    /// Routes under `/api`, none declared (see [`SetupExt::api`]).
     fn api_routes(&mut self, router: axum::Router<Platform>) -> &mut Self;
+    /// Routes under `/api` with their declarations.
+    fn api(&mut self, routes: ApiRoutes) -> &mut Self;
     /// A panel page.
     fn panel_page(&mut self, page: PanelPage) -> &mut Self;
     /// A dashboard widget.
@@ -118,6 +265,9 @@ impl SetupExt for Setup {
     }
     fn api_routes(&mut self, router: axum::Router<Platform>) -> &mut Self {
         self.contribute(ApiRoutes::new(router))
+    }
+    fn api(&mut self, routes: ApiRoutes) -> &mut Self {
+        self.contribute(routes)
     }
     fn panel_page(&mut self, page: PanelPage) -> &mut Self {
         self.contribute(page)

@@ -78,6 +78,25 @@
 //! `import_` has no route and is not exercised; neither are host-defined
 //! bulk actions.
 //!
+//! ## Capabilities
+//!
+//! The capabilities' panel pages ([`PanelPage`])
+//! and declared API routes ([`ApiRoutes`])
+//! are requested too, as every role; each permission a capability declares
+//! gets a `matrix_only_` role of its own. What they require is read from
+//! their declarations:
+//!
+//! | route | requires |
+//! |-------|----------|
+//! | `GET /admin/{slug}`, `GET /admin/{slug}/{item}` | the page's permission (a signed-in user when it has none) |
+//! | `POST /admin/{slug}/actions/{name}`, `.../{name}/{item}` | the page's permission and the action's |
+//! | a declared API route | its [`RouteAccess`] |
+//!
+//! No input is sent to them (`{item}` and `{param}` segments are filled
+//! with a value that names nothing): an answer refusing the input (`400`,
+//! `422`, or `404` on a route with a parameter) got past the permission
+//! check and counts as allowed. Actions run for real.
+//!
 //! ## Outcomes
 //!
 //! | answer | outcome |
@@ -114,7 +133,8 @@ use platform_core::value::{FieldType, Value};
 use platform_core::{Error, Platform, Result};
 use tower::ServiceExt;
 
-use crate::panel::PanelAuth;
+use crate::capability::{ApiRoute, ApiRoutes, RouteAccess};
+use crate::panel::{PanelAuth, PanelPage};
 
 /// The prefix of the roles the matrix creates, one per generated
 /// permission (`matrix_only_view_invoice`).
@@ -195,11 +215,27 @@ impl fmt::Display for Actual {
     }
 }
 
+/// What a row's route belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RowKind {
+    /// A resource's API or panel route.
+    Resource,
+    /// A capability's panel page or one of its actions
+    /// ([`PanelPage`]).
+    Page,
+    /// A declared route of a capability's
+    /// [`ApiRoutes`].
+    ApiRoute,
+}
+
 /// One request of the matrix: a route of a resource, requested as a role.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct MatrixRow {
-    /// The resource's plural name.
+    /// What the route belongs to.
+    pub kind: RowKind,
+    /// The resource's plural name; for a capability's panel page its slug,
+    /// for a capability's API route its path's first segment.
     pub resource: &'static str,
     /// The router.
     pub surface: Surface,
@@ -261,6 +297,7 @@ impl MatrixReport {
     pub fn resources(&self) -> usize {
         self.rows
             .iter()
+            .filter(|r| r.kind == RowKind::Resource)
             .map(|r| r.resource)
             .collect::<HashSet<_>>()
             .len()
@@ -275,10 +312,25 @@ impl MatrixReport {
             .len()
     }
 
+    /// The number of distinct routes of capabilities (panel pages, their
+    /// actions, declared API routes) exercised.
+    pub fn capability_routes(&self) -> usize {
+        self.rows
+            .iter()
+            .filter(|r| r.kind != RowKind::Resource)
+            .map(|r| (r.resource, r.route.as_str()))
+            .collect::<HashSet<_>>()
+            .len()
+    }
+
     /// One line: resources, routes, roles, requests, mismatches and time.
     pub fn summary(&self) -> String {
+        let capability = match self.capability_routes() {
+            0 => String::new(),
+            n => format!(" ({n} of capabilities)"),
+        };
         format!(
-            "permission matrix: {} resources, {} routes, {} roles (with anonymous), {} requests, {} mismatches, {:.1} s",
+            "permission matrix: {} resources, {} routes{capability}, {} roles (with anonymous), {} requests, {} mismatches, {:.1} s",
             self.resources(),
             self.routes(),
             self.roles.len(),
@@ -423,18 +475,27 @@ pub struct PermissionMatrix {
     concurrency: usize,
 }
 
-/// The API at `api` and the panel at `panel` (empty: the root).
-fn default_router(api: Option<&str>, panel: Option<&str>) -> Router<Platform> {
+/// The API at `api` and the panel at `panel` (empty: the root), with the
+/// capabilities' API routes and panel pages.
+fn default_router(platform: &Platform, api: Option<&str>, panel: Option<&str>) -> Router<Platform> {
     let mut app = Router::new();
     if let Some(api) = api {
+        let mut router = crate::api_router();
+        for extra in platform.contributions::<ApiRoutes>() {
+            router = router.merge(extra.router().clone());
+        }
         app = if api.is_empty() {
-            app.merge(crate::api_router())
+            app.merge(router)
         } else {
-            app.nest(api, crate::api_router())
+            app.nest(api, router)
         };
     }
     if let Some(panel) = panel {
-        let router = crate::panel_router_with(crate::PanelConfig::new().base_path(panel));
+        let router = crate::panel_router_with(
+            crate::PanelConfig::new()
+                .base_path(panel)
+                .with_capabilities(platform),
+        );
         app = if panel.is_empty() {
             app.merge(router)
         } else {
@@ -527,7 +588,7 @@ impl PermissionMatrix {
         let started = Instant::now();
         let router = match self.router {
             Some(app) => app,
-            None => default_router(self.api.as_deref(), self.panel.as_deref()),
+            None => default_router(&self.platform, self.api.as_deref(), self.panel.as_deref()),
         }
         .with_state(self.platform.clone());
         let entries: Vec<(usize, &ResourceEntry)> = self
@@ -554,12 +615,16 @@ impl PermissionMatrix {
         let roles = subjects.iter().map(|s| s.label.clone()).collect();
         let run = &run;
         let entries = &entries;
+        let targets = &run.capability_targets();
         let results: Vec<Result<Vec<MatrixRow>>> =
             futures::stream::iter(subjects.iter().enumerate())
                 .map(|(i, s)| async move {
                     let mut rows = Vec::new();
                     for (ri, entry) in entries {
                         rows.extend(run.resource(i, s, *ri, entry).await?);
+                    }
+                    for (k, target) in targets.iter().enumerate() {
+                        rows.push(run.capability(i, s, entries.len(), k, target).await?);
                     }
                     Ok(rows)
                 })
@@ -976,17 +1041,32 @@ impl Run {
             .filter(|r| !r.starts_with(ROLE_PREFIX))
             .cloned()
             .collect();
-        for (_, e) in entries {
-            for perm in e.permissions().all() {
-                let role = format!("{ROLE_PREFIX}{perm}");
-                if !existing.contains(&role) {
-                    access.create_role(&console, &role).await?;
-                }
-                access
-                    .set_role_permissions(&console, &role, &[perm.to_owned()])
-                    .await?;
-                roles.push(role);
+        let mut perms: Vec<String> = entries
+            .iter()
+            .flat_map(|(_, e)| e.permissions().all().map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+        // The permissions capabilities declared, each alone too, when a
+        // capability page or API route is exercised.
+        if self.has_capability_targets() {
+            perms.extend(
+                self.platform
+                    .capability_permissions()
+                    .iter()
+                    .map(|d| d.name.clone()),
+            );
+        }
+        for perm in perms {
+            let role = format!("{ROLE_PREFIX}{perm}");
+            if roles.contains(&role) {
+                continue;
             }
+            if !existing.contains(&role) {
+                access.create_role(&console, &role).await?;
+            }
+            access
+                .set_role_permissions(&console, &role, std::slice::from_ref(&perm))
+                .await?;
+            roles.push(role);
         }
         let mut out = Vec::with_capacity(roles.len() + 2);
         for (i, role) in roles.iter().enumerate() {
@@ -1080,6 +1160,130 @@ impl Run {
             }
         }
         Ok(rows)
+    }
+
+    /// Whether any capability page or declared API route is mounted.
+    fn has_capability_targets(&self) -> bool {
+        !self.capability_targets().is_empty()
+    }
+
+    /// The capabilities' panel pages (each page, its item route, each
+    /// action with and without an item) and declared API routes, as far as
+    /// their router is mounted.
+    fn capability_targets(&self) -> Vec<Target> {
+        let mut out = Vec::new();
+        if let Some(panel) = &self.panel {
+            for page in self.platform.contributions::<PanelPage>() {
+                let slug = page.slug();
+                let needs: Vec<&'static str> = page.required_permission().into_iter().collect();
+                let href = format!("{panel}/{slug}");
+                out.push(Target::page(
+                    slug,
+                    Method::GET,
+                    format!("GET {href}"),
+                    href.clone(),
+                    &needs,
+                ));
+                out.push(Target::page(
+                    slug,
+                    Method::GET,
+                    format!("GET {href}/{{item}}"),
+                    format!("{href}/matrix"),
+                    &needs,
+                ));
+                for action in page.actions() {
+                    let needs = page.action_permissions(action.name()).unwrap_or_default();
+                    let at = format!("{href}/actions/{}", action.name());
+                    out.push(Target::page(
+                        slug,
+                        Method::POST,
+                        format!("POST {at}"),
+                        at.clone(),
+                        &needs,
+                    ));
+                    out.push(Target::page(
+                        slug,
+                        Method::POST,
+                        format!("POST {at}/{{item}}"),
+                        format!("{at}/matrix"),
+                        &needs,
+                    ));
+                }
+            }
+        }
+        if let Some(api) = &self.api {
+            for routes in self.platform.contributions::<ApiRoutes>() {
+                for route in routes.declared() {
+                    out.push(Target::api(api, route));
+                }
+            }
+        }
+        out
+    }
+
+    /// One capability route as one subject.
+    async fn capability(
+        &self,
+        si: usize,
+        subject: &Subject,
+        first: usize,
+        k: usize,
+        target: &Target,
+    ) -> Result<MatrixRow> {
+        let surface = target.surface;
+        let ctx = subject.ctx(surface);
+        let signed_in = subject.auth.is_some();
+        let expected = match target.access {
+            RouteAccess::Public => Expected::Allowed,
+            RouteAccess::Authenticated if signed_in => Expected::Allowed,
+            RouteAccess::Permission(_) if signed_in && target.needs.iter().all(|p| ctx.can(p)) => {
+                Expected::Allowed
+            }
+            _ => Expected::Denied,
+        };
+        let probe = Probe {
+            method: target.method.clone(),
+            label: target.label.clone(),
+            path: target.path.clone(),
+            body: match (surface, &target.method) {
+                (Surface::Panel, &Method::POST) => ReqBody::Form(Vec::new()),
+                (Surface::Api, m) if *m != Method::GET && *m != Method::DELETE => {
+                    ReqBody::Json(serde_json::json!({}))
+                }
+                _ => ReqBody::Empty,
+            },
+            needle: None,
+            update: None,
+        };
+        let (status, location, _) = self.send(subject, surface, &probe).await?;
+        let mut actual = self.classify(surface, status, location.as_deref());
+        let mut note = None;
+        // The matrix sends no input: an answer that refuses the input (or
+        // finds no item of that id) got past the permission check.
+        if actual != Actual::Allowed
+            && actual != Actual::Denied
+            && (status == StatusCode::NOT_FOUND && target.has_params
+                || matches!(
+                    status,
+                    StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY
+                ))
+        {
+            note = Some(format!("reached the handler ({})", status.as_u16()));
+            actual = Actual::Allowed;
+        }
+        Ok(MatrixRow {
+            kind: target.kind,
+            resource: target.owner,
+            surface,
+            route: target.label.clone(),
+            role: subject.label.clone(),
+            requires: target.requires(),
+            expected,
+            actual,
+            status: status.as_u16(),
+            note,
+            order: (first + k, 0, si),
+        })
     }
 
     /// Whether the sample is there (and not soft-deleted).
@@ -1222,6 +1426,7 @@ impl Run {
             requires.push(VIEW_AUDIT);
         }
         Ok(Some(MatrixRow {
+            kind: RowKind::Resource,
             resource: meta.plural(),
             surface,
             route: if other {
@@ -1731,6 +1936,95 @@ fn expect(
     }
 }
 
+/// A capability's route the matrix requests.
+#[derive(Debug, Clone)]
+struct Target {
+    kind: RowKind,
+    /// The page's slug, or the API path's first segment.
+    owner: &'static str,
+    surface: Surface,
+    method: Method,
+    label: String,
+    path: String,
+    /// Permission routes: every permission in `needs`.
+    access: RouteAccess,
+    needs: Vec<&'static str>,
+    /// Whether the path had `{param}` segments (filled with `0`).
+    has_params: bool,
+}
+
+impl Target {
+    fn page(
+        slug: &'static str,
+        method: Method,
+        label: String,
+        path: String,
+        needs: &[&'static str],
+    ) -> Self {
+        // Only the routes with an `{item}` may answer 404 for it: a page or
+        // an action that is not found at all is a mismatch.
+        let has_params = path.ends_with("/matrix");
+        Self {
+            kind: RowKind::Page,
+            owner: slug,
+            surface: Surface::Panel,
+            method,
+            label,
+            path,
+            // A page without a permission is for every signed-in user.
+            access: needs
+                .first()
+                .map_or(RouteAccess::Authenticated, |p| RouteAccess::Permission(p)),
+            needs: needs.to_vec(),
+            has_params,
+        }
+    }
+
+    fn api(base: &str, route: &ApiRoute) -> Self {
+        let template = route.path();
+        let owner = template
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("api");
+        let mut has_params = false;
+        let path: Vec<String> = template
+            .split('/')
+            .map(|seg| {
+                if seg.starts_with('{') && seg.ends_with('}') {
+                    has_params = true;
+                    "0".to_owned()
+                } else {
+                    seg.to_owned()
+                }
+            })
+            .collect();
+        let needs = match route.access() {
+            RouteAccess::Permission(p) => vec![p],
+            _ => Vec::new(),
+        };
+        Self {
+            kind: RowKind::ApiRoute,
+            owner,
+            surface: Surface::Api,
+            method: route.method().clone(),
+            label: format!("{} {base}{template}", route.method()),
+            path: format!("{base}{}", path.join("/")),
+            access: route.access(),
+            needs,
+            has_params,
+        }
+    }
+
+    fn requires(&self) -> String {
+        match self.access {
+            RouteAccess::Permission(_) => self.needs.join(" + "),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// A form value as the panel's inputs send it.
 fn form_text(f: &FieldMeta, v: &Value) -> String {
     match v {
@@ -2018,6 +2312,7 @@ mod tests {
     #[test]
     fn outcomes_match_expectations() {
         let row = |expected, actual| MatrixRow {
+            kind: RowKind::Resource,
             resource: "invoices",
             surface: Surface::Api,
             route: "GET /api/invoices".into(),

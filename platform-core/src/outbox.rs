@@ -174,9 +174,13 @@ where
     }
 }
 
+/// Which events a subscription wants (see [`Outbox::subscribe_to_where`]).
+pub type EventFilter = fn(&Event) -> bool;
+
 struct Subscription {
     name: String,
     resource: Option<String>,
+    filter: Option<EventFilter>,
     subscriber: Arc<dyn Subscriber>,
 }
 
@@ -227,7 +231,7 @@ impl Outbox {
     /// subscription of one name replaces the first), to every resource's
     /// events.
     pub fn subscribe(&self, name: impl Into<String>, subscriber: impl Subscriber) {
-        self.push(name.into(), None, Arc::new(subscriber));
+        self.push(name.into(), None, None, Arc::new(subscriber));
     }
 
     /// Subscribes `subscriber` to the events of `R`.
@@ -235,6 +239,42 @@ impl Outbox {
         self.push(
             name.into(),
             Some(R::meta().name().to_owned()),
+            None,
+            Arc::new(subscriber),
+        );
+    }
+
+    /// Subscribes `subscriber` to the events of `R` that `filter` accepts.
+    /// The filter runs in the write's transaction, before anything is
+    /// stored: an event no subscriber wants costs no outbox row (a bulk
+    /// load that never matches writes none). It sees the event as the
+    /// subscriber would (changes, actor, tags) and must be cheap and pure.
+    ///
+    /// ```no_run
+    /// # use platform_core::outbox::Event;
+    /// # fn sub<R: platform_core::resource::Resource>(outbox: &platform_core::outbox::Outbox) {
+    /// /// Status changes to `sent` made by a user.
+    /// fn sent_by_a_user(e: &Event) -> bool {
+    ///     e.event == "updated"
+    ///         && e.actor.user_id.is_some()
+    ///         && e.new_value::<String>("status").as_deref() == Some("sent")
+    /// }
+    /// outbox.subscribe_to_where::<R>("invoice_sent", sent_by_a_user, |e: Event| async move {
+    ///     println!("{} sent", e.record_id);
+    ///     Ok(())
+    /// });
+    /// # }
+    /// ```
+    pub fn subscribe_to_where<R: Resource>(
+        &self,
+        name: impl Into<String>,
+        filter: EventFilter,
+        subscriber: impl Subscriber,
+    ) {
+        self.push(
+            name.into(),
+            Some(R::meta().name().to_owned()),
+            Some(filter),
             Arc::new(subscriber),
         );
     }
@@ -247,15 +287,27 @@ impl Outbox {
         resource: impl Into<String>,
         subscriber: impl Subscriber,
     ) {
-        self.push(name.into(), Some(resource.into()), Arc::new(subscriber));
+        self.push(
+            name.into(),
+            Some(resource.into()),
+            None,
+            Arc::new(subscriber),
+        );
     }
 
-    fn push(&self, name: String, resource: Option<String>, subscriber: Arc<dyn Subscriber>) {
+    fn push(
+        &self,
+        name: String,
+        resource: Option<String>,
+        filter: Option<EventFilter>,
+        subscriber: Arc<dyn Subscriber>,
+    ) {
         if let Ok(mut subs) = self.inner.subs.write() {
             subs.retain(|s| s.name != name);
             subs.push(Subscription {
                 name,
                 resource,
+                filter,
                 subscriber,
             });
         }
@@ -283,6 +335,20 @@ impl Outbox {
             .unwrap_or_default()
     }
 
+    /// The subscribers of `resource` with their filters.
+    fn subscriptions_of(&self, resource: &str) -> Vec<(String, Option<EventFilter>)> {
+        self.inner
+            .subs
+            .read()
+            .map(|subs| {
+                subs.iter()
+                    .filter(|s| s.resource.as_deref().is_none_or(|r| r == resource))
+                    .map(|s| (s.name.clone(), s.filter))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn subscriber(&self, name: &str) -> Option<Arc<dyn Subscriber>> {
         self.inner.subs.read().ok().and_then(|subs| {
             subs.iter()
@@ -303,13 +369,13 @@ impl Outbox {
         let Some(first) = entries.first() else {
             return Ok(());
         };
-        let listeners = self.subscribers_of(&first.resource);
-        if listeners.is_empty() {
+        let subscriptions = self.subscriptions_of(&first.resource);
+        if subscriptions.is_empty() {
             return Ok(());
         }
         let now = crate::db::truncate_micros(Utc::now());
         let actor = ActorSnapshot::of(ctx);
-        let events: Vec<Event> = entries
+        let mut events: Vec<Event> = entries
             .iter()
             .map(|e| Event {
                 id: uuid::Uuid::now_v7().to_string(),
@@ -322,12 +388,24 @@ impl Outbox {
                 tags: ctx.tags().to_vec(),
                 occurred_at: now,
                 attempt: 1,
-                listeners: listeners.clone(),
+                listeners: Vec::new(),
                 delivered: Vec::new(),
             })
             .collect();
+        // Each event goes to the subscribers whose filter takes it; one
+        // nobody takes is not stored.
+        for event in &mut events {
+            event.listeners = subscriptions
+                .iter()
+                .filter(|(_, filter)| filter.is_none_or(|f| f(event)))
+                .map(|(name, _)| name.clone())
+                .collect();
+        }
+        events.retain(|e| !e.listeners.is_empty());
+        if events.is_empty() {
+            return Ok(());
+        }
         let next = Value::DateTime(now + self.retry_after_chrono());
-        let listeners_json = serde_json::to_string(&listeners).unwrap_or_default();
         for chunk in events.chunks(200) {
             let mut q = tx.sql();
             q.push(
@@ -355,7 +433,7 @@ impl Outbox {
                     .push(", ")
                     .bind_str(serde_json::to_string(&e.tags).unwrap_or_default())
                     .push(", ")
-                    .bind_str(listeners_json.as_str())
+                    .bind_str(serde_json::to_string(&e.listeners).unwrap_or_default())
                     .push(", '[]', 0, ")
                     .bind(Value::DateTime(now), FieldType::DateTime)
                     .push(", ")

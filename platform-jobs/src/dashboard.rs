@@ -9,7 +9,7 @@ use axum::Json;
 use axum::Router;
 use axum::routing::get;
 use platform_admin::api::ApiContext;
-use platform_admin::capability::SetupExt;
+use platform_admin::capability::{ApiRoutes, SetupExt};
 use platform_admin::panel::page::{ActionFuture, PageAction, PageContext, PageFuture, PanelPage};
 use platform_admin::panel::widget::{Widget, WidgetContext, WidgetFuture};
 use platform_core::Platform;
@@ -316,7 +316,11 @@ pub(crate) fn contribute(setup: &mut Setup) {
                 .permission("view_jobs")
                 .sort(10),
         )
-        .api_routes(Router::new().route("/jobs/stats", get(api_stats)));
+        .api(
+            ApiRoutes::new(Router::new().route("/jobs/stats", get(api_stats)))
+                .get("/jobs/stats")
+                .requires("view_jobs"),
+        );
 }
 
 #[cfg(test)]

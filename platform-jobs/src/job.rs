@@ -163,6 +163,23 @@ impl ActorSnapshot {
             request_id: ctx.request_id().map(str::to_owned),
         })
     }
+
+    /// The user who made the change `event` reports, if a user made it
+    /// (its actor snapshot; a token acts for its user).
+    pub fn of_event(event: &platform_core::outbox::Event) -> Option<Self> {
+        let a = &event.actor;
+        // A token's label is `email (token N)`.
+        let email = matches!(a.kind.as_str(), "user" | "token")
+            .then(|| a.label.as_deref())
+            .flatten()
+            .and_then(|l| l.split(" (token ").next())
+            .map(str::to_owned);
+        a.user_id.map(|user_id| Self {
+            user_id,
+            email,
+            request_id: event.request_id.clone(),
+        })
+    }
 }
 
 /// What the queue stores for every job, whatever its type: the name that

@@ -191,6 +191,14 @@ impl Options {
         self.actor = ActorSnapshot::of(ctx);
         self
     }
+    /// Runs it on behalf of the user who made the change `event` reports
+    /// (an outbox subscriber queueing the slow part of its work); nobody
+    /// when no user made it (the console, the system, a job). Their
+    /// permissions are checked again when it runs.
+    pub fn on_behalf_of_actor(mut self, event: &platform_core::outbox::Event) -> Self {
+        self.actor = ActorSnapshot::of_event(event);
+        self
+    }
 }
 
 /// What a dispatch did.

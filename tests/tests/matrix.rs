@@ -376,3 +376,212 @@ async fn the_command_fails_on_a_mismatch() {
         "{err}"
     );
 }
+
+// ---- capabilities: panel pages, their actions, declared API routes --------
+
+/// A host capability whose API declares a route as needing `view_jobs` but
+/// whose handler forgets to check it (the matrix must catch that), next to
+/// a public route and one for any signed-in caller, and a page without a
+/// permission of its own whose action needs `retry_jobs`.
+struct Leaky;
+
+impl platform_core::capability::Capability for Leaky {
+    fn name(&self) -> &'static str {
+        "leaky"
+    }
+    fn setup(&self, setup: &mut platform_core::capability::Setup) {
+        use axum::routing::get;
+        use platform_admin::capability::{ApiRoutes, SetupExt};
+        use platform_admin::panel::page::{
+            ActionFuture, PageAction, PageContext, PageFuture, PanelPage,
+        };
+
+        async fn unguarded() -> &'static str {
+            "figures"
+        }
+        async fn version() -> &'static str {
+            "1"
+        }
+        async fn whoami(api: platform_admin::api::ApiContext) -> Response {
+            match api.context().actor().user_id() {
+                Some(id) => id.to_string().into_response(),
+                None => StatusCode::UNAUTHORIZED.into_response(),
+            }
+        }
+        fn data(_cx: &PageContext) -> PageFuture<'_> {
+            Box::pin(async { Ok(serde_json::json!({})) })
+        }
+        fn poke(_cx: &PageContext) -> ActionFuture<'_> {
+            Box::pin(async { Ok("Poked.".to_owned()) })
+        }
+        setup
+            .api(
+                ApiRoutes::new(
+                    Router::new()
+                        .route("/leaky/figures", get(unguarded))
+                        .route("/leaky/version", get(version))
+                        .route("/leaky/whoami", get(whoami)),
+                )
+                .get("/leaky/figures")
+                .requires("view_jobs")
+                .get("/leaky/version")
+                .public()
+                .get("/leaky/whoami"),
+            )
+            .panel_page(
+                PanelPage::new("leaky", "Leaky", "<p>leaky</p>", data)
+                    .action(PageAction::new("poke", poke).permission("retry_jobs")),
+            );
+    }
+}
+
+fn jobs_platform(db: &TestDb) -> platform_core::platform::PlatformBuilder {
+    let mut jobs = platform_jobs::Jobs::new().ignore_env();
+    if db.backend == platform_core::db::Backend::MySql {
+        // MariaDB has no queue back end: a separate SQLite file.
+        let file = std::env::temp_dir().join(format!(
+            "matrix-jobs-{}-{}.db",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        jobs = jobs.queue_url(format!("sqlite://{}?mode=rwc", file.display()));
+    }
+    Platform::builder()
+        .ignore_env()
+        .database_url(&db.url)
+        .app_key(test_key())
+        .registry(tasks_only())
+        .background_tasks(false)
+        .max_connections(8)
+        .with(jobs)
+}
+
+/// The roles allowed on `route` of `resource`.
+fn allowed_on<'a>(report: &'a platform_admin::matrix::MatrixReport, route: &str) -> Vec<&'a str> {
+    report
+        .rows
+        .iter()
+        .filter(|r| r.route == route && r.actual == Actual::Allowed)
+        .map(|r| r.role.as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn capability_pages_actions_and_api_routes_are_in_the_matrix_on_every_backend() {
+    use platform_admin::matrix::RowKind;
+    for db in all_backends().await {
+        let backend = db.backend.name();
+        db.create_tables(&tasks_only()).await;
+        let platform = jobs_platform(&db).build().await.unwrap();
+        let report = PermissionMatrix::new(&platform)
+            .run()
+            .await
+            .unwrap_or_else(|e| panic!("{backend}: {e}"));
+        println!("{backend}:\n{report}");
+        assert!(report.is_ok(), "{backend}:\n{}", report.mismatch_table());
+        // The jobs page, its item route, three actions with and without an
+        // item, GET /api/jobs/stats: derived from the declarations.
+        assert_eq!(report.capability_routes(), 9, "{backend}");
+        let page_routes: HashSet<&str> = report
+            .rows
+            .iter()
+            .filter(|r| r.kind == RowKind::Page)
+            .map(|r| r.route.as_str())
+            .collect();
+        for route in [
+            "GET /admin/jobs",
+            "GET /admin/jobs/{item}",
+            "POST /admin/jobs/actions/retry/{item}",
+            "POST /admin/jobs/actions/retry-all",
+            "POST /admin/jobs/actions/forget/{item}",
+        ] {
+            assert!(
+                page_routes.contains(route),
+                "{backend}: {route} in {page_routes:?}"
+            );
+        }
+        // Each capability permission is tested alone: `view_jobs` opens the
+        // page and the JSON, not the actions; `retry_jobs` alone opens
+        // nothing (the actions need the page's permission too).
+        let view = format!("{ROLE_PREFIX}view_jobs");
+        let retry = format!("{ROLE_PREFIX}retry_jobs");
+        for route in ["GET /admin/jobs", "GET /api/jobs/stats"] {
+            let allowed = allowed_on(&report, route);
+            assert!(
+                allowed.contains(&view.as_str()),
+                "{backend}: {route} {allowed:?}"
+            );
+            assert!(
+                allowed.contains(&"super_admin"),
+                "{backend}: {route} {allowed:?}"
+            );
+            assert!(
+                !allowed.contains(&retry.as_str()),
+                "{backend}: {route} {allowed:?}"
+            );
+            assert!(
+                !allowed.contains(&"(no role)"),
+                "{backend}: {route} {allowed:?}"
+            );
+            assert!(
+                !allowed.contains(&"(anonymous)"),
+                "{backend}: {route} {allowed:?}"
+            );
+        }
+        assert_eq!(
+            allowed_on(&report, "POST /admin/jobs/actions/retry-all"),
+            vec!["super_admin"],
+            "{backend}"
+        );
+        let stats = report
+            .rows
+            .iter()
+            .find(|r| r.route == "GET /api/jobs/stats")
+            .unwrap();
+        assert_eq!(stats.requires, "view_jobs");
+        assert_eq!(stats.kind, RowKind::ApiRoute);
+        platform.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn an_unguarded_capability_route_is_reported_and_public_or_signed_in_routes_are_derived() {
+    let db = TestDb::sqlite();
+    db.create_tables(&tasks_only()).await;
+    let platform = jobs_platform(&db).with(Leaky).build().await.unwrap();
+    let report = PermissionMatrix::new(&platform).run().await.unwrap();
+    let bad: HashSet<&str> = report
+        .mismatches()
+        .iter()
+        .map(|r| r.route.as_str())
+        .collect();
+    assert_eq!(
+        bad,
+        HashSet::from(["GET /api/leaky/figures"]),
+        "{}",
+        report.mismatch_table()
+    );
+    // Every signed-in role without view_jobs got the figures: mismatches.
+    let leaked: Vec<&str> = report
+        .mismatches()
+        .iter()
+        .map(|r| r.role.as_str())
+        .collect();
+    assert!(leaked.contains(&"(no role)"), "{leaked:?}");
+    assert!(!leaked.contains(&"super_admin"), "{leaked:?}");
+    // A public route is allowed for anonymous callers; a route for any
+    // signed-in caller for every role but anonymous.
+    assert!(allowed_on(&report, "GET /api/leaky/version").contains(&"(anonymous)"));
+    let whoami = allowed_on(&report, "GET /api/leaky/whoami");
+    assert_eq!(whoami.len(), report.roles.len() - 1, "{whoami:?}");
+    assert!(!whoami.contains(&"(anonymous)"));
+    // A page without a permission: every signed-in user; its action needs
+    // retry_jobs alone.
+    let page = allowed_on(&report, "GET /admin/leaky");
+    assert_eq!(page.len(), report.roles.len() - 1, "{page:?}");
+    let mut poke = allowed_on(&report, "POST /admin/leaky/actions/poke");
+    poke.sort_unstable();
+    let retry = format!("{ROLE_PREFIX}retry_jobs");
+    assert_eq!(poke, vec![retry.as_str(), "super_admin"], "{poke:?}");
+    platform.shutdown().await;
+}

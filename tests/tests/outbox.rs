@@ -373,3 +373,80 @@ async fn a_resource_nothing_subscribes_to_writes_no_outbox_row() {
     wait_for(&seen, 1, "sqlite").await;
     p.shutdown().await;
 }
+
+/// Updates that set the status to `sent`.
+fn set_to_sent(e: &Event) -> bool {
+    e.event == "updated" && e.new_value::<String>("status").as_deref() == Some("sent")
+}
+
+#[tokio::test]
+async fn a_filtered_subscription_stores_only_the_events_it_wants() {
+    for db in all_backends().await {
+        let backend = db.backend.name();
+        db.create_tables(&registry()).await;
+        let p = builder(&db).build().await.unwrap();
+        let sent = Seen::default();
+        p.outbox()
+            .subscribe_to_where::<Invoice>("sent-only", set_to_sent, recorder(&sent));
+        let ctx = Context::system();
+        let c = p
+            .repo::<Customer>(&ctx)
+            .create(&customer("Flo", "flo@example.com", "FR"))
+            .await
+            .unwrap();
+        let invoices = p.repo::<Invoice>(&ctx);
+        // Creates (even of a sent invoice) and other changes: no row.
+        let a = invoices
+            .create(&invoice(c.id, 1, "draft", 10))
+            .await
+            .unwrap();
+        invoices
+            .create(&invoice(c.id, 2, "sent", 10))
+            .await
+            .unwrap();
+        invoices
+            .update_fields(a.id, Changes::new().set("amount_cents", 20_i64))
+            .await
+            .unwrap();
+        assert_eq!(outbox_rows(&p).await, 0, "{backend}: nothing wanted");
+        // The status set to sent: one row, delivered.
+        invoices
+            .update_fields(a.id, Changes::new().set("status", "sent"))
+            .await
+            .unwrap();
+        assert_eq!(outbox_rows(&p).await, 1, "{backend}");
+        let got = wait_for(&sent, 1, backend).await;
+        assert_eq!(got[0].record_id, a.id.to_string(), "{backend}");
+        assert_eq!(
+            got[0].old_value::<String>("status").as_deref(),
+            Some("draft")
+        );
+        // An unfiltered subscriber next to it: every change is stored, and
+        // each event goes only to the subscribers that want it.
+        let all = Seen::default();
+        p.outbox()
+            .subscribe_to::<Invoice>("everything", recorder(&all));
+        invoices
+            .update_fields(a.id, Changes::new().set("status", "paid"))
+            .await
+            .unwrap();
+        invoices
+            .update_fields(a.id, Changes::new().set("status", "sent"))
+            .await
+            .unwrap();
+        assert_eq!(outbox_rows(&p).await, 3, "{backend}");
+        wait_for(&all, 2, backend).await;
+        let got = wait_for(&sent, 2, backend).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            sent.lock().unwrap().len(),
+            2,
+            "{backend}: paid is not for sent-only"
+        );
+        assert_eq!(
+            got[1].new_value::<String>("status").as_deref(),
+            Some("sent")
+        );
+        p.shutdown().await;
+    }
+}

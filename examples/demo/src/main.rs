@@ -5,8 +5,13 @@
 //! its generated password in a box, unless `PLATFORM_ADMIN_PASSWORD` is set)
 //! and serves on `127.0.0.1:8080`. The same binary is the command line:
 //! `cargo run -p demo -- --help`.
+//!
+//! Jobs run in `serve` (or `queue:work`); the queue dashboard is at
+//! `/admin/jobs`. Setting an invoice's status to `sent` queues the job
+//! `invoice_sent`, which puts a notice in the bell of the user who did it.
 
 mod domain;
+mod jobs;
 mod seed;
 
 // ANCHOR: main
@@ -16,6 +21,13 @@ use platform_core::prelude::*;
 async fn main() -> anyhow::Result<()> {
     let mut builder =
         Platform::builder().migrations(platform_core::embed_migrations!("migrations"));
+    // Jobs on the main database (SQLite, PostgreSQL) or PLATFORM_QUEUE_URL;
+    // workers run in `serve` and `queue:work`. Then the demo's own
+    // capability: a notice when an invoice is sent.
+    let database_url = builder.resolved_database_url();
+    builder = builder
+        .with(jobs::capability(&database_url))
+        .with(jobs::InvoiceNotices);
     // Mail (password resets, verification links) goes out by SMTP when
     // PLATFORM_MAIL_URL is set (`smtp://user:pass@host:587`, `smtps://...`);
     // without it, mails are only logged.

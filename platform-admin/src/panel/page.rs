@@ -159,6 +159,14 @@ impl PageAction {
         self.permission = Some(permission);
         self
     }
+    /// Its name (the path segment after `actions/`).
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+    /// The permission it needs on top of the page's, if any.
+    pub const fn required_permission(&self) -> Option<&'static str> {
+        self.permission
+    }
 }
 
 /// A panel page a capability adds.
@@ -237,6 +245,20 @@ impl PanelPage {
     /// The permission needed to see it.
     pub fn required_permission(&self) -> Option<&'static str> {
         self.permission
+    }
+    /// Its `POST` actions, in the order they were added.
+    pub fn actions(&self) -> &[PageAction] {
+        &self.actions
+    }
+    /// The permissions a user needs to run `action`: the page's and the
+    /// action's own; `None` when the page has no such action.
+    pub fn action_permissions(&self, action: &str) -> Option<Vec<&'static str>> {
+        let a = self.actions.iter().find(|a| a.name == action)?;
+        Some(self.permission.into_iter().chain(a.permission).collect())
+    }
+    /// Whether it is listed in the navigation.
+    pub fn in_navigation(&self) -> bool {
+        self.nav
     }
     /// The template's name: `pages/<slug>.html`.
     pub fn template_name(&self) -> String {
