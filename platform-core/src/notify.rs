@@ -612,24 +612,32 @@ impl NotificationChannel for DatabaseChannel {
 /// E-mail through the platform's [`Mailer`], laid out by a [`MailLayout`].
 #[derive(Debug, Clone)]
 pub struct MailChannel {
+    name: String,
     mailer: Arc<dyn Mailer>,
     layout: Arc<MailLayout>,
 }
 
 impl MailChannel {
-    /// Sends through `mailer` with `layout`.
+    /// The channel `mail`, sending through `mailer` with `layout`.
     pub fn new(mailer: Arc<dyn Mailer>, layout: MailLayout) -> Self {
         Self {
+            name: "mail".into(),
             mailer,
             layout: Arc::new(layout),
         }
+    }
+    /// Renames it (a second mailer, say for bulk mail).
+    #[must_use]
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
     }
 }
 
 #[async_trait]
 impl NotificationChannel for MailChannel {
     fn name(&self) -> &str {
-        "mail"
+        &self.name
     }
     fn format(&self) -> Format {
         Format::Mail
@@ -639,10 +647,10 @@ impl NotificationChannel for MailChannel {
     }
     async fn send(&self, to: &Recipient, message: &RenderedMessage) -> Result<()> {
         let Content::Mail(mail) = &message.content else {
-            return Err(message.wrong_format(self.name(), Format::Mail));
+            return Err(message.wrong_format(&self.name, Format::Mail));
         };
         let Some(address) = to.email.as_deref().filter(|e| !e.is_empty()) else {
-            return Err(unreachable(self.name(), to, "e-mail address"));
+            return Err(unreachable(&self.name, to, "e-mail address"));
         };
         let rendered = self.layout.render(mail, to)?;
         let mail = Mail::new(address, rendered.subject, rendered.text).with_html(rendered.html);

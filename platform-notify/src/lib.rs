@@ -87,7 +87,8 @@ pub struct NotificationType {
     /// [`Notification::NAME`].
     pub name: &'static str,
     type_name: fn() -> &'static str,
-    decode: fn(serde_json::Value) -> std::result::Result<Box<dyn AnyNotification>, serde_json::Error>,
+    decode:
+        fn(serde_json::Value) -> std::result::Result<Box<dyn AnyNotification>, serde_json::Error>,
 }
 
 impl fmt::Debug for NotificationType {
@@ -469,9 +470,9 @@ impl Capability for Notifications {
             async move { made }
         });
         setup.on_start(|p: Platform| async move {
-            let notifier = p.get::<Notifier>().ok_or_else(|| {
-                Error::Configuration("the notifier service was not made".into())
-            })?;
+            let notifier = p
+                .get::<Notifier>()
+                .ok_or_else(|| Error::Configuration("the notifier service was not made".into()))?;
             if let Some(b) = p.get::<Broadcaster>() {
                 notifier.inner.broadcast.install(b.0.clone());
             }
@@ -586,7 +587,10 @@ impl Notifier {
                      run it: add `platform_notify::register_notification!({})`",
                     N::NAME,
                     std::any::type_name::<N>(),
-                    std::any::type_name::<N>().rsplit("::").next().unwrap_or(N::NAME)
+                    std::any::type_name::<N>()
+                        .rsplit("::")
+                        .next()
+                        .unwrap_or(N::NAME)
                 )));
             }
         }
@@ -778,13 +782,17 @@ impl Notifier {
 
     /// Runs one queued delivery (the job's body).
     pub(crate) async fn deliver(&self, job: &DeliverNotification) -> Result<Option<SkipReason>> {
-        let ty = self.inner.types.get(job.notification.as_str()).ok_or_else(|| {
-            Error::Configuration(format!(
-                "unknown notification `{}`: no type of that name is registered in this binary \
+        let ty = self
+            .inner
+            .types
+            .get(job.notification.as_str())
+            .ok_or_else(|| {
+                Error::Configuration(format!(
+                    "unknown notification `{}`: no type of that name is registered in this binary \
                  (renamed or removed after it was queued?)",
-                job.notification
-            ))
-        })?;
+                    job.notification
+                ))
+            })?;
         let n = (ty.decode)(job.payload.clone()).map_err(|e| {
             Error::Configuration(format!(
                 "the queued notification `{}` no longer deserialises into {}: {e}",
@@ -794,7 +802,10 @@ impl Notifier {
         })?;
         let recipient = self.recipient(&job.to).await?;
         let channel = self.channel_for(&job.channel, n.name())?;
-        if let Some(reason) = self.skip_reason(n.as_ref(), &recipient, channel.as_ref()).await? {
+        if let Some(reason) = self
+            .skip_reason(n.as_ref(), &recipient, channel.as_ref())
+            .await?
+        {
             return Ok(Some(reason));
         }
         let content = Self::render(n.as_ref(), &recipient, channel.as_ref())?;
