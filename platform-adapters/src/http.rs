@@ -82,7 +82,7 @@ fn category_v4(ip: Ipv4Addr) -> Option<&'static str> {
         [255, 255, 255, 255] => "broadcast",
         [a, ..] if (224..=239).contains(&a) => "multicast",
         [a, ..] if a >= 240 => "reserved",
-        [192, 0, 0, _] | [192, 0, 2, _] | [198, 51, 100, _] | [203, 0, 113, _] => "reserved",
+        [192, 0, 0 | 2, _] | [198, 51, 100, _] | [203, 0, 113, _] => "reserved",
         [198, b, ..] if b == 18 || b == 19 => "reserved",
         _ => return None,
     })
@@ -157,7 +157,7 @@ impl HttpPolicy {
     pub fn check(&self, ip: IpAddr) -> std::result::Result<(), String> {
         let canonical = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
+            IpAddr::V4(_) => ip,
         };
         if self
             .networks
