@@ -115,6 +115,7 @@ impl Notification for Stray {
 #[derive(Debug, Clone)]
 struct Hit {
     path: String,
+    at: Instant,
     headers: HashMap<String, String>,
     body: String,
 }
@@ -152,6 +153,7 @@ async fn receive(
 ) -> axum::response::Response {
     r.hits.lock().unwrap().push(Hit {
         path: path.clone(),
+        at: Instant::now(),
         headers: headers
             .iter()
             .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
@@ -173,10 +175,34 @@ async fn receive(
     }
 }
 
+/// Twilio's Messages API, as far as the provider uses it.
+async fn twilio(
+    State(r): State<Receiver>,
+    Path(sid): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> axum::response::Response {
+    r.hits.lock().unwrap().push(Hit {
+        path: format!("twilio:{sid}"),
+        at: Instant::now(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect(),
+        body,
+    });
+    (
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({ "sid": "SM1" })),
+    )
+        .into_response()
+}
+
 /// Serves the receiver on `ip` (port 0); returns the base URL.
 async fn serve(receiver: Receiver, ip: &str) -> String {
     let app = Router::new()
         .route("/{path}", post(receive))
+        .route("/2010-04-01/Accounts/{sid}/Messages.json", post(twilio))
         .with_state(receiver);
     let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -664,7 +690,18 @@ async fn one_call_reaches_every_channel_and_failures_are_retried_refused_and_vis
             f.error
         );
         assert!(f.error.contains("via failing to user"), "{}", f.error);
-        assert_eq!(receiver.hits_with("fail", &m4), 2, "{label}");
+        let tries: Vec<Instant> = receiver
+            .hits("fail")
+            .iter()
+            .filter(|h| h.body.contains(&m4))
+            .map(|h| h.at)
+            .collect();
+        assert_eq!(tries.len(), 2, "{label}");
+        let gap = tries[1] - tries[0];
+        assert!(
+            gap >= Duration::from_millis(180) && gap < Duration::from_secs(4),
+            "{label}: the notification's backoff (200 ms), not the job's default: {gap:?}"
+        );
         let actor = f.envelope.as_ref().and_then(|e| e.actor.clone()).unwrap();
         assert_eq!(actor.user_id, ada, "{label}: acts on behalf of Ada");
 
@@ -909,4 +946,66 @@ async fn without_jobs_the_build_says_what_to_add_and_without_queue_delivers_at_o
         .collect();
     assert_eq!(unreachable, vec!["database", "sms"], "{report:?}");
     p.shutdown().await;
+}
+
+#[tokio::test]
+async fn http_channels_and_the_sms_provider_pass_the_conformance_suites() {
+    let receiver = Receiver::default();
+    let base = serve(receiver.clone(), "127.0.0.1").await;
+    let client = HttpClient::new(HttpPolicy::new().allow_loopback());
+    let to = Recipient::anonymous()
+        .with_email("ada@example.com")
+        .with_phone("+4930123456");
+    let slack = SlackChannel::new(format!("{base}/slack"))
+        .unwrap()
+        .client(client.clone());
+    platform_core::testing::notify::run_all(&slack, &to).await;
+    let hook = WebhookChannel::new(format!("{base}/hook"))
+        .unwrap()
+        .client(client.clone());
+    platform_core::testing::notify::run_all(&hook, &to).await;
+    assert_eq!(
+        receiver.hits("slack").len(),
+        2,
+        "delivered twice, refused once"
+    );
+    assert_eq!(receiver.hits("hook").len(), 2);
+
+    let json = HttpSmsProvider::json(format!("{base}/sms"))
+        .unwrap()
+        .client(client.clone());
+    platform_core::testing::sms::run_all(&json, "+4930123456").await;
+    assert_eq!(receiver.hits("sms").len(), 3, "the valid messages only");
+    let twilio = HttpSmsProvider::twilio("AC42", "twilio-secret", "+15550001111")
+        .base_url(&base)
+        .unwrap()
+        .client(client);
+    assert!(!format!("{twilio:?}").contains("twilio-secret"));
+    platform_core::testing::sms::run_all(&twilio, "+4930123456").await;
+    let hits = receiver.hits("twilio:AC42");
+    assert_eq!(hits.len(), 3);
+    assert!(
+        hits[0].body.contains("To=%2B4930123456"),
+        "{}",
+        hits[0].body
+    );
+    assert!(
+        hits[0].body.contains("From=%2B15550001111"),
+        "{}",
+        hits[0].body
+    );
+    assert!(hits[0].headers["authorization"].starts_with("Basic "));
+
+    // The same provider under the default policy refuses loopback, clearly.
+    let strict = HttpSmsProvider::json(format!("{base}/sms")).unwrap();
+    let err = platform_core::notify::SmsProvider::send(
+        &strict,
+        &platform_core::notify::Sms::new("+4930123456", "hi"),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::Configuration(m) if m.contains("loopback")),
+        "{err}"
+    );
 }
