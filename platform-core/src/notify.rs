@@ -1054,7 +1054,7 @@ pub struct RenderedMail {
 ///     .render(&MailMessage::new("Hi").line("<b>bold?</b>"), &Recipient::anonymous())
 ///     .unwrap();
 /// assert_eq!(mail.text, "Hi\n<b>bold?</b>\n-- Acme");
-/// assert!(mail.html.contains("&lt;b&gt;bold?&lt;/b&gt;"));
+/// assert!(mail.html.contains("&lt;b&gt;bold?&lt;&#x2f;b&gt;"));
 /// ```
 #[derive(Debug, Clone)]
 pub struct MailLayout {
