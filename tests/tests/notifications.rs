@@ -115,6 +115,7 @@ impl Notification for Stray {
 #[derive(Debug, Clone)]
 struct Hit {
     path: String,
+    method: String,
     at: Instant,
     headers: HashMap<String, String>,
     body: String,
@@ -148,11 +149,13 @@ impl Receiver {
 async fn receive(
     State(r): State<Receiver>,
     Path(path): Path<String>,
+    method: axum::http::Method,
     headers: HeaderMap,
     body: String,
 ) -> axum::response::Response {
     r.hits.lock().unwrap().push(Hit {
         path: path.clone(),
+        method: method.to_string(),
         at: Instant::now(),
         headers: headers
             .iter()
@@ -170,6 +173,11 @@ async fn receive(
             let to = r.redirect_to.lock().unwrap().clone();
             (StatusCode::FOUND, [("location", to)], "").into_response()
         }
+        "redirect307" => {
+            let to = r.redirect_to.lock().unwrap().clone();
+            (StatusCode::TEMPORARY_REDIRECT, [("location", to)], "").into_response()
+        }
+        "bad" => (StatusCode::BAD_REQUEST, "no such channel").into_response(),
         "sms" => axum::Json(serde_json::json!({ "status": "queued" })).into_response(),
         _ => "ok".into_response(),
     }
@@ -184,6 +192,7 @@ async fn twilio(
 ) -> axum::response::Response {
     r.hits.lock().unwrap().push(Hit {
         path: format!("twilio:{sid}"),
+        method: "POST".into(),
         at: Instant::now(),
         headers: headers
             .iter()
@@ -201,7 +210,7 @@ async fn twilio(
 /// Serves the receiver on `ip` (port 0); returns the base URL.
 async fn serve(receiver: Receiver, ip: &str) -> String {
     let app = Router::new()
-        .route("/{path}", post(receive))
+        .route("/{path}", post(receive).get(receive))
         .route("/2010-04-01/Accounts/{sid}/Messages.json", post(twilio))
         .with_state(receiver);
     let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
@@ -1008,4 +1017,103 @@ async fn http_channels_and_the_sms_provider_pass_the_conformance_suites() {
         matches!(&err, Error::Configuration(m) if m.contains("loopback")),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn the_http_client_checks_redirects_drops_credentials_across_hosts_and_classifies_answers() {
+    use platform_adapters::http::HttpRequest;
+
+    let receiver = Receiver::default();
+    let base = serve(receiver.clone(), "127.0.0.1").await;
+    let other = serve(receiver.clone(), "127.0.0.2").await;
+    let client = HttpClient::new(HttpPolicy::new().allow_loopback());
+    let body = serde_json::json!({ "k": "v" });
+
+    // 302 after a POST: followed as a GET without the body; the
+    // credentials stay with the first host (127.0.0.2 -> 127.0.0.1).
+    *receiver.redirect_to.lock().unwrap() = format!("{base}/target");
+    let r = client
+        .send(HttpRequest::post_json(format!("{other}/redirect"), &body).bearer("first-host-only"))
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.redirects), (200, 1));
+    let hit = receiver.hits("target").pop().unwrap();
+    assert_eq!(hit.method, "GET");
+    assert!(hit.body.is_empty());
+    assert!(
+        !hit.headers.contains_key("authorization"),
+        "credentials are not sent to another host: {:?}",
+        hit.headers
+    );
+
+    // 307: the method and body are kept; same host keeps credentials.
+    *receiver.redirect_to.lock().unwrap() = format!("{base}/target307");
+    client
+        .send(HttpRequest::post_json(format!("{base}/redirect307"), &body).bearer("same-host"))
+        .await
+        .unwrap();
+    let hit = receiver.hits("target307").pop().unwrap();
+    assert_eq!(hit.method, "POST");
+    assert_eq!(hit.body, body.to_string());
+    assert_eq!(hit.headers["authorization"], "Bearer same-host");
+
+    // No redirects allowed: an error that names the host, not the path.
+    let err = client
+        .clone()
+        .max_redirects(0)
+        .send(HttpRequest::post_json(format!("{base}/redirect307"), &body))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("redirect") && text.contains("127.0.0.1"),
+        "{text}"
+    );
+    assert!(!text.contains("redirect307"), "{text}");
+
+    // Answers: 4xx is not worth retrying, 5xx is.
+    let r = client
+        .send(HttpRequest::post_json(format!("{base}/bad"), &body))
+        .await
+        .unwrap();
+    let err = r.error_for_status("webhook").unwrap_err();
+    assert!(
+        matches!(&err, Error::Configuration(m) if m.contains("400") && m.contains("no such channel")),
+        "{err}"
+    );
+    let r = client
+        .send(HttpRequest::post_json(format!("{base}/fail"), &body))
+        .await
+        .unwrap();
+    assert!(matches!(
+        r.error_for_status("webhook"),
+        Err(Error::Backend { .. })
+    ));
+
+    // Nothing listens: unavailable (retried by the queue).
+    let err = client
+        .send(HttpRequest::post_json(
+            format!("http://127.0.0.1:{}/x", closed_port()),
+            &body,
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err}");
+
+    // Literal addresses are checked like resolved ones.
+    for url in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:127.0.0.1]/x",
+        "http://10.0.0.1/x",
+        "http://0.0.0.0/x",
+    ] {
+        let err = HttpClient::default()
+            .send(HttpRequest::post_json(url, &body))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Configuration(m) if m.contains("refused")),
+            "{url}: {err}"
+        );
+    }
 }
