@@ -631,7 +631,7 @@ async fn one_call_reaches_every_channel_and_failures_are_retried_refused_and_vis
         })
         .await;
 
-        // Checked again when the job runs: queued for a second later, the
+        // Checked again when the job runs: queued for two seconds later, the
         // user switches Slack off in between (for every kind: `*`).
         let m3 = tag();
         let report = notifier
@@ -641,7 +641,7 @@ async fn one_call_reaches_every_channel_and_failures_are_retried_refused_and_vis
                     channel: "slack".into(),
                     tag: m3.clone(),
                 },
-                NotifyOptions::new().delay(Duration::from_secs(1)),
+                NotifyOptions::new().delay(Duration::from_secs(2)),
             )
             .await
             .unwrap();
