@@ -11,6 +11,9 @@
 //! | `mail-smtp` | no      | [`mail::SmtpMailer`]: SMTP delivery (lettre, rustls, pooled connections) |
 //! | `cache-redis` | no    | [`redis::RedisStore`] (L2 cache), [`redis::RedisBackplane`] (pub/sub between nodes), [`redis::RedisScaleOut`] (both under a platform) |
 //! | `session-redis` | no  | `redis::RedisSessionStore`: sessions on Redis (with `cache-redis`) |
+//! | `http` | no | `http::HttpClient`: outgoing HTTP(S) with a timeout, checked redirects and an SSRF policy |
+//! | `channel-slack` | no | `channel::SlackChannel` (Slack incoming webhook), `channel::WebhookChannel` (generic JSON webhook) |
+//! | `channel-sms` | no | `channel::HttpSmsProvider`: text messages through an HTTP API (JSON or Twilio) |
 //!
 //! ```no_run
 //! # #[cfg(feature = "mail-smtp")]
@@ -31,6 +34,15 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(any(feature = "channel-slack", feature = "channel-sms"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "channel-slack", feature = "channel-sms")))
+)]
+pub mod channel;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 pub mod mail;
 #[cfg(feature = "cache-redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache-redis")))]

@@ -26,6 +26,7 @@ pub mod error;
 pub mod event;
 pub mod mail;
 pub mod notification;
+pub mod notify;
 pub mod outbox;
 pub mod permission;
 pub mod platform;

@@ -32,7 +32,9 @@ pub const MAX_PREFERENCE_BYTES: usize = 16 * 1024;
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// How a notification looks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     /// Neutral information.
@@ -68,7 +70,7 @@ impl Level {
 }
 
 /// A notification to send.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Notice {
     /// A short title (1 to 255 characters).
     pub title: String,
@@ -441,5 +443,107 @@ impl Notifications {
         let deleted = self.db.execute(q).await;
         self.forget_cached(user_id).await;
         Ok(deleted? > 0)
+    }
+}
+
+// ---- notification channel preferences ---------------------------------
+
+/// The preference that holds a user's channel choices for one kind of
+/// notification: `notifications.channels.<NAME>` (`NAME` is the
+/// notification's name, or `*` for every kind). Its value is a JSON object
+/// of channel names to booleans (`{"mail": false}`); a channel it does not
+/// name is on.
+pub fn channel_preference_key(notification: &str) -> String {
+    format!("notifications.channels.{notification}")
+}
+
+/// The preference that holds a user's phone number for text messages.
+pub const PHONE_PREFERENCE: &str = "notifications.phone";
+
+/// Whether `phone` is a number in international format: `+`, then 8 to 15
+/// digits (E.164).
+pub fn is_phone_number(phone: &str) -> bool {
+    let Some(digits) = phone.strip_prefix('+') else {
+        return false;
+    };
+    (8..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
+impl Notifications {
+    /// Whether the user receives notifications called `notification`
+    /// through `channel`: on unless they switched it off for this kind
+    /// (`notifications.channels.<notification>`) or, when this kind does
+    /// not say, for every kind (`notifications.channels.*`).
+    pub async fn channel_enabled(
+        &self,
+        user_id: i64,
+        notification: &str,
+        channel: &str,
+    ) -> Result<bool> {
+        for key in [notification, "*"] {
+            let pref = self
+                .get_preference(user_id, &channel_preference_key(key))
+                .await?;
+            if let Some(on) = pref
+                .as_ref()
+                .and_then(|v| v.get(channel))
+                .and_then(serde_json::Value::as_bool)
+            {
+                return Ok(on);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Switches `channel` on or off for the user's notifications called
+    /// `notification` (`*`: every kind that does not say otherwise).
+    pub async fn set_channel_enabled(
+        &self,
+        user_id: i64,
+        notification: &str,
+        channel: &str,
+        enabled: bool,
+    ) -> Result<()> {
+        let key = channel_preference_key(notification);
+        let mut value = match self.read_preference(user_id, &key).await? {
+            Some(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        value.insert(channel.to_owned(), serde_json::Value::Bool(enabled));
+        self.set_preference(user_id, &key, &serde_json::Value::Object(value))
+            .await
+    }
+
+    /// The user's phone number for text messages, if they gave one.
+    pub async fn phone(&self, user_id: i64) -> Result<Option<String>> {
+        Ok(self
+            .get_preference(user_id, PHONE_PREFERENCE)
+            .await?
+            .and_then(|v| v.as_str().map(str::to_owned)))
+    }
+
+    /// Sets (or, with `None`, removes) the user's phone number for text
+    /// messages: `+` and 8 to 15 digits (E.164), spaces and dashes
+    /// removed first.
+    pub async fn set_phone(&self, user_id: i64, phone: Option<&str>) -> Result<()> {
+        let Some(phone) = phone else {
+            self.forget_preference(user_id, PHONE_PREFERENCE).await?;
+            return Ok(());
+        };
+        let phone: String = phone
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.'))
+            .collect();
+        if !is_phone_number(&phone) {
+            return Err(Error::invalid(
+                "phone",
+                "invalid",
+                "must be in international format: + and 8 to 15 digits",
+            ));
+        }
+        self.set_preference(user_id, PHONE_PREFERENCE, &serde_json::Value::String(phone))
+            .await
     }
 }

@@ -8,10 +8,14 @@
 //! | [`Mailer`](crate::mail::Mailer) | [`mail::run_all`] |
 //! | [`Backplane`](crate::backplane::Backplane) | [`backplane::run_all`] |
 //! | [`SessionStore`](crate::auth::SessionStore) | [`sessions::run_all`] |
+//! | [`NotificationChannel`](crate::notify::NotificationChannel) | [`notify::run_all`] |
+//! | [`SmsProvider`](crate::notify::SmsProvider) | [`sms::run_all`] |
 
 pub use crate::auth::session_store::conformance as sessions;
 pub use crate::cache::conformance as cache;
 pub use crate::mail::conformance as mail;
+pub use crate::notify::conformance as notify;
+pub use crate::notify::sms_conformance as sms;
 
 /// Checks every [`Backplane`](crate::backplane::Backplane) must pass.
 pub mod backplane {

@@ -207,6 +207,11 @@ pub struct Envelope {
     pub attempt: u32,
     /// The most runs it gets.
     pub max_attempts: u32,
+    /// The first retry's delay in milliseconds when the dispatch set one
+    /// ([`Options::backoff`](crate::Options::backoff)); else the job
+    /// type's [`Job::BACKOFF`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_ms: Option<u64>,
     /// When it may run (milliseconds since the epoch): dispatch time plus
     /// any delay or backoff. The wait time is measured from here.
     pub available_at: i64,
@@ -334,11 +339,17 @@ impl JobType {
     /// The delay before attempt `next` (2, 3, ...): the backoff doubled
     /// for each retry after the first, capped at one hour.
     pub fn backoff_before(&self, next: u32) -> Duration {
-        let exp = next.saturating_sub(2).min(20);
-        self.backoff
-            .saturating_mul(1u32 << exp)
-            .min(Duration::from_secs(3600))
+        backoff_before(self.backoff, next)
     }
+}
+
+/// The delay before attempt `next` (2, 3, ...) when the first retry waits
+/// `first`: doubled for each retry after the first, capped at one hour.
+pub(crate) fn backoff_before(first: Duration, next: u32) -> Duration {
+    let exp = next.saturating_sub(2).min(20);
+    first
+        .saturating_mul(1u32 << exp)
+        .min(Duration::from_secs(3600))
 }
 
 /// A registration collected by `inventory`.

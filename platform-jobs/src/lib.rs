@@ -148,6 +148,7 @@ pub struct Options {
     unique_for: Option<Duration>,
     queue: Option<String>,
     max_attempts: Option<u32>,
+    backoff: Option<Duration>,
     actor: Option<ActorSnapshot>,
 }
 
@@ -183,6 +184,12 @@ impl Options {
     /// Gives it `n` runs instead of [`Job::MAX_ATTEMPTS`].
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = Some(n.max(1));
+        self
+    }
+    /// Waits `first` before the first retry instead of [`Job::BACKOFF`]
+    /// (each further retry doubles it, capped at one hour).
+    pub fn backoff(mut self, first: Duration) -> Self {
+        self.backoff = Some(first);
         self
     }
     /// Runs it on behalf of the user acting in `ctx` (their permissions
@@ -466,6 +473,9 @@ impl Jobs {
             queue,
             attempt: 1,
             max_attempts: options.max_attempts.unwrap_or(default_attempts).max(1),
+            backoff_ms: options
+                .backoff
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             available_at: now + i64::try_from(delay.as_millis()).unwrap_or(0),
         };
         let key = env.unique_key.clone();

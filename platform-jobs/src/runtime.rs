@@ -197,7 +197,12 @@ async fn deliver(rt: &Runtime, state: &Arc<State>, env: Envelope) -> Result<(), 
             let backoff = state
                 .types
                 .get(env.kind.as_str())
-                .map(|t| t.backoff_before(env.attempt + 1));
+                .map(|t| match env.backoff_ms {
+                    Some(ms) => {
+                        crate::job::backoff_before(Duration::from_millis(ms), env.attempt + 1)
+                    }
+                    None => t.backoff_before(env.attempt + 1),
+                });
             match backoff {
                 Some(delay) if e.is_retryable() && env.attempt < env.max_attempts => {
                     record.status = "retrying";

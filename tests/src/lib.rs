@@ -301,6 +301,8 @@ mod book {
     mod cli {}
     #[doc = include_str!("../../book/src/jobs.md")]
     mod jobs {}
+    #[doc = include_str!("../../book/src/notifications.md")]
+    mod notifications {}
     #[doc = include_str!("../../book/src/capabilities.md")]
     mod capabilities {}
     #[doc = include_str!("../../book/src/scale-out.md")]
