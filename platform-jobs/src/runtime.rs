@@ -94,7 +94,7 @@ async fn run_queue(
     macro_rules! work {
         ($backend:expr) => {
             WorkerBuilder::new(name.as_str())
-                .backend($backend.poll_with_interval(poll))
+                .backend($backend.poll_with_stream(Ticks::new(poll)))
                 .data(rt)
                 .concurrency(concurrency)
                 .build(handle)
@@ -110,6 +110,47 @@ async fn run_queue(
     };
     if let Err(e) = res {
         tracing::error!(worker = %name, error = %e, "a job worker stopped with an error");
+    }
+}
+
+/// A tick every `every`, waking an idle worker to look for jobs.
+///
+/// Written by hand because apalis's `IntervalStrategy` re-arms its timer
+/// without polling it: when the fetch that a tick started finishes within
+/// the same poll (an empty queue answers fast), no waker is registered for
+/// the next tick, and an idle worker slept until its next heartbeat (10 s
+/// by default), so a job dispatched to an idle PostgreSQL queue waited up
+/// to 10 s. This stream polls the next timer before it yields a tick.
+struct Ticks {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    every: Duration,
+}
+
+impl Ticks {
+    fn new(every: Duration) -> Self {
+        Self {
+            sleep: Box::pin(tokio::time::sleep(every)),
+            every,
+        }
+    }
+}
+
+impl futures::Stream for Ticks {
+    type Item = ();
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<()>> {
+        use std::future::Future;
+        if self.sleep.as_mut().poll(cx).is_pending() {
+            return std::task::Poll::Pending;
+        }
+        let next = tokio::time::Instant::now() + self.every;
+        self.sleep.as_mut().reset(next);
+        // Registers the waker for the next tick now.
+        let _ = self.sleep.as_mut().poll(cx);
+        std::task::Poll::Ready(Some(()))
     }
 }
 

@@ -826,3 +826,44 @@ async fn mariadb_needs_a_queue_url() {
     let _ = Sql::literal(Backend::MySql, "SELECT 1");
     let _ = FieldType::I64;
 }
+
+/// An idle worker looks for jobs every poll interval, not only at its
+/// heartbeat: a job dispatched to a queue idle for a while starts long
+/// before the next heartbeat (10 s here). apalis's interval strategy lost
+/// its timer when an empty fetch answered within the same poll, so idle
+/// PostgreSQL queues woke only at heartbeats.
+#[tokio::test]
+async fn an_idle_worker_wakes_at_its_poll_interval_not_its_heartbeat() {
+    for case in cases().await {
+        let label = case.label.clone();
+        let ns = tag();
+        let mut j = Jobs::new()
+            .ignore_env()
+            .namespace(&ns)
+            .heartbeat(Duration::from_secs(10))
+            .poll_interval(Duration::from_millis(20));
+        if let Some(u) = &case.queue_url {
+            j = j.queue_url(u);
+        }
+        let p = builder(&case, j).build().await.unwrap();
+        p.start_workers();
+        // Idle for a while: many empty fetches.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let t = tag();
+        p.get::<Jobs>()
+            .unwrap()
+            .dispatch(Count {
+                tag: t.clone(),
+                email: None,
+            })
+            .await
+            .unwrap();
+        wait_until(
+            &format!("{label}: the job on an idle queue to run before the heartbeat"),
+            Duration::from_secs(5),
+            || count(&t) == 1,
+        )
+        .await;
+        p.shutdown().await;
+    }
+}
