@@ -29,6 +29,10 @@ pub enum QueueBackend {
     Redis,
 }
 
+/// How many heartbeats a worker may miss before the jobs it holds are
+/// taken by another worker (see [`crate::Jobs::heartbeat`]).
+pub(crate) const MISSED_HEARTBEATS: usize = 5;
+
 impl QueueBackend {
     /// A short name.
     pub fn name(self) -> &'static str {
@@ -162,6 +166,10 @@ impl Transport {
     }
 
     /// The storage of `queue`.
+    ///
+    /// The apalis back ends differ in how many heartbeats a worker may
+    /// miss before its jobs are taken again (SQLite 2, PostgreSQL and
+    /// Redis 10); every back end gets [`MISSED_HEARTBEATS`] here.
     pub(crate) fn store(&self, namespace: &str, queue: &str, heartbeat: Duration) -> QueueStore {
         let name = apalis_queue(namespace, queue);
         match self {
@@ -169,14 +177,16 @@ impl Transport {
                 SqliteStorage::new(pool).with_config(
                     apalis_sqlite::Config::default()
                         .queue(&name)
-                        .heartbeat_interval(heartbeat),
+                        .heartbeat_interval(heartbeat)
+                        .missed_heartbeats(MISSED_HEARTBEATS),
                 ),
             ),
             Self::Postgres(pool) => QueueStore::Postgres(
                 PostgresStorage::new(pool).with_config(
                     apalis_postgres::Config::default()
                         .queue(&name)
-                        .heartbeat_interval(heartbeat),
+                        .heartbeat_interval(heartbeat)
+                        .missed_heartbeats(MISSED_HEARTBEATS),
                 ),
             ),
             #[cfg(feature = "redis")]
@@ -184,7 +194,8 @@ impl Transport {
                 apalis_redis::RedisStorage::new(conn.clone()).with_config(
                     apalis_redis::Config::default()
                         .queue(&name)
-                        .heartbeat_interval(heartbeat),
+                        .heartbeat_interval(heartbeat)
+                        .missed_heartbeats(MISSED_HEARTBEATS),
                 ),
             ),
         }

@@ -291,7 +291,8 @@ impl Jobs {
         self
     }
     /// How often a worker tells the back end it is alive (default 10 s);
-    /// jobs held by a worker silent for two intervals are taken again.
+    /// jobs held by a worker silent for five intervals are taken again
+    /// (they run again: at least once).
     pub fn heartbeat(mut self, d: Duration) -> Self {
         self.config_mut().heartbeat = d.max(Duration::from_secs(1));
         self

@@ -352,6 +352,11 @@ impl Sessions {
         let Some(r) = store.get(&id).await? else {
             return Ok(None);
         };
+        let now = Utc::now();
+        if self.expiry(r.created_at, r.last_seen_at) <= now {
+            store.remove(&id).await?;
+            return Ok(None);
+        }
         let user = match r.user_id {
             Some(uid) => match self.inner.access.user(uid).await? {
                 Some(u) if u.disabled_at.is_none() => Some(u),
@@ -363,11 +368,6 @@ impl Sessions {
             },
             None => None,
         };
-        let now = Utc::now();
-        if self.expiry(r.created_at, r.last_seen_at) <= now {
-            store.remove(&id).await?;
-            return Ok(None);
-        }
         let mut s = self.session_of(r, user);
         if now.signed_duration_since(s.last_seen_at) >= chrono(TOUCH_EVERY) {
             let now = crate::db::truncate_micros(now);
