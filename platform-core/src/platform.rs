@@ -85,6 +85,13 @@ pub const FRAMEWORK_MIGRATIONS: MigrationSet = MigrationSet {
             postgres: include_str!("../migrations/0007_outbox_and_cache/postgres.sql"),
             mysql: include_str!("../migrations/0007_outbox_and_cache/mysql.sql"),
         },
+        Migration {
+            version: 8,
+            name: "audit unsealed index",
+            sqlite: include_str!("../migrations/0008_audit_unsealed_index/sqlite.sql"),
+            postgres: include_str!("../migrations/0008_audit_unsealed_index/postgres.sql"),
+            mysql: include_str!("../migrations/0008_audit_unsealed_index/mysql.sql"),
+        },
     ],
     backends: &[],
 };

@@ -7,7 +7,11 @@
 //!
 //! - `GET /api/invoices?search=&filter[status]=&sort=-amount_cents&page[size]=25`
 //! - `POST /api/invoices` with a JSON invoice: one transaction inserting the
-//!   row and its audit row.
+//!   row and its audit row. The audit rows go to `baseline_audits`, a copy
+//!   of `platform_audits` (same columns and indexes) created on start: rows
+//!   written into the platform's own table would be rejected by its audit
+//!   sealer (they carry no MAC) and would make the platform pay for the
+//!   baseline's writes.
 //! - `GET /admin/invoices?search=&filter[status]=&sort=-amount_cents&page[size]=25`
 //!   (`Cookie: platform_session=<token>`): the admin panel's invoice list
 //!   page as a plain application would serve it: one indexed `SELECT` of the
@@ -303,7 +307,7 @@ async fn create(
                 .bind(inv.customer_id).bind(&inv.number).bind(&inv.status).bind(inv.amount_cents)
                 .bind(inv.issued_on).bind(&inv.notes).bind(now).bind(now)
                 .fetch_one(&mut *tx).await.map_err(err)?;
-            sqlx::query("INSERT INTO platform_audits (event, resource, record_id, new_values, actor_type, created_at) VALUES ('created', 'invoice', ?, ?, 'user', ?)")
+            sqlx::query("INSERT INTO baseline_audits (event, resource, record_id, new_values, actor_type, created_at) VALUES ('created', 'invoice', ?, ?, 'user', ?)")
                 .bind(id.to_string()).bind(&audit).bind(now)
                 .execute(&mut *tx).await.map_err(err)?;
             tx.commit().await.map_err(err)?;
@@ -315,7 +319,7 @@ async fn create(
                 .bind(inv.customer_id).bind(&inv.number).bind(&inv.status).bind(inv.amount_cents)
                 .bind(inv.issued_on).bind(&inv.notes).bind(now).bind(now)
                 .fetch_one(&mut *tx).await.map_err(err)?;
-            sqlx::query("INSERT INTO platform_audits (event, resource, record_id, new_values, actor_type, created_at) VALUES ('created', 'invoice', $1, $2, 'user', $3)")
+            sqlx::query("INSERT INTO baseline_audits (event, resource, record_id, new_values, actor_type, created_at) VALUES ('created', 'invoice', $1, $2, 'user', $3)")
                 .bind(id.to_string()).bind(&audit).bind(now)
                 .execute(&mut *tx).await.map_err(err)?;
             tx.commit().await.map_err(err)?;
@@ -748,6 +752,40 @@ fn templates() -> minijinja::Environment<'static> {
     env
 }
 
+/// Creates `baseline_audits` as a copy of `platform_audits` (columns,
+/// defaults and indexes) when it does not exist yet.
+async fn create_audit_table(pool: &Pool) -> anyhow::Result<()> {
+    match pool {
+        Pool::Postgres(p) => {
+            sqlx::query(
+                "CREATE TABLE IF NOT EXISTS baseline_audits (LIKE platform_audits INCLUDING ALL)",
+            )
+            .execute(p)
+            .await?;
+        }
+        Pool::Sqlite(p) => {
+            let exists: Option<String> = sqlx::query_scalar(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'baseline_audits'",
+            )
+            .fetch_optional(p)
+            .await?;
+            if exists.is_none() {
+                // The table's and its indexes' own DDL, renamed.
+                let ddl: Vec<String> = sqlx::query_scalar(
+                    "SELECT sql FROM sqlite_master WHERE tbl_name = 'platform_audits' AND sql IS NOT NULL ORDER BY type = 'index'",
+                )
+                .fetch_all(p)
+                .await?;
+                for stmt in ddl {
+                    let stmt = stmt.replace("platform_audits", "baseline_audits");
+                    sqlx::query(sqlx::AssertSqlSafe(stmt)).execute(p).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -775,6 +813,7 @@ async fn main() -> anyhow::Result<()> {
                 .await?,
         )
     };
+    create_audit_table(&pool).await?;
     let app = Router::new()
         .route("/api/invoices", get(list).post(create))
         .route("/admin/invoices", get(list_page))

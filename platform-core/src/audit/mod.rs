@@ -37,7 +37,8 @@ use tokio::sync::Notify;
 
 use crate::context::Context;
 use crate::crypto::{Crypto, Signature, hex, random_bytes};
-use crate::db::{Db, Sql, Tx, dialect};
+use crate::db::dialect::{self, JsonColumn};
+use crate::db::{Db, Sql, Tx};
 use crate::error::{Error, Result};
 use crate::value::{FieldType, Value};
 
@@ -677,30 +678,21 @@ impl AuditLog {
             return Ok((read, 0, last));
         }
         let n = sealed.len() as u64;
-        let mut up = tx.sql();
-        up.push("UPDATE platform_audits SET seq = CASE id");
-        for (id, s, _, _) in &sealed {
-            up.push(" WHEN ").bind_i64(*id).push(" THEN ").bind_i64(*s);
-        }
-        up.push(" END, prev_hash = CASE id");
-        for (id, _, p, _) in &sealed {
-            up.push(" WHEN ")
-                .bind_i64(*id)
-                .push(" THEN ")
-                .bind_str(p.as_str());
-        }
-        up.push(" END, hash = CASE id");
-        for (id, _, _, h) in &sealed {
-            up.push(" WHEN ")
-                .bind_i64(*id)
-                .push(" THEN ")
-                .bind_str(h.as_str());
-        }
-        up.push(" END WHERE id IN (");
-        up.join(&sealed, ", ", |q, (id, ..)| {
-            q.bind_i64(*id);
-        });
-        up.push(")");
+        let rows: Vec<serde_json::Value> = sealed
+            .iter()
+            .map(|(id, s, p, h)| serde_json::json!({ "id": id, "seq": s, "prev_hash": p, "hash": h }))
+            .collect();
+        let up = dialect::update_from_json(
+            tx.backend(),
+            "platform_audits",
+            "id",
+            &[
+                ("seq", JsonColumn::Int),
+                ("prev_hash", JsonColumn::Text),
+                ("hash", JsonColumn::Text),
+            ],
+            serde_json::Value::Array(rows).to_string(),
+        );
         tx.execute(up).await?;
         let sig = self
             .crypto

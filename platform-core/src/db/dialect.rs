@@ -22,6 +22,7 @@
 //! | Search | FTS5 trigram table `<t>_search`, `MATCH` | `pg_trgm` GIN index on [`pg_search_expression`], `ILIKE` | FULLTEXT `MATCH … AGAINST` in boolean mode, then `LIKE` | [`search_table`], [`pg_search_expression`], `push_search` (crate-internal) |
 //! | Search words probed one by one | no | yes (trigram index) | no | [`probes_search_words`] |
 //! | Boolean literals (DDL defaults) | `1` / `0` | `TRUE` / `FALSE` | `1` / `0` | [`bool_literal`] |
+//! | Update many rows, each to its own values, in one statement of fixed text | `UPDATE … FROM (… json_each(?))` | `UPDATE … FROM jsonb_to_recordset($1::jsonb)` | `UPDATE … JOIN JSON_TABLE(?, …)` | [`update_from_json`] |
 //!
 //! Not differences, so not here: `LIMIT n OFFSET m` (written the same on
 //! all three), the current time (always bound from Rust, truncated to
@@ -177,6 +178,122 @@ pub fn push_for_update(q: &mut Sql) {
     if locks_rows(q.backend()) {
         q.push(" FOR UPDATE");
     }
+}
+
+// ---- many rows, each to its own values ------------------------------------
+
+/// The SQL type of a column read from JSON rows by [`update_from_json`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonColumn {
+    /// A 64-bit integer.
+    Int,
+    /// Text.
+    Text,
+}
+
+impl JsonColumn {
+    fn sql(self, backend: Backend) -> &'static str {
+        match (self, backend) {
+            (Self::Int, _) => "BIGINT",
+            (Self::Text, Backend::MySql) => "LONGTEXT",
+            (Self::Text, _) => "TEXT",
+        }
+    }
+}
+
+/// An `UPDATE` of `table` giving every row its own values, with one bound
+/// parameter: `rows`, a JSON array of objects holding the integer `key` and
+/// each of `columns` by name (`[{"id": 7, "seq": 3, "hash": "ab.."}]`).
+/// Rows whose key is not in the table are skipped.
+///
+/// The statement's text depends only on the table and the column names, not
+/// on how many rows are updated, so it is prepared once and reused; the
+/// alternative (`SET c = CASE id WHEN ? THEN ? ...`) is a new statement for
+/// every row count, with a cost that grows with the square of the rows.
+/// `table`, `key` and the column names are the platform's own identifiers
+/// (never user text); they are quoted.
+pub fn update_from_json(
+    backend: Backend,
+    table: &str,
+    key: &str,
+    columns: &[(&str, JsonColumn)],
+    rows: String,
+) -> Sql {
+    let mut q = Sql::new(backend);
+    let set = |q: &mut Sql, qualify: bool| {
+        q.join(columns, ", ", |q, (c, _)| {
+            if qualify {
+                q.qualified("t", c);
+            } else {
+                q.ident(c);
+            }
+            q.push(" = ").qualified("v", c);
+        });
+    };
+    match backend {
+        Backend::Postgres => {
+            q.push("UPDATE ").ident(table).push(" AS t SET ");
+            set(&mut q, false);
+            q.push(" FROM jsonb_to_recordset(")
+                .bind_str(rows)
+                .push("::jsonb) AS v(")
+                .ident(key)
+                .push(" BIGINT");
+            for (c, ty) in columns {
+                q.push(", ").ident(c).push(" ").push(ty.sql(backend));
+            }
+            q.push(") WHERE ")
+                .qualified("t", key)
+                .push(" = ")
+                .qualified("v", key);
+        }
+        Backend::MySql => {
+            q.push("UPDATE ")
+                .ident(table)
+                .push(" AS t JOIN JSON_TABLE(")
+                .bind_str(rows)
+                .push(", '$[*]' COLUMNS (")
+                .ident(key)
+                .push(" BIGINT PATH ");
+            json_path(&mut q, key);
+            for (c, ty) in columns {
+                q.push(", ").ident(c).push(" ").push(ty.sql(backend));
+                q.push(" PATH ");
+                json_path(&mut q, c);
+            }
+            q.push(")) AS v ON ")
+                .qualified("t", key)
+                .push(" = ")
+                .qualified("v", key)
+                .push(" SET ");
+            set(&mut q, true);
+        }
+        Backend::Sqlite => {
+            q.push("UPDATE ").ident(table).push(" AS t SET ");
+            set(&mut q, false);
+            q.push(" FROM (SELECT json_extract(value, ");
+            json_path(&mut q, key);
+            q.push(") AS ").ident(key);
+            for (c, _) in columns {
+                q.push(", json_extract(value, ");
+                json_path(&mut q, c);
+                q.push(") AS ").ident(c);
+            }
+            q.push(" FROM json_each(")
+                .bind_str(rows)
+                .push(")) AS v WHERE ")
+                .qualified("t", key)
+                .push(" = ")
+                .qualified("v", key);
+        }
+    }
+    q
+}
+
+/// Appends the JSON path literal `'$.name'` of a member (a plain
+/// identifier: lower-case letters, digits and `_`).
+fn json_path(q: &mut Sql, name: &str) {
+    q.push("'$.").raw_ident(name).push("'");
 }
 
 // ---- count estimates ---------------------------------------------------------

@@ -94,6 +94,17 @@ impl Sql {
         self
     }
 
+    /// Appends a plain identifier as it is, unquoted (inside a JSON path
+    /// literal, say); refused like [`Sql::ident`] when it is not one.
+    pub(crate) fn raw_ident(&mut self, name: &str) -> &mut Self {
+        assert!(
+            crate::resource::registry_is_identifier(name),
+            "not an identifier: {name:?}"
+        );
+        self.text.push_str(name);
+        self
+    }
+
     /// Appends `table.column`, both quoted.
     pub fn qualified(&mut self, table: &str, column: &str) -> &mut Self {
         self.ident(table).push(".").ident(column)
