@@ -36,6 +36,7 @@ pub mod query;
 pub mod repo;
 pub mod resource;
 pub mod schema;
+pub mod storage;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod validate;
