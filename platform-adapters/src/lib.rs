@@ -47,3 +47,6 @@ pub mod mail;
 #[cfg(feature = "cache-redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache-redis")))]
 pub mod redis;
+#[cfg(feature = "storage-s3")]
+#[cfg_attr(docsrs, doc(cfg(feature = "storage-s3")))]
+pub mod storage;
