@@ -122,7 +122,10 @@ pub(crate) fn percent_encode(text: &str) -> String {
 }
 
 /// The content type to serve a file under, from its recorded type or its
-/// extension; `application/octet-stream` when neither is known.
+/// extension; `application/octet-stream` when neither is known. A recorded
+/// generic type (`application/octet-stream`, or S3's default
+/// `binary/octet-stream` for objects stored without one) gives way to the
+/// extension's.
 ///
 /// ```
 /// use platform_core::storage::{StoragePath, content_type_for};
@@ -130,9 +133,15 @@ pub(crate) fn percent_encode(text: &str) -> String {
 /// let p = StoragePath::parse("docs/Report.PDF").unwrap();
 /// assert_eq!(content_type_for(&p, None), "application/pdf");
 /// assert_eq!(content_type_for(&p, Some("text/plain")), "text/plain");
+/// assert_eq!(content_type_for(&p, Some("binary/octet-stream")), "application/pdf");
 /// ```
 pub fn content_type_for<'a>(path: &StoragePath, recorded: Option<&'a str>) -> &'a str {
-    if let Some(t) = recorded.filter(|t| !t.is_empty()) {
+    let generic = |t: &str| {
+        t.is_empty()
+            || t.eq_ignore_ascii_case("application/octet-stream")
+            || t.eq_ignore_ascii_case("binary/octet-stream")
+    };
+    if let Some(t) = recorded.filter(|t| !generic(t)) {
         return t;
     }
     match path.extension().as_deref() {
