@@ -237,6 +237,9 @@ enum Source {
 /// # async fn run() -> platform_core::Result<()> {
 /// # let dir = std::env::temp_dir().join(format!("doc-{}", platform_core::crypto::random_token(6)));
 /// let platform = platform_core::Platform::builder()
+/// #   .database_url("sqlite::memory:")
+/// #   .app_key(platform_core::crypto::AppKey::generate())
+/// #   .registry(platform_core::Registry::default())
 ///     .with(
 ///         FileStorage::new()
 ///             .disk("local", LocalStorage::new(&dir))

@@ -220,6 +220,30 @@ impl fmt::Debug for Object {
 }
 
 impl Object {
+    /// Writes the content to `writer` chunk by chunk (a file, a socket),
+    /// never holding more than one chunk; returns the number of bytes
+    /// written.
+    pub async fn copy_to<W>(self, writer: &mut W) -> Result<u64, StorageError>
+    where
+        W: tokio::io::AsyncWrite + Unpin + ?Sized,
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut body = self.body;
+        let mut n = 0u64;
+        while let Some(chunk) = body.try_next().await? {
+            writer
+                .write_all(&chunk)
+                .await
+                .map_err(|e| StorageError::backend("writer", e))?;
+            n += chunk.len() as u64;
+        }
+        writer
+            .flush()
+            .await
+            .map_err(|e| StorageError::backend("writer", e))?;
+        Ok(n)
+    }
+
     /// Reads the whole content into memory.
     pub async fn bytes(self) -> Result<Bytes, StorageError> {
         let mut buf = Vec::with_capacity(usize::try_from(self.meta.size).unwrap_or(0).min(1 << 26));
