@@ -343,7 +343,12 @@ fn map_error(path: &StoragePath, e: object_store::Error) -> StorageError {
     while let Some(c) = cause {
         if let Some(h) = c.downcast_ref::<object_store::client::HttpError>() {
             use object_store::client::HttpErrorKind as K;
-            if matches!(h.kind(), K::Connect | K::Timeout | K::Interrupted) {
+            // Connect: nothing listens; Request: the connection closed
+            // before an answer (the server died); Timeout, Interrupted.
+            if matches!(
+                h.kind(),
+                K::Connect | K::Request | K::Timeout | K::Interrupted
+            ) {
                 return StorageError::unavailable(BACKEND, e);
             }
         }
@@ -354,6 +359,8 @@ fn map_error(path: &StoragePath, e: object_store::Error) -> StorageError {
                 K::ConnectionRefused
                     | K::ConnectionReset
                     | K::ConnectionAborted
+                    | K::BrokenPipe
+                    | K::UnexpectedEof
                     | K::TimedOut
                     | K::NotConnected
             ) {
@@ -690,5 +697,46 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    /// A server that dies during an upload (it reads part of each request,
+    /// then drops the connection): `Unavailable`, for a single PUT and for
+    /// a multipart upload, without a panic.
+    #[tokio::test]
+    async fn a_server_dying_mid_upload_is_unavailable() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let _ = sock.read(&mut buf).await;
+                    // Gone, without an answer.
+                });
+            }
+        });
+        let store = S3Storage::from_url(&format!(
+            "s3://platform-test?endpoint=http://127.0.0.1:{port}&access_key_id=a&secret_access_key=b&retries=1&timeout=5"
+        ))
+        .unwrap();
+        let p = StoragePath::parse("a/big.bin").unwrap();
+        for size in [3 * 1024 * 1024, 12 * 1024 * 1024] {
+            let body: ByteStream = Box::pin(futures::stream::iter(
+                (0..size / (1024 * 1024)).map(|_| Ok(Bytes::from(vec![1u8; 1024 * 1024]))),
+            ));
+            let err = store
+                .put(&p, body, PutOptions::default())
+                .await
+                .expect_err("the server died");
+            assert!(
+                matches!(err, StorageError::Unavailable { .. }),
+                "{size} bytes: {err}"
+            );
+        }
+        server.abort();
     }
 }
