@@ -14,6 +14,7 @@
 //! | `http` | no | `http::HttpClient`: outgoing HTTP(S) with a timeout, checked redirects and an SSRF policy |
 //! | `channel-slack` | no | `channel::SlackChannel` (Slack incoming webhook), `channel::WebhookChannel` (generic JSON webhook) |
 //! | `channel-sms` | no | `channel::HttpSmsProvider`: text messages through an HTTP API (JSON or Twilio) |
+//! | `storage-s3` | no | `storage::S3Storage`: the `Storage` trait on Amazon S3 and S3-compatible servers (object_store; streamed multipart uploads) |
 //!
 //! ```no_run
 //! # #[cfg(feature = "mail-smtp")]
@@ -47,3 +48,6 @@ pub mod mail;
 #[cfg(feature = "cache-redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache-redis")))]
 pub mod redis;
+#[cfg(feature = "storage-s3")]
+#[cfg_attr(docsrs, doc(cfg(feature = "storage-s3")))]
+pub mod storage;

@@ -31,6 +31,7 @@
 
 pub mod api;
 pub mod error;
+pub mod files;
 pub mod layer;
 pub mod matrix;
 pub mod panel;
@@ -99,6 +100,9 @@ pub fn app_router(
     let mut root = axum::Router::new();
     for extra in platform.contributions::<capability::Routes>() {
         root = root.merge(extra.router().clone());
+    }
+    for files in platform.contributions::<platform_core::storage::SignedFileRoute>() {
+        root = root.nest(&files.prefix, files::router());
     }
     Ok(root
         .nest("/api", api)

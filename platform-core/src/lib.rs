@@ -36,6 +36,7 @@ pub mod query;
 pub mod repo;
 pub mod resource;
 pub mod schema;
+pub mod storage;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod validate;
@@ -60,6 +61,9 @@ pub use resource::{Registry, Resource};
 /// ([`capability::HealthCheck`], [`cache::CacheStore`], ...) without a
 /// dependency line of your own.
 pub use async_trait::async_trait;
+/// The byte buffer crate of [`storage`] streams (`Bytes`): no
+/// dependency line of your own needed to write a storage back end.
+pub use bytes;
 /// The date and time crate the platform uses (`DateTime<Utc>`, `NaiveDate`
 /// fields, token expiries): `use platform_core::chrono::Utc;`, no
 /// dependency line of your own needed.

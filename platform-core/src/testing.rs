@@ -10,12 +10,14 @@
 //! | [`SessionStore`](crate::auth::SessionStore) | [`sessions::run_all`] |
 //! | [`NotificationChannel`](crate::notify::NotificationChannel) | [`notify::run_all`] |
 //! | [`SmsProvider`](crate::notify::SmsProvider) | [`sms::run_all`] |
+//! | [`Storage`](crate::storage::Storage) | [`storage::run_all`] |
 
 pub use crate::auth::session_store::conformance as sessions;
 pub use crate::cache::conformance as cache;
 pub use crate::mail::conformance as mail;
 pub use crate::notify::conformance as notify;
 pub use crate::notify::sms_conformance as sms;
+pub use crate::storage::conformance as storage;
 
 /// Checks every [`Backplane`](crate::backplane::Backplane) must pass.
 pub mod backplane {
