@@ -2,7 +2,7 @@
 //! back end: finished runs (dashboard figures), failed jobs (retry,
 //! forget) and unique keys.
 
-use platform_core::db::{Backend, Db, Migration, MigrationSet};
+use platform_core::db::{Db, Migration, MigrationSet, dialect};
 use platform_core::error::Result;
 use platform_core::value::{FieldType, Value};
 
@@ -69,23 +69,6 @@ pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// `INSERT` that skips a row whose key exists (the one dialect
-/// difference this crate needs; the suffix is [`insert_ignore_suffix`]).
-fn insert_ignore(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Sqlite => "INSERT OR IGNORE INTO ",
-        Backend::Postgres => "INSERT INTO ",
-        Backend::MySql => "INSERT IGNORE INTO ",
-    }
-}
-
-fn insert_ignore_suffix(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Postgres => " ON CONFLICT DO NOTHING",
-        Backend::Sqlite | Backend::MySql => "",
-    }
-}
-
 /// One finished run.
 #[derive(Debug, Clone)]
 pub(crate) struct RunRecord {
@@ -102,42 +85,38 @@ pub(crate) struct RunRecord {
     pub(crate) payload: String,
 }
 
-/// Writes `runs` in one statement.
+/// Writes `runs`, up to 500 in one statement (of fixed text: the rows go
+/// as one JSON parameter, see [`dialect::insert_from_json`]).
 pub(crate) async fn insert_runs(db: &Db, runs: &[RunRecord]) -> Result<()> {
-    for chunk in runs.chunks(200) {
-        let mut q = db.sql();
-        q.push(
-            "INSERT INTO platform_job_runs (job_id, queue, kind, status, attempt, wait_ms, run_ms, finished_at, error, payload) VALUES ",
+    use platform_core::db::dialect::JsonColumn::{Int, Text};
+    for chunk in runs.chunks(500) {
+        let rows: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "job_id": r.job_id, "queue": r.queue, "kind": r.kind, "status": r.status,
+                    "attempt": r.attempt, "wait_ms": r.wait_ms, "run_ms": r.run_ms,
+                    "finished_at": r.finished_at, "error": r.error, "payload": r.payload,
+                })
+            })
+            .collect();
+        let q = dialect::insert_from_json(
+            db.backend(),
+            "platform_job_runs",
+            &[
+                ("job_id", Text),
+                ("queue", Text),
+                ("kind", Text),
+                ("status", Text),
+                ("attempt", Int),
+                ("wait_ms", Int),
+                ("run_ms", Int),
+                ("finished_at", Int),
+                ("error", Text),
+                ("payload", Text),
+            ],
+            serde_json::Value::Array(rows).to_string(),
         );
-        for (i, r) in chunk.iter().enumerate() {
-            if i > 0 {
-                q.push(", ");
-            }
-            q.push("(")
-                .bind_str(r.job_id.clone())
-                .push(", ")
-                .bind_str(r.queue.clone())
-                .push(", ")
-                .bind_str(r.kind.clone())
-                .push(", ")
-                .bind_str(r.status)
-                .push(", ")
-                .bind_i64(i64::from(r.attempt))
-                .push(", ")
-                .bind_i64(r.wait_ms)
-                .push(", ")
-                .bind_i64(r.run_ms)
-                .push(", ")
-                .bind_i64(r.finished_at)
-                .push(", ")
-                .bind(
-                    r.error.clone().map_or(Value::Null, Value::Text),
-                    FieldType::Text,
-                )
-                .push(", ")
-                .bind_str(r.payload.clone())
-                .push(")");
-        }
         db.execute(q).await?;
     }
     Ok(())
@@ -282,15 +261,15 @@ pub(crate) async fn take_unique(db: &Db, key: &str, job_id: &str, expires_at: i6
         .bind_i64(now_ms());
     db.execute(d).await?;
     let mut q = db.sql();
-    q.push(insert_ignore(db.backend()))
-        .push("platform_job_unique (unique_key, job_id, expires_at) VALUES (")
+    dialect::push_insert_ignore_into(&mut q);
+    q.push("platform_job_unique (unique_key, job_id, expires_at) VALUES (")
         .bind_str(key)
         .push(", ")
         .bind_str(job_id)
         .push(", ")
         .bind_i64(expires_at)
-        .push(")")
-        .push(insert_ignore_suffix(db.backend()));
+        .push(")");
+    dialect::push_ignore_conflicts(&mut q, &[]);
     Ok(db.execute(q).await? == 1)
 }
 

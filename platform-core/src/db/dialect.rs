@@ -22,7 +22,7 @@
 //! | Search | FTS5 trigram table `<t>_search`, `MATCH` | `pg_trgm` GIN index on [`pg_search_expression`], `ILIKE` | FULLTEXT `MATCH … AGAINST` in boolean mode, then `LIKE` | [`search_table`], [`pg_search_expression`], `push_search` (crate-internal) |
 //! | Search words probed one by one | no | yes (trigram index) | no | [`probes_search_words`] |
 //! | Boolean literals (DDL defaults) | `1` / `0` | `TRUE` / `FALSE` | `1` / `0` | [`bool_literal`] |
-//! | Update many rows, each to its own values, in one statement of fixed text | `UPDATE … FROM (… json_each(?))` | `UPDATE … FROM jsonb_to_recordset($1::jsonb)` | `UPDATE … JOIN JSON_TABLE(?, …)` | [`update_from_json`] |
+//! | Many rows in one statement of fixed text (JSON rows) | `json_each(?)` | `jsonb_to_recordset($1::jsonb)` | `JSON_TABLE(?, …)` | [`update_from_json`], [`insert_from_json`] |
 //!
 //! Not differences, so not here: `LIMIT n OFFSET m` (written the same on
 //! all three), the current time (always bound from Rust, truncated to
@@ -220,6 +220,8 @@ pub fn update_from_json(
     rows: String,
 ) -> Sql {
     let mut q = Sql::new(backend);
+    let mut all = vec![(key, JsonColumn::Int)];
+    all.extend_from_slice(columns);
     let set = |q: &mut Sql, qualify: bool| {
         q.join(columns, ", ", |q, (c, _)| {
             if qualify {
@@ -230,64 +232,86 @@ pub fn update_from_json(
             q.push(" = ").qualified("v", c);
         });
     };
-    match backend {
-        Backend::Postgres => {
-            q.push("UPDATE ").ident(table).push(" AS t SET ");
-            set(&mut q, false);
-            q.push(" FROM jsonb_to_recordset(")
-                .bind_str(rows)
-                .push("::jsonb) AS v(")
-                .ident(key)
-                .push(" BIGINT");
-            for (c, ty) in columns {
-                q.push(", ").ident(c).push(" ").push(ty.sql(backend));
-            }
-            q.push(") WHERE ")
-                .qualified("t", key)
-                .push(" = ")
-                .qualified("v", key);
-        }
-        Backend::MySql => {
-            q.push("UPDATE ")
-                .ident(table)
-                .push(" AS t JOIN JSON_TABLE(")
-                .bind_str(rows)
-                .push(", '$[*]' COLUMNS (")
-                .ident(key)
-                .push(" BIGINT PATH ");
-            json_path(&mut q, key);
-            for (c, ty) in columns {
-                q.push(", ").ident(c).push(" ").push(ty.sql(backend));
-                q.push(" PATH ");
-                json_path(&mut q, c);
-            }
-            q.push(")) AS v ON ")
-                .qualified("t", key)
-                .push(" = ")
-                .qualified("v", key)
-                .push(" SET ");
-            set(&mut q, true);
-        }
-        Backend::Sqlite => {
-            q.push("UPDATE ").ident(table).push(" AS t SET ");
-            set(&mut q, false);
-            q.push(" FROM (SELECT json_extract(value, ");
-            json_path(&mut q, key);
-            q.push(") AS ").ident(key);
-            for (c, _) in columns {
-                q.push(", json_extract(value, ");
-                json_path(&mut q, c);
-                q.push(") AS ").ident(c);
-            }
-            q.push(" FROM json_each(")
-                .bind_str(rows)
-                .push(")) AS v WHERE ")
-                .qualified("t", key)
-                .push(" = ")
-                .qualified("v", key);
-        }
+    if backend == Backend::MySql {
+        q.push("UPDATE ").ident(table).push(" AS t JOIN ");
+        push_json_rows(&mut q, &all, rows);
+        q.push(" ON ")
+            .qualified("t", key)
+            .push(" = ")
+            .qualified("v", key)
+            .push(" SET ");
+        set(&mut q, true);
+    } else {
+        q.push("UPDATE ").ident(table).push(" AS t SET ");
+        set(&mut q, false);
+        q.push(" FROM ");
+        push_json_rows(&mut q, &all, rows);
+        q.push(" WHERE ")
+            .qualified("t", key)
+            .push(" = ")
+            .qualified("v", key);
     }
     q
+}
+
+/// An `INSERT` into `table` of many rows with one bound parameter: `rows`,
+/// a JSON array of objects holding each of `columns` by name (`null` or a
+/// missing member is SQL `NULL`). Like [`update_from_json`], its text does
+/// not depend on the number of rows, so it is prepared once.
+pub fn insert_from_json(
+    backend: Backend,
+    table: &str,
+    columns: &[(&str, JsonColumn)],
+    rows: String,
+) -> Sql {
+    let mut q = Sql::new(backend);
+    q.push("INSERT INTO ").ident(table).push(" (");
+    q.join(columns, ", ", |q, (c, _)| {
+        q.ident(c);
+    });
+    q.push(") SELECT ");
+    q.join(columns, ", ", |q, (c, _)| {
+        q.qualified("v", c);
+    });
+    q.push(" FROM ");
+    push_json_rows(&mut q, columns, rows);
+    q
+}
+
+/// Appends a row source named `v` with `columns`, read from the JSON array
+/// of objects `rows` (one bound parameter).
+fn push_json_rows(q: &mut Sql, columns: &[(&str, JsonColumn)], rows: String) {
+    let backend = q.backend();
+    match backend {
+        Backend::Postgres => {
+            q.push("jsonb_to_recordset(")
+                .bind_str(rows)
+                .push("::jsonb) AS v(");
+            q.join(columns, ", ", |q, (c, ty)| {
+                q.ident(c).push(" ").push(ty.sql(backend));
+            });
+            q.push(")");
+        }
+        Backend::MySql => {
+            q.push("JSON_TABLE(")
+                .bind_str(rows)
+                .push(", '$[*]' COLUMNS (");
+            q.join(columns, ", ", |q, (c, ty)| {
+                q.ident(c).push(" ").push(ty.sql(backend)).push(" PATH ");
+                json_path(q, c);
+            });
+            q.push(")) AS v");
+        }
+        Backend::Sqlite => {
+            q.push("(SELECT ");
+            q.join(columns, ", ", |q, (c, _)| {
+                q.push("json_extract(value, ");
+                json_path(q, c);
+                q.push(") AS ").ident(c);
+            });
+            q.push(" FROM json_each(").bind_str(rows).push(")) AS v");
+        }
+    }
 }
 
 /// Appends the JSON path literal `'$.name'` of a member (a plain
