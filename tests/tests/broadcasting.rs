@@ -649,3 +649,72 @@ async fn connections_per_address_and_user_are_limited() {
     wait_for(|| env.b.connections() == 1).await;
     assert_eq!(subscribe(&mut b, &chan, &pb).await["event"], "pusher_internal:subscription_succeeded");
 }
+
+/// The real `pusher-js` from npm, run by Node (`tests/pusher/`): connects,
+/// subscribes to public, private and presence channels (authorised at
+/// `/broadcasting/auth`), receives a server broadcast and signed publish
+/// calls, sees members added and removed. Skipped with a reason when Node
+/// is missing, except under `CI=true`.
+#[tokio::test]
+async fn pusher_js_connects_and_receives() {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let node_ok = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !node_ok {
+        assert!(!ci, "node (20 or newer) is required under CI");
+        eprintln!("skipped: node is not installed");
+        return;
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pusher");
+    let cache = std::env::var("PLATFORM_E2E_NPM_CACHE")
+        .unwrap_or_else(|_| "/var/cache/platform-ci/npm".to_owned());
+    if !dir.join("node_modules/pusher-js").exists() {
+        let st = tokio::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--cache", &cache])
+            .current_dir(&dir)
+            .status()
+            .await
+            .expect("npm");
+        assert!(st.success(), "npm ci in tests/pusher failed");
+    }
+    let env = start(config()).await;
+    let b = env.b.clone();
+    let ticker = tokio::spawn(async move {
+        for n in 0u32.. {
+            b.broadcast("server-ticks", "tick", &json!({ "n": n })).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("node")
+            .args(["--test", "--test-concurrency=1", "--test-reporter=spec", "pusher.test.mjs"])
+            .current_dir(&dir)
+            .env("PUSHER_HOST", env.addr.ip().to_string())
+            .env("PUSHER_PORT", env.addr.port().to_string())
+            .env("PUSHER_KEY", KEY)
+            .env("PUSHER_APP_ID", APP)
+            .env("PUSHER_SECRET", SECRET)
+            .env("ADA_TOKEN", &env.ada.1)
+            .env("BOB_TOKEN", &env.bob.1)
+            .env("ADA_ID", env.ada.0.to_string())
+            .env("BOB_ID", env.bob.0.to_string())
+            .env("INVOICE_ID", env.invoice.to_string())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("node finished within 120 s")
+    .expect("node runs");
+    ticker.abort();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(out.status.success(), "pusher-js tests failed:\n{text}");
+    assert!(text.contains("pass 4"), "{text}");
+}
