@@ -303,6 +303,8 @@ mod book {
     mod jobs {}
     #[doc = include_str!("../../book/src/notifications.md")]
     mod notifications {}
+    #[doc = include_str!("../../book/src/broadcasting.md")]
+    mod broadcasting {}
     #[doc = include_str!("../../book/src/capabilities.md")]
     mod capabilities {}
     #[doc = include_str!("../../book/src/scale-out.md")]
