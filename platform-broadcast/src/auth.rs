@@ -30,7 +30,10 @@ fn deny(message: &str) -> Response {
 
 /// Who is asking: the bearer token's actor, else the session's user (a
 /// `POST` of the session must carry its CSRF token). `None`: nobody.
-async fn caller(platform: &Platform, parts: &mut axum::http::request::Parts) -> Option<(Context, Option<String>)> {
+async fn caller(
+    platform: &Platform,
+    parts: &mut axum::http::request::Parts,
+) -> Option<(Context, Option<String>)> {
     if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
         let token = value
             .to_str()
@@ -62,7 +65,13 @@ async fn name_of(platform: &Platform, ctx: &Context, known: Option<String>) -> O
         return known;
     }
     let id = ctx.actor().user_id()?;
-    platform.access().user(id).await.ok().flatten().map(|u| u.name)
+    platform
+        .access()
+        .user(id)
+        .await
+        .ok()
+        .flatten()
+        .map(|u| u.name)
 }
 
 /// Whether `ctx` may subscribe to `channel` (without its prefix):
@@ -109,7 +118,9 @@ pub(crate) async fn authorize(State(platform): State<Platform>, req: Request) ->
         )
             .into_response();
     };
-    if !protocol::valid_socket_id(&form.socket_id) || !protocol::valid_channel_name(&form.channel_name) {
+    if !protocol::valid_socket_id(&form.socket_id)
+        || !protocol::valid_channel_name(&form.channel_name)
+    {
         return (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(serde_json::json!({ "error": "invalid `socket_id` or `channel_name`" })),
@@ -139,6 +150,12 @@ pub(crate) async fn authorize(State(platform): State<Platform>, req: Request) ->
         "user_info": { "name": name },
     })
     .to_string();
-    let auth = protocol::channel_auth(&cfg.key, &cfg.secret, &form.socket_id, channel, Some(&channel_data));
+    let auth = protocol::channel_auth(
+        &cfg.key,
+        &cfg.secret,
+        &form.socket_id,
+        channel,
+        Some(&channel_data),
+    );
     Json(serde_json::json!({ "auth": auth, "channel_data": channel_data })).into_response()
 }

@@ -266,7 +266,12 @@ impl Broadcaster {
 
     /// Sends `event` with `data` to every subscriber of `channel` (a JSON
     /// string `data` is sent as is, anything else JSON-encoded).
-    pub async fn broadcast(&self, channel: &str, event: &str, data: &serde_json::Value) -> Result<()> {
+    pub async fn broadcast(
+        &self,
+        channel: &str,
+        event: &str,
+        data: &serde_json::Value,
+    ) -> Result<()> {
         self.send(channel, event, data, None).await
     }
 
@@ -291,10 +296,18 @@ impl Broadcaster {
         except: Option<String>,
     ) -> Result<()> {
         if !protocol::valid_channel_name(channel) {
-            return Err(Error::invalid("channel", "invalid", format!("`{channel}` is not a valid channel name")));
+            return Err(Error::invalid(
+                "channel",
+                "invalid",
+                format!("`{channel}` is not a valid channel name"),
+            ));
         }
         if !protocol::valid_event_name(event) {
-            return Err(Error::invalid("event", "invalid", "an event name is 1 to 200 bytes"));
+            return Err(Error::invalid(
+                "event",
+                "invalid",
+                "an event name is 1 to 200 bytes",
+            ));
         }
         let data = match data {
             serde_json::Value::String(s) => s.clone(),
@@ -342,7 +355,11 @@ struct UserHook(Broadcaster);
 impl BroadcastHook for UserHook {
     async fn broadcast(&self, user_id: i64, message: &BroadcastMessage) -> Result<()> {
         self.0
-            .broadcast(&format!("private-user.{user_id}"), &message.event, &message.data)
+            .broadcast(
+                &format!("private-user.{user_id}"),
+                &message.event,
+                &message.data,
+            )
             .await
     }
 }

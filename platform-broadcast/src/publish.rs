@@ -21,8 +21,18 @@ use crate::{BroadcastConfig, Broadcaster};
 const MAX_CHANNELS: usize = 100;
 const MAX_BATCH: usize = 10;
 
-fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": message }))).into_response()
+/// A refused call: its status and why.
+#[derive(Debug)]
+pub(crate) struct Refused(StatusCode, String);
+
+fn error(status: StatusCode, message: &str) -> Refused {
+    Refused(status, message.to_owned())
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
 }
 
 /// Checks the signature of a publish call: `auth_key`, `auth_timestamp`
@@ -33,7 +43,7 @@ fn verify(
     path: &str,
     query: &BTreeMap<String, String>,
     body: &[u8],
-) -> Result<(), Response> {
+) -> Result<(), Refused> {
     let unauthorized = |m: &str| Err(error(StatusCode::UNAUTHORIZED, m));
     let get = |k: &str| query.get(k).map(String::as_str);
     if !get("auth_key").is_some_and(|k| protocol::constant_time_eq(k, &cfg.key)) {
@@ -90,9 +100,9 @@ async fn prepare(
     uri: &OriginalUri,
     query: Vec<(String, String)>,
     body: &[u8],
-) -> Result<Broadcaster, Response> {
+) -> Result<Broadcaster, Refused> {
     let Some(b) = platform.get::<Broadcaster>() else {
-        return Err(StatusCode::NOT_FOUND.into_response());
+        return Err(error(StatusCode::NOT_FOUND, "Broadcasting is not set up"));
     };
     if !protocol::constant_time_eq(app_id, &b.config().app_id) {
         return Err(error(StatusCode::NOT_FOUND, "Unknown app_id"));
@@ -100,14 +110,17 @@ async fn prepare(
     let mut q = BTreeMap::new();
     for (k, v) in query {
         if q.insert(k.to_ascii_lowercase(), v).is_some() {
-            return Err(error(StatusCode::BAD_REQUEST, "A query parameter is repeated"));
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "A query parameter is repeated",
+            ));
         }
     }
     verify(b.config(), uri.0.path(), &q, body)?;
     Ok((*b).clone())
 }
 
-fn envelopes(b: &Broadcaster, e: Event) -> Result<Vec<Envelope>, Response> {
+fn envelopes(b: &Broadcaster, e: Event) -> Result<Vec<Envelope>, Refused> {
     let bad = |m: String| Err(error(StatusCode::BAD_REQUEST, &m));
     let channels = match (e.channels, e.channel) {
         (Some(c), None) => c,
@@ -133,7 +146,10 @@ fn envelopes(b: &Broadcaster, e: Event) -> Result<Vec<Envelope>, Response> {
     if let Some(c) = channels.iter().find(|c| !protocol::valid_channel_name(c)) {
         return bad(format!("`{c}` is not a valid channel name"));
     }
-    if e.socket_id.as_deref().is_some_and(|s| !protocol::valid_socket_id(s)) {
+    if e.socket_id
+        .as_deref()
+        .is_some_and(|s| !protocol::valid_socket_id(s))
+    {
         return bad("invalid `socket_id`".into());
     }
     Ok(channels
@@ -148,14 +164,17 @@ fn envelopes(b: &Broadcaster, e: Event) -> Result<Vec<Envelope>, Response> {
         .collect())
 }
 
-async fn publish(b: &Broadcaster, all: Vec<Envelope>) -> Response {
+async fn publish(b: &Broadcaster, all: Vec<Envelope>) -> Result<Response, Refused> {
     for env in all {
         if let Err(e) = b.inner.config.backplane.publish(env).await {
             tracing::warn!(error = %e, "broadcasting: publish failed");
-            return error(StatusCode::SERVICE_UNAVAILABLE, "The event could not be published");
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The event could not be published",
+            ));
         }
     }
-    Json(serde_json::json!({})).into_response()
+    Ok(Json(serde_json::json!({})).into_response())
 }
 
 /// `POST /apps/{app_id}/events`.
@@ -165,18 +184,15 @@ pub(crate) async fn events(
     uri: OriginalUri,
     Query(query): Query<Vec<(String, String)>>,
     body: Bytes,
-) -> Response {
-    let b = match prepare(&platform, &app_id, &uri, query, &body).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let Ok(event) = serde_json::from_slice::<Event>(&body) else {
-        return error(StatusCode::BAD_REQUEST, "Malformed event: expected {name, data, channels}");
-    };
-    match envelopes(&b, event) {
-        Ok(all) => publish(&b, all).await,
-        Err(r) => r,
-    }
+) -> Result<Response, Refused> {
+    let b = prepare(&platform, &app_id, &uri, query, &body).await?;
+    let event = serde_json::from_slice::<Event>(&body).map_err(|_| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "Malformed event: expected {name, data, channels}",
+        )
+    })?;
+    publish(&b, envelopes(&b, event)?).await
 }
 
 /// `POST /apps/{app_id}/batch_events`.
@@ -186,23 +202,23 @@ pub(crate) async fn batch_events(
     uri: OriginalUri,
     Query(query): Query<Vec<(String, String)>>,
     body: Bytes,
-) -> Response {
-    let b = match prepare(&platform, &app_id, &uri, query, &body).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let Ok(batch) = serde_json::from_slice::<Batch>(&body) else {
-        return error(StatusCode::BAD_REQUEST, "Malformed batch: expected {batch: [{name, data, channel}]}");
-    };
+) -> Result<Response, Refused> {
+    let b = prepare(&platform, &app_id, &uri, query, &body).await?;
+    let batch = serde_json::from_slice::<Batch>(&body).map_err(|_| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "Malformed batch: expected {batch: [{name, data, channel}]}",
+        )
+    })?;
     if batch.batch.is_empty() || batch.batch.len() > MAX_BATCH {
-        return error(StatusCode::BAD_REQUEST, &format!("a batch holds 1 to {MAX_BATCH} events"));
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            &format!("a batch holds 1 to {MAX_BATCH} events"),
+        ));
     }
     let mut all = Vec::new();
     for e in batch.batch {
-        match envelopes(&b, e) {
-            Ok(mut v) => all.append(&mut v),
-            Err(r) => return r,
-        }
+        all.append(&mut envelopes(&b, e)?);
     }
     publish(&b, all).await
 }

@@ -5,8 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::Extension;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -113,20 +113,41 @@ async fn run(
     let cfg = &inner.config;
     let wt = cfg.write_timeout;
     if !protocol::constant_time_eq(key, &cfg.key) {
-        return fail(&mut socket, ErrorCode::AppNotFound, "Application does not exist", wt).await;
+        return fail(
+            &mut socket,
+            ErrorCode::AppNotFound,
+            "Application does not exist",
+            wt,
+        )
+        .await;
     }
     match protocol.map(str::parse::<u32>) {
         None => {
-            return fail(&mut socket, ErrorCode::NoProtocol, "No protocol version supplied", wt)
-                .await;
+            return fail(
+                &mut socket,
+                ErrorCode::NoProtocol,
+                "No protocol version supplied",
+                wt,
+            )
+            .await;
         }
         Some(Err(_)) => {
-            return fail(&mut socket, ErrorCode::InvalidVersion, "Invalid version string format", wt)
-                .await;
+            return fail(
+                &mut socket,
+                ErrorCode::InvalidVersion,
+                "Invalid version string format",
+                wt,
+            )
+            .await;
         }
         Some(Ok(v)) if !protocol::PROTOCOL_VERSIONS.contains(&v) => {
-            return fail(&mut socket, ErrorCode::UnsupportedProtocol, "Unsupported protocol version", wt)
-                .await;
+            return fail(
+                &mut socket,
+                ErrorCode::UnsupportedProtocol,
+                "Unsupported protocol version",
+                wt,
+            )
+            .await;
         }
         Some(Ok(_)) => {}
     }
@@ -164,7 +185,13 @@ async fn run(
     };
     if let End::Error(code, message) = end {
         // A slow consumer is not read from: give the close a short time only.
-        fail(&mut socket, code, &message, Duration::from_millis(200).min(wt)).await;
+        fail(
+            &mut socket,
+            code,
+            &message,
+            Duration::from_millis(200).min(wt),
+        )
+        .await;
     }
     conn.cleanup().await;
 }
@@ -239,14 +266,20 @@ impl Conn {
     /// Handles one client frame; the reply to send, if any.
     async fn handle(&mut self, text: &str) -> Option<String> {
         let Ok(frame) = serde_json::from_str::<ClientFrame>(text) else {
-            return Some(error_frame(ErrorCode::BadMessage, "Malformed message: expected a JSON object with an `event`"));
+            return Some(error_frame(
+                ErrorCode::BadMessage,
+                "Malformed message: expected a JSON object with an `event`",
+            ));
         };
         match frame.event.as_str() {
             "pusher:ping" => Some(event_frame("pusher:pong", None, "{}")),
             "pusher:pong" => None,
             "pusher:subscribe" => match decode::<SubscribeData>(frame.data) {
                 Some(d) => Some(self.subscribe(d).await),
-                None => Some(error_frame(ErrorCode::BadMessage, "Malformed pusher:subscribe: `data.channel` is required")),
+                None => Some(error_frame(
+                    ErrorCode::BadMessage,
+                    "Malformed pusher:subscribe: `data.channel` is required",
+                )),
             },
             "pusher:unsubscribe" => {
                 let channel = decode::<Unsubscribe>(frame.data).map(|u| u.channel);
@@ -255,7 +288,10 @@ impl Conn {
                         self.unsubscribe(&c).await;
                         None
                     }
-                    None => Some(error_frame(ErrorCode::BadMessage, "Malformed pusher:unsubscribe: `data.channel` is required")),
+                    None => Some(error_frame(
+                        ErrorCode::BadMessage,
+                        "Malformed pusher:unsubscribe: `data.channel` is required",
+                    )),
                 }
             }
             e if e.starts_with("client-") => self.client_event(frame).await,
@@ -274,49 +310,79 @@ impl Conn {
         }
         let kind = ChannelKind::of(&channel);
         if self.subscriptions.contains_key(&channel) && kind != ChannelKind::Presence {
-            return event_frame("pusher_internal:subscription_succeeded", Some(&channel), "{}");
+            return event_frame(
+                "pusher_internal:subscription_succeeded",
+                Some(&channel),
+                "{}",
+            );
         }
-        if !self.subscriptions.contains_key(&channel) && self.subscriptions.len() >= cfg.max_subscriptions {
+        if !self.subscriptions.contains_key(&channel)
+            && self.subscriptions.len() >= cfg.max_subscriptions
+        {
             return error_frame(
                 ErrorCode::OverCapacity,
-                &format!("Subscription limit reached ({} channels per connection)", cfg.max_subscriptions),
+                &format!(
+                    "Subscription limit reached ({} channels per connection)",
+                    cfg.max_subscriptions
+                ),
             );
         }
         let mut member = None;
         if kind != ChannelKind::Public {
-            let data = (kind == ChannelKind::Presence).then_some(d.channel_data.as_deref().unwrap_or(""));
-            let expected = protocol::channel_auth(&cfg.key, &cfg.secret, &self.socket_id, &channel, data);
-            if !d.auth.as_deref().is_some_and(|a| protocol::constant_time_eq(a, &expected)) {
-                return unauthorized(&channel, "Invalid signature: the auth does not match this socket and channel");
+            let data =
+                (kind == ChannelKind::Presence).then_some(d.channel_data.as_deref().unwrap_or(""));
+            let expected =
+                protocol::channel_auth(&cfg.key, &cfg.secret, &self.socket_id, &channel, data);
+            if !d
+                .auth
+                .as_deref()
+                .is_some_and(|a| protocol::constant_time_eq(a, &expected))
+            {
+                return unauthorized(
+                    &channel,
+                    "Invalid signature: the auth does not match this socket and channel",
+                );
             }
             if kind == ChannelKind::Presence {
                 match parse_member(d.channel_data.as_deref().unwrap_or("")) {
                     Some(m) => member = Some(m),
                     None => {
-                        return unauthorized(&channel, "Invalid channel_data: a JSON object with a `user_id` is required");
+                        return unauthorized(
+                            &channel,
+                            "Invalid channel_data: a JSON object with a `user_id` is required",
+                        );
                     }
                 }
             }
         }
-        let user = member.as_ref().map(|m| m.user_id.clone()).or_else(|| {
-            channel.strip_prefix("private-user.").map(str::to_owned)
-        });
+        let user = member
+            .as_ref()
+            .map(|m| m.user_id.clone())
+            .or_else(|| channel.strip_prefix("private-user.").map(str::to_owned));
         if let Some(u) = &user
             && let Err(r) = self.admission.claim_user(u)
         {
             return error_frame(ErrorCode::OverCapacity, r.message());
         }
         let Some(member) = member else {
-            self.inner.hub.subscribe(&channel, &self.socket_id, &self.handle);
+            self.inner
+                .hub
+                .subscribe(&channel, &self.socket_id, &self.handle);
             self.subscriptions.insert(channel.clone(), None);
-            return event_frame("pusher_internal:subscription_succeeded", Some(&channel), "{}");
+            return event_frame(
+                "pusher_internal:subscription_succeeded",
+                Some(&channel),
+                "{}",
+            );
         };
         let backplane = cfg.backplane.clone();
         let members = match backplane.members(&channel).await {
             Ok(m) => m,
             Err(e) => return self.backend_error(&e),
         };
-        if members.len() >= cfg.max_presence_members && !members.iter().any(|m| m.user_id == member.user_id) {
+        if members.len() >= cfg.max_presence_members
+            && !members.iter().any(|m| m.user_id == member.user_id)
+        {
             return error_frame(ErrorCode::OverCapacity, "The presence channel is full");
         }
         if let Some(Some(old)) = self.subscriptions.get(&channel)
@@ -328,8 +394,11 @@ impl Conn {
             Ok(f) => f,
             Err(e) => return self.backend_error(&e),
         };
-        self.inner.hub.subscribe(&channel, &self.socket_id, &self.handle);
-        self.subscriptions.insert(channel.clone(), Some(member.user_id.clone()));
+        self.inner
+            .hub
+            .subscribe(&channel, &self.socket_id, &self.handle);
+        self.subscriptions
+            .insert(channel.clone(), Some(member.user_id.clone()));
         if first {
             let data = serde_json::to_string(&member).unwrap_or_default();
             if let Err(e) = backplane
@@ -355,7 +424,11 @@ impl Conn {
             "presence": { "ids": ids, "hash": hash, "count": members.len() }
         })
         .to_string();
-        event_frame("pusher_internal:subscription_succeeded", Some(&channel), &data)
+        event_frame(
+            "pusher_internal:subscription_succeeded",
+            Some(&channel),
+            &data,
+        )
     }
 
     fn backend_error(&self, e: &platform_core::Error) -> String {
@@ -398,16 +471,28 @@ impl Conn {
 
     async fn client_event(&mut self, frame: ClientFrame) -> Option<String> {
         if !self.inner.config.client_events {
-            return Some(error_frame(ErrorCode::Unauthorized, "Client events are disabled"));
+            return Some(error_frame(
+                ErrorCode::Unauthorized,
+                "Client events are disabled",
+            ));
         }
         let Some(channel) = frame.channel else {
-            return Some(error_frame(ErrorCode::BadMessage, "A client event needs a `channel`"));
+            return Some(error_frame(
+                ErrorCode::BadMessage,
+                "A client event needs a `channel`",
+            ));
         };
         if ChannelKind::of(&channel) == ChannelKind::Public {
-            return Some(error_frame(ErrorCode::Unauthorized, "Client events are only allowed on private and presence channels"));
+            return Some(error_frame(
+                ErrorCode::Unauthorized,
+                "Client events are only allowed on private and presence channels",
+            ));
         }
         let Some(user) = self.subscriptions.get(&channel) else {
-            return Some(error_frame(ErrorCode::Unauthorized, "Not subscribed to this channel"));
+            return Some(error_frame(
+                ErrorCode::Unauthorized,
+                "Not subscribed to this channel",
+            ));
         };
         if !protocol::valid_event_name(&frame.event) {
             return Some(error_frame(ErrorCode::BadMessage, "Invalid event name"));
@@ -462,7 +547,10 @@ fn parse_member(channel_data: &str) -> Option<Member> {
         serde_json::Value::Number(n) => n.to_string(),
         _ => return None,
     };
-    let user_info = v.get("user_info").cloned().unwrap_or(serde_json::Value::Null);
+    let user_info = v
+        .get("user_info")
+        .cloned()
+        .unwrap_or(serde_json::Value::Null);
     Some(Member { user_id, user_info })
 }
 

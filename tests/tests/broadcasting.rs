@@ -79,7 +79,10 @@ async fn user(p: &Platform, email: &str, name: &str) -> (i64, String) {
         )
         .await
         .unwrap();
-    p.access().assign_role(&console, u.id, "reader").await.unwrap();
+    p.access()
+        .assign_role(&console, u.id, "reader")
+        .await
+        .unwrap();
     let t = p
         .access()
         .create_token(&console, u.id, "ws", &[], None)
@@ -105,7 +108,11 @@ async fn start(config: BroadcastConfig) -> Env {
         .await
         .unwrap();
     let console = Context::console();
-    platform.access().create_role(&console, "reader").await.unwrap();
+    platform
+        .access()
+        .create_role(&console, "reader")
+        .await
+        .unwrap();
     let perms: Vec<String> = [
         "view_any_note",
         "view_note",
@@ -210,7 +217,10 @@ async fn send(ws: &mut Ws, v: Value) {
 async fn quiet(ws: &mut Ws) {
     send(ws, json!({"event": "pusher:ping", "data": {}})).await;
     let f = next(ws).await;
-    assert_eq!(f["event"], "pusher:pong", "expected nothing before the pong, got {f}");
+    assert_eq!(
+        f["event"], "pusher:pong",
+        "expected nothing before the pong, got {f}"
+    );
 }
 
 /// The close frame's code (after any text frames).
@@ -234,10 +244,16 @@ async fn post_form(env: &Env, token: Option<&str>, body: String) -> (StatusCode,
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
-    let res = app.oneshot(req.body(Body::from(body)).unwrap()).await.unwrap();
+    let res = app
+        .oneshot(req.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
     let status = res.status();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 async fn auth(env: &Env, token: &str, socket: &str, channel: &str) -> (StatusCode, Value) {
@@ -275,11 +291,19 @@ async fn handshake_ping_and_bad_frames() {
     assert_eq!(error_code(&next(&mut ws).await), Some(4300));
     send(&mut ws, json!({"no": "event"})).await;
     assert_eq!(error_code(&next(&mut ws).await), Some(4300));
-    send(&mut ws, json!({"event": "pusher:launch_missiles", "data": {}})).await;
+    send(
+        &mut ws,
+        json!({"event": "pusher:launch_missiles", "data": {}}),
+    )
+    .await;
     assert_eq!(error_code(&next(&mut ws).await), Some(4300));
     send(&mut ws, json!({"event": "pusher:subscribe", "data": 7})).await;
     assert_eq!(error_code(&next(&mut ws).await), Some(4300));
-    send(&mut ws, json!({"event": "pusher:subscribe", "data": {"channel": "bad channel!"}})).await;
+    send(
+        &mut ws,
+        json!({"event": "pusher:subscribe", "data": {"channel": "bad channel!"}}),
+    )
+    .await;
     assert_eq!(error_code(&next(&mut ws).await), Some(4300));
     ws.send(Message::binary(vec![0u8, 1, 2])).await.unwrap();
     assert_eq!(error_code(&next(&mut ws).await), Some(4300));
@@ -290,14 +314,27 @@ async fn handshake_ping_and_bad_frames() {
     let ok = subscribe(&mut ws, "orders", &Value::Null).await;
     assert_eq!(ok["event"], "pusher_internal:subscription_succeeded");
     assert_eq!(ok["channel"], "orders");
-    env.b.broadcast("orders", "order.shipped", &json!({"id": 7})).await.unwrap();
+    env.b
+        .broadcast("orders", "order.shipped", &json!({"id": 7}))
+        .await
+        .unwrap();
     let got = next(&mut ws).await;
     assert_eq!(got["event"], "order.shipped");
     assert_eq!(got["channel"], "orders");
-    assert_eq!(serde_json::from_str::<Value>(got["data"].as_str().unwrap()).unwrap(), json!({"id": 7}));
-    send(&mut ws, json!({"event": "pusher:unsubscribe", "data": {"channel": "orders"}})).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(got["data"].as_str().unwrap()).unwrap(),
+        json!({"id": 7})
+    );
+    send(
+        &mut ws,
+        json!({"event": "pusher:unsubscribe", "data": {"channel": "orders"}}),
+    )
+    .await;
     quiet(&mut ws).await;
-    env.b.broadcast("orders", "order.shipped", &json!({"id": 8})).await.unwrap();
+    env.b
+        .broadcast("orders", "order.shipped", &json!({"id": 8}))
+        .await
+        .unwrap();
     quiet(&mut ws).await;
     assert_eq!(env.b.channels(), 0);
 
@@ -346,35 +383,80 @@ async fn private_channels_follow_permissions_and_policies() {
     let (s, ok) = auth(&env, &env.ada.1, &sid, &note).await;
     assert_eq!(s, StatusCode::OK, "{ok}");
     assert!(ok["auth"].as_str().unwrap().starts_with(&format!("{KEY}:")));
-    assert_eq!(auth(&env, &env.bob.1, &sid, &note).await.0, StatusCode::FORBIDDEN);
-    assert_eq!(auth(&env, &env.ada.1, &sid, &bobs).await.0, StatusCode::FORBIDDEN);
-    assert_eq!(auth(&env, &env.ada.1, &sid, "private-notes.999999").await.0, StatusCode::FORBIDDEN);
-    assert_eq!(auth(&env, &env.ada.1, &sid, "private-nothing.1").await.0, StatusCode::FORBIDDEN);
-    assert_eq!(auth(&env, &env.ada.1, &sid, "orders").await.0, StatusCode::FORBIDDEN);
-    let body = format!("socket_id={sid}&channel_name={note}");
-    assert_eq!(post_form(&env, None, body.clone()).await.0, StatusCode::FORBIDDEN);
-    assert_eq!(post_form(&env, Some("forged"), body).await.0, StatusCode::FORBIDDEN);
     assert_eq!(
-        post_form(&env, Some(&env.ada.1), format!("socket_id=nope&channel_name={note}")).await.0,
+        auth(&env, &env.bob.1, &sid, &note).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        auth(&env, &env.ada.1, &sid, &bobs).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        auth(&env, &env.ada.1, &sid, "private-notes.999999").await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        auth(&env, &env.ada.1, &sid, "private-nothing.1").await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        auth(&env, &env.ada.1, &sid, "orders").await.0,
+        StatusCode::FORBIDDEN
+    );
+    let body = format!("socket_id={sid}&channel_name={note}");
+    assert_eq!(
+        post_form(&env, None, body.clone()).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post_form(&env, Some("forged"), body).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post_form(
+            &env,
+            Some(&env.ada.1),
+            format!("socket_id=nope&channel_name={note}")
+        )
+        .await
+        .0,
         StatusCode::UNPROCESSABLE_ENTITY
     );
 
     // A forged signature, one for another channel, none at all.
     let forged = json!({"auth": format!("{KEY}:{}", "0".repeat(64))});
-    assert_eq!(error_code(&subscribe(&mut ws, &note, &forged).await), Some(4009));
+    assert_eq!(
+        error_code(&subscribe(&mut ws, &note, &forged).await),
+        Some(4009)
+    );
     let (_, other) = auth(&env, &env.ada.1, &sid, &mine).await;
-    assert_eq!(error_code(&subscribe(&mut ws, &note, &other).await), Some(4009));
-    assert_eq!(error_code(&subscribe(&mut ws, &note, &Value::Null).await), Some(4009));
+    assert_eq!(
+        error_code(&subscribe(&mut ws, &note, &other).await),
+        Some(4009)
+    );
+    assert_eq!(
+        error_code(&subscribe(&mut ws, &note, &Value::Null).await),
+        Some(4009)
+    );
     // Another socket's signature (reused on a second connection).
     let (mut ws2, _) = connect(&env).await;
-    assert_eq!(error_code(&subscribe(&mut ws2, &note, &ok).await), Some(4009));
+    assert_eq!(
+        error_code(&subscribe(&mut ws2, &note, &ok).await),
+        Some(4009)
+    );
     assert_eq!(env.b.subscribers(&note), 0);
 
     // The right one works, and the event arrives.
     let r = subscribe(&mut ws, &note, &ok).await;
     assert_eq!(r["event"], "pusher_internal:subscription_succeeded", "{r}");
-    assert_eq!(error_code(&subscribe(&mut ws2, &note, &ok).await), Some(4009));
-    env.b.broadcast(&note, "note.updated", &json!({"id": env.ada_note})).await.unwrap();
+    assert_eq!(
+        error_code(&subscribe(&mut ws2, &note, &ok).await),
+        Some(4009)
+    );
+    env.b
+        .broadcast(&note, "note.updated", &json!({"id": env.ada_note}))
+        .await
+        .unwrap();
     assert_eq!(next(&mut ws).await["event"], "note.updated");
     quiet(&mut ws2).await;
 
@@ -390,7 +472,10 @@ async fn private_channels_follow_permissions_and_policies() {
     let got = next(&mut ws).await;
     assert_eq!(got["event"], "ping");
     assert_eq!(got["channel"], mine.as_str());
-    assert_eq!(serde_json::from_str::<Value>(got["data"].as_str().unwrap()).unwrap(), json!({"n": 3}));
+    assert_eq!(
+        serde_json::from_str::<Value>(got["data"].as_str().unwrap()).unwrap(),
+        json!({"n": 3})
+    );
 }
 
 #[tokio::test]
@@ -408,11 +493,20 @@ async fn presence_members_once_per_user_and_client_events() {
     let (st, auth1) = auth(&env, &env.ada.1, &s1, &chan).await;
     assert_eq!(st, StatusCode::OK, "{auth1}");
     let cd: Value = serde_json::from_str(auth1["channel_data"].as_str().unwrap()).unwrap();
-    assert_eq!(cd, json!({"user_id": env.ada.0.to_string(), "user_info": {"name": "Ada"}}));
+    assert_eq!(
+        cd,
+        json!({"user_id": env.ada.0.to_string(), "user_info": {"name": "Ada"}})
+    );
     // Tampered channel_data (another user id) is refused.
     let mut tampered = auth1.clone();
-    tampered["channel_data"] = json!({"user_id": env.bob.0.to_string(), "user_info": {"name": "Bob"}}).to_string().into();
-    assert_eq!(error_code(&subscribe(&mut a1, &chan, &tampered).await), Some(4009));
+    tampered["channel_data"] =
+        json!({"user_id": env.bob.0.to_string(), "user_info": {"name": "Bob"}})
+            .to_string()
+            .into();
+    assert_eq!(
+        error_code(&subscribe(&mut a1, &chan, &tampered).await),
+        Some(4009)
+    );
 
     let r = subscribe(&mut a1, &chan, &auth1).await;
     assert_eq!(r["event"], "pusher_internal:subscription_succeeded");
@@ -429,11 +523,18 @@ async fn presence_members_once_per_user_and_client_events() {
     // Ada's second socket: no member_added for Bob (Ada is already there).
     let (_, auth2) = auth(&env, &env.ada.1, &s2, &chan).await;
     let r = subscribe(&mut a2, &chan, &auth2).await;
-    assert_eq!(serde_json::from_str::<Value>(r["data"].as_str().unwrap()).unwrap()["presence"]["count"], 2);
+    assert_eq!(
+        serde_json::from_str::<Value>(r["data"].as_str().unwrap()).unwrap()["presence"]["count"],
+        2
+    );
     quiet(&mut b1).await;
 
     // A client event reaches the others, not the sender, with its user id.
-    send(&mut b1, json!({"event": "client-typing", "channel": chan, "data": {"on": true}})).await;
+    send(
+        &mut b1,
+        json!({"event": "client-typing", "channel": chan, "data": {"on": true}}),
+    )
+    .await;
     let got = next(&mut a1).await;
     assert_eq!(got["event"], "client-typing");
     assert_eq!(got["user_id"], env.bob.0.to_string());
@@ -441,9 +542,17 @@ async fn presence_members_once_per_user_and_client_events() {
     quiet(&mut b1).await;
     // Not on a public channel, nor on one it is not subscribed to.
     subscribe(&mut b1, "lobby", &Value::Null).await;
-    send(&mut b1, json!({"event": "client-x", "channel": "lobby", "data": {}})).await;
+    send(
+        &mut b1,
+        json!({"event": "client-x", "channel": "lobby", "data": {}}),
+    )
+    .await;
     assert_eq!(error_code(&next(&mut b1).await), Some(4009));
-    send(&mut b1, json!({"event": "client-x", "channel": "private-user.1", "data": {}})).await;
+    send(
+        &mut b1,
+        json!({"event": "client-x", "channel": "private-user.1", "data": {}}),
+    )
+    .await;
     assert_eq!(error_code(&next(&mut b1).await), Some(4009));
 
     // Ada's second socket leaves: no member_removed; her last does: one.
@@ -466,7 +575,11 @@ async fn client_events_are_off_by_default() {
     let chan = format!("private-user.{}", env.ada.0);
     let (_, a) = auth(&env, &env.ada.1, &sid, &chan).await;
     subscribe(&mut ws, &chan, &a).await;
-    send(&mut ws, json!({"event": "client-x", "channel": chan, "data": {}})).await;
+    send(
+        &mut ws,
+        json!({"event": "client-x", "channel": chan, "data": {}}),
+    )
+    .await;
     assert_eq!(error_code(&next(&mut ws).await), Some(4009));
 }
 
@@ -482,7 +595,10 @@ async fn publish_api_is_signed() {
     let env = start(config()).await;
     let (mut ws, _) = connect(&env).await;
     subscribe(&mut ws, "news", &Value::Null).await;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let path = format!("/apps/{APP}/events");
     let body = json!({"name": "headline", "data": "{\"t\":1}", "channels": ["news"]}).to_string();
     let call = |uri: String, body: String| {
@@ -501,20 +617,42 @@ async fn publish_api_is_signed() {
             .status()
         }
     };
-    assert_eq!(call(signed(&path, &body, now, SECRET), body.clone()).await, StatusCode::OK);
+    assert_eq!(
+        call(signed(&path, &body, now, SECRET), body.clone()).await,
+        StatusCode::OK
+    );
     let got = next(&mut ws).await;
     assert_eq!(got["event"], "headline");
     assert_eq!(got["data"], "{\"t\":1}");
     // Wrong secret, stale timestamp, a body that is not the signed one.
-    assert_eq!(call(signed(&path, &body, now, "wrong-secret-0123456"), body.clone()).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(call(signed(&path, &body, now - 3600, SECRET), body.clone()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(
+            signed(&path, &body, now, "wrong-secret-0123456"),
+            body.clone()
+        )
+        .await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(signed(&path, &body, now - 3600, SECRET), body.clone()).await,
+        StatusCode::UNAUTHORIZED
+    );
     let other = body.replace("headline", "tampered");
-    assert_eq!(call(signed(&path, &body, now, SECRET), other).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(call(path.clone(), body.clone()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(signed(&path, &body, now, SECRET), other).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(path.clone(), body.clone()).await,
+        StatusCode::UNAUTHORIZED
+    );
     // Batch.
     let bpath = format!("/apps/{APP}/batch_events");
     let batch = json!({"batch": [{"name": "a", "data": "1", "channel": "news"}, {"name": "b", "data": "2", "channel": "news"}]}).to_string();
-    assert_eq!(call(signed(&bpath, &batch, now, SECRET), batch.clone()).await, StatusCode::OK);
+    assert_eq!(
+        call(signed(&bpath, &batch, now, SECRET), batch.clone()).await,
+        StatusCode::OK
+    );
     assert_eq!(next(&mut ws).await["event"], "a");
     assert_eq!(next(&mut ws).await["event"], "b");
     quiet(&mut ws).await;
@@ -553,12 +691,21 @@ async fn subscribe_storm_leaves_nothing_behind() {
             json!({"event": "pusher:subscribe", "data": {"channel": format!("storm-{i}")}})
         };
         tx.send(Message::text(sub.to_string())).await.unwrap();
-        let ch = if i % 10 == 0 { chan.clone() } else { format!("storm-{i}") };
+        let ch = if i % 10 == 0 {
+            chan.clone()
+        } else {
+            format!("storm-{i}")
+        };
         let unsub = json!({"event": "pusher:unsubscribe", "data": {"channel": ch}});
         tx.send(Message::text(unsub.to_string())).await.unwrap();
     }
-    tx.send(Message::text(json!({"event": "pusher:ping"}).to_string())).await.unwrap();
-    let (succeeded, rx) = tokio::time::timeout(Duration::from_secs(60), reader).await.unwrap().unwrap();
+    tx.send(Message::text(json!({"event": "pusher:ping"}).to_string()))
+        .await
+        .unwrap();
+    let (succeeded, rx) = tokio::time::timeout(Duration::from_secs(60), reader)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(succeeded, 10_000);
     assert_eq!(env.b.channels(), 0);
     assert_eq!(env.b.connections(), 1);
@@ -569,11 +716,15 @@ async fn subscribe_storm_leaves_nothing_behind() {
         let r = subscribe(&mut ws, &format!("cap-{i}"), &Value::Null).await;
         assert_eq!(r["event"], "pusher_internal:subscription_succeeded");
     }
-    assert_eq!(error_code(&subscribe(&mut ws, "cap-50", &Value::Null).await), Some(4100));
+    assert_eq!(
+        error_code(&subscribe(&mut ws, "cap-50", &Value::Null).await),
+        Some(4100)
+    );
     assert_eq!(env.b.channels(), 50);
     ws.close(None).await.unwrap();
     drop(ws);
-    wait_for(|| env.b.connections() == 0 && env.b.channels() == 0 && env.b.tracked_users() == 0).await;
+    wait_for(|| env.b.connections() == 0 && env.b.channels() == 0 && env.b.tracked_users() == 0)
+        .await;
 }
 
 async fn wait_for(cond: impl Fn() -> bool) {
@@ -615,12 +766,18 @@ async fn a_client_that_never_reads_is_disconnected() {
     // the socket buffers, then its queue of 16, and it is dropped.
     let payload = json!("x".repeat(4096));
     for _ in 0..2_000 {
-        env.b.broadcast("firehose", "chunk", &payload).await.unwrap();
+        env.b
+            .broadcast("firehose", "chunk", &payload)
+            .await
+            .unwrap();
         tokio::task::yield_now().await;
     }
     wait_for(|| env.b.subscribers("firehose") == 1).await;
     assert_eq!(env.b.connections(), 1);
-    let (n, _rx) = tokio::time::timeout(Duration::from_secs(30), counter).await.unwrap().unwrap();
+    let (n, _rx) = tokio::time::timeout(Duration::from_secs(30), counter)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(n, 2_000, "the reading client got everything");
     drop(tx);
     drop(slow);
@@ -642,12 +799,18 @@ async fn connections_per_address_and_user_are_limited() {
     // One connection per user: the second socket of Ada is refused.
     let chan = format!("private-user.{}", env.ada.0);
     let (_, pa) = auth(&env, &env.ada.1, &sa, &chan).await;
-    assert_eq!(subscribe(&mut a, &chan, &pa).await["event"], "pusher_internal:subscription_succeeded");
+    assert_eq!(
+        subscribe(&mut a, &chan, &pa).await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
     let (_, pb) = auth(&env, &env.ada.1, &sb, &chan).await;
     assert_eq!(error_code(&subscribe(&mut b, &chan, &pb).await), Some(4100));
     a.close(None).await.unwrap();
     wait_for(|| env.b.connections() == 1).await;
-    assert_eq!(subscribe(&mut b, &chan, &pb).await["event"], "pusher_internal:subscription_succeeded");
+    assert_eq!(
+        subscribe(&mut b, &chan, &pb).await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
 }
 
 /// The real `pusher-js` from npm, run by Node (`tests/pusher/`): connects,
@@ -683,14 +846,21 @@ async fn pusher_js_connects_and_receives() {
     let b = env.b.clone();
     let ticker = tokio::spawn(async move {
         for n in 0u32.. {
-            b.broadcast("server-ticks", "tick", &json!({ "n": n })).await.unwrap();
+            b.broadcast("server-ticks", "tick", &json!({ "n": n }))
+                .await
+                .unwrap();
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
     let out = tokio::time::timeout(
         Duration::from_secs(120),
         tokio::process::Command::new("node")
-            .args(["--test", "--test-concurrency=1", "--test-reporter=spec", "pusher.test.mjs"])
+            .args([
+                "--test",
+                "--test-concurrency=1",
+                "--test-reporter=spec",
+                "pusher.test.mjs",
+            ])
             .current_dir(&dir)
             .env("PUSHER_HOST", env.addr.ip().to_string())
             .env("PUSHER_PORT", env.addr.port().to_string())
