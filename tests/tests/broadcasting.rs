@@ -888,3 +888,27 @@ async fn pusher_js_connects_and_receives() {
     assert!(out.status.success(), "pusher-js tests failed:\n{text}");
     assert!(text.contains("pass 4"), "{text}");
 }
+
+#[tokio::test]
+async fn a_silent_client_is_pinged_then_closed() {
+    let env = start(BroadcastConfig {
+        activity_timeout: Duration::from_secs(1),
+        pong_timeout: Duration::from_secs(1),
+        ..config()
+    })
+    .await;
+    // One that answers the server's ping stays.
+    let mut alive = open(env.addr, KEY, "?protocol=7").await;
+    assert_eq!(next(&mut alive).await["event"], "pusher:connection_established");
+    // One that does not is closed with 4201.
+    let mut silent = open(env.addr, KEY, "?protocol=7").await;
+    assert_eq!(next(&mut silent).await["event"], "pusher:connection_established");
+    assert_eq!(next(&mut alive).await["event"], "pusher:ping");
+    send(&mut alive, json!({"event": "pusher:pong", "data": {}})).await;
+    assert_eq!(next(&mut silent).await["event"], "pusher:ping");
+    assert_eq!(error_code(&next(&mut silent).await), Some(4201));
+    assert_eq!(closed_with(&mut silent).await, Some(4201));
+    assert_eq!(next(&mut alive).await["event"], "pusher:ping");
+    quiet(&mut alive).await;
+    assert_eq!(env.b.connections(), 1);
+}
