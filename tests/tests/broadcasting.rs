@@ -899,10 +899,16 @@ async fn a_silent_client_is_pinged_then_closed() {
     .await;
     // One that answers the server's ping stays.
     let mut alive = open(env.addr, KEY, "?protocol=7").await;
-    assert_eq!(next(&mut alive).await["event"], "pusher:connection_established");
+    assert_eq!(
+        next(&mut alive).await["event"],
+        "pusher:connection_established"
+    );
     // One that does not is closed with 4201.
     let mut silent = open(env.addr, KEY, "?protocol=7").await;
-    assert_eq!(next(&mut silent).await["event"], "pusher:connection_established");
+    assert_eq!(
+        next(&mut silent).await["event"],
+        "pusher:connection_established"
+    );
     assert_eq!(next(&mut alive).await["event"], "pusher:ping");
     send(&mut alive, json!({"event": "pusher:pong", "data": {}})).await;
     assert_eq!(next(&mut silent).await["event"], "pusher:ping");
