@@ -918,3 +918,162 @@ async fn a_silent_client_is_pinged_then_closed() {
     quiet(&mut alive).await;
     assert_eq!(env.b.connections(), 1);
 }
+
+/// One request through the application router with the session cookie;
+/// status, the session cookie it sets (if any) and the body.
+async fn panel(
+    env: &Env,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    headers: &[(&str, &str)],
+    body: String,
+) -> (StatusCode, Option<String>, String) {
+    let app = platform_admin::app_router(&env.platform)
+        .unwrap()
+        .with_state(env.platform.clone());
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("user-agent", "platform-tests (broadcasting)");
+    if let Some(c) = cookie {
+        b = b.header("cookie", format!("platform_session={c}"));
+    }
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let mut req = b.body(Body::from(body)).unwrap();
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(SocketAddr::from((
+            [192, 0, 2, 7],
+            4000,
+        ))));
+    let res = app.oneshot(req).await.unwrap();
+    let status = res.status();
+    let set = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("platform_session="))
+        .map(|c| c.split(';').next().unwrap_or_default().to_owned());
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (status, set, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn between(s: &str, start: &str, end: &str) -> String {
+    let i = s
+        .find(start)
+        .unwrap_or_else(|| panic!("`{start}` not in {s}"))
+        + start.len();
+    s[i..i + s[i..].find(end).expect("end")].to_owned()
+}
+
+fn csrf_of(page: &str) -> String {
+    between(page, "<meta name=\"csrf-token\" content=\"", "\"")
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The panel's session authorises too, with its CSRF token in
+/// `X-CSRF-TOKEN`; without it (or with another) the answer is 403.
+#[tokio::test]
+async fn the_panel_session_authorises_with_its_csrf_token() {
+    let env = start(config()).await;
+    let (_, cookie, page) = panel(&env, "GET", "/admin/login", None, &[], String::new()).await;
+    let cookie = cookie.expect("a session cookie");
+    let login = format!(
+        "_csrf={}&email={}&password={}",
+        enc(&csrf_of(&page)),
+        enc("ada@example.com"),
+        enc("long enough pw")
+    );
+    let (st, cookie2, _) = panel(&env, "POST", "/admin/login", Some(&cookie), &[], login).await;
+    assert_eq!(st, StatusCode::SEE_OTHER);
+    let cookie = cookie2.expect("sign-in rotates the session");
+    let (_, _, setup) = panel(
+        &env,
+        "GET",
+        "/admin/two-factor/setup",
+        Some(&cookie),
+        &[],
+        String::new(),
+    )
+    .await;
+    let secret = between(&setup, "<code id=\"two-factor-secret\">", "<");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let code = platform_core::auth::code_at(&secret, now).unwrap();
+    let body = format!("_csrf={}&code={code}", enc(&csrf_of(&setup)));
+    let (st, cookie2, done) = panel(
+        &env,
+        "POST",
+        "/admin/two-factor/setup",
+        Some(&cookie),
+        &[],
+        body,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{done}");
+    let cookie = cookie2.expect("two-factor set-up rotates the session");
+    let (st, _, home) = panel(&env, "GET", "/admin", Some(&cookie), &[], String::new()).await;
+    assert_eq!(st, StatusCode::OK);
+    let csrf = csrf_of(&home);
+
+    let (_, sid) = connect(&env).await;
+    let chan = format!("private-notes.{}", env.ada_note);
+    let form = format!("socket_id={sid}&channel_name={chan}");
+    let (st, _, body) = panel(
+        &env,
+        "POST",
+        "/broadcasting/auth",
+        Some(&cookie),
+        &[("x-csrf-token", &csrf)],
+        form.clone(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert!(body.contains("\"auth\""), "{body}");
+    let (st, _, _) = panel(
+        &env,
+        "POST",
+        "/broadcasting/auth",
+        Some(&cookie),
+        &[],
+        form.clone(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "no CSRF token");
+    let (st, _, _) = panel(
+        &env,
+        "POST",
+        "/broadcasting/auth",
+        Some(&cookie),
+        &[("x-csrf-token", "forged")],
+        form.clone(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "another CSRF token");
+    let (st, _, _) = panel(
+        &env,
+        "POST",
+        "/broadcasting/auth",
+        Some("not-a-session"),
+        &[("x-csrf-token", &csrf)],
+        form,
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "no session");
+}
