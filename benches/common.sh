@@ -1,5 +1,5 @@
-# Shared set-up of the HTTP benchmark scripts (sourced by benches/http.sh
-# and benches/panel.sh; not run on its own).
+# Shared set-up of the HTTP benchmark scripts (sourced by benches/http.sh,
+# benches/http_create.sh and benches/panel.sh; not run on its own).
 #
 # Expects BACKEND and ROWS; sets ROOT, TARGET, BENCH_DIR, URL, DURATION,
 # CONNS, the demo's environment (PLATFORM_DATABASE_URL, ...), PIDS and an
