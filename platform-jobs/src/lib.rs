@@ -71,8 +71,15 @@ pub use store::{FailedJob, MIGRATIONS};
 
 #[doc(hidden)]
 pub mod __private {
+    //! Items the `#[job]` expansion refers to. Not public API: may change
+    //! in any release.
     pub use inventory;
+
+    pub use crate::job::{JobRegistration, JobType};
 }
+
+#[cfg(feature = "macros")]
+pub use platform_macros::job;
 
 use std::collections::BTreeMap;
 use std::fmt;
