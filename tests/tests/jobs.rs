@@ -160,7 +160,12 @@ struct MacroDeclared {
     tag: String,
     fail_times: u32,
 }
-#[job(queue = "critical", max_attempts = 2, timeout = "5s", backoff = "200ms")]
+#[job(
+    queue = "critical",
+    max_attempts = 2,
+    timeout = "5s",
+    backoff = "200ms"
+)]
 impl Job for MacroDeclared {
     async fn handle(self, cx: &JobContext) -> Result<(), JobError> {
         bump(format!("{}:{}", self.tag, cx.queue()));
@@ -898,7 +903,11 @@ async fn a_job_declared_with_the_attribute_is_registered_and_runs() {
     assert_eq!(t.max_attempts, 2);
     assert_eq!(t.timeout, Duration::from_secs(5));
     assert_eq!(t.backoff, Duration::from_millis(200));
-    assert!(t.type_name().ends_with("MacroDeclared"), "{}", t.type_name());
+    assert!(
+        t.type_name().ends_with("MacroDeclared"),
+        "{}",
+        t.type_name()
+    );
 
     let case = Case {
         db: TestDb::sqlite(),

@@ -44,14 +44,20 @@ pub(crate) fn from_tokens(cx: &Ctxt, tokens: TokenStream) -> Input {
         Ok(Item::Struct(s)) => {
             cx.syn_error(syn::Error::new(
                 Span::call_site(),
-                format!("{MISPLACED}: put it on `impl Job for {}`, not on the struct", s.ident),
+                format!(
+                    "{MISPLACED}: put it on `impl Job for {}`, not on the struct",
+                    s.ident
+                ),
             ));
             return Input::Other(tokens);
         }
         Ok(Item::Enum(e)) => {
             cx.syn_error(syn::Error::new(
                 Span::call_site(),
-                format!("{MISPLACED}: put it on `impl Job for {}`, not on the enum", e.ident),
+                format!(
+                    "{MISPLACED}: put it on `impl Job for {}`, not on the enum",
+                    e.ident
+                ),
             ));
             return Input::Other(tokens);
         }
@@ -67,7 +73,10 @@ pub(crate) fn from_tokens(cx: &Ctxt, tokens: TokenStream) -> Input {
             return Input::Other(tokens);
         }
         Some((None, path, _)) => {
-            cx.error_spanned_by(path, format!("{MISPLACED}, not on an impl of another trait"));
+            cx.error_spanned_by(
+                path,
+                format!("{MISPLACED}, not on an impl of another trait"),
+            );
             return Input::Other(tokens);
         }
         None => {
@@ -87,11 +96,9 @@ pub(crate) fn from_tokens(cx: &Ctxt, tokens: TokenStream) -> Input {
         );
     }
     let type_name = match &*item.self_ty {
-        Type::Path(p) if p.qself.is_none() => p
-            .path
-            .segments
-            .last()
-            .map(|s| s.ident.unraw().to_string()),
+        Type::Path(p) if p.qself.is_none() => {
+            p.path.segments.last().map(|s| s.ident.unraw().to_string())
+        }
         other => {
             cx.error_spanned_by(
                 other,

@@ -43,7 +43,12 @@ mod tests {
     #[test]
     fn fills_the_consts_and_registers() {
         let out = run(
-            quote!(queue = "critical", max_attempts = 5, timeout = "30s", backoff = "250ms"),
+            quote!(
+                queue = "critical",
+                max_attempts = 5,
+                timeout = "30s",
+                backoff = "250ms"
+            ),
             quote! {
                 impl Job for SendWelcome {
                     async fn handle(self, cx: &JobContext) -> Result<(), JobError> { Ok(()) }
@@ -107,10 +112,20 @@ mod tests {
 
     #[test]
     fn anything_but_impl_job_is_given_back_with_an_error() {
-        let out = run(TokenStream::new(), quote!(struct SendWelcome;));
+        let out = run(
+            TokenStream::new(),
+            quote!(
+                struct SendWelcome;
+            ),
+        );
         assert_eq!(out.matches("compile_error").count(), 1, "{out}");
         assert!(out.contains("struct SendWelcome ;"), "{out}");
-        let out = run(TokenStream::new(), quote!(impl<T> Job for W<T> {}));
+        let out = run(
+            TokenStream::new(),
+            quote!(
+                impl<T> Job for W<T> {}
+            ),
+        );
         assert!(out.contains("does not support generic impls"), "{out}");
         assert!(out.contains("\"w\""), "{out}");
         assert!(!out.contains("inventory"), "{out}");
