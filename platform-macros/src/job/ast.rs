@@ -11,7 +11,7 @@ use crate::ctxt::Ctxt;
 pub(crate) enum Input {
     /// `impl Job for Type { ... }` (possibly generic, which is an error
     /// recorded in the [`Ctxt`]).
-    Job(JobImpl),
+    Job(Box<JobImpl>),
     /// Anything else, given back unchanged (an error is recorded).
     Other(TokenStream),
 }
@@ -108,7 +108,7 @@ pub(crate) fn from_tokens(cx: &Ctxt, tokens: TokenStream) -> Input {
             None
         }
     };
-    Input::Job(JobImpl { item, type_name })
+    Input::Job(Box::new(JobImpl { item, type_name }))
 }
 
 /// `Job`, `platform_jobs::Job`, ...: a path ending in `Job` without

@@ -50,7 +50,7 @@ fn usable<T>(cx: &Ctxt, job: &JobImpl, key: Symbol, arg: &Arg<T>) -> bool {
 }
 
 fn duration(ms: Millis) -> TokenStream {
-    if ms.0 % 1000 == 0 {
+    if ms.0.is_multiple_of(1000) {
         let secs = Literal::u64_unsuffixed(ms.0 / 1000);
         quote!(::core::time::Duration::from_secs(#secs))
     } else {
