@@ -1,6 +1,6 @@
 //! Typed jobs: the [`Job`] trait, how a job type is registered
-//! ([`register_job!`](crate::register_job)), the context a job runs with,
-//! and the envelope the queue stores.
+//! ([`job`](macro@crate::job) or [`register_job!`](crate::register_job)),
+//! the context a job runs with, and the envelope the queue stores.
 
 use std::fmt;
 use std::future::Future;
@@ -15,8 +15,13 @@ use serde::{Deserialize, Serialize};
 
 /// A unit of background work: a serde payload plus the code that runs it.
 ///
+/// Write the `handle` method and put [`#[job]`](macro@crate::job) on the
+/// block: it fills in the consts from its arguments (`NAME` defaults to
+/// the type's name in snake case) and registers the type, so every worker
+/// of the binary knows it.
+///
 /// ```
-/// use platform_jobs::{Job, JobContext, JobError, register_job};
+/// use platform_jobs::{Job, JobContext, JobError, job};
 /// use serde::{Deserialize, Serialize};
 ///
 /// /// Sends the welcome mail of a new user.
@@ -25,15 +30,38 @@ use serde::{Deserialize, Serialize};
 ///     user_id: i64,
 /// }
 ///
+/// #[job(queue = "critical", max_attempts = 5, timeout = "30s")]
 /// impl Job for SendWelcome {
-///     const NAME: &'static str = "send_welcome";
-///     const QUEUE: &'static str = "critical";
 ///     async fn handle(self, cx: &JobContext) -> Result<(), JobError> {
 ///         let _user = cx.platform().access().user(self.user_id).await?;
 ///         Ok(())
 ///     }
 /// }
-/// register_job!(SendWelcome);
+///
+/// assert_eq!(SendWelcome::NAME, "send_welcome");
+/// ```
+///
+/// Without the attribute, write the consts yourself and register the type
+/// with [`register_job!`](crate::register_job) (a generic job type, which
+/// `#[job]` refuses, is registered this way once per concrete type):
+///
+/// ```
+/// use platform_jobs::{Job, JobContext, JobError, register_job};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct SendReminder {
+///     user_id: i64,
+/// }
+///
+/// impl Job for SendReminder {
+///     const NAME: &'static str = "send_reminder";
+///     const QUEUE: &'static str = "low";
+///     async fn handle(self, _cx: &JobContext) -> Result<(), JobError> {
+///         Ok(())
+///     }
+/// }
+/// register_job!(SendReminder);
 /// ```
 ///
 /// The payload is stored as JSON: renaming a field, or the job, after a
@@ -43,6 +71,8 @@ use serde::{Deserialize, Serialize};
 pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The job's stable name, stored with each job (`send_welcome`):
     /// never reuse or rename it while jobs of that name may be queued.
+    /// `#[job]` makes it the type's name in snake case unless given
+    /// `name = "..."`, so renaming the type renames the job too.
     const NAME: &'static str;
     /// The queue it runs on unless the dispatch says otherwise:
     /// `critical`, `default`, `low` or `scheduled`, or a queue the host
@@ -269,7 +299,7 @@ impl JobContext {
 /// A boxed job run.
 pub type RunFuture = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send + 'static>>;
 
-/// A job type as the worker knows it (made by
+/// A job type as the worker knows it (made by [`#[job]`](macro@crate::job),
 /// [`register_job!`](crate::register_job) or [`JobType::of`]).
 #[derive(Clone, Copy)]
 pub struct JobType {
@@ -358,14 +388,18 @@ pub struct JobRegistration(pub JobType);
 
 inventory::collect!(JobRegistration);
 
-/// Every job type registered with [`register_job!`](crate::register_job)
-/// in the binary.
+/// Every job type registered with [`#[job]`](macro@crate::job) or
+/// [`register_job!`](crate::register_job) in the binary.
 pub fn registered_jobs() -> impl Iterator<Item = &'static JobType> {
     inventory::iter::<JobRegistration>.into_iter().map(|r| &r.0)
 }
 
 /// Registers a [`Job`] type so every worker of the binary knows it (no
 /// list to keep by hand).
+///
+/// [`#[job]`](macro@crate::job) on the `impl Job` block does this for you;
+/// use the macro for a block written without the attribute (such as one
+/// concrete type of a generic job).
 ///
 /// ```
 /// # use platform_jobs::{Job, JobContext, JobError};

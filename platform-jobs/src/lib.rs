@@ -1,11 +1,13 @@
 //! Durable background jobs for Platform, on [apalis](https://docs.rs/apalis) 1.0.
 //!
 //! Add the [`Jobs`] capability to the builder, write jobs as serde types
-//! implementing [`Job`], register them with [`register_job!`], and
-//! dispatch them through the service the capability adds:
+//! implementing [`Job`] with [`#[job]`](macro@job) on the `impl` block
+//! (it names the job, sets its queue, attempts, timeout and backoff, and
+//! registers it so every worker knows it), and dispatch them through the
+//! service the capability adds:
 //!
 //! ```no_run
-//! use platform_jobs::{Job, JobContext, JobError, Jobs, Options, register_job};
+//! use platform_jobs::{Job, JobContext, JobError, Jobs, Options, job};
 //! use serde::{Deserialize, Serialize};
 //! use std::time::Duration;
 //!
@@ -15,13 +17,12 @@
 //!     customer_id: i64,
 //! }
 //!
+//! #[job(queue = "critical", max_attempts = 5, backoff = "2s")]
 //! impl Job for RecomputeBalance {
-//!     const NAME: &'static str = "recompute_balance";
 //!     async fn handle(self, _cx: &JobContext) -> Result<(), JobError> {
 //!         Ok(())
 //!     }
 //! }
-//! register_job!(RecomputeBalance);
 //!
 //! # async fn run() -> platform_core::Result<()> {
 //! let platform = platform_core::Platform::builder()
@@ -48,6 +49,14 @@
 //! failed jobs and unique keys live in the main database on every back
 //! end (`platform_job_runs`, `platform_failed_jobs`, `platform_job_unique`).
 //!
+//! Without the attribute, a job writes its consts in the block and is
+//! registered with [`register_job!`] (see [`Job`]).
+//!
+//! | feature | default | what it adds |
+//! |---------|---------|--------------|
+//! | `macros` | on | the [`#[job]`](macro@job) attribute |
+//! | `redis` | off | jobs on Redis (`redis://` queue URLs) |
+//!
 //! Delivery is at least once: a worker that dies mid-job leaves the job to
 //! be taken again once its heartbeat is missed; a job must tolerate
 //! running twice (make its effect idempotent, or check first).
@@ -71,8 +80,15 @@ pub use store::{FailedJob, MIGRATIONS};
 
 #[doc(hidden)]
 pub mod __private {
+    //! Items the `#[job]` expansion refers to. Not public API: may change
+    //! in any release.
     pub use inventory;
+
+    pub use crate::job::{JobRegistration, JobType};
 }
+
+#[cfg(feature = "macros")]
+pub use platform_macros::job;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -307,7 +323,8 @@ impl Jobs {
         self.config_mut().retention = d;
         self
     }
-    /// Registers `J` explicitly (on top of [`register_job!`]).
+    /// Registers `J` explicitly (on top of [`#[job]`](macro@job) and
+    /// [`register_job!`]).
     pub fn job<J: Job>(mut self) -> Self {
         self.config_mut().extra_types.push(JobType::of::<J>());
         self

@@ -1,13 +1,15 @@
-//! The procedural macros of Platform: `#[derive(Resource)]` and
-//! `embed_migrations!`.
+//! The procedural macros of Platform: `#[derive(Resource)]`,
+//! `embed_migrations!` and `#[job]`.
 //!
-//! Do not depend on this crate: use the re-exports in `platform-core`,
-//! `platform_core::Resource` and `platform_core::embed_migrations!`.
+//! Do not depend on this crate: use the re-exports, `platform_core::Resource`
+//! and `platform_core::embed_migrations!` in `platform-core`, and
+//! `platform_jobs::job` in `platform-jobs`.
 
 use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
 
 mod ctxt;
+mod job;
 mod migrations;
 mod resource;
 
@@ -25,4 +27,10 @@ pub fn embed_migrations(input: TokenStream) -> TokenStream {
     migrations::expand(&input)
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
+}
+
+#[doc = include_str!("docs/job.md")]
+#[proc_macro_attribute]
+pub fn job(args: TokenStream, item: TokenStream) -> TokenStream {
+    job::expand(args.into(), item.into()).into()
 }

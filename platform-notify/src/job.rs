@@ -1,8 +1,6 @@
 //! The queued delivery: one job per recipient and channel.
 
-use std::time::Duration;
-
-use platform_jobs::{Job, JobContext, JobError, register_job};
+use platform_jobs::{Job, JobContext, JobError, job};
 use serde::{Deserialize, Serialize};
 
 use crate::{Notifier, To};
@@ -22,10 +20,9 @@ pub(crate) struct DeliverNotification {
     pub(crate) channel: String,
 }
 
+// The name queued notifications are stored under: never change it.
+#[job(name = "platform_notification", timeout = "60s")]
 impl Job for DeliverNotification {
-    const NAME: &'static str = "platform_notification";
-    const TIMEOUT: Duration = Duration::from_secs(60);
-
     async fn handle(self, cx: &JobContext) -> Result<(), JobError> {
         let notifier = cx.platform().get::<Notifier>().ok_or_else(|| {
             JobError::fatal(
@@ -63,4 +60,3 @@ impl Job for DeliverNotification {
         }
     }
 }
-register_job!(DeliverNotification);

@@ -19,7 +19,7 @@ use platform_core::db::{Backend, Sql};
 use platform_core::platform::PlatformBuilder;
 use platform_core::resource::Registry;
 use platform_core::value::FieldType;
-use platform_jobs::{Dispatched, Job, JobContext, JobError, Jobs, Options, register_job};
+use platform_jobs::{Dispatched, Job, JobContext, JobError, Jobs, Options, job, register_job};
 use platform_tests::{TestDb, all_backends, test_key};
 use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
@@ -149,6 +149,30 @@ struct Ghost;
 impl Job for Ghost {
     const NAME: &'static str = "test_ghost";
     async fn handle(self, _cx: &JobContext) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+/// Declared with `#[job]`: named after its type, registered without a
+/// `register_job!`. Fails while its attempt is at most `fail_times`.
+#[derive(Serialize, Deserialize)]
+struct MacroDeclared {
+    tag: String,
+    fail_times: u32,
+}
+#[job(
+    queue = "critical",
+    max_attempts = 2,
+    timeout = "5s",
+    backoff = "200ms"
+)]
+impl Job for MacroDeclared {
+    async fn handle(self, cx: &JobContext) -> Result<(), JobError> {
+        bump(format!("{}:{}", self.tag, cx.queue()));
+        if cx.attempt() <= self.fail_times {
+            return Err(JobError::new(format!("attempt {}", cx.attempt())));
+        }
+        bump(format!("{}:ok", self.tag));
         Ok(())
     }
 }
@@ -866,4 +890,60 @@ async fn an_idle_worker_wakes_at_its_poll_interval_not_its_heartbeat() {
         .await;
         p.shutdown().await;
     }
+}
+
+/// A `#[job]` type is registered with the policy its arguments give, and a
+/// worker runs it on that queue, with that many attempts.
+#[tokio::test]
+async fn a_job_declared_with_the_attribute_is_registered_and_runs() {
+    let t = platform_jobs::registered_jobs()
+        .find(|t| t.name == "macro_declared")
+        .expect("`#[job]` registers the type under its snake-case name");
+    assert_eq!(t.queue, "critical");
+    assert_eq!(t.max_attempts, 2);
+    assert_eq!(t.timeout, Duration::from_secs(5));
+    assert_eq!(t.backoff, Duration::from_millis(200));
+    assert!(
+        t.type_name().ends_with("MacroDeclared"),
+        "{}",
+        t.type_name()
+    );
+
+    let case = Case {
+        db: TestDb::sqlite(),
+        queue_url: None,
+        label: "sqlite".into(),
+        _dir: None,
+    };
+    let p = builder(&case, jobs(&case, &tag())).build().await.unwrap();
+    let j = p.get::<Jobs>().expect("the service");
+    p.start_workers();
+
+    // Retried once on its own queue, then done.
+    let a = tag();
+    j.dispatch(MacroDeclared {
+        tag: a.clone(),
+        fail_times: 1,
+    })
+    .await
+    .unwrap();
+    wait_until("the retried job", Duration::from_secs(10), || {
+        count(&format!("{a}:ok")) == 1
+    })
+    .await;
+    assert_eq!(count(&format!("{a}:critical")), 2);
+
+    // Failed after its two attempts.
+    let b = tag();
+    let poison = j
+        .dispatch(MacroDeclared {
+            tag: b.clone(),
+            fail_times: 100,
+        })
+        .await
+        .unwrap();
+    let f = failed_with(&j, poison.id().unwrap(), Duration::from_secs(10)).await;
+    assert_eq!((f.attempts, f.error.as_str()), (2, "attempt 2"));
+    assert_eq!(count(&format!("{b}:critical")), 2);
+    p.shutdown().await;
 }

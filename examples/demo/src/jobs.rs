@@ -15,7 +15,7 @@ use platform_core::capability::{Capability, Setup};
 use platform_core::notification::Notice;
 use platform_core::outbox::Event;
 use platform_core::prelude::*;
-use platform_jobs::{Job, JobContext, JobError, Jobs, Options, register_job};
+use platform_jobs::{Job, JobContext, JobError, Jobs, Options, job};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Invoice;
@@ -47,12 +47,9 @@ pub(crate) struct InvoiceSent {
     pub(crate) invoice_id: i64,
 }
 
+// Named `invoice_sent` after the type; registered for every worker.
+#[job(max_attempts = 3, backoff = "1s", timeout = "30s")]
 impl Job for InvoiceSent {
-    const NAME: &'static str = "invoice_sent";
-    const MAX_ATTEMPTS: u32 = 3;
-    const BACKOFF: Duration = Duration::from_secs(1);
-    const TIMEOUT: Duration = Duration::from_secs(30);
-
     async fn handle(self, cx: &JobContext) -> Result<(), JobError> {
         let Some(actor) = cx.actor() else {
             return Err(JobError::fatal(
@@ -91,7 +88,6 @@ impl Job for InvoiceSent {
         Ok(())
     }
 }
-register_job!(InvoiceSent);
 
 /// The events `invoice-notices` wants: an update that set the status to
 /// `sent`, made by a user. Decided in the write's transaction, so other

@@ -19,6 +19,11 @@ use crate::ctxt::Ctxt;
 pub(crate) struct Symbol(&'static str);
 
 impl Symbol {
+    /// A key named `name`.
+    pub(crate) const fn new(name: &'static str) -> Self {
+        Self(name)
+    }
+
     /// The key as written.
     pub(crate) fn as_str(self) -> &'static str {
         self.0
@@ -493,7 +498,7 @@ impl FieldAttrs {
 }
 
 /// The path as written, for messages (`a::b`).
-fn path_to_string(path: &Path) -> String {
+pub(crate) fn path_to_string(path: &Path) -> String {
     let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
     let joined = segments.join("::");
     if path.leading_colon.is_some() {
@@ -543,7 +548,7 @@ fn unknown(
 
 /// The key of `keys` nearest to `written`, with its distance, when it is a likely typo: at
 /// most two edits away (one for keys of up to four letters), ignoring `_`.
-fn nearest(written: &str, keys: &[Symbol]) -> Option<(usize, Symbol)> {
+pub(crate) fn nearest(written: &str, keys: &[Symbol]) -> Option<(usize, Symbol)> {
     let plain = |s: &str| s.replace('_', "").to_ascii_lowercase();
     let w = plain(written);
     keys.iter()
@@ -580,7 +585,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// Skips the rest of one nested meta: everything up to the next top-level
 /// comma.
-fn skip_value(input: ParseStream<'_>) -> syn::Result<()> {
+pub(crate) fn skip_value(input: ParseStream<'_>) -> syn::Result<()> {
     input.step(|cursor| {
         let mut rest = *cursor;
         while let Some((tt, next)) = rest.token_tree() {

@@ -2,11 +2,11 @@
 //! then generate ([`expand`]) or, on error, fall back ([`fallback`]).
 
 mod ast;
-mod attr;
+pub(crate) mod attr;
 mod check;
 mod expand;
 mod fallback;
-mod naming;
+pub(crate) mod naming;
 
 use proc_macro2::TokenStream;
 use syn::DeriveInput;
