@@ -3,7 +3,9 @@
 //! [`Backplane`] over Redis pub/sub; and [`RedisScaleOut`], which puts both
 //! under a platform: L1 in process, L2 on Redis, invalidated across nodes.
 //! With the feature `session-redis`, `RedisSessionStore` keeps the
-//! sessions there too.
+//! sessions there too. With the feature `broadcast-redis`,
+//! `RedisBroadcastBackplane` shares `platform-broadcast`'s channels and
+//! presence between nodes.
 //!
 //! ```no_run
 //! # async fn f() -> platform_core::Result<()> {
@@ -31,6 +33,11 @@ use platform_core::platform::PlatformBuilder;
 use platform_core::{Error, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+#[cfg(feature = "broadcast-redis")]
+mod broadcast;
+#[cfg(feature = "broadcast-redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "broadcast-redis")))]
+pub use broadcast::RedisBroadcastBackplane;
 #[cfg(feature = "session-redis")]
 mod session;
 #[cfg(feature = "session-redis")]
