@@ -306,10 +306,7 @@ impl Shared {
             let local = self.local.lock().map_err(|_| poisoned())?;
             local
                 .iter()
-                .flat_map(|(ch, s)| {
-                    s.iter()
-                        .map(|(id, m)| (ch.clone(), id.clone(), m.clone()))
-                })
+                .flat_map(|(ch, s)| s.iter().map(|(id, m)| (ch.clone(), id.clone(), m.clone())))
                 .collect()
         };
         for (channel, socket, member) in sockets {
