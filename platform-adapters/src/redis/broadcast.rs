@@ -115,6 +115,8 @@ return out
 ///   does not fail (the other nodes miss them). When it is back the
 ///   subscription is made again and every node re-asserts its sockets'
 ///   presence (quietly: clients kept their member lists).
+/// - It needs one Redis server (or a primary with replicas), not Redis
+///   Cluster: the expiry script reaches keys of several channels.
 ///
 /// ```no_run
 /// # async fn f() -> platform_core::Result<()> {
