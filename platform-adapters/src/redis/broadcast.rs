@@ -190,7 +190,10 @@ impl RedisBroadcastBackplane {
     /// As [`RedisBroadcastBackplane::connect`], with keys under `prefix`
     /// (several applications on one Redis database).
     pub async fn connect_with_prefix(url: &str, prefix: &str) -> Result<Self> {
-        let client = client(url)?;
+        Self::with_client(client(url)?, prefix).await
+    }
+
+    pub(super) async fn with_client(client: redis::Client, prefix: &str) -> Result<Self> {
         let conn = manager(&client).await?;
         Ok(Self {
             shared: Arc::new(Shared {
@@ -595,5 +598,25 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(*sa.0.lock().unwrap(), vec![ev.clone()], "once on node a");
         assert_eq!(*sb.0.lock().unwrap(), vec![ev], "once on node b");
+    }
+
+    #[tokio::test]
+    async fn the_scale_out_makes_one_under_its_prefix() {
+        let Some(url) = super::super::tests::url() else {
+            return;
+        };
+        let prefix = unique();
+        let scale = super::super::RedisScaleOut::connect_with_prefix(&url, &prefix)
+            .await
+            .unwrap();
+        let a = scale.broadcast_backplane().await.unwrap();
+        let b = RedisBroadcastBackplane::connect_with_prefix(&url, &format!("{prefix}bc:"))
+            .await
+            .unwrap();
+        assert_ne!(a.node_id(), b.node_id());
+        a.start(Arc::new(Collect(Mutex::default()))).await.unwrap();
+        assert!(a.join("presence-y", "1.1", &ada()).await.unwrap());
+        assert_eq!(b.members("presence-y").await.unwrap(), vec![ada()]);
+        assert!(a.leave("presence-y", "1.1", "1").await.unwrap());
     }
 }

@@ -349,6 +349,8 @@ pub struct RedisScaleOut {
     backplane: Arc<RedisBackplane>,
     #[cfg(feature = "session-redis")]
     sessions: Arc<RedisSessionStore>,
+    #[cfg(feature = "broadcast-redis")]
+    broadcast: (redis::Client, Arc<str>),
 }
 
 impl RedisScaleOut {
@@ -384,6 +386,8 @@ impl RedisScaleOut {
             backplane,
             #[cfg(feature = "session-redis")]
             sessions,
+            #[cfg(feature = "broadcast-redis")]
+            broadcast: (client(url)?, format!("{prefix}bc:").into()),
         })
     }
 
@@ -405,6 +409,17 @@ impl RedisScaleOut {
     #[cfg_attr(docsrs, doc(cfg(feature = "session-redis")))]
     pub fn sessions(&self) -> &Arc<RedisSessionStore> {
         &self.sessions
+    }
+
+    /// A broadcasting back plane on the same server (keys under
+    /// `<prefix>bc:`), for `BroadcastConfig::backplane`; each call
+    /// connects a new one (one node), so call it once per process.
+    /// [`RedisScaleOut::apply`] does not set it: broadcasting is a
+    /// capability of its own.
+    #[cfg(feature = "broadcast-redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "broadcast-redis")))]
+    pub async fn broadcast_backplane(&self) -> Result<RedisBroadcastBackplane> {
+        RedisBroadcastBackplane::with_client(self.broadcast.0.clone(), &self.broadcast.1).await
     }
 
     /// `builder` with this cache store and backplane.
