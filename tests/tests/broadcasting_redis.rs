@@ -12,11 +12,12 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use futures::{SinkExt, StreamExt};
 use http_body_util::BodyExt;
-use platform_adapters::redis::RedisBroadcastBackplane;
+use platform_adapters::redis::{RedisBroadcastBackplane, RedisStore};
 use platform_broadcast::backplane::{BackplaneSink, BroadcastBackplane, Envelope, Member};
 use platform_broadcast::{BroadcastConfig, Broadcaster, Broadcasting};
 use platform_core::Platform;
 use platform_core::access::NewUser;
+use platform_core::cache::CacheStore;
 use platform_core::context::Context;
 use platform_tests::domain::{Customer, Invoice, customer, invoice, registry};
 use platform_tests::{TestDb, test_key};
@@ -159,11 +160,16 @@ async fn data(p: &Platform) -> Data {
     }
 }
 
-/// Two nodes on one database and one Redis.
-async fn two_nodes(url: &str) -> (TestDb, Node, Node, Data) {
+/// Removes the keys a test left under `prefix`.
+async fn clean(url: &str, prefix: &str) {
+    let keys = RedisStore::connect_with_prefix(url, prefix).await.unwrap();
+    keys.clear().await.unwrap();
+}
+
+/// Two nodes on one database and one Redis (keys under `prefix`).
+async fn two_nodes(url: &str, prefix: &str) -> (TestDb, Node, Node, Data) {
     let db = TestDb::sqlite();
     db.create_tables(&registry()).await;
-    let prefix = unique_prefix();
     let a = node(&db, backplane(url, &prefix).await).await;
     let b = node(&db, backplane(url, &prefix).await).await;
     let d = data(&a.platform).await;
@@ -259,7 +265,8 @@ async fn member_ids(n: &Node, channel: &str) -> Vec<String> {
 #[tokio::test]
 async fn events_and_presence_span_nodes() {
     let Some(url) = redis_url() else { return };
-    let (_db, a, b, d) = two_nodes(&url).await;
+    let prefix = unique_prefix();
+    let (_db, a, b, d) = two_nodes(&url, &prefix).await;
     let (mut on_a, sa) = connect(&a).await;
     let (mut on_b, sb) = connect(&b).await;
 
@@ -313,6 +320,7 @@ async fn events_and_presence_span_nodes() {
     assert_eq!(m["user_id"], d.ada.0.to_string());
     quiet(&mut on_b).await;
     assert_eq!(member_ids(&a, &d.channel).await, vec![d.bob.0.to_string()]);
+    clean(&url, &prefix).await;
 }
 
 struct Discard;
@@ -355,6 +363,7 @@ async fn a_dead_nodes_members_expire() {
     assert_eq!(m["user_id"], d.bob.0.to_string());
     quiet(&mut ws).await;
     assert_eq!(member_ids(&a, &d.channel).await, vec![d.ada.0.to_string()]);
+    clean(&url, &prefix).await;
 }
 
 /// A `redis-server` child on `port`, without persistence.
@@ -398,7 +407,7 @@ async fn nodes_recover_after_redis_restarts() {
     let mut server = redis_server(port);
     wait_until_up(port).await;
     let url = format!("redis://127.0.0.1:{port}/0");
-    let (_db, a, b, d) = two_nodes(&url).await;
+    let (_db, a, b, d) = two_nodes(&url, &unique_prefix()).await;
     let (mut on_a, sa) = connect(&a).await;
     let (mut on_b, sb) = connect(&b).await;
     assert_eq!(

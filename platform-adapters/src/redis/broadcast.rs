@@ -598,6 +598,15 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(*sa.0.lock().unwrap(), vec![ev.clone()], "once on node a");
         assert_eq!(*sb.0.lock().unwrap(), vec![ev], "once on node b");
+        clean(&url, &prefix).await;
+    }
+
+    async fn clean(url: &str, prefix: &str) {
+        use platform_core::cache::CacheStore;
+        let keys = super::super::RedisStore::connect_with_prefix(url, prefix)
+            .await
+            .unwrap();
+        keys.clear().await.unwrap();
     }
 
     #[tokio::test]
@@ -618,5 +627,6 @@ mod tests {
         assert!(a.join("presence-y", "1.1", &ada()).await.unwrap());
         assert_eq!(b.members("presence-y").await.unwrap(), vec![ada()]);
         assert!(a.leave("presence-y", "1.1", "1").await.unwrap());
+        clean(&url, &prefix).await;
     }
 }
