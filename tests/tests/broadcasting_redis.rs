@@ -170,8 +170,8 @@ async fn clean(url: &str, prefix: &str) {
 async fn two_nodes(url: &str, prefix: &str) -> (TestDb, Node, Node, Data) {
     let db = TestDb::sqlite();
     db.create_tables(&registry()).await;
-    let a = node(&db, backplane(url, &prefix).await).await;
-    let b = node(&db, backplane(url, &prefix).await).await;
+    let a = node(&db, backplane(url, prefix).await).await;
+    let b = node(&db, backplane(url, prefix).await).await;
     let d = data(&a.platform).await;
     (db, a, b, d)
 }
