@@ -11,6 +11,7 @@
 //! | `mail-smtp` | no      | [`mail::SmtpMailer`]: SMTP delivery (lettre, rustls, pooled connections) |
 //! | `cache-redis` | no    | [`redis::RedisStore`] (L2 cache), [`redis::RedisBackplane`] (pub/sub between nodes), [`redis::RedisScaleOut`] (both under a platform) |
 //! | `session-redis` | no  | `redis::RedisSessionStore`: sessions on Redis (with `cache-redis`) |
+//! | `broadcast-redis` | no | `redis::RedisBroadcastBackplane`: `platform-broadcast`'s events and presence shared by several nodes (with `cache-redis`) |
 //! | `http` | no | `http::HttpClient`: outgoing HTTP(S) with a timeout, checked redirects and an SSRF policy |
 //! | `channel-slack` | no | `channel::SlackChannel` (Slack incoming webhook), `channel::WebhookChannel` (generic JSON webhook) |
 //! | `channel-sms` | no | `channel::HttpSmsProvider`: text messages through an HTTP API (JSON or Twilio) |

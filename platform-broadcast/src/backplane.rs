@@ -61,7 +61,8 @@ pub trait BackplaneSink: Send + Sync + 'static {
 ///   them.
 ///
 /// The in-process default is [`LocalBackplane`]; a Redis pub/sub back end
-/// (`broadcast-redis` in `platform-adapters`) shares channels and presence
+/// (`RedisBroadcastBackplane`, feature `broadcast-redis` of
+/// `platform-adapters`) shares channels and presence
 /// between nodes.
 #[async_trait]
 pub trait BroadcastBackplane: Send + Sync + fmt::Debug + 'static {

@@ -3,7 +3,9 @@
 //! [`Backplane`] over Redis pub/sub; and [`RedisScaleOut`], which puts both
 //! under a platform: L1 in process, L2 on Redis, invalidated across nodes.
 //! With the feature `session-redis`, `RedisSessionStore` keeps the
-//! sessions there too.
+//! sessions there too. With the feature `broadcast-redis`,
+//! `RedisBroadcastBackplane` shares `platform-broadcast`'s channels and
+//! presence between nodes.
 //!
 //! ```no_run
 //! # async fn f() -> platform_core::Result<()> {
@@ -31,6 +33,11 @@ use platform_core::platform::PlatformBuilder;
 use platform_core::{Error, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+#[cfg(feature = "broadcast-redis")]
+mod broadcast;
+#[cfg(feature = "broadcast-redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "broadcast-redis")))]
+pub use broadcast::RedisBroadcastBackplane;
 #[cfg(feature = "session-redis")]
 mod session;
 #[cfg(feature = "session-redis")]
@@ -342,6 +349,8 @@ pub struct RedisScaleOut {
     backplane: Arc<RedisBackplane>,
     #[cfg(feature = "session-redis")]
     sessions: Arc<RedisSessionStore>,
+    #[cfg(feature = "broadcast-redis")]
+    broadcast: (redis::Client, Arc<str>),
 }
 
 impl RedisScaleOut {
@@ -377,6 +386,8 @@ impl RedisScaleOut {
             backplane,
             #[cfg(feature = "session-redis")]
             sessions,
+            #[cfg(feature = "broadcast-redis")]
+            broadcast: (client(url)?, format!("{prefix}bc:").into()),
         })
     }
 
@@ -398,6 +409,17 @@ impl RedisScaleOut {
     #[cfg_attr(docsrs, doc(cfg(feature = "session-redis")))]
     pub fn sessions(&self) -> &Arc<RedisSessionStore> {
         &self.sessions
+    }
+
+    /// A broadcasting back plane on the same server (keys under
+    /// `<prefix>bc:`), for `BroadcastConfig::backplane`; each call
+    /// connects a new one (one node), so call it once per process.
+    /// [`RedisScaleOut::apply`] does not set it: broadcasting is a
+    /// capability of its own.
+    #[cfg(feature = "broadcast-redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "broadcast-redis")))]
+    pub async fn broadcast_backplane(&self) -> Result<RedisBroadcastBackplane> {
+        RedisBroadcastBackplane::with_client(self.broadcast.0.clone(), &self.broadcast.1).await
     }
 
     /// `builder` with this cache store and backplane.
