@@ -144,6 +144,13 @@ ADMIN_TOKEN=$(cli token:create --email admin@example.com --name schemathesis --e
 done_phase
 
 # ---------------------------------------------------------------- the runs
+# Negative data may also be refused with 414: a generated query string over
+# 64 KiB is answered by the HTTP server itself (documented in the API's
+# document), which schemathesis does not count as a rejection by default.
+cat >"$WORK/schemathesis.toml" <<'TOML'
+[checks.negative_data_rejection]
+expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "414", "415", "422", "428", "429"]
+TOML
 FAILED=()
 run_schemathesis() { # run_schemathesis name token [args...]
   local name=$1 token=$2 rc=0
@@ -157,7 +164,7 @@ run_schemathesis() { # run_schemathesis name token [args...]
   # Run in the temp dir: schemathesis keeps a cache (`.schemathesis/`) in
   # its working directory, which must not land in the clone.
   (cd "$WORK" && exec timeout --kill-after=10 $((SECONDS_EACH + 60)) \
-    "$VENV/bin/schemathesis" run "$BASE/api/openapi.json" \
+    "$VENV/bin/schemathesis" --config-file "$WORK/schemathesis.toml" run "$BASE/api/openapi.json" \
     --header "Authorization: Bearer $token" \
     --checks all \
     --exclude-checks positive_data_acceptance \

@@ -507,6 +507,7 @@ fn responses(ok: (&str, Value), body: bool) -> Value {
     for (status, name) in ERROR_RESPONSES {
         m.insert(status.to_owned(), reference("responses", name));
     }
+    m.insert("414".into(), reference("responses", "UriTooLong"));
     if body {
         m.insert("413".into(), reference("responses", "PayloadTooLarge"));
         m.insert("415".into(), reference("responses", "UnsupportedMediaType"));
@@ -856,6 +857,7 @@ fn error_responses() -> Value {
         "Forbidden": error("The caller lacks the permission (`permission_denied`)."),
         "NotFound": error("No such record, resource or route (`not_found`)."),
         "Conflict": error("The change conflicts with other data, such as a record still referenced (`conflict`)."),
+        "UriTooLong": { "description": "The URL is longer than the HTTP server reads (64 KiB): answered by the server before the API sees the request, without a body." },
         "PayloadTooLarge": error("The body is larger than the limit, 1 MiB by default (`payload_too_large`)."),
         "UnsupportedMediaType": error("The body is not sent as `application/json` (`unsupported_media_type`)."),
         "ValidationFailed": error("Invalid fields or parameters (`validation_failed`), with messages per field in `error.fields`."),
