@@ -228,10 +228,11 @@ async fn deliver(rt: &Runtime, state: &Arc<State>, env: Envelope) -> Result<(), 
         error: None,
         payload: env.payload.to_string(),
     };
-    let result = match outcome {
+    // Why the job fails for good, if it does.
+    let failure: Option<String> = match outcome {
         Ok(()) => {
             release(state, &env).await;
-            Ok(())
+            None
         }
         Err(e) => {
             record.error = Some(e.message().to_owned());
@@ -252,23 +253,18 @@ async fn deliver(rt: &Runtime, state: &Arc<State>, env: Envelope) -> Result<(), 
                     next.available_at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(0);
                     match state.stores.get(&env.queue) {
                         Some(store) => match store.push(next, delay).await {
-                            Ok(()) => Ok(()),
+                            Ok(()) => None,
                             Err(pe) => {
                                 tracing::error!(job = %env.id, error = %pe, "could not queue the retry; failing the job");
-                                fail(
-                                    state,
-                                    &env,
-                                    &format!("{e} (and the retry could not be queued: {pe})"),
-                                )
-                                .await
+                                Some(format!("{e} (and the retry could not be queued: {pe})"))
                             }
                         },
-                        None => fail(state, &env, e.message()).await,
+                        None => Some(e.message().to_owned()),
                     }
                 }
                 _ => {
                     record.status = "failed";
-                    fail(state, &env, e.message()).await
+                    Some(e.message().to_owned())
                 }
             }
         }
@@ -276,13 +272,21 @@ async fn deliver(rt: &Runtime, state: &Arc<State>, env: Envelope) -> Result<(), 
     if let Ok(mut b) = state.buffer.lock() {
         b.push(record);
     }
-    result
+    match failure {
+        None => Ok(()),
+        Some(error) => fail(state, &env, &error).await,
+    }
 }
 
 /// Records a failed job; the delivery ends as "killed" for apalis (no
-/// retry from the back end).
+/// retry from the back end). The buffered runs, this job's last one
+/// among them, are written first: whoever sees the job among the failed
+/// ones also sees every run of it.
 async fn fail(state: &Arc<State>, env: &Envelope, error: &str) -> Result<(), BoxDynError> {
     tracing::warn!(job = %env.id, kind = %env.kind, attempt = env.attempt, error, "job failed");
+    if let Err(e) = flush(state).await {
+        tracing::warn!(error = %e, "could not write job runs; will try again");
+    }
     store::insert_failed(&state.db, env, error).await?;
     release(state, env).await;
     Err(Box::new(AbortError::new(error.to_owned())))
