@@ -24,24 +24,6 @@ sleep 2 # let the demo's sealer finish sealing the seed's audit entries
 LIST='/api/invoices?page%5Bsize%5D=25'
 SEARCH='/api/invoices?search=INV-0004&filter%5Bstatus%5D=paid&sort=-amount_cents&page%5Bsize%5D=25'
 
-cat >"$BENCH_DIR/create.lua" <<'LUA'
-local counter = 0
-math.randomseed(os.time())
-local id = string.format("%x%x", os.time() % 65536, math.random(0, 4095))
-request = function()
-  counter = counter + 1
-  local body = string.format('{"customer_id": 1, "number": "W%s-%d", "status": "draft", "amount_cents": 1250, "issued_on": "2024-05-01", "notes": "load"}', id, counter)
-  return wrk.format("POST", nil, {["Content-Type"] = "application/json", ["Authorization"] = wrk.headers["Authorization"]}, body)
-end
-local shown = 0
-response = function(status, headers, body)
-  if status >= 300 and shown < 3 then
-    io.stderr:write(string.format("unexpected %d: %s\n", status, body))
-    shown = shown + 1
-  end
-end
-LUA
-
 printf '\n%-44s %10s %9s %9s %7s\n' "$BACKEND, $ROWS invoices, c=$CONNS, $DURATION" "req/s" "p50 ms" "p99 ms" "non-2xx"
 row() {
   local name=$1; shift
@@ -54,8 +36,8 @@ row "baseline  GET list 25" "http://127.0.0.1:$PORT_B$LIST"; B1=$LAST_RPS
 row "platform  GET list 25" -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT_P$LIST"; P1=$LAST_RPS
 row "baseline  GET search+filter+sort 25" "http://127.0.0.1:$PORT_B$SEARCH"; B2=$LAST_RPS
 row "platform  GET search+filter+sort 25" -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT_P$SEARCH"; P2=$LAST_RPS
-row "baseline  POST create + audit row" -s "$BENCH_DIR/create.lua" -H "Authorization: none" "http://127.0.0.1:$PORT_B/api/invoices"; B3=$LAST_RPS
-row "platform  POST create (full write path)" -s "$BENCH_DIR/create.lua" -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT_P/api/invoices"; P3=$LAST_RPS
+row "baseline  POST create + audit row" -s "$ROOT/benches/create.lua" -H "Authorization: none" "http://127.0.0.1:$PORT_B/api/invoices"; B3=$LAST_RPS
+row "platform  POST create (full write path)" -s "$ROOT/benches/create.lua" -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT_P/api/invoices"; P3=$LAST_RPS
 
 # Latency at a fixed rate (open loop, measured from when each request was due).
 RATE=${OPEN_LOOP_RATE:-200}

@@ -24,24 +24,6 @@ TOKEN=$("$TARGET/release/demo" token:create --email admin@example.com --name ben
 start_baseline
 sleep 2 # let the demo's sealer finish sealing the seed's audit entries
 
-cat >"$BENCH_DIR/create.lua" <<'LUA'
-local counter = 0
-math.randomseed(os.time())
-local id = string.format("%x%x", os.time() % 65536, math.random(0, 1048575))
-request = function()
-  counter = counter + 1
-  local body = string.format('{"customer_id": 1, "number": "C%s-%d", "status": "draft", "amount_cents": 1250, "issued_on": "2024-05-01", "notes": "load"}', id, counter)
-  return wrk.format("POST", nil, {["Content-Type"] = "application/json", ["Authorization"] = wrk.headers["Authorization"]}, body)
-end
-local shown = 0
-response = function(status, headers, body)
-  if status >= 300 and shown < 3 then
-    io.stderr:write(string.format("unexpected %d: %s\n", status, body))
-    shown = shown + 1
-  end
-end
-LUA
-
 printf '\n%-10s %-10s %10s %9s %9s %7s %9s\n' round program "req/s" "p50 ms" "p99 ms" non-2xx "cpu s"
 RATIOS=()
 for round in $(seq "$ROUNDS"); do
@@ -52,7 +34,7 @@ for round in $(seq "$ROUNDS"); do
       pid=$PID_P url="http://127.0.0.1:$PORT_P/api/invoices" auth="Authorization: Bearer $TOKEN"
     fi
     t0=$(cpu_ticks "$pid")
-    read -r rps p50 p99 bad < <(measure -s "$BENCH_DIR/create.lua" -H "$auth" "$url")
+    read -r rps p50 p99 bad < <(measure -s "$ROOT/benches/create.lua" -H "$auth" "$url")
     t1=$(cpu_ticks "$pid")
     cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", (b - a) / hz }')
     printf '%-10s %-10s %10s %9s %9s %7s %9s\n' "$round" "$prog" "$rps" "$(ms "$p50")" "$(ms "$p99")" "$bad" "$cpu"
