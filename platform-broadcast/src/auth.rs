@@ -9,6 +9,7 @@ use axum::{Form, Json};
 use platform_admin::panel::auth::PanelAuth;
 use platform_core::Platform;
 use platform_core::context::{Actor, Context};
+use platform_core::permission::{Ability, VIEW_PII};
 use serde::Deserialize;
 
 use crate::Broadcaster;
@@ -75,11 +76,20 @@ async fn name_of(platform: &Platform, ctx: &Context, known: Option<String>) -> O
 }
 
 /// Whether `ctx` may subscribe to `channel` (without its prefix):
-/// `user.{id}` is its own user's only; `{plural}.{id}` needs the record to
-/// be visible to it, exactly as `GET /api/{plural}/{id}` decides.
+/// `user.{id}` is its own user's only; `{plural}.{id}` (a record's events)
+/// needs the record to be visible to it, exactly as `GET /api/{plural}/{id}`
+/// decides; `{plural}` (every record's events) needs the permission to
+/// list them and a record-level policy that lets it see every record (a
+/// policy that narrows what it sees would have it told about records it
+/// may not see).
 async fn may_subscribe(platform: &Platform, ctx: &Context, name: &str) -> bool {
     let Some((prefix, id)) = name.rsplit_once('.') else {
-        return false;
+        let Some(records) = platform.records(name, ctx) else {
+            return false;
+        };
+        return records.meta().plural() == name
+            && ctx.can(records.entry().permission(Ability::ViewAny))
+            && records.reaches_everything().unwrap_or(false);
     };
     if prefix == "user" {
         return ctx
@@ -138,6 +148,14 @@ pub(crate) async fn authorize(State(platform): State<Platform>, req: Request) ->
         return deny("You may not subscribe to this channel");
     }
     if kind == ChannelKind::Private {
+        // A resource's channels carry personal data masked unless the
+        // subscription is signed as allowed to see it.
+        if !rest.starts_with("user.") && ctx.can(VIEW_PII) {
+            let data = protocol::PII_CHANNEL_DATA;
+            let auth =
+                protocol::channel_auth(&cfg.key, &cfg.secret, &form.socket_id, channel, Some(data));
+            return Json(serde_json::json!({ "auth": auth, "channel_data": data })).into_response();
+        }
         let auth = protocol::channel_auth(&cfg.key, &cfg.secret, &form.socket_id, channel, None);
         return Json(serde_json::json!({ "auth": auth })).into_response();
     }

@@ -25,6 +25,12 @@ pub struct Envelope {
     /// The member who sent a client event on a presence channel.
     #[serde(default)]
     pub user_id: Option<String>,
+    /// The data as subscribers allowed to see personal data get it (a
+    /// resource event's `pii` fields unmasked); `data` is what everyone
+    /// else gets. Only subscriptions authorised with `view_pii` (their
+    /// signed `channel_data` says so) receive it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pii_data: Option<String>,
 }
 
 /// A member of a presence channel: its user id and the `user_info` shown

@@ -28,6 +28,14 @@ impl ConnHandle {
     }
 }
 
+/// One connection's subscription to a channel.
+#[derive(Debug, Clone)]
+struct Sub {
+    handle: ConnHandle,
+    /// Authorised to see personal data: gets [`Envelope::pii_data`].
+    pii: bool,
+}
+
 /// Limits the hub enforces when a connection is admitted.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
@@ -39,7 +47,7 @@ pub(crate) struct Limits {
 #[derive(Debug)]
 pub(crate) struct Hub {
     limits: Limits,
-    channels: Mutex<HashMap<String, HashMap<String, ConnHandle>>>,
+    channels: Mutex<HashMap<String, HashMap<String, Sub>>>,
     ips: Mutex<HashMap<IpAddr, usize>>,
     users: Mutex<HashMap<String, usize>>,
     total: AtomicUsize,
@@ -150,11 +158,17 @@ impl Hub {
         })
     }
 
-    pub(crate) fn subscribe(&self, channel: &str, socket_id: &str, handle: &ConnHandle) {
+    /// Subscribes `socket_id` to `channel`; `pii`: its authorisation says
+    /// it may see personal data.
+    pub(crate) fn subscribe(&self, channel: &str, socket_id: &str, handle: &ConnHandle, pii: bool) {
         let mut c = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        c.entry(channel.to_owned())
-            .or_default()
-            .insert(socket_id.to_owned(), handle.clone());
+        c.entry(channel.to_owned()).or_default().insert(
+            socket_id.to_owned(),
+            Sub {
+                handle: handle.clone(),
+                pii,
+            },
+        );
     }
 
     pub(crate) fn unsubscribe(&self, channel: &str, socket_id: &str) {
@@ -188,25 +202,34 @@ impl Hub {
 
 impl BackplaneSink for Hub {
     fn deliver(&self, envelope: &Envelope) {
-        let frame = match &envelope.user_id {
-            None => event_frame(&envelope.event, Some(&envelope.channel), &envelope.data),
-            Some(uid) => serde_json::json!({
-                "event": envelope.event,
-                "channel": envelope.channel,
-                "data": envelope.data,
-                "user_id": uid,
+        let frame_of = |data: &str| {
+            Utf8Bytes::from(match &envelope.user_id {
+                None => event_frame(&envelope.event, Some(&envelope.channel), data),
+                Some(uid) => serde_json::json!({
+                    "event": envelope.event,
+                    "channel": envelope.channel,
+                    "data": data,
+                    "user_id": uid,
+                })
+                .to_string(),
             })
-            .to_string(),
         };
-        let frame = Utf8Bytes::from(frame);
         let c = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         let Some(subs) = c.get(&envelope.channel) else {
             return;
         };
-        for (socket, handle) in subs {
-            if envelope.except.as_deref() != Some(socket.as_str()) {
-                handle.send(&frame);
+        // Each frame is built once, and only when someone gets it.
+        let mut plain = None;
+        let mut pii = None;
+        for (socket, sub) in subs {
+            if envelope.except.as_deref() == Some(socket.as_str()) {
+                continue;
             }
+            let frame = match &envelope.pii_data {
+                Some(data) if sub.pii => pii.get_or_insert_with(|| frame_of(data)),
+                _ => plain.get_or_insert_with(|| frame_of(&envelope.data)),
+            };
+            sub.handle.send(frame);
         }
     }
 }

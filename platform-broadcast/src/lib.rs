@@ -31,10 +31,16 @@
 //! and the [`Broadcaster`] service, which also fills the notification
 //! capability's broadcast channel (a notification's `broadcast` channel
 //! reaches `private-user.{id}`).
+//!
+//! Every resource's committed changes are broadcast (from the outbox) as
+//! `{singular}.{event}` on `private-{plural}` and `private-{plural}.{id}`,
+//! with personal data masked except for subscribers allowed to see it
+//! ([`BroadcastConfig::resource_events`] turns this off).
 
 mod auth;
 mod hub;
 mod publish;
+mod resource_events;
 mod ws;
 
 pub mod backplane;
@@ -102,6 +108,10 @@ pub struct BroadcastConfig {
     /// Carries events and presence between nodes. Default
     /// [`LocalBackplane`] (one node).
     pub backplane: Arc<dyn BroadcastBackplane>,
+    /// Whether every resource's committed changes are broadcast on
+    /// `private-{plural}` and `private-{plural}.{id}` (taken from the
+    /// outbox: each write then stores an outbox row). Default on.
+    pub resource_events: bool,
 }
 
 impl fmt::Debug for BroadcastConfig {
@@ -119,6 +129,7 @@ impl fmt::Debug for BroadcastConfig {
             .field("max_subscriptions", &self.max_subscriptions)
             .field("client_events", &self.client_events)
             .field("backplane", &self.backplane)
+            .field("resource_events", &self.resource_events)
             .finish_non_exhaustive()
     }
 }
@@ -148,6 +159,7 @@ impl BroadcastConfig {
             client_events: false,
             timestamp_window: Duration::from_secs(600),
             backplane: Arc::new(LocalBackplane::new()),
+            resource_events: true,
         }
     }
 
@@ -208,6 +220,26 @@ impl Capability for Broadcasting {
                 (*b).clone(),
             ))))
         });
+        if self.config.resource_events {
+            setup.on_start(|p: Platform| async move {
+                let b = p.get::<Broadcaster>().ok_or_else(|| {
+                    Error::Configuration("the broadcaster service was not made".into())
+                })?;
+                let platform = p.clone();
+                p.outbox().subscribe(
+                    resource_events::SUBSCRIBER,
+                    move |e: platform_core::outbox::Event| {
+                        let (platform, b) = (platform.clone(), b.clone());
+                        async move {
+                            resource_events::broadcast(&platform, &b, e)
+                                .await
+                                .map_err(Into::into)
+                        }
+                    },
+                );
+                Ok(())
+            });
+        }
         setup.routes(
             axum::Router::new()
                 .route("/app/{key}", axum::routing::get(ws::upgrade))
@@ -322,6 +354,7 @@ impl Broadcaster {
                 data,
                 except,
                 user_id: None,
+                pii_data: None,
             })
             .await
     }

@@ -102,6 +102,16 @@ pub(crate) struct SubscribeData {
     pub(crate) channel_data: Option<String>,
 }
 
+/// The `channel_data` the authoriser signs into a private channel's
+/// subscription when the subscriber may see personal data.
+pub(crate) const PII_CHANNEL_DATA: &str = r#"{"pii":true}"#;
+
+/// Whether a private channel's signed `channel_data` grants personal data.
+pub(crate) fn grants_pii(channel_data: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(channel_data)
+        .is_ok_and(|v| v.get("pii") == Some(&serde_json::Value::Bool(true)))
+}
+
 /// The kind of a channel, from its prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelKind {

@@ -160,6 +160,7 @@ fn envelopes(b: &Broadcaster, e: Event) -> Result<Vec<Envelope>, Refused> {
             data: data.clone(),
             except: e.socket_id.clone(),
             user_id: None,
+            pii_data: None,
         })
         .collect())
 }

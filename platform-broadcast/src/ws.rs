@@ -328,9 +328,15 @@ impl Conn {
             );
         }
         let mut member = None;
+        let mut pii = false;
         if kind != ChannelKind::Public {
-            let data =
-                (kind == ChannelKind::Presence).then_some(d.channel_data.as_deref().unwrap_or(""));
+            // A presence channel's signature always covers its
+            // `channel_data`; a private channel's covers it when the
+            // authoriser sent one (`{"pii":true}`: see `auth.rs`).
+            let data = match kind {
+                ChannelKind::Presence => Some(d.channel_data.as_deref().unwrap_or("")),
+                _ => d.channel_data.as_deref(),
+            };
             let expected =
                 protocol::channel_auth(&cfg.key, &cfg.secret, &self.socket_id, &channel, data);
             if !d
@@ -342,6 +348,9 @@ impl Conn {
                     &channel,
                     "Invalid signature: the auth does not match this socket and channel",
                 );
+            }
+            if kind == ChannelKind::Private {
+                pii = data.is_some_and(protocol::grants_pii);
             }
             if kind == ChannelKind::Presence {
                 match parse_member(d.channel_data.as_deref().unwrap_or("")) {
@@ -367,7 +376,7 @@ impl Conn {
         let Some(member) = member else {
             self.inner
                 .hub
-                .subscribe(&channel, &self.socket_id, &self.handle);
+                .subscribe(&channel, &self.socket_id, &self.handle, pii);
             self.subscriptions.insert(channel.clone(), None);
             return event_frame(
                 "pusher_internal:subscription_succeeded",
@@ -396,7 +405,7 @@ impl Conn {
         };
         self.inner
             .hub
-            .subscribe(&channel, &self.socket_id, &self.handle);
+            .subscribe(&channel, &self.socket_id, &self.handle, false);
         self.subscriptions
             .insert(channel.clone(), Some(member.user_id.clone()));
         if first {
@@ -408,6 +417,7 @@ impl Conn {
                     data,
                     except: Some(self.socket_id.clone()),
                     user_id: None,
+                    pii_data: None,
                 })
                 .await
             {
@@ -458,6 +468,7 @@ impl Conn {
                         data,
                         except: Some(self.socket_id.clone()),
                         user_id: None,
+                        pii_data: None,
                     })
                     .await
                 {
@@ -511,6 +522,7 @@ impl Conn {
                 data,
                 except: Some(self.socket_id.clone()),
                 user_id: user.clone(),
+                pii_data: None,
             })
             .await;
         result.err().map(|e| self.backend_error(&e))

@@ -130,3 +130,18 @@ test('presence channel: members, member_added and member_removed', async () => {
   assert.equal((await removed).id, env.BOB_ID);
   assert.equal(ch.members.count, 1);
 });
+
+test('resource events: a committed change arrives on the record channel', async () => {
+  // The Rust side edits the invoice's notes every 300 ms; Ada holds
+  // view_pii, so her authorisation carries a signed channel_data.
+  const name = `private-invoices.${env.INVOICE_ID}`;
+  const ada = client(env.ADA_TOKEN);
+  const ch = ada.subscribe(name);
+  await waitFor(ch, 'pusher:subscription_succeeded');
+  const e = await waitFor(ch, 'invoice.updated');
+  assert.equal(e.resource, 'invoice');
+  assert.equal(e.event, 'updated');
+  assert.equal(e.record_id, env.INVOICE_ID);
+  assert.match(e.changes.notes.new, /^edit \d+$/);
+  assert.equal(e.changes.iban, undefined);
+});

@@ -92,6 +92,12 @@ async fn user(p: &Platform, email: &str, name: &str) -> (i64, String) {
 }
 
 async fn start(config: BroadcastConfig) -> Env {
+    start_with(config, false).await
+}
+
+/// As [`start`]; `background`: with the platform's background tasks (the
+/// outbox dispatcher that resource events go through).
+async fn start_with(config: BroadcastConfig, background: bool) -> Env {
     let db = TestDb::sqlite();
     let reg = registry();
     db.create_tables(&reg).await;
@@ -100,7 +106,7 @@ async fn start(config: BroadcastConfig) -> Env {
         .database_url(&db.url)
         .app_key(test_key())
         .registry(reg)
-        .background_tasks(false)
+        .background_tasks(background)
         .max_connections(8)
         .with(Broadcasting::new(config))
         .with(Notifications::new().without_queue().notification::<Ping>())
@@ -816,77 +822,56 @@ async fn connections_per_address_and_user_are_limited() {
 /// The real `pusher-js` from npm, run by Node (`tests/pusher/`): connects,
 /// subscribes to public, private and presence channels (authorised at
 /// `/broadcasting/auth`), receives a server broadcast and signed publish
-/// calls, sees members added and removed. Skipped with a reason when Node
+/// calls, sees members added and removed, and gets a resource event (its
+/// subscription signed with `channel_data`). Skipped with a reason when Node
 /// is missing, except under `CI=true`.
 #[tokio::test]
 async fn pusher_js_connects_and_receives() {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let node_ok = std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !node_ok {
-        assert!(!ci, "node (20 or newer) is required under CI");
-        eprintln!("skipped: node is not installed");
-        return;
-    }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pusher");
-    let cache = std::env::var("PLATFORM_E2E_NPM_CACHE")
-        .unwrap_or_else(|_| "/var/cache/platform-ci/npm".to_owned());
-    if !dir.join("node_modules/pusher-js").exists() {
-        let st = tokio::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--cache", &cache])
-            .current_dir(&dir)
-            .status()
-            .await
-            .expect("npm");
-        assert!(st.success(), "npm ci in tests/pusher failed");
-    }
-    let env = start(config()).await;
+    let env = start_with(config(), true).await;
+    // Ada may see personal data: her subscriptions to a resource's
+    // channels carry a signed `channel_data`, which pusher-js must send.
+    let console = Context::console();
+    let access = env.platform.access();
+    access.create_role(&console, "pii").await.unwrap();
+    access
+        .set_role_permissions(&console, "pii", &["view_pii".to_owned()])
+        .await
+        .unwrap();
+    access
+        .assign_role(&console, env.ada.0, "pii")
+        .await
+        .unwrap();
     let b = env.b.clone();
+    let platform = env.platform.clone();
+    let invoice = env.invoice;
     let ticker = tokio::spawn(async move {
+        let repo = platform.repo::<Invoice>(&Context::system());
         for n in 0u32.. {
             b.broadcast("server-ticks", "tick", &json!({ "n": n }))
                 .await
                 .unwrap();
+            if n % 3 == 0 {
+                let mut inv = repo.find(invoice).await.unwrap();
+                inv.notes = Some(format!("edit {n}"));
+                repo.update(&inv).await.unwrap();
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new("node")
-            .args([
-                "--test",
-                "--test-concurrency=1",
-                "--test-reporter=spec",
-                "pusher.test.mjs",
-            ])
-            .current_dir(&dir)
-            .env("PUSHER_HOST", env.addr.ip().to_string())
-            .env("PUSHER_PORT", env.addr.port().to_string())
-            .env("PUSHER_KEY", KEY)
-            .env("PUSHER_APP_ID", APP)
-            .env("PUSHER_SECRET", SECRET)
-            .env("ADA_TOKEN", &env.ada.1)
-            .env("BOB_TOKEN", &env.bob.1)
-            .env("ADA_ID", env.ada.0.to_string())
-            .env("BOB_ID", env.bob.0.to_string())
-            .env("INVOICE_ID", env.invoice.to_string())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("node finished within 120 s")
-    .expect("node runs");
+    let vars = [
+        ("PUSHER_HOST", env.addr.ip().to_string()),
+        ("PUSHER_PORT", env.addr.port().to_string()),
+        ("PUSHER_KEY", KEY.to_owned()),
+        ("PUSHER_APP_ID", APP.to_owned()),
+        ("PUSHER_SECRET", SECRET.to_owned()),
+        ("ADA_TOKEN", env.ada.1.clone()),
+        ("BOB_TOKEN", env.bob.1.clone()),
+        ("ADA_ID", env.ada.0.to_string()),
+        ("BOB_ID", env.bob.0.to_string()),
+        ("INVOICE_ID", env.invoice.to_string()),
+    ];
+    platform_tests::pusher::run("pusher.test.mjs", &vars, 5).await;
     ticker.abort();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{text}");
-    assert!(out.status.success(), "pusher-js tests failed:\n{text}");
-    assert!(text.contains("pass 4"), "{text}");
 }
 
 #[tokio::test]
@@ -1076,4 +1061,127 @@ async fn the_panel_session_authorises_with_its_csrf_token() {
     )
     .await;
     assert_eq!(st, StatusCode::FORBIDDEN, "no session");
+}
+
+/// The data of a received event frame.
+fn data_of(frame: &Value) -> Value {
+    serde_json::from_str(frame["data"].as_str().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn resource_events_are_broadcast_per_viewer_after_commit() {
+    let env = start_with(config(), true).await;
+    let console = Context::console();
+    let access = env.platform.access();
+    for (role, perms) in [
+        ("clerk", &["view_any_customer", "view_customer"][..]),
+        (
+            "auditor",
+            &["view_any_customer", "view_customer", "view_pii"][..],
+        ),
+    ] {
+        access.create_role(&console, role).await.unwrap();
+        let perms: Vec<String> = perms.iter().map(|p| (*p).to_owned()).collect();
+        access
+            .set_role_permissions(&console, role, &perms)
+            .await
+            .unwrap();
+    }
+    access
+        .assign_role(&console, env.ada.0, "auditor")
+        .await
+        .unwrap();
+    access
+        .assign_role(&console, env.bob.0, "clerk")
+        .await
+        .unwrap();
+    let carol = user(&env.platform, "carol@example.com", "Carol").await;
+
+    let (mut ada, ada_sid) = connect(&env).await;
+    let (mut bob, bob_sid) = connect(&env).await;
+    let channel = "private-customers";
+
+    // The resource channel needs the list permission, and a policy that
+    // lets the subscriber see every record.
+    assert_eq!(
+        auth(&env, &carol.1, &ada_sid, channel).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        auth(&env, &env.ada.1, &ada_sid, "private-notes").await.0,
+        StatusCode::FORBIDDEN,
+        "the notes' policy shows Ada her own notes only"
+    );
+
+    // Ada may see personal data: her subscription is signed as such.
+    let (s, ada_auth) = auth(&env, &env.ada.1, &ada_sid, channel).await;
+    assert_eq!(s, StatusCode::OK, "{ada_auth}");
+    assert_eq!(ada_auth["channel_data"], r#"{"pii":true}"#);
+    let (s, bob_auth) = auth(&env, &env.bob.1, &bob_sid, channel).await;
+    assert_eq!(s, StatusCode::OK, "{bob_auth}");
+    assert!(bob_auth.get("channel_data").is_none(), "{bob_auth}");
+
+    // Bob cannot add the grant himself: the signature covers it.
+    let mut forged = bob_auth.clone();
+    forged["channel_data"] = json!(r#"{"pii":true}"#);
+    assert_eq!(
+        error_code(&subscribe(&mut bob, channel, &forged).await),
+        Some(4009)
+    );
+    for (ws, a) in [(&mut ada, &ada_auth), (&mut bob, &bob_auth)] {
+        let r = subscribe(ws, channel, a).await;
+        assert_eq!(r["event"], "pusher_internal:subscription_succeeded", "{r}");
+    }
+
+    // A committed create reaches both, the e-mail masked for Bob only.
+    let zed = env
+        .platform
+        .repo::<Customer>(&Context::system())
+        .create(&customer("Zed", "zed@example.com", "FR"))
+        .await
+        .unwrap();
+    let (a, b) = (next(&mut ada).await, next(&mut bob).await);
+    for f in [&a, &b] {
+        assert_eq!(f["event"], "customer.created", "{f}");
+        assert_eq!(f["channel"], channel);
+        let d = data_of(f);
+        assert_eq!(d["record_id"], zed.id.to_string());
+        assert_eq!(d["changes"]["name"]["new"], "Zed");
+    }
+    assert_eq!(data_of(&a)["changes"]["email"]["new"], "zed@example.com");
+    assert_eq!(data_of(&b)["changes"]["email"]["new"], "z***@example.com");
+    assert!(!b["data"].as_str().unwrap().contains("zed@example.com"));
+
+    // A write that fails (a duplicate e-mail) broadcasts nothing.
+    let dup = env
+        .platform
+        .repo::<Customer>(&Context::system())
+        .create(&customer("Zed again", "zed@example.com", "FR"))
+        .await;
+    assert!(dup.is_err());
+    quiet(&mut ada).await;
+    quiet(&mut bob).await;
+
+    // A record's channel: an invoice's encrypted IBAN is never sent.
+    let inv_channel = format!("private-invoices.{}", env.invoice);
+    let (s, inv_auth) = auth(&env, &env.bob.1, &bob_sid, &inv_channel).await;
+    assert_eq!(s, StatusCode::OK, "{inv_auth}");
+    let r = subscribe(&mut bob, &inv_channel, &inv_auth).await;
+    assert_eq!(r["event"], "pusher_internal:subscription_succeeded", "{r}");
+    let repo = env.platform.repo::<Invoice>(&Context::system());
+    let mut inv = repo.find(env.invoice).await.unwrap();
+    inv.status = "sent".into();
+    inv.iban = Some("GB33 BUKB 2020 1555 5555 55".into());
+    repo.update(&inv).await.unwrap();
+    let f = next(&mut bob).await;
+    assert_eq!(f["event"], "invoice.updated", "{f}");
+    assert_eq!(f["channel"], inv_channel.as_str());
+    let d = data_of(&f);
+    assert_eq!(
+        d["changes"]["status"],
+        json!({"old": "draft", "new": "sent"})
+    );
+    assert!(d["changes"].get("iban").is_none(), "{d}");
+    assert!(!f["data"].as_str().unwrap().contains("GB33"));
+    env.platform.shutdown().await;
 }

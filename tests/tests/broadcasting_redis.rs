@@ -68,12 +68,18 @@ struct Node {
 }
 
 async fn node(db: &TestDb, bp: Arc<RedisBroadcastBackplane>) -> Node {
+    node_with(db, bp, false).await
+}
+
+/// As [`node`]; `background`: with the platform's background tasks (the
+/// outbox dispatcher that resource events go through).
+async fn node_with(db: &TestDb, bp: Arc<RedisBroadcastBackplane>, background: bool) -> Node {
     let platform = Platform::builder()
         .ignore_env()
         .database_url(&db.url)
         .app_key(test_key())
         .registry(registry())
-        .background_tasks(false)
+        .background_tasks(background)
         .max_connections(4)
         .with(Broadcasting::new(BroadcastConfig {
             backplane: bp,
@@ -104,6 +110,7 @@ async fn node(db: &TestDb, bp: Arc<RedisBroadcastBackplane>) -> Node {
 struct Data {
     ada: (i64, String),
     bob: (i64, String),
+    invoice: i64,
     channel: String,
 }
 
@@ -156,6 +163,7 @@ async fn data(p: &Platform) -> Data {
     Data {
         ada,
         bob,
+        invoice: inv.id,
         channel: format!("presence-invoices.{}", inv.id),
     }
 }
@@ -320,6 +328,48 @@ async fn events_and_presence_span_nodes() {
     assert_eq!(m["user_id"], d.ada.0.to_string());
     quiet(&mut on_b).await;
     assert_eq!(member_ids(&a, &d.channel).await, vec![d.bob.0.to_string()]);
+    clean(&url, &prefix).await;
+}
+
+/// The real pusher-js (`tests/pusher/two-nodes.test.mjs`): Ada on node A,
+/// Bob on node B; presence, a publish call and a resource event cross the
+/// nodes over Redis.
+#[tokio::test]
+async fn pusher_js_across_two_nodes() {
+    let Some(url) = redis_url() else { return };
+    let prefix = unique_prefix();
+    let db = TestDb::sqlite();
+    db.create_tables(&registry()).await;
+    let a = node(&db, backplane(&url, &prefix).await).await;
+    let b = node_with(&db, backplane(&url, &prefix).await, true).await;
+    let d = data(&a.platform).await;
+    let platform = b.platform.clone();
+    let invoice = d.invoice;
+    let editor = tokio::spawn(async move {
+        let repo = platform.repo::<Invoice>(&Context::system());
+        for n in 0u32.. {
+            let mut inv = repo.find(invoice).await.unwrap();
+            inv.notes = Some(format!("edit {n}"));
+            repo.update(&inv).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let vars = [
+        ("PUSHER_HOST", a.addr.ip().to_string()),
+        ("PORT_A", a.addr.port().to_string()),
+        ("PORT_B", b.addr.port().to_string()),
+        ("PUSHER_KEY", KEY.to_owned()),
+        ("PUSHER_APP_ID", APP.to_owned()),
+        ("PUSHER_SECRET", SECRET.to_owned()),
+        ("ADA_TOKEN", d.ada.1.clone()),
+        ("BOB_TOKEN", d.bob.1.clone()),
+        ("ADA_ID", d.ada.0.to_string()),
+        ("BOB_ID", d.bob.0.to_string()),
+        ("INVOICE_ID", d.invoice.to_string()),
+    ];
+    platform_tests::pusher::run("two-nodes.test.mjs", &vars, 3).await;
+    editor.abort();
+    b.platform.shutdown().await;
     clean(&url, &prefix).await;
 }
 

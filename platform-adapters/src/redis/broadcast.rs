@@ -323,6 +323,7 @@ impl Shared {
                     data: serde_json::to_string(&member).unwrap_or_default(),
                     except: None,
                     user_id: None,
+                    pii_data: None,
                 })
                 .await;
             }
@@ -347,6 +348,7 @@ impl Shared {
                 data: serde_json::json!({ "user_id": pair[1] }).to_string(),
                 except: None,
                 user_id: None,
+                pii_data: None,
             })
             .await;
         }
@@ -586,6 +588,7 @@ mod tests {
             data: "{}".into(),
             except: None,
             user_id: None,
+            pii_data: None,
         };
         a.publish(ev.clone()).await.unwrap();
         tokio::time::timeout(Duration::from_secs(5), async {
