@@ -32,6 +32,25 @@ impl Routes {
     }
 }
 
+/// Routes served under the panel's base path (`/admin/...`), with the
+/// panel's layers, where the panel's session cookie (scoped to that path)
+/// reaches them: the broadcasting capability's channel authorisation for
+/// the panel's live updates, say. [`app_router`](crate::app_router) merges
+/// them; a host that mounts `panel_router_with` itself merges them too.
+#[derive(Debug, Clone)]
+pub struct PanelRoutes(axum::Router<Platform>);
+
+impl PanelRoutes {
+    /// `router`'s routes (it must not have a fallback).
+    pub fn new(router: axum::Router<Platform>) -> Self {
+        Self(router)
+    }
+    /// The router.
+    pub fn router(&self) -> &axum::Router<Platform> {
+        &self.0
+    }
+}
+
 /// What a capability's API route requires of the caller, as declared with
 /// [`ApiRoutes::requires`], [`ApiRoutes::public`] or (the default)
 /// [`ApiRoutes::get`] and its siblings alone. The permission matrix
@@ -247,6 +266,8 @@ impl Command {
 pub trait SetupExt {
     /// Routes at the root.
     fn routes(&mut self, router: axum::Router<Platform>) -> &mut Self;
+    /// Routes under the panel's base path.
+    fn panel_routes(&mut self, router: axum::Router<Platform>) -> &mut Self;
     /// Routes under `/api`, none declared (see [`SetupExt::api`]).
     fn api_routes(&mut self, router: axum::Router<Platform>) -> &mut Self;
     /// Routes under `/api` with their declarations.
@@ -262,6 +283,9 @@ pub trait SetupExt {
 impl SetupExt for Setup {
     fn routes(&mut self, router: axum::Router<Platform>) -> &mut Self {
         self.contribute(Routes::new(router))
+    }
+    fn panel_routes(&mut self, router: axum::Router<Platform>) -> &mut Self {
+        self.contribute(PanelRoutes::new(router))
     }
     fn api_routes(&mut self, router: axum::Router<Platform>) -> &mut Self {
         self.contribute(ApiRoutes::new(router))

@@ -79,7 +79,11 @@ pub fn app_router(
     let nets = parse_networks(&config.admin_allow)
         .map_err(|e| platform_core::Error::Configuration(format!("PLATFORM_ADMIN_ALLOW: {e}")))?;
     let trust_forwarded = config.trust_forwarded;
-    let admin = panel_router_with(PanelConfig::default().with_capabilities(platform))
+    let mut admin = panel_router_with(PanelConfig::default().with_capabilities(platform));
+    for extra in platform.contributions::<capability::PanelRoutes>() {
+        admin = admin.merge(extra.router().clone());
+    }
+    let admin = admin
         .layer(AccessLogLayer::new(platform.clone(), "panel"))
         .layer(SecurityHeadersLayer::for_platform(
             platform,

@@ -267,6 +267,79 @@
   }
   document.querySelectorAll("[data-picker]").forEach(initPicker);
 
+  /* ---- live updates ----------------------------------------------------
+   * When the platform serves broadcasting (a <meta name="live-key">), a
+   * small Pusher-protocol client subscribes to the open list's resource
+   * channel (the list refreshes when a record changes, unless rows are
+   * selected) and to the user's own channel (the bell counts up). */
+  (function () {
+    var key = meta("live-key");
+    if (!key || !window.WebSocket || !window.fetch) return;
+    var handlers = {};
+    var listChannel = region && region.getAttribute("data-live-channel");
+    if (listChannel) {
+      var stale = debounce(function () {
+        if (document.querySelector("[data-row-check]:checked")) return;
+        refresh(window.location.href, false);
+      }, 250);
+      handlers[listChannel] = function (event) {
+        if (event.indexOf("pusher") !== 0) stale();
+      };
+    }
+    var user = meta("live-user");
+    if (user) {
+      handlers["private-user." + user] = function (event) {
+        if (event !== "notification.created") return;
+        var badge = document.querySelector("[data-bell-count]");
+        if (!badge) return;
+        var n = (parseInt(badge.textContent, 10) || 0) + 1;
+        badge.textContent = String(n);
+        badge.classList.remove("is-zero");
+        var bell = badge.closest(".bell");
+        if (bell) bell.setAttribute("aria-label", n + " unread notifications");
+      };
+    }
+    var tries = 0;
+    function subscribe(ws, socketId, channel) {
+      fetch(base() + "/broadcasting/auth", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "X-CSRF-TOKEN": csrf(), "Content-Type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ socket_id: socketId, channel_name: channel })
+      }).then(function (r) { return r.ok ? r.json() : null; }).then(function (a) {
+        if (!a || ws.readyState !== 1) return;
+        var data = { channel: channel, auth: a.auth };
+        if (a.channel_data) data.channel_data = a.channel_data;
+        ws.send(JSON.stringify({ event: "pusher:subscribe", data: data }));
+      }).catch(function () {});
+    }
+    function connect() {
+      var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+      var ws = new WebSocket(scheme + window.location.host + "/app/" + encodeURIComponent(key) +
+        "?protocol=7&client=platform-panel&version=1");
+      ws.onmessage = function (m) {
+        var f;
+        try { f = JSON.parse(m.data); } catch (e) { return; }
+        if (f.event === "pusher:connection_established") {
+          tries = 0;
+          var id = JSON.parse(f.data).socket_id;
+          Object.keys(handlers).forEach(function (c) { subscribe(ws, id, c); });
+        } else if (f.event === "pusher:ping") {
+          ws.send(JSON.stringify({ event: "pusher:pong", data: {} }));
+        } else if (f.channel && handlers[f.channel]) {
+          handlers[f.channel](f.event, f.data);
+        }
+      };
+      ws.onclose = function (e) {
+        // 4000-4099: the server asks not to reconnect.
+        if (e.code >= 4000 && e.code < 4100) return;
+        tries += 1;
+        setTimeout(connect, Math.min(30000, 1000 * Math.pow(2, tries)));
+      };
+    }
+    if (Object.keys(handlers).length) connect();
+  })();
+
   /* ---- role grid ------------------------------------------------------ */
   document.querySelectorAll("[data-role-grid]").forEach(function (grid) {
     function syncRow(row) {

@@ -26,6 +26,7 @@
 //! |---|---|
 //! | `GET /app/{key}` | the WebSocket endpoint (Pusher protocol 7) |
 //! | `POST /broadcasting/auth` | signs subscriptions to `private-` and `presence-` channels for the signed-in user or a bearer token |
+//! | `POST {panel}/broadcasting/auth` | the same under the panel's path, where its session cookie reaches (the panel's live updates) |
 //! | `POST /apps/{app_id}/events`, `/apps/{app_id}/batch_events` | the Pusher HTTP publish API, signed with the application's secret |
 //!
 //! and the [`Broadcaster`] service, which also fills the notification
@@ -69,7 +70,8 @@ pub struct BroadcastConfig {
     pub app_id: String,
     /// The public key clients connect with (`/app/{key}`).
     pub key: String,
-    /// The secret that signs subscriptions and publish calls.
+    /// The secret that signs subscriptions and publish calls (empty:
+    /// derived from the platform's app key).
     pub secret: String,
     /// Sent to clients: after this long without a message a client pings.
     /// The server pings a client silent for this long, and closes it (4201)
@@ -163,6 +165,27 @@ impl BroadcastConfig {
         }
     }
 
+    /// The configuration from the environment, read once:
+    /// `PLATFORM_BROADCAST_APP_ID` (default `platform`),
+    /// `PLATFORM_BROADCAST_KEY` (default `platform`) and
+    /// `PLATFORM_BROADCAST_SECRET`. Without a secret, one is derived from
+    /// the platform's app key when the platform is built (nodes that share
+    /// the app key agree, and nothing needs configuring); set it when
+    /// other services sign publish calls.
+    pub fn from_env() -> Self {
+        let var = |name: &str, default: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| default.to_owned())
+        };
+        Self::new(
+            var("PLATFORM_BROADCAST_APP_ID", "platform"),
+            var("PLATFORM_BROADCAST_KEY", "platform"),
+            var("PLATFORM_BROADCAST_SECRET", ""),
+        )
+    }
+
     fn check(&self) -> Result<()> {
         let bad = |what: &str| Err(Error::Configuration(format!("broadcasting: {what}")));
         if self.key.is_empty() || self.secret.is_empty() || self.app_id.is_empty() {
@@ -199,8 +222,12 @@ impl Capability for Broadcasting {
 
     fn setup(&self, setup: &mut Setup) {
         let config = self.config.clone();
-        setup.service(move |_p: Platform| {
-            let config = config.clone();
+        setup.service(move |p: Platform| {
+            let mut config = config.clone();
+            if config.secret.is_empty() {
+                // Derived from the app key: the same on every node.
+                config.secret = p.crypto().sign(b"platform-broadcast:secret");
+            }
             async move {
                 config.check()?;
                 let b = Broadcaster::new(config);
@@ -219,6 +246,21 @@ impl Capability for Broadcasting {
             Ok(platform_core::notify::Broadcaster(Arc::new(UserHook(
                 (*b).clone(),
             ))))
+        });
+        // The panel's live updates (the open list, the bell), authorised
+        // under the panel's path, where its session cookie reaches.
+        setup.contribute(platform_admin::panel::LiveUpdates::new(
+            self.config.key.clone(),
+        ));
+        setup.panel_routes(
+            axum::Router::new().route("/broadcasting/auth", axum::routing::post(auth::authorize)),
+        );
+        setup.on_start(|p: Platform| async move {
+            if let Some(b) = p.get::<Broadcaster>() {
+                p.notifications()
+                    .announce_with(Arc::new(UserHook((*b).clone())));
+            }
+            Ok(())
         });
         if self.config.resource_events {
             setup.on_start(|p: Platform| async move {

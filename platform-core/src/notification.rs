@@ -14,6 +14,7 @@
 //! (Redis: see the scale-out chapter); a read that overlapped a write is
 //! stored under the tag's old version and never read again.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -21,6 +22,7 @@ use chrono::{DateTime, Utc};
 use crate::cache::Cache;
 use crate::db::{Db, detached, dialect};
 use crate::error::{Error, FieldErrors, Result};
+use crate::notify::{BroadcastHook, BroadcastMessage};
 use crate::value::{FieldType, Value};
 
 /// How long an unread count or a preference is reused from the cache.
@@ -133,6 +135,9 @@ pub struct Notification {
 pub struct Notifications {
     db: Db,
     cache: Cache,
+    /// Told of every notice sent (the broadcasting capability installs
+    /// it: the panel's bell counts up live).
+    on_sent: Arc<OnceLock<Arc<dyn BroadcastHook>>>,
 }
 
 impl std::fmt::Debug for Notifications {
@@ -184,7 +189,19 @@ impl Notifications {
     /// Notifications over `db` (the framework migrations must have run),
     /// their reads cached in `cache`.
     pub fn new(db: Db, cache: Cache) -> Self {
-        Self { db, cache }
+        Self {
+            db,
+            cache,
+            on_sent: Arc::default(),
+        }
+    }
+
+    /// Has `hook` told of every notice sent from now on, as the event
+    /// `notification.created` with `{id, title, url, level}` for the user
+    /// (the broadcasting capability installs it on `private-user.{id}`, so
+    /// an open panel's bell counts up). `false` when one was installed.
+    pub fn announce_with(&self, hook: Arc<dyn BroadcastHook>) -> bool {
+        self.on_sent.set(hook).is_ok()
     }
 
     /// Drops the cached reads of `user_id` (on every node sharing the cache).
@@ -221,6 +238,7 @@ impl Notifications {
             errors.add("url", "too_long", "must be at most 2048 characters");
         }
         errors.into_result()?;
+        let url = notice.url.clone();
         let mut tx = self.db.begin().await?;
         let mut q = tx.sql();
         q.push("INSERT INTO platform_notifications (user_id, title, body, url, level, created_at) VALUES (")
@@ -230,7 +248,7 @@ impl Notifications {
             .push(", ")
             .bind_str(notice.body)
             .push(", ")
-            .bind(notice.url.map_or(Value::Null, Value::Text), FieldType::Text)
+            .bind(url.clone().map_or(Value::Null, Value::Text), FieldType::Text)
             .push(", ")
             .bind_str(notice.level.as_str())
             .push(", ")
@@ -244,9 +262,25 @@ impl Notifications {
             },
             e => e,
         });
-        let id = tx.finish(id).await;
+        let id = tx.finish(id).await?;
         self.forget_cached(user_id).await;
-        id
+        if let Some(hook) = self.on_sent.get() {
+            let message = BroadcastMessage {
+                event: "notification.created".to_owned(),
+                data: serde_json::json!({
+                    "id": id,
+                    "title": title,
+                    "url": url,
+                    "level": notice.level.as_str(),
+                }),
+            };
+            // The notice is stored: a missed announcement only means the
+            // bell catches up at the next page.
+            if let Err(e) = hook.broadcast(user_id, &message).await {
+                tracing::warn!(error = %e, "notifications: announcing a notice failed");
+            }
+        }
+        Ok(id)
     }
 
     /// The user's unread notifications, newest first, at most `limit`

@@ -482,6 +482,26 @@ async fn private_channels_follow_permissions_and_policies() {
         serde_json::from_str::<Value>(got["data"].as_str().unwrap()).unwrap(),
         json!({"n": 3})
     );
+
+    // A notice stored for the bell is announced there too (the panel's
+    // bell counts up).
+    let id = env
+        .platform
+        .notifications()
+        .send(
+            env.ada.0,
+            platform_core::notification::Notice::new("Hello", "body").with_url("/admin/x"),
+        )
+        .await
+        .unwrap();
+    let got = next(&mut ws).await;
+    assert_eq!(got["event"], "notification.created", "{got}");
+    assert_eq!(got["channel"], mine.as_str());
+    assert_eq!(
+        data_of(&got),
+        json!({"id": id, "title": "Hello", "url": "/admin/x", "level": "info"})
+    );
+    quiet(&mut ws2).await;
 }
 
 #[tokio::test]

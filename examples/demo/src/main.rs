@@ -37,13 +37,18 @@ async fn main() -> anyhow::Result<()> {
         let smtp = platform_adapters::mail::SmtpMailer::from_url(&url, &from)?;
         builder = builder.mailer(std::sync::Arc::new(smtp));
     }
+    // Broadcasting (the Pusher protocol at /app/{key}): resource events,
+    // the panel's live updates (PLATFORM_BROADCAST_KEY, _SECRET).
+    let mut broadcast = platform_broadcast::BroadcastConfig::from_env();
     // Several nodes: PLATFORM_REDIS_URL puts the cache on Redis (L1 in
-    // process, L2 on Redis) and carries cache and permission changes
-    // between the nodes over Redis pub/sub.
+    // process, L2 on Redis) and carries cache and permission changes, and
+    // broadcast channels and presence, between the nodes over Redis.
     if let Ok(url) = std::env::var("PLATFORM_REDIS_URL") {
         let redis = platform_adapters::redis::RedisScaleOut::connect(&url).await?;
+        broadcast.backplane = std::sync::Arc::new(redis.broadcast_backplane().await?);
         builder = redis.apply(builder);
     }
+    builder = builder.with(platform_broadcast::Broadcasting::new(broadcast));
     platform_admin::cli::Cli::new(builder)
         .on_serve(|platform| async move {
             seed::seed_domain(&platform).await?;

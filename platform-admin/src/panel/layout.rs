@@ -29,6 +29,8 @@ pub(crate) struct Layout {
     pub(crate) js: String,
     pub(crate) path: String,
     pub(crate) search: String,
+    /// The public key of the live-updates server, when there is one.
+    pub(crate) live: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -188,6 +190,11 @@ pub(crate) async fn build(p: &Panel, title: &str) -> Layout {
         js: shared.assets.js_url(p.base()),
         path: p.path.clone(),
         search: String::new(),
+        live: p
+            .platform
+            .contributions::<super::LiveUpdates>()
+            .first()
+            .map(|l| l.key().to_owned()),
     }
 }
 
@@ -208,6 +215,7 @@ pub(crate) fn minimal(shared: &Shared, auth: Option<&PanelAuth>, title: &str) ->
         theme: "",
         path: String::new(),
         search: String::new(),
+        live: None,
         home: home(&base),
         base,
     }

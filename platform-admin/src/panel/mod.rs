@@ -88,6 +88,7 @@ mod form;
 mod format;
 mod layout;
 mod list;
+pub mod live;
 mod lookup;
 mod notifications;
 mod prefs;
@@ -109,6 +110,7 @@ use crate::layer::SetRequestIdLayer;
 
 pub use auth::PanelAuth;
 pub use bulk::BulkAction;
+pub use live::LiveUpdates;
 pub use page::PanelPage;
 pub use widget::Widget;
 
