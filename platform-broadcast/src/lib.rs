@@ -104,6 +104,10 @@ pub struct BroadcastConfig {
     /// Whether clients may send `client-*` events on private and presence
     /// channels. Default off.
     pub client_events: bool,
+    /// Client events one connection may send per second; more are refused
+    /// with `pusher:error` 4301 (the connection stays). Default 10
+    /// (Pusher's).
+    pub client_events_per_second: u32,
     /// How far a publish call's `auth_timestamp` may be from now. Default
     /// 600 s.
     pub timestamp_window: Duration,
@@ -159,6 +163,7 @@ impl BroadcastConfig {
             max_subscriptions: 100,
             max_presence_members: 100,
             client_events: false,
+            client_events_per_second: 10,
             timestamp_window: Duration::from_secs(600),
             backplane: Arc::new(LocalBackplane::new()),
             resource_events: true,

@@ -101,6 +101,9 @@ struct Conn {
     admission: Admission,
     /// Channel → the presence user id of this socket there.
     subscriptions: HashMap<String, Option<String>>,
+    /// The current one-second window of client events: its start and how
+    /// many were sent in it.
+    client_window: (std::time::Instant, u32),
 }
 
 async fn run(
@@ -166,6 +169,7 @@ async fn run(
         },
         admission,
         subscriptions: HashMap::new(),
+        client_window: (std::time::Instant::now(), 0),
     };
     let established = serde_json::json!({
         "socket_id": conn.socket_id,
@@ -508,6 +512,18 @@ impl Conn {
         if !protocol::valid_event_name(&frame.event) {
             return Some(error_frame(ErrorCode::BadMessage, "Invalid event name"));
         }
+        let limit = self.inner.config.client_events_per_second;
+        let now = std::time::Instant::now();
+        if now.duration_since(self.client_window.0) >= std::time::Duration::from_secs(1) {
+            self.client_window = (now, 0);
+        }
+        if self.client_window.1 >= limit {
+            return Some(error_frame(
+                ErrorCode::RateLimited,
+                &format!("Rate limit exceeded: at most {limit} client events per second"),
+            ));
+        }
+        self.client_window.1 += 1;
         let data = match frame.data {
             serde_json::Value::String(s) => s,
             other => other.to_string(),

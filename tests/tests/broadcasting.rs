@@ -566,6 +566,30 @@ async fn presence_members_once_per_user_and_client_events() {
     assert_eq!(got["user_id"], env.bob.0.to_string());
     assert_eq!(next(&mut a2).await["event"], "client-typing");
     quiet(&mut b1).await;
+    // At most 10 client events a second: the 11th of a burst is refused
+    // (4301) and not delivered; the connection stays.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for n in 1..=10 {
+        send(
+            &mut b1,
+            json!({"event": "client-burst", "channel": chan, "data": {"n": n}}),
+        )
+        .await;
+    }
+    send(
+        &mut b1,
+        json!({"event": "client-burst", "channel": chan, "data": {"n": 11}}),
+    )
+    .await;
+    assert_eq!(error_code(&next(&mut b1).await), Some(4301));
+    for n in 1..=10 {
+        let got = next(&mut a1).await;
+        assert_eq!(got["event"], "client-burst");
+        assert_eq!(data_of(&got)["n"], n);
+    }
+    quiet(&mut a1).await;
+    quiet(&mut b1).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     // Not on a public channel, nor on one it is not subscribed to.
     subscribe(&mut b1, "lobby", &Value::Null).await;
     send(
