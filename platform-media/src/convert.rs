@@ -170,20 +170,25 @@ impl MediaLibrary {
         Ok(done)
     }
 
-    /// Queues (or, without jobs, runs) the conversions of `item`.
-    pub(crate) async fn queue_conversions(&self, item: &crate::MediaItem) {
-        let job = ConversionJob { media_id: item.id };
-        match &self.jobs {
-            Some(jobs) => {
-                if let Err(e) = jobs.dispatch(job).await {
+    /// Queues (or, without jobs, runs) the conversions of `item`; what
+    /// they recorded when they ran at once.
+    pub(crate) async fn queue_conversions(
+        &self,
+        item: &crate::MediaItem,
+    ) -> Option<serde_json::Value> {
+        if let Some(jobs) = &self.jobs {
+            match jobs.dispatch(ConversionJob { media_id: item.id }).await {
+                Ok(_) => return None,
+                Err(e) => {
                     tracing::warn!(media = %item.id, error = %e, "media: cannot queue the conversions; running them now");
-                    let _ = self.convert(item.id).await;
                 }
             }
-            None => {
-                if let Err(e) = self.convert(item.id).await {
-                    tracing::warn!(media = %item.id, error = %e, "media: conversions failed");
-                }
+        }
+        match self.convert(item.id).await {
+            Ok(done) => Some(done),
+            Err(e) => {
+                tracing::warn!(media = %item.id, error = %e, "media: conversions failed");
+                store::one(&self.db, item.id).await.ok().flatten().map(|m| m.conversions)
             }
         }
     }

@@ -412,7 +412,9 @@ impl MediaLibrary {
             self.remove_files(&old).await;
         }
         if !decl.spec.conversions.is_empty() && mime.starts_with("image/") {
-            self.queue_conversions(&item).await;
+            if let Some(done) = self.queue_conversions(&item).await {
+                item.conversions = done;
+            }
         }
         Ok(item)
     }
