@@ -94,8 +94,17 @@ fn library(api: &ApiContext) -> Result<std::sync::Arc<MediaLibrary>, ApiError> {
 /// The resource's permission for `ability`, checked before anything is
 /// looked up (a caller without it learns nothing, not even whether the
 /// collection exists).
-fn authorize(api: &ApiContext, lib: &MediaLibrary, plural: &str, ability: Ability) -> Result<(), ApiError> {
-    if lib.collections_of(plural).iter().all(|c| c.plural != plural) {
+fn authorize(
+    api: &ApiContext,
+    lib: &MediaLibrary,
+    plural: &str,
+    ability: Ability,
+) -> Result<(), ApiError> {
+    if lib
+        .collections_of(plural)
+        .iter()
+        .all(|c| c.plural != plural)
+    {
         return Err(ApiError::UnknownResource(plural.chars().take(64).collect()));
     }
     let records = api.records(plural)?;
@@ -138,8 +147,14 @@ async fn upload(
     }
     let record = RecordRef::new(resource, id);
     // The record, before reading the body.
-    lib.find(api.platform(), api.context(), &record, Ability::Update, false)
-        .await?;
+    lib.find(
+        api.platform(),
+        api.context(),
+        &record,
+        Ability::Update,
+        false,
+    )
+    .await?;
     let mut multipart = Multipart::from_request(req, &())
         .await
         .map_err(|e| Error::invalid("file", "multipart", e.body_text()))?;
@@ -148,7 +163,13 @@ async fn upload(
             .next_field()
             .await
             .map_err(|e| Error::invalid("file", "multipart", e.body_text()))?
-            .ok_or_else(|| Error::invalid("file", "required", "send the file as the multipart part `file`"))?;
+            .ok_or_else(|| {
+                Error::invalid(
+                    "file",
+                    "required",
+                    "send the file as the multipart part `file`",
+                )
+            })?;
         if field.name() != Some("file") {
             continue;
         }
@@ -178,7 +199,10 @@ async fn upload(
         );
         let ((), item) = tokio::join!(pump, attach);
         let item = item?;
-        return Ok((StatusCode::CREATED, Json(serde_json::json!({ "data": lib.to_json(&item) })))
+        return Ok((
+            StatusCode::CREATED,
+            Json(serde_json::json!({ "data": lib.to_json(&item) })),
+        )
             .into_response());
     }
 }

@@ -104,7 +104,11 @@ impl MediaLibrary {
             self.remove_items(&gone).await?;
         }
         let mut disks: Vec<&str> = vec![self.disk.as_str()];
-        disks.extend(self.collections.iter().filter_map(|c| c.spec.disk.as_deref()));
+        disks.extend(
+            self.collections
+                .iter()
+                .filter_map(|c| c.spec.disk.as_deref()),
+        );
         disks.sort_unstable();
         disks.dedup();
         let cutoff = chrono::Utc::now()

@@ -30,7 +30,12 @@ pub struct ConversionJob {
     pub media_id: Uuid,
 }
 
-#[job(name = "media_conversions", queue = "default", max_attempts = 3, timeout = "120s")]
+#[job(
+    name = "media_conversions",
+    queue = "default",
+    max_attempts = 3,
+    timeout = "120s"
+)]
 impl Job for ConversionJob {
     async fn handle(self, cx: &JobContext) -> std::result::Result<(), JobError> {
         let lib = cx
@@ -131,7 +136,11 @@ impl MediaLibrary {
             return Ok(serde_json::json!({}));
         }
         let disk = self.disks.disk(&item.disk)?;
-        let bytes = disk.get(&StoragePath::parse(&item.path)?).await?.bytes().await?;
+        let bytes = disk
+            .get(&StoragePath::parse(&item.path)?)
+            .await?
+            .bytes()
+            .await?;
         let rendered = tokio::task::spawn_blocking(move || render(&bytes, &conversions))
             .await
             .map_err(|e| Error::Configuration(format!("the conversion panicked: {e}")))?;
@@ -188,7 +197,11 @@ impl MediaLibrary {
             Ok(done) => Some(done),
             Err(e) => {
                 tracing::warn!(media = %item.id, error = %e, "media: conversions failed");
-                store::one(&self.db, item.id).await.ok().flatten().map(|m| m.conversions)
+                store::one(&self.db, item.id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|m| m.conversions)
             }
         }
     }

@@ -20,9 +20,11 @@
 //!
 //! # async fn run() -> platform_core::Result<()> {
 //! let platform = Platform::builder()
+//! #   .ignore_env()
 //! #   .database_url("sqlite::memory:")
 //! #   .app_key(platform_core::crypto::AppKey::generate())
-//! #   .registry(platform_core::Registry::builder().register::<Product>().build()?)
+//! #   .check_schema(false)
+//! #   .registry(platform_core::Registry::builder().register::<Product>().build().expect("registry"))
 //!     .with(FileStorage::new().disk("public", MemoryStorage::new()))
 //!     .with(
 //!         Media::new().disk("public").collection::<Product>(
@@ -287,7 +289,8 @@ impl Media {
                 },
             );
         });
-        self.collections.retain(|c| !(c.resource == resource && c.name == name));
+        self.collections
+            .retain(|c| !(c.resource == resource && c.name == name));
         self.collections.push(CollectionDecl {
             resource,
             plural: meta.plural(),

@@ -176,7 +176,9 @@ impl MediaLibrary {
             .disk
             .clone()
             .unwrap_or_else(|| disks.default_name().to_owned());
-        disks.disk(&disk).map_err(|e| Error::Configuration(format!("media: {e}")))?;
+        disks
+            .disk(&disk)
+            .map_err(|e| Error::Configuration(format!("media: {e}")))?;
         for c in &media.collections {
             if let Some(d) = &c.spec.disk {
                 disks.disk(d).map_err(|e| {
@@ -292,7 +294,9 @@ impl MediaLibrary {
                 id: collection.chars().take(64).collect(),
             })?
             .clone();
-        let found = self.find(platform, ctx, record, Ability::Update, false).await?;
+        let found = self
+            .find(platform, ctx, record, Ability::Update, false)
+            .await?;
         let max = decl.spec.max_size;
         let too_large = || {
             Error::invalid(
@@ -381,9 +385,10 @@ impl MediaLibrary {
             return Err(too_large());
         }
         let meta = put.map_err(|e| match e {
-            StorageError::Backend { backend: "upload", source } => {
-                Error::invalid("file", "upload_failed", source.to_string())
-            }
+            StorageError::Backend {
+                backend: "upload",
+                source,
+            } => Error::invalid("file", "upload_failed", source.to_string()),
             e => Error::from(e),
         })?;
         let mut item = MediaItem {
@@ -411,10 +416,11 @@ impl MediaLibrary {
         for old in replaced {
             self.remove_files(&old).await;
         }
-        if !decl.spec.conversions.is_empty() && mime.starts_with("image/") {
-            if let Some(done) = self.queue_conversions(&item).await {
-                item.conversions = done;
-            }
+        if !decl.spec.conversions.is_empty()
+            && mime.starts_with("image/")
+            && let Some(done) = self.queue_conversions(&item).await
+        {
+            item.conversions = done;
         }
         Ok(item)
     }
@@ -423,8 +429,13 @@ impl MediaLibrary {
     /// single-file collection held); returns the rows replaced.
     async fn insert(&self, item: &mut MediaItem, single: bool) -> Result<Vec<MediaItem>> {
         let replaced = if single {
-            store::of_record(&self.db, &item.resource, &item.record_id, Some(&item.collection))
-                .await?
+            store::of_record(
+                &self.db,
+                &item.resource,
+                &item.record_id,
+                Some(&item.collection),
+            )
+            .await?
         } else {
             Vec::new()
         };
@@ -452,7 +463,9 @@ impl MediaLibrary {
         record: &RecordRef,
         collection: Option<&str>,
     ) -> Result<Vec<MediaItem>> {
-        let found = self.find(platform, ctx, record, Ability::View, true).await?;
+        let found = self
+            .find(platform, ctx, record, Ability::View, true)
+            .await?;
         store::of_record(&self.db, found.resource, &found.record_id, collection).await
     }
 

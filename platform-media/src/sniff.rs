@@ -122,8 +122,21 @@ pub fn sanitize_file_name(name: &str, mime: &str) -> String {
             if c.is_control()
                 || matches!(
                     c,
-                    '<' | '>' | '"' | '\'' | '`' | '&' | '%' | '?' | '#' | ':' | '*' | '|' | '$'
-                        | ';' | '\\' | '/'
+                    '<' | '>'
+                        | '"'
+                        | '\''
+                        | '`'
+                        | '&'
+                        | '%'
+                        | '?'
+                        | '#'
+                        | ':'
+                        | '*'
+                        | '|'
+                        | '$'
+                        | ';'
+                        | '\\'
+                        | '/'
                 )
             {
                 '_'
@@ -151,14 +164,23 @@ mod tests {
         assert_eq!(sniff_mime(b"\0\x01\x02"), "application/octet-stream");
         assert_eq!(sniff_mime(b""), "application/octet-stream");
         assert_eq!(sniff_mime("caf\u{e9}".as_bytes()), "text/plain");
-        assert_eq!(sniff_mime(&"\u{e9}".as_bytes()[..1]), "application/octet-stream");
-        assert_eq!(sniff_mime(b"<svg onload=alert(1)>"), "application/octet-stream");
+        assert_eq!(
+            sniff_mime(&"\u{e9}".as_bytes()[..1]),
+            "application/octet-stream"
+        );
+        assert_eq!(
+            sniff_mime(b"<svg onload=alert(1)>"),
+            "application/octet-stream"
+        );
     }
 
     #[test]
     fn names_are_cleaned() {
         assert_eq!(sanitize_file_name("a\0b\r\n.png", "image/png"), "a_b__.png");
-        assert_eq!(sanitize_file_name(".htaccess", "text/plain"), "htaccess.txt");
+        assert_eq!(
+            sanitize_file_name(".htaccess", "text/plain"),
+            "htaccess.txt"
+        );
         assert_eq!(sanitize_file_name("", "image/png"), "file.png");
         let long = "x".repeat(500);
         assert_eq!(sanitize_file_name(&long, "image/png").len(), 104);

@@ -79,7 +79,11 @@ fn media() -> Media {
 /// A platform over `db` with files under `dir` (no jobs: conversions run
 /// at once).
 async fn platform(db: &TestDb, dir: &Path) -> Platform {
-    platform_with(db, FileStorage::new().disk("public", LocalStorage::new(dir))).await
+    platform_with(
+        db,
+        FileStorage::new().disk("public", LocalStorage::new(dir)),
+    )
+    .await
 }
 
 async fn platform_with(db: &TestDb, storage: FileStorage) -> Platform {
@@ -115,7 +119,9 @@ async fn product(p: &Platform, sku: &str) -> i64 {
 
 /// A PNG of `w` x `h`.
 fn png(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90]));
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+    });
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png).unwrap();
     out.into_inner()
@@ -155,7 +161,13 @@ async fn attach_list_reorder_delete_and_conversions_on_every_backend() {
         let mut ids = Vec::new();
         for n in 0..3 {
             let item = lib
-                .attach(&p, &sys, &rec, "images", Upload::bytes(format!("photo {n}.PNG"), png(800, 400)))
+                .attach(
+                    &p,
+                    &sys,
+                    &rec,
+                    "images",
+                    Upload::bytes(format!("photo {n}.PNG"), png(800, 400)),
+                )
                 .await
                 .unwrap_or_else(|e| panic!("{b}: attach: {e}"));
             assert_eq!(item.mime, "image/png", "{b}");
@@ -168,7 +180,9 @@ async fn attach_list_reorder_delete_and_conversions_on_every_backend() {
         // Conversions (run at once without jobs): decoded back, the right size.
         let first = &listed[0];
         for (name, w, h) in [("thumb", 200, 100), ("web", 800, 400)] {
-            let path = first.conversion_path(name).unwrap_or_else(|| panic!("{b}: {name} missing: {}", first.conversions));
+            let path = first
+                .conversion_path(name)
+                .unwrap_or_else(|| panic!("{b}: {name} missing: {}", first.conversions));
             let bytes = std::fs::read(dir.join(path)).unwrap();
             let img = image::load_from_memory(&bytes).unwrap();
             assert_eq!((img.width(), img.height()), (w, h), "{b}: {name}");
@@ -186,33 +200,67 @@ async fn attach_list_reorder_delete_and_conversions_on_every_backend() {
         // An id of another record is refused.
         let other = product(&p, "P-2").await;
         let foreign = lib
-            .attach(&p, &sys, &RecordRef::new("products", other), "images", Upload::bytes("x.png", png(10, 10)))
+            .attach(
+                &p,
+                &sys,
+                &RecordRef::new("products", other),
+                "images",
+                Upload::bytes("x.png", png(10, 10)),
+            )
             .await
             .unwrap();
-        let err = lib.reorder(&p, &sys, &[ids[0], foreign.id]).await.unwrap_err();
+        let err = lib
+            .reorder(&p, &sys, &[ids[0], foreign.id])
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), "validation_failed", "{b}: {err}");
         // Delete: the row, the file and its conversions go.
         let gone = listed[1].clone();
         assert!(dir.join(&gone.path).exists());
         lib.delete(&p, &sys, gone.id).await.unwrap();
         assert!(!dir.join(&gone.path).exists(), "{b}");
-        assert!(!dir.join(gone.conversion_path("thumb").unwrap()).exists(), "{b}");
-        assert_eq!(lib.list(&p, &sys, &rec, None).await.unwrap().len(), 2, "{b}");
+        assert!(
+            !dir.join(gone.conversion_path("thumb").unwrap()).exists(),
+            "{b}"
+        );
+        assert_eq!(
+            lib.list(&p, &sys, &rec, None).await.unwrap().len(),
+            2,
+            "{b}"
+        );
         assert!(lib.get(&p, &sys, gone.id).await.is_err());
         // A single-file collection replaces its file.
         let a = lib
-            .attach(&p, &sys, &rec, "manual", Upload::bytes("manual.txt", "version one"))
+            .attach(
+                &p,
+                &sys,
+                &rec,
+                "manual",
+                Upload::bytes("manual.txt", "version one"),
+            )
             .await
             .unwrap();
         let b2 = lib
-            .attach(&p, &sys, &rec, "manual", Upload::bytes("manual.txt", "version two"))
+            .attach(
+                &p,
+                &sys,
+                &rec,
+                "manual",
+                Upload::bytes("manual.txt", "version two"),
+            )
             .await
             .unwrap();
         let manual = lib.list(&p, &sys, &rec, Some("manual")).await.unwrap();
-        assert_eq!(manual.iter().map(|m| m.id).collect::<Vec<_>>(), vec![b2.id], "{b}");
+        assert_eq!(
+            manual.iter().map(|m| m.id).collect::<Vec<_>>(),
+            vec![b2.id],
+            "{b}"
+        );
         assert!(!dir.join(&a.path).exists(), "{b}: the replaced file stays");
         // Signed URLs are served by the file route.
-        let app = platform_admin::app_router(&p).unwrap().with_state(p.clone());
+        let app = platform_admin::app_router(&p)
+            .unwrap()
+            .with_state(p.clone());
         let url = lib.url(&listed[0], Some("thumb")).unwrap();
         let (status, body) = get(&app, &url).await;
         assert_eq!(status, StatusCode::OK, "{b}: {url}");
@@ -230,13 +278,18 @@ async fn get(app: &Router, url: &str) -> (StatusCode, Vec<u8>) {
         .await
         .unwrap();
     let status = res.status();
-    (status, res.into_body().collect().await.unwrap().to_bytes().to_vec())
+    (
+        status,
+        res.into_body().collect().await.unwrap().to_bytes().to_vec(),
+    )
 }
 
 /// A body that arrives in `chunks` chunks of `size` bytes, after `head`.
 fn chunked(head: Vec<u8>, chunks: usize, size: usize) -> Upload {
     let first = futures::stream::once(async move { Ok(platform_core::bytes::Bytes::from(head)) });
-    let rest = futures::stream::iter((0..chunks).map(move |_| Ok(platform_core::bytes::Bytes::from(vec![b'a'; size]))));
+    let rest = futures::stream::iter(
+        (0..chunks).map(move |_| Ok(platform_core::bytes::Bytes::from(vec![b'a'; size]))),
+    );
     Upload::stream("big.txt", Box::pin(futures::StreamExt::chain(first, rest)))
 }
 
@@ -252,55 +305,120 @@ async fn hostile_uploads_are_refused_and_nothing_is_written() {
         let rec = RecordRef::new("products", id);
         // Path traversal in the name: only the last segment is kept.
         let item = lib
-            .attach(&p, &sys, &rec, "images", Upload::bytes("../../../../etc/cron.d/x.png", png(4, 4)))
+            .attach(
+                &p,
+                &sys,
+                &rec,
+                "images",
+                Upload::bytes("../../../../etc/cron.d/x.png", png(4, 4)),
+            )
             .await
             .unwrap();
         assert_eq!(item.file_name, "x.png", "{b}");
-        assert!(item.path.starts_with(&format!("media/product/{id}/")), "{b}: {}", item.path);
+        assert!(
+            item.path.starts_with(&format!("media/product/{id}/")),
+            "{b}: {}",
+            item.path
+        );
         for f in files_under(&dir) {
-            assert!(f.starts_with(dir.join("media")), "{b}: {f:?} outside the media directory");
+            assert!(
+                f.starts_with(dir.join("media")),
+                "{b}: {f:?} outside the media directory"
+            );
         }
         let before = files_under(&dir).len();
         // A script named `.png`: refused by its content.
         let err = lib
-            .attach(&p, &sys, &rec, "images", Upload::bytes("cat.png", "<script>alert(document.cookie)</script>"))
+            .attach(
+                &p,
+                &sys,
+                &rec,
+                "images",
+                Upload::bytes("cat.png", "<script>alert(document.cookie)</script>"),
+            )
             .await
             .unwrap_err();
         assert!(err.to_string().contains("not accepted"), "{b}: {err}");
         // A PNG where only text is accepted, and a PDF claimed as an image.
         let err = lib
-            .attach(&p, &sys, &rec, "manual", Upload::bytes("manual.txt", png(4, 4)))
+            .attach(
+                &p,
+                &sys,
+                &rec,
+                "manual",
+                Upload::bytes("manual.txt", png(4, 4)),
+            )
             .await
             .unwrap_err();
         assert!(err.to_string().contains("image/png"), "{b}: {err}");
         let err = lib
-            .attach(&p, &sys, &rec, "images", Upload::bytes("a.jpg", "%PDF-1.7 ..."))
+            .attach(
+                &p,
+                &sys,
+                &rec,
+                "images",
+                Upload::bytes("a.jpg", "%PDF-1.7 ..."),
+            )
             .await
             .unwrap_err();
         assert!(err.to_string().contains("application/pdf"), "{b}: {err}");
         // Oversize, found while streaming (the limit is 1 KiB): nothing written.
         let err = lib
-            .attach(&p, &sys, &rec, "manual", chunked(b"plain text ".to_vec(), 64, 100))
+            .attach(
+                &p,
+                &sys,
+                &rec,
+                "manual",
+                chunked(b"plain text ".to_vec(), 64, 100),
+            )
             .await
             .unwrap_err();
         assert!(err.to_string().contains("larger than"), "{b}: {err}");
         // Oversize in the first chunk.
         let err = lib
-            .attach(&p, &sys, &rec, "manual", Upload::bytes("big.txt", vec![b'a'; 5000]))
+            .attach(
+                &p,
+                &sys,
+                &rec,
+                "manual",
+                Upload::bytes("big.txt", vec![b'a'; 5000]),
+            )
             .await
             .unwrap_err();
         assert!(err.to_string().contains("larger than"), "{b}: {err}");
         // Empty.
-        assert!(lib.attach(&p, &sys, &rec, "manual", Upload::bytes("e.txt", "")).await.is_err());
+        assert!(
+            lib.attach(&p, &sys, &rec, "manual", Upload::bytes("e.txt", ""))
+                .await
+                .is_err()
+        );
         // An unknown collection, a missing record.
-        assert!(lib.attach(&p, &sys, &rec, "nope", Upload::bytes("a.txt", "x")).await.is_err());
+        assert!(
+            lib.attach(&p, &sys, &rec, "nope", Upload::bytes("a.txt", "x"))
+                .await
+                .is_err()
+        );
         let err = lib
-            .attach(&p, &sys, &RecordRef::new("products", 999_999), "manual", Upload::bytes("a.txt", "x"))
+            .attach(
+                &p,
+                &sys,
+                &RecordRef::new("products", 999_999),
+                "manual",
+                Upload::bytes("a.txt", "x"),
+            )
             .await
             .unwrap_err();
         assert_eq!(err.code(), "not_found", "{b}");
-        assert_eq!(files_under(&dir).len(), before, "{b}: a refused upload left a file");
-        assert_eq!(lib.list(&p, &sys, &rec, None).await.unwrap().len(), 1, "{b}");
+        assert_eq!(
+            files_under(&dir).len(),
+            before,
+            "{b}: a refused upload left a file"
+        );
+        assert_eq!(
+            lib.list(&p, &sys, &rec, None).await.unwrap().len(),
+            1,
+            "{b}"
+        );
         p.shutdown().await;
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -312,7 +430,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -382,10 +504,15 @@ async fn a_decompression_bomb_fails_its_conversions_clearly_with_bounded_memory(
             .unwrap();
         // ...whose conversions fail with the reason recorded.
         let err = lib.convert(item.id).await.unwrap_err();
-        assert!(err.to_string().contains("decoding limits"), "{w}x{h}: {err}");
+        assert!(
+            err.to_string().contains("decoding limits"),
+            "{w}x{h}: {err}"
+        );
         let row = lib.get(&p, &sys, item.id).await.unwrap();
         assert!(
-            row.conversions["error"].as_str().is_some_and(|e| e.contains("limits")),
+            row.conversions["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("limits")),
             "{}",
             row.conversions
         );
@@ -393,7 +520,11 @@ async fn a_decompression_bomb_fails_its_conversions_clearly_with_bounded_memory(
     }
     assert!(started.elapsed() < Duration::from_secs(10));
     if let (Some(a), Some(b)) = (before, peak_rss_kib()) {
-        assert!(b.saturating_sub(a) < 200 * 1024, "peak memory grew by {} KiB", b - a);
+        assert!(
+            b.saturating_sub(a) < 200 * 1024,
+            "peak memory grew by {} KiB",
+            b - a
+        );
     }
     p.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
@@ -415,25 +546,41 @@ async fn user(p: &Platform, email: &str, role: Option<(&str, &[&str])>) -> Strin
     let console = Context::console();
     let access = p.access();
     let u = access
-        .create_user(&console, NewUser {
-            email: email.into(),
-            name: email.into(),
-            password: "correct horse battery staple".into(),
-        })
+        .create_user(
+            &console,
+            NewUser {
+                email: email.into(),
+                name: email.into(),
+                password: "correct horse battery staple".into(),
+            },
+        )
         .await
         .unwrap();
     if let Some((role, perms)) = role {
         if role != "super_admin" {
             access.create_role(&console, role).await.unwrap();
             let perms: Vec<String> = perms.iter().map(|s| (*s).to_owned()).collect();
-            access.set_role_permissions(&console, role, &perms).await.unwrap();
+            access
+                .set_role_permissions(&console, role, &perms)
+                .await
+                .unwrap();
         }
         access.assign_role(&console, u.id, role).await.unwrap();
     }
-    access.create_token(&console, u.id, "test", &[], None).await.unwrap().plain_text
+    access
+        .create_token(&console, u.id, "test", &[], None)
+        .await
+        .unwrap()
+        .plain_text
 }
 
-async fn send(app: &Router, method: Method, uri: &str, token: Option<&str>, body: Option<(String, Vec<u8>)>) -> (StatusCode, serde_json::Value) {
+async fn send(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<(String, Vec<u8>)>,
+) -> (StatusCode, serde_json::Value) {
     let mut req = Request::builder().method(method).uri(uri);
     if let Some(t) = token {
         req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
@@ -449,7 +596,10 @@ async fn send(app: &Router, method: Method, uri: &str, token: Option<&str>, body
     let res = app.clone().oneshot(req).await.unwrap();
     let status = res.status();
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 #[tokio::test]
@@ -458,22 +608,51 @@ async fn the_api_uploads_lists_reorders_deletes_and_checks_permissions() {
         let dir = temp_dir();
         let p = platform(&db, &dir).await;
         let b = db.backend.name();
-        let app = platform_admin::app_router(&p).unwrap().with_state(p.clone());
+        let app = platform_admin::app_router(&p)
+            .unwrap()
+            .with_state(p.clone());
         let admin = user(&p, "admin@example.com", Some(("super_admin", &[]))).await;
-        let viewer = user(&p, "viewer@example.com", Some(("product_viewer", &["view_any_product", "view_product"]))).await;
-        let editor = user(&p, "editor@example.com", Some(("product_editor", &["update_product"]))).await;
+        let viewer = user(
+            &p,
+            "viewer@example.com",
+            Some(("product_viewer", &["view_any_product", "view_product"])),
+        )
+        .await;
+        let editor = user(
+            &p,
+            "editor@example.com",
+            Some(("product_editor", &["update_product"])),
+        )
+        .await;
         let nobody = user(&p, "nobody@example.com", None).await;
         let id = product(&p, "A-1").await;
         let upload = format!("/api/products/{id}/media/images");
         // Upload as the admin: 201, sniffed type, conversions listed with URLs.
-        let (s, body) = send(&app, Method::POST, &upload, Some(&admin), Some(multipart("a.gif", &png(640, 480)))).await;
+        let (s, body) = send(
+            &app,
+            Method::POST,
+            &upload,
+            Some(&admin),
+            Some(multipart("a.gif", &png(640, 480))),
+        )
+        .await;
         assert_eq!(s, StatusCode::CREATED, "{b}: {body}");
         assert_eq!(body["data"]["mime"], "image/png", "{b}");
         assert_eq!(body["data"]["file_name"], "a.png", "{b}");
-        assert_eq!(body["data"]["conversions"]["thumb"]["width"], 200, "{b}: {body}");
+        assert_eq!(
+            body["data"]["conversions"]["thumb"]["width"], 200,
+            "{b}: {body}"
+        );
         let first = body["data"]["id"].as_str().unwrap().to_owned();
         // An editor with `update_product` only may attach (no `view`).
-        let (s, body) = send(&app, Method::POST, &upload, Some(&editor), Some(multipart("b.png", &png(20, 20)))).await;
+        let (s, body) = send(
+            &app,
+            Method::POST,
+            &upload,
+            Some(&editor),
+            Some(multipart("b.png", &png(20, 20))),
+        )
+        .await;
         assert_eq!(s, StatusCode::CREATED, "{b}: {body}");
         let second = body["data"]["id"].as_str().unwrap().to_owned();
         // Refused: a viewer, a user without permissions, nobody.
@@ -482,11 +661,25 @@ async fn the_api_uploads_lists_reorders_deletes_and_checks_permissions() {
             ("nobody", Some(nobody.as_str()), StatusCode::FORBIDDEN),
             ("anonymous", None, StatusCode::UNAUTHORIZED),
         ] {
-            let (s, _) = send(&app, Method::POST, &upload, token, Some(multipart("c.png", &png(8, 8)))).await;
+            let (s, _) = send(
+                &app,
+                Method::POST,
+                &upload,
+                token,
+                Some(multipart("c.png", &png(8, 8))),
+            )
+            .await;
             assert_eq!(s, want, "{b}: {who} uploads");
         }
         // Listing: the viewer may, with signed URLs that serve the files.
-        let (s, body) = send(&app, Method::GET, &format!("/api/products/{id}/media"), Some(&viewer), None).await;
+        let (s, body) = send(
+            &app,
+            Method::GET,
+            &format!("/api/products/{id}/media"),
+            Some(&viewer),
+            None,
+        )
+        .await;
         assert_eq!(s, StatusCode::OK, "{b}: {body}");
         let data = body["data"].as_array().unwrap();
         assert_eq!(data.len(), 2, "{b}");
@@ -495,37 +688,140 @@ async fn the_api_uploads_lists_reorders_deletes_and_checks_permissions() {
         assert_eq!(s, StatusCode::OK, "{b}");
         assert_eq!(image::load_from_memory(&bytes).unwrap().width(), 200);
         for token in [Some(editor.as_str()), Some(nobody.as_str())] {
-            let (s, _) = send(&app, Method::GET, &format!("/api/products/{id}/media"), token, None).await;
+            let (s, _) = send(
+                &app,
+                Method::GET,
+                &format!("/api/products/{id}/media"),
+                token,
+                None,
+            )
+            .await;
             assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
         }
-        let (s, _) = send(&app, Method::GET, &format!("/api/products/{id}/media"), None, None).await;
+        let (s, _) = send(
+            &app,
+            Method::GET,
+            &format!("/api/products/{id}/media"),
+            None,
+            None,
+        )
+        .await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
         // Wrong type and oversize over HTTP.
-        let (s, body) = send(&app, Method::POST, &upload, Some(&admin), Some(multipart("x.png", b"<?php system($_GET['c']); ?>"))).await;
+        let (s, body) = send(
+            &app,
+            Method::POST,
+            &upload,
+            Some(&admin),
+            Some(multipart("x.png", b"<?php system($_GET['c']); ?>")),
+        )
+        .await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}: {body}");
-        let (s, _) = send(&app, Method::POST, &format!("/api/products/{id}/media/manual"), Some(&admin), Some(multipart("m.txt", &vec![b'a'; 200 << 10]))).await;
+        let (s, _) = send(
+            &app,
+            Method::POST,
+            &format!("/api/products/{id}/media/manual"),
+            Some(&admin),
+            Some(multipart("m.txt", &vec![b'a'; 200 << 10])),
+        )
+        .await;
         assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{b}");
-        let (s, _) = send(&app, Method::POST, &format!("/api/products/{id}/media/nope"), Some(&admin), Some(multipart("m.txt", b"x"))).await;
+        let (s, _) = send(
+            &app,
+            Method::POST,
+            &format!("/api/products/{id}/media/nope"),
+            Some(&admin),
+            Some(multipart("m.txt", b"x")),
+        )
+        .await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
         // Reorder, then delete.
-        let reorder = |ids: Vec<&str>| (String::from("application/json"), serde_json::to_vec(&serde_json::json!({ "ids": ids })).unwrap());
-        let (s, _) = send(&app, Method::POST, "/api/media/reorder", Some(&viewer), Some(reorder(vec![&second, &first]))).await;
+        let reorder = |ids: Vec<&str>| {
+            (
+                String::from("application/json"),
+                serde_json::to_vec(&serde_json::json!({ "ids": ids })).unwrap(),
+            )
+        };
+        let (s, _) = send(
+            &app,
+            Method::POST,
+            "/api/media/reorder",
+            Some(&viewer),
+            Some(reorder(vec![&second, &first])),
+        )
+        .await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
-        let (s, _) = send(&app, Method::POST, "/api/media/reorder", None, Some(reorder(vec![&second, &first]))).await;
+        let (s, _) = send(
+            &app,
+            Method::POST,
+            "/api/media/reorder",
+            None,
+            Some(reorder(vec![&second, &first])),
+        )
+        .await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
-        let (s, _) = send(&app, Method::POST, "/api/media/reorder", Some(&editor), Some(reorder(vec![&second, &first]))).await;
+        let (s, _) = send(
+            &app,
+            Method::POST,
+            "/api/media/reorder",
+            Some(&editor),
+            Some(reorder(vec![&second, &first])),
+        )
+        .await;
         assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
-        let (_, body) = send(&app, Method::GET, &format!("/api/products/{id}/media?collection=images"), Some(&admin), None).await;
+        let (_, body) = send(
+            &app,
+            Method::GET,
+            &format!("/api/products/{id}/media?collection=images"),
+            Some(&admin),
+            None,
+        )
+        .await;
         assert_eq!(body["data"][0]["id"], second.as_str(), "{b}");
-        let (s, _) = send(&app, Method::DELETE, &format!("/api/media/{first}"), Some(&viewer), None).await;
+        let (s, _) = send(
+            &app,
+            Method::DELETE,
+            &format!("/api/media/{first}"),
+            Some(&viewer),
+            None,
+        )
+        .await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
-        let (s, _) = send(&app, Method::DELETE, &format!("/api/media/{first}"), None, None).await;
+        let (s, _) = send(
+            &app,
+            Method::DELETE,
+            &format!("/api/media/{first}"),
+            None,
+            None,
+        )
+        .await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
-        let (s, _) = send(&app, Method::DELETE, &format!("/api/media/{first}"), Some(&editor), None).await;
+        let (s, _) = send(
+            &app,
+            Method::DELETE,
+            &format!("/api/media/{first}"),
+            Some(&editor),
+            None,
+        )
+        .await;
         assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
-        let (s, _) = send(&app, Method::DELETE, &format!("/api/media/{first}"), Some(&editor), None).await;
+        let (s, _) = send(
+            &app,
+            Method::DELETE,
+            &format!("/api/media/{first}"),
+            Some(&editor),
+            None,
+        )
+        .await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
-        let (s, _) = send(&app, Method::DELETE, "/api/media/not-a-uuid", Some(&editor), None).await;
+        let (s, _) = send(
+            &app,
+            Method::DELETE,
+            "/api/media/not-a-uuid",
+            Some(&editor),
+            None,
+        )
+        .await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
         p.shutdown().await;
         let _ = std::fs::remove_dir_all(dir);
@@ -546,7 +842,13 @@ async fn force_delete_removes_files_and_the_sweep_removes_orphans() {
         let mut paths = std::collections::HashMap::new();
         for id in [keep, gone, orphan] {
             let item = lib
-                .attach(&p, &sys, &RecordRef::new("products", id), "images", Upload::bytes("p.png", png(300, 300)))
+                .attach(
+                    &p,
+                    &sys,
+                    &RecordRef::new("products", id),
+                    "images",
+                    Upload::bytes("p.png", png(300, 300)),
+                )
                 .await
                 .unwrap();
             paths.insert(id, item);
@@ -562,23 +864,42 @@ async fn force_delete_removes_files_and_the_sweep_removes_orphans() {
         while dir.join(&paths[&gone].path).exists() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(!dir.join(&paths[&gone].path).exists(), "{b}: force-delete left the file");
-        assert!(files_under(&dir.join(paths[&gone].dir_for_test())).is_empty(), "{b}");
+        assert!(
+            !dir.join(&paths[&gone].path).exists(),
+            "{b}: force-delete left the file"
+        );
+        assert!(
+            files_under(&dir.join(paths[&gone].dir_for_test())).is_empty(),
+            "{b}"
+        );
         assert!(lib.get(&p, &sys, paths[&gone].id).await.is_err(), "{b}");
         // A record removed behind the write path's back, and a stray file.
         let mut q = p.db().sql();
-        q.push("DELETE FROM media_products WHERE id = ").bind_i64(orphan);
+        q.push("DELETE FROM media_products WHERE id = ")
+            .bind_i64(orphan);
         p.db().execute(q).await.unwrap();
         let disks = p.get::<Disks>().unwrap();
         let stray = format!("media/product/{keep}/{}/stray.png", uuid::Uuid::now_v7());
-        disks.disk("public").unwrap().put_bytes(&stray, png(2, 2)).await.unwrap();
+        disks
+            .disk("public")
+            .unwrap()
+            .put_bytes(&stray, png(2, 2))
+            .await
+            .unwrap();
         let report = lib.sweep(&p).await.unwrap();
         assert_eq!(report.rows_removed, 1, "{b}: {report:?}");
         assert_eq!(report.files_removed, 1, "{b}: {report:?}");
         assert!(!dir.join(&paths[&orphan].path).exists(), "{b}");
         assert!(!dir.join(&stray).exists(), "{b}");
-        assert!(dir.join(&paths[&keep].path).exists(), "{b}: the sweep removed a live file");
-        assert!(dir.join(paths[&keep].conversion_path("thumb").unwrap()).exists(), "{b}");
+        assert!(
+            dir.join(&paths[&keep].path).exists(),
+            "{b}: the sweep removed a live file"
+        );
+        assert!(
+            dir.join(paths[&keep].conversion_path("thumb").unwrap())
+                .exists(),
+            "{b}"
+        );
         // Nothing left to do.
         assert_eq!(lib.sweep(&p).await.unwrap(), Default::default(), "{b}");
         p.shutdown().await;
@@ -608,8 +929,16 @@ async fn conversions_run_as_a_job_when_jobs_are_added() {
         .app_key(test_key())
         .registry(registry)
         .max_connections(4)
-        .with(FileStorage::new().ignore_env().disk("public", LocalStorage::new(&dir)))
-        .with(platform_jobs::Jobs::new().ignore_env().poll_interval(Duration::from_millis(50)))
+        .with(
+            FileStorage::new()
+                .ignore_env()
+                .disk("public", LocalStorage::new(&dir)),
+        )
+        .with(
+            platform_jobs::Jobs::new()
+                .ignore_env()
+                .poll_interval(Duration::from_millis(50)),
+        )
         .with(media())
         .build()
         .await
@@ -618,7 +947,13 @@ async fn conversions_run_as_a_job_when_jobs_are_added() {
     let sys = Context::system();
     let id = product(&p, "J-1").await;
     let item = lib
-        .attach(&p, &sys, &RecordRef::new("products", id), "images", Upload::bytes("j.png", png(500, 1000)))
+        .attach(
+            &p,
+            &sys,
+            &RecordRef::new("products", id),
+            "images",
+            Upload::bytes("j.png", png(500, 1000)),
+        )
         .await
         .unwrap();
     assert_eq!(item.conversions, serde_json::json!({}), "queued, not run");
@@ -631,7 +966,11 @@ async fn conversions_run_as_a_job_when_jobs_are_added() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(done.conversions["thumb"]["width"], 100, "{}", done.conversions);
+    assert_eq!(
+        done.conversions["thumb"]["width"], 100,
+        "{}",
+        done.conversions
+    );
     assert_eq!(done.conversions["thumb"]["height"], 200);
     assert_eq!(done.conversions["web"]["height"], 1000, "never scaled up");
     p.shutdown().await;
@@ -663,23 +1002,51 @@ async fn media_on_an_s3_disk() {
     .await;
     let lib = lib(&p);
     let sys = Context::system();
-    let id = product(&p, &format!("S3-{}", platform_core::crypto::random_token(6))).await;
+    let id = product(
+        &p,
+        &format!("S3-{}", platform_core::crypto::random_token(6)),
+    )
+    .await;
     let rec = RecordRef::new("products", id);
     let item = lib
-        .attach(&p, &sys, &rec, "images", Upload::bytes("s3.png", png(400, 400)))
+        .attach(
+            &p,
+            &sys,
+            &rec,
+            "images",
+            Upload::bytes("s3.png", png(400, 400)),
+        )
         .await
         .unwrap();
     let s3: Arc<dyn Storage> = p.get::<Disks>().unwrap().disk("public").unwrap();
-    let thumb = s3.get_bytes(item.conversion_path("thumb").unwrap_or_else(|| panic!("{}", item.conversions))).await;
+    let thumb = s3
+        .get_bytes(
+            item.conversion_path("thumb")
+                .unwrap_or_else(|| panic!("{}", item.conversions)),
+        )
+        .await;
     let row = lib.get(&p, &sys, item.id).await.unwrap();
     let thumb = match thumb {
         Ok(t) => t,
-        Err(_) => s3.get_bytes(row.conversion_path("thumb").unwrap()).await.unwrap(),
+        Err(_) => s3
+            .get_bytes(row.conversion_path("thumb").unwrap())
+            .await
+            .unwrap(),
     };
     assert_eq!(image::load_from_memory(&thumb).unwrap().width(), 200);
     // Oversize on S3: nothing stored.
     let before = s3.list_paths("media").await.unwrap().len();
-    assert!(lib.attach(&p, &sys, &rec, "manual", chunked(b"text ".to_vec(), 40, 100)).await.is_err());
+    assert!(
+        lib.attach(
+            &p,
+            &sys,
+            &rec,
+            "manual",
+            chunked(b"text ".to_vec(), 40, 100)
+        )
+        .await
+        .is_err()
+    );
     assert_eq!(s3.list_paths("media").await.unwrap().len(), before);
     // Force-delete removes the objects.
     p.repo::<Product>(&sys).force_delete(id).await.unwrap();

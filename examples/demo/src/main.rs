@@ -43,14 +43,16 @@ async fn main() -> anyhow::Result<()> {
                 .default_disk("public"),
         )
         .with(
-            platform_media::Media::new().disk("public").collection::<domain::Product>(
-                "images",
-                platform_media::Collection::many()
-                    .accept(["image/png", "image/jpeg", "image/webp"])
-                    .max_size(5 << 20)
-                    .conversion("thumb", 200, 200)
-                    .conversion("web", 1200, 1200),
-            ),
+            platform_media::Media::new()
+                .disk("public")
+                .collection::<domain::Product>(
+                    "images",
+                    platform_media::Collection::many()
+                        .accept(["image/png", "image/jpeg", "image/webp"])
+                        .max_size(5 << 20)
+                        .conversion("thumb", 200, 200)
+                        .conversion("web", 1200, 1200),
+                ),
         );
     // Mail (password resets, verification links) goes out by SMTP when
     // PLATFORM_MAIL_URL is set (`smtp://user:pass@host:587`, `smtps://...`);

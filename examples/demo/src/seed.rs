@@ -295,9 +295,24 @@ async fn seed_products(p: &Platform, ctx: &Context) -> anyhow::Result<()> {
     }
     let products = p.records("products", ctx).expect("products resource");
     let rows: [(&str, &str, i64, &str); 3] = [
-        ("Espresso cup", "CUP-ESP-01", 1_250, "A thick-walled porcelain cup, 80 ml."),
-        ("Pour-over kettle", "KET-PO-01", 5_900, "Gooseneck kettle, 1 litre, stainless steel."),
-        ("Burr grinder", "GRN-BUR-01", 14_900, "Conical burrs, 40 grind settings."),
+        (
+            "Espresso cup",
+            "CUP-ESP-01",
+            1_250,
+            "A thick-walled porcelain cup, 80 ml.",
+        ),
+        (
+            "Pour-over kettle",
+            "KET-PO-01",
+            5_900,
+            "Gooseneck kettle, 1 litre, stainless steel.",
+        ),
+        (
+            "Burr grinder",
+            "GRN-BUR-01",
+            14_900,
+            "Conical burrs, 40 grind settings.",
+        ),
     ];
     let batch: Vec<Changes> = rows
         .iter()
