@@ -1057,3 +1057,21 @@ async fn media_on_an_s3_disk() {
     assert!(!s3.exists(&row.path).await.unwrap());
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_media_routes_are_in_the_permission_matrix_on_every_backend() {
+    for db in all_backends().await {
+        let dir = temp_dir();
+        let p = platform(&db, &dir).await;
+        let b = db.backend.name();
+        let report = platform_admin::matrix::PermissionMatrix::new(&p)
+            .run()
+            .await
+            .unwrap_or_else(|e| panic!("{b}: {e}"));
+        assert!(report.is_ok(), "{b}:\n{}", report.mismatch_table());
+        // Upload and list for products, delete and reorder.
+        assert_eq!(report.capability_routes(), 4, "{b}");
+        p.shutdown().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
