@@ -173,31 +173,15 @@ async fn upload(
         if field.name() != Some("file") {
             continue;
         }
-        let name = field.file_name().unwrap_or("file").to_owned();
-        let (tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, StorageError>>(4);
-        let body: ByteStream = Box::pin(rx);
-        let pump = async move {
-            let (mut tx, mut field) = (tx, field);
-            loop {
-                let next = match field.chunk().await {
-                    Ok(Some(c)) => Ok(c),
-                    Ok(None) => break,
-                    Err(e) => Err(StorageError::backend("upload", e.body_text())),
-                };
-                let failed = next.is_err();
-                if tx.send(next).await.is_err() || failed {
-                    break;
-                }
-            }
-        };
-        let attach = lib.attach(
+        let item = attach_field(
+            &lib,
             api.platform(),
             api.context(),
             &record,
             &collection,
-            Upload::stream(name, body),
-        );
-        let ((), item) = tokio::join!(pump, attach);
+            field,
+        )
+        .await;
         let item = item?;
         return Ok((
             StatusCode::CREATED,
@@ -265,4 +249,42 @@ async fn reorder(api: ApiContext, body: Bytes) -> Result<StatusCode, ApiError> {
         .collect::<Result<Vec<_>, _>>()?;
     lib.reorder(api.platform(), api.context(), &ids).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Streams one multipart field into [`MediaLibrary::attach`] (the field
+/// borrows its form, so a pump feeds a channel the upload reads).
+pub(crate) async fn attach_field(
+    lib: &MediaLibrary,
+    platform: &Platform,
+    ctx: &platform_core::Context,
+    record: &RecordRef,
+    collection: &str,
+    field: axum::extract::multipart::Field<'_>,
+) -> platform_core::Result<crate::MediaItem> {
+    let name = field.file_name().unwrap_or("file").to_owned();
+    let (tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, StorageError>>(4);
+    let body: ByteStream = Box::pin(rx);
+    let pump = async move {
+        let (mut tx, mut field) = (tx, field);
+        loop {
+            let next = match field.chunk().await {
+                Ok(Some(c)) => Ok(c),
+                Ok(None) => break,
+                Err(e) => Err(StorageError::backend("upload", e.body_text())),
+            };
+            let failed = next.is_err();
+            if tx.send(next).await.is_err() || failed {
+                break;
+            }
+        }
+    };
+    let attach = lib.attach(
+        platform,
+        ctx,
+        record,
+        collection,
+        Upload::stream(name, body),
+    );
+    let ((), item) = tokio::join!(pump, attach);
+    item
 }

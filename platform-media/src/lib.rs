@@ -55,9 +55,7 @@
 //! | listener | files removed when their record is force-deleted (or deleted, for a resource without soft deletes) |
 //! | task, command | the orphan sweep (daily in `serve`; `media:sweep` by hand) |
 //! | API | `POST /api/{plural}/{id}/media/{collection}` (multipart), `GET /api/{plural}/{id}/media`, `DELETE /api/media/{id}`, `POST /api/media/reorder` |
-//!
-//! The panel's gallery and upload field are not written yet (they need a
-//! section seam and multipart forms in `platform-admin`).
+//! | panel | a gallery (thumbnails, remove buttons) with an upload form per collection, on the record's view page and under its edit form |
 //!
 //! Rules, the same from every entry point: attaching and removing need
 //! `update_<resource>` on the record, listing needs `view_<resource>`
@@ -70,6 +68,7 @@ mod api;
 mod cleanup;
 mod convert;
 mod library;
+mod panel;
 mod sniff;
 mod store;
 
@@ -403,6 +402,13 @@ impl Capability for Media {
         setup.command(cleanup::sweep_command());
         if !self.collections.is_empty() {
             setup.api(api::routes(&self.collections));
+            let largest = self
+                .collections
+                .iter()
+                .map(|c| c.spec.max_size)
+                .max()
+                .unwrap_or(0);
+            panel::contribute(setup, largest);
         }
     }
 }

@@ -1075,3 +1075,253 @@ async fn the_media_routes_are_in_the_permission_matrix_on_every_backend() {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+const CSRF: &str = "media-test-csrf";
+
+/// Stands in for the session layer: the user of `x-test-user`.
+async fn test_auth(
+    platform: Platform,
+    mut req: Request<Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let user = req
+        .headers()
+        .get("x-test-user")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok());
+    if let Some(id) = user
+        && let Ok(Some(auth)) =
+            platform_admin::panel::PanelAuth::for_user(&platform, id, CSRF).await
+    {
+        req.extensions_mut().insert(auth);
+    }
+    next.run(req).await
+}
+
+async fn panel_user(p: &Platform, email: &str, role: Option<(&str, &[&str])>) -> i64 {
+    let console = Context::console();
+    let access = p.access();
+    let u = access
+        .create_user(
+            &console,
+            NewUser {
+                email: email.into(),
+                name: email.into(),
+                password: "correct horse battery staple".into(),
+            },
+        )
+        .await
+        .unwrap();
+    if let Some((role, perms)) = role {
+        if role != "super_admin" {
+            access.create_role(&console, role).await.unwrap();
+            let perms: Vec<String> = perms.iter().map(|s| (*s).to_owned()).collect();
+            access
+                .set_role_permissions(&console, role, &perms)
+                .await
+                .unwrap();
+        }
+        access.assign_role(&console, u.id, role).await.unwrap();
+    }
+    u.id
+}
+
+/// A section form: `_csrf` first, then `fields`, then the file if any.
+fn section_form(
+    csrf: &str,
+    fields: &[(&str, &str)],
+    file: Option<(&str, &[u8])>,
+) -> (String, Vec<u8>) {
+    let boundary = "----media-panel-boundary";
+    let mut body = Vec::new();
+    let mut all = vec![("_csrf", csrf)];
+    all.extend_from_slice(fields);
+    for (k, v) in all {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    if let Some((name, content)) = file {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn panel_send(
+    app: &Router,
+    user: i64,
+    method: Method,
+    uri: &str,
+    body: Option<(String, Vec<u8>)>,
+) -> (StatusCode, String, Option<String>) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("x-test-user", user.to_string());
+    let req = match body {
+        Some((ct, b)) => req.header(header::CONTENT_TYPE, ct).body(Body::from(b)),
+        None => req.body(Body::empty()),
+    }
+    .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let location = res
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        String::from_utf8_lossy(&bytes).into_owned(),
+        location,
+    )
+}
+
+#[tokio::test]
+async fn the_panel_shows_a_gallery_and_uploads_and_removes_without_javascript() {
+    for db in all_backends().await {
+        let dir = temp_dir();
+        let p = platform(&db, &dir).await;
+        let b = db.backend.name();
+        let lib = lib(&p);
+        let pp = p.clone();
+        let app = Router::new()
+            .nest("/admin", platform_admin::panel_router())
+            .layer(axum::middleware::from_fn(
+                move |req: Request<Body>, next: axum::middleware::Next| {
+                    test_auth(pp.clone(), req, next)
+                },
+            ))
+            .with_state(p.clone());
+        let admin = panel_user(&p, "admin@example.com", Some(("super_admin", &[]))).await;
+        let viewer = panel_user(
+            &p,
+            "viewer@example.com",
+            Some(("product_viewer", &["view_any_product", "view_product"])),
+        )
+        .await;
+        let id = product(&p, "PANEL-1").await;
+        let page = format!("/admin/products/{id}");
+        let action = format!("{page}/sections/media");
+        // The view page: an empty gallery and an upload form per collection.
+        let (s, html, _) = panel_send(&app, admin, Method::GET, &page, None).await;
+        assert_eq!(s, StatusCode::OK, "{b}: {html}");
+        assert!(
+            html.contains(&format!(
+                "action=\"{action}\" enctype=\"multipart/form-data\""
+            )),
+            "{b}: {html}"
+        );
+        assert!(
+            html.contains("accept=\"image/png,image/jpeg,image/webp\""),
+            "{b}"
+        );
+        // Upload, without JavaScript: a redirect back with a message.
+        let form = section_form(
+            CSRF,
+            &[("op", "upload"), ("collection", "images")],
+            Some(("<b>shot<b>.png", &png(400, 200))),
+        );
+        let (s, body, location) = panel_send(&app, admin, Method::POST, &action, Some(form)).await;
+        assert_eq!(s, StatusCode::SEE_OTHER, "{b}: {body}");
+        assert_eq!(location.as_deref(), Some(page.as_str()), "{b}");
+        let items = lib
+            .list(
+                &p,
+                &Context::system(),
+                &RecordRef::new("products", id),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(items.len(), 1, "{b}");
+        assert_eq!(items[0].file_name, "_b_shot_b_.png", "{b}");
+        // The gallery shows the thumbnail through a signed, relative URL.
+        let (_, html, _) = panel_send(&app, admin, Method::GET, &page, None).await;
+        assert!(
+            html.contains("<img src=\"/files/public/media/product/"),
+            "{b}: {html}"
+        );
+        assert!(html.contains("thumb.png?expires="), "{b}");
+        assert!(!html.contains("<b>shot"), "{b}: unescaped name");
+        // The edit page has it too, and posts come back to it.
+        let (_, html, _) =
+            panel_send(&app, admin, Method::GET, &format!("{page}/edit"), None).await;
+        assert!(
+            html.contains(&format!("action=\"{action}?from=edit\"")),
+            "{b}"
+        );
+        // A wrong or missing CSRF token: refused, nothing stored.
+        for csrf in ["forged", ""] {
+            let form = section_form(
+                csrf,
+                &[("op", "upload"), ("collection", "images")],
+                Some(("x.png", &png(8, 8))),
+            );
+            let (s, _, _) = panel_send(&app, admin, Method::POST, &action, Some(form)).await;
+            assert_eq!(s, StatusCode::FORBIDDEN, "{b}: csrf {csrf:?}");
+        }
+        // A viewer sees the gallery without forms, and may not post.
+        let (s, html, _) = panel_send(&app, viewer, Method::GET, &page, None).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert!(
+            html.contains("_b_shot_b_.png") && !html.contains("enctype=\"multipart/form-data\""),
+            "{b}"
+        );
+        let form = section_form(
+            CSRF,
+            &[("op", "upload"), ("collection", "images")],
+            Some(("v.png", &png(8, 8))),
+        );
+        let (s, _, _) = panel_send(&app, viewer, Method::POST, &action, Some(form)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+        // A wrong type comes back as a message on the page.
+        let form = section_form(
+            CSRF,
+            &[("op", "upload"), ("collection", "images")],
+            Some(("evil.png", b"<script>alert(1)</script>")),
+        );
+        let (s, _, _) = panel_send(&app, admin, Method::POST, &action, Some(form)).await;
+        assert_eq!(s, StatusCode::SEE_OTHER, "{b}");
+        assert_eq!(
+            lib.list(
+                &p,
+                &Context::system(),
+                &RecordRef::new("products", id),
+                None
+            )
+            .await
+            .unwrap()
+            .len(),
+            1,
+            "{b}"
+        );
+        // Remove.
+        let media = items[0].id.to_string();
+        let form = section_form(CSRF, &[("op", "delete"), ("media", &media)], None);
+        let (s, _, _) = panel_send(&app, viewer, Method::POST, &action, Some(form.clone())).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+        let (s, _, _) = panel_send(&app, admin, Method::POST, &action, Some(form)).await;
+        assert_eq!(s, StatusCode::SEE_OTHER, "{b}");
+        assert!(
+            lib.list(
+                &p,
+                &Context::system(),
+                &RecordRef::new("products", id),
+                None
+            )
+            .await
+            .unwrap()
+            .is_empty(),
+            "{b}"
+        );
+        assert!(!dir.join(&items[0].path).exists(), "{b}");
+        p.shutdown().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
