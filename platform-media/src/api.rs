@@ -29,7 +29,8 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::CollectionDecl;
-use crate::library::{MediaLibrary, RecordRef, Upload};
+use crate::library::MediaLibrary;
+use crate::{RecordRef, Upload};
 
 /// What a multipart body may carry besides the file (boundaries, headers,
 /// other small fields).

@@ -16,7 +16,8 @@ use platform_core::storage::StoragePath;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::library::{MediaItem, MediaLibrary};
+use crate::MediaItem;
+use crate::library::MediaLibrary;
 use crate::store;
 
 /// The outbox filter: the record is gone for good (force-deleted, or

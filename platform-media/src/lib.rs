@@ -67,6 +67,7 @@
 mod api;
 mod cleanup;
 mod convert;
+mod item;
 mod library;
 mod panel;
 mod sniff;
@@ -74,7 +75,8 @@ mod store;
 
 pub use cleanup::SweepReport;
 pub use convert::{ConversionJob, DECODE_LIMIT_ALLOC, DECODE_LIMIT_SIDE};
-pub use library::{MediaItem, MediaLibrary, RecordRef, Upload};
+pub use item::{MediaItem, RecordRef, Upload};
+pub use library::MediaLibrary;
 pub use sniff::{SNIFF_LEN, sanitize_file_name, sniff_mime};
 pub use store::MIGRATIONS;
 

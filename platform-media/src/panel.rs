@@ -9,7 +9,8 @@ use platform_core::permission::Ability;
 use uuid::Uuid;
 
 use crate::api::{MULTIPART_OVERHEAD, attach_field};
-use crate::library::{MediaItem, MediaLibrary, RecordRef};
+use crate::library::MediaLibrary;
+use crate::{MediaItem, RecordRef};
 
 /// Adds the gallery section.
 pub(crate) fn contribute(setup: &mut Setup, largest: u64) {

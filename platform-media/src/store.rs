@@ -8,7 +8,7 @@ use platform_core::error::Result;
 use platform_core::value::{FieldType, Value};
 use uuid::Uuid;
 
-use crate::library::MediaItem;
+use crate::MediaItem;
 
 /// The media library's table, on SQLite, PostgreSQL and MySQL/MariaDB.
 pub const MIGRATIONS: MigrationSet = platform_core::embed_migrations!("migrations");
