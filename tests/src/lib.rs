@@ -306,6 +306,8 @@ mod book {
     mod notifications {}
     #[doc = include_str!("../../book/src/storage.md")]
     mod storage {}
+    #[doc = include_str!("../../book/src/media.md")]
+    mod media {}
     #[doc = include_str!("../../book/src/broadcasting.md")]
     mod broadcasting {}
     #[doc = include_str!("../../book/src/capabilities.md")]

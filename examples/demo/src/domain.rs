@@ -73,3 +73,30 @@ pub(crate) struct Invoice {
     pub(crate) deleted_at: Option<DateTime<Utc>>,
 }
 // ANCHOR_END: invoice
+
+// ANCHOR: product
+/// A product of the catalogue, with images (the media library's `images`
+/// collection, declared in `main.rs`).
+#[derive(Resource, Debug, Clone)]
+#[resource(
+    search(name, sku),
+    navigation(group = "Catalog", icon = "box", sort = 1)
+)]
+pub(crate) struct Product {
+    /// Id.
+    #[resource(primary_key, sortable)]
+    pub(crate) id: i64,
+    /// Name.
+    #[resource(sortable, max_length = 120)]
+    pub(crate) name: String,
+    /// Stock-keeping unit, unique.
+    #[resource(unique, sortable, max_length = 40)]
+    pub(crate) sku: String,
+    /// Price in cents.
+    #[resource(sortable, money)]
+    pub(crate) price_cents: i64,
+    /// Description.
+    #[resource(text)]
+    pub(crate) description: Option<String>,
+}
+// ANCHOR_END: product

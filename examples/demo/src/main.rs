@@ -6,6 +6,11 @@
 //! and serves on `127.0.0.1:8080`. The same binary is the command line:
 //! `cargo run -p demo -- --help`.
 //!
+//! Products carry images (the media library): uploaded on a product's
+//! page or through `POST /api/products/{id}/media/images`, kept under
+//! `.platform/media` (or the disk `PLATFORM_STORAGE_PUBLIC_URL` names), with
+//! a thumbnail and a web-size copy made by a job.
+//!
 //! Jobs run in `serve` (or `queue:work`); the queue dashboard is at
 //! `/admin/jobs`. Setting an invoice's status to `sent` queues the job
 //! `invoice_sent`, which puts a notice in the bell of the user who did it.
@@ -28,6 +33,27 @@ async fn main() -> anyhow::Result<()> {
     builder = builder
         .with(jobs::capability(&database_url))
         .with(jobs::InvoiceNotices);
+    // Files: one disk, `public`, in the demo's data directory (or where
+    // PLATFORM_STORAGE_PUBLIC_URL says); product images on it, sniffed,
+    // at most 5 MiB, with two conversions made by a job.
+    builder = builder
+        .with(
+            platform_core::storage::FileStorage::new()
+                .disk_url("public", "file://.platform/media")
+                .default_disk("public"),
+        )
+        .with(
+            platform_media::Media::new()
+                .disk("public")
+                .collection::<domain::Product>(
+                    "images",
+                    platform_media::Collection::many()
+                        .accept(["image/png", "image/jpeg", "image/webp"])
+                        .max_size(5 << 20)
+                        .conversion("thumb", 200, 200)
+                        .conversion("web", 1200, 1200),
+                ),
+        );
     // Mail (password resets, verification links) goes out by SMTP when
     // PLATFORM_MAIL_URL is set (`smtp://user:pass@host:587`, `smtps://...`);
     // without it, mails are only logged.

@@ -173,6 +173,7 @@ pub(crate) async fn seed_domain(p: &Platform) -> anyhow::Result<()> {
         return Ok(());
     }
     let ctx = Context::system();
+    seed_products(p, &ctx).await?;
     let customers = p.records("customers", &ctx).expect("customers resource");
     let invoices = p.records("invoices", &ctx).expect("invoices resource");
     let explicit: Option<u64> = std::env::var("PLATFORM_SEED_INVOICES")
@@ -284,5 +285,45 @@ pub(crate) async fn seed_domain(p: &Platform) -> anyhow::Result<()> {
         "Seeded to {n_customers} customers and {n_invoices} invoices in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// A few products (the media library's demo resource) when there are none.
+async fn seed_products(p: &Platform, ctx: &Context) -> anyhow::Result<()> {
+    if count(p, "SELECT COUNT(*) FROM products").await? > 0 {
+        return Ok(());
+    }
+    let products = p.records("products", ctx).expect("products resource");
+    let rows: [(&str, &str, i64, &str); 3] = [
+        (
+            "Espresso cup",
+            "CUP-ESP-01",
+            1_250,
+            "A thick-walled porcelain cup, 80 ml.",
+        ),
+        (
+            "Pour-over kettle",
+            "KET-PO-01",
+            5_900,
+            "Gooseneck kettle, 1 litre, stainless steel.",
+        ),
+        (
+            "Burr grinder",
+            "GRN-BUR-01",
+            14_900,
+            "Conical burrs, 40 grind settings.",
+        ),
+    ];
+    let batch: Vec<Changes> = rows
+        .iter()
+        .map(|(name, sku, price, description)| {
+            Changes::new()
+                .set("name", *name)
+                .set("sku", *sku)
+                .set("price_cents", *price)
+                .set("description", *description)
+        })
+        .collect();
+    products.create_many(batch).await?;
     Ok(())
 }

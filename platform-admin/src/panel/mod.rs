@@ -75,6 +75,7 @@
 pub mod auth;
 pub mod bulk;
 pub mod page;
+pub mod section;
 pub mod session;
 pub mod widget;
 
@@ -344,6 +345,10 @@ where
         .route(
             "/{resource}/{id}/activity/{entry}",
             get(record::activity_entry),
+        )
+        .route(
+            "/{resource}/{id}/sections/{name}",
+            post(section::post).layer(DefaultBodyLimit::disable()),
         )
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

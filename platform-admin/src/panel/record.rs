@@ -36,6 +36,8 @@ struct FormPage {
     inputs: Vec<InputView>,
     errors: Vec<String>,
     creating: bool,
+    /// Capabilities' sections under the form (HTML, escaped by them).
+    sections: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -79,6 +81,8 @@ struct ViewPage {
     activity: Vec<EntryView>,
     older: Option<String>,
     audited: bool,
+    /// Capabilities' sections (HTML, escaped by them).
+    sections: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -161,6 +165,10 @@ async fn form_page(
             banner.push(format!("{}: {}", e.field, e.message));
         }
     }
+    let sections = match record {
+        Some(r) => super::section::render_all(p, meta.plural(), &r.id().display(), true).await,
+        None => Vec::new(),
+    };
     let page = FormPage {
         resource,
         heading: heading.clone(),
@@ -169,6 +177,7 @@ async fn form_page(
         inputs,
         errors: banner,
         creating: record.is_none(),
+        sections,
     };
     p.render_status(status, "resource/form.html", &heading, &page)
         .await
@@ -471,6 +480,7 @@ pub(crate) async fn show(
     };
     let activity = activity(&p, meta, &entries, &href, caps.update && !deleted);
     let title = viewer.title(&rec);
+    let sections = super::section::render_all(&p, meta.plural(), &id_text, false).await;
     let page = ViewPage {
         resource: ResourceView::of(&p, meta),
         can: caps,
@@ -482,6 +492,7 @@ pub(crate) async fn show(
         activity,
         older,
         audited: meta.is_audited(),
+        sections,
     };
     p.render("resource/view.html", &title, &page).await
 }
