@@ -25,16 +25,26 @@ pub(crate) struct State {
     pub(crate) crypto: Arc<Crypto>,
     pub(crate) client: HttpClient,
     pub(crate) jobs: OnceLock<Arc<Jobs>>,
-    /// Singular resource name -> plural, for event types.
-    pub(crate) plurals: BTreeMap<String, String>,
+    /// Singular resource name -> plural (for event types) and the fields
+    /// that are personal data or encrypted (never sent).
+    pub(crate) resources: BTreeMap<String, (String, Vec<String>)>,
 }
 
 impl State {
     pub(crate) fn new(p: &Platform, policy: HttpPolicy, config: &Config) -> Self {
-        let plurals = p
+        let resources = p
             .registry()
             .entries()
-            .map(|e| (e.meta().name().to_owned(), e.meta().plural().to_owned()))
+            .map(|e| {
+                let m = e.meta();
+                let hidden = m
+                    .field_list()
+                    .iter()
+                    .filter(|f| f.is_pii() || f.is_encrypted())
+                    .map(|f| f.name().to_owned())
+                    .collect();
+                (m.name().to_owned(), (m.plural().to_owned(), hidden))
+            })
             .collect();
         Self {
             db: p.db().clone(),
@@ -43,7 +53,7 @@ impl State {
                 .timeout(config.timeout)
                 .max_redirects(config.max_redirects),
             jobs: OnceLock::new(),
-            plurals,
+            resources,
         }
     }
 }
@@ -496,19 +506,31 @@ pub(crate) fn subscribe_outbox(p: &Platform, w: Arc<Webhooks>) {
         let w = w.clone();
         async move {
             let st = w.state()?;
-            let plural = st
-                .plurals
+            let (plural, hidden) = st
+                .resources
                 .get(&e.resource)
                 .cloned()
-                .unwrap_or_else(|| e.resource.clone());
+                .unwrap_or_else(|| (e.resource.clone(), Vec::new()));
             let event_type = format!("{plural}.{}", e.event);
-            // The changes carry the audit's redaction already; the actor's
-            // label (an e-mail address) is left out.
+            // The changes carry the audit's redaction (encrypted values are
+            // `[redacted]`, unaudited fields absent); personal data is
+            // redacted too, and the actor's label (an e-mail address) is
+            // left out.
+            let mut changes = e.changes.clone();
+            for name in &hidden {
+                if let Some(c) = changes.get_mut(name) {
+                    for v in [&mut c.old, &mut c.new] {
+                        if !v.is_null() {
+                            *v = serde_json::Value::String("[redacted]".into());
+                        }
+                    }
+                }
+            }
             let data = serde_json::json!({
                 "resource": plural,
                 "record_id": e.record_id,
                 "event": e.event,
-                "changes": e.changes,
+                "changes": changes,
                 "actor": { "kind": e.actor.kind, "user_id": e.actor.user_id },
                 "tags": e.tags,
             });
