@@ -283,7 +283,10 @@ impl Webhooks {
         })?;
         jobs.dispatch_with(
             ProcessIncoming { id: id.to_owned() },
-            Options::new().queue(self.config.queue.clone()),
+            Options::new()
+                .queue(self.config.queue.clone())
+                .max_attempts(self.config.max_attempts)
+                .backoff(self.config.backoff),
         )
         .await?;
         Ok(())

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod domain;
 pub mod node_jobs;
+pub mod webhooks;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

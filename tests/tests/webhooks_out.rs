@@ -20,12 +20,11 @@ use axum::routing::post;
 use platform_core::Platform;
 use platform_core::access::NewUser;
 use platform_core::context::Context;
-use platform_core::db::Backend;
 use platform_core::resource::Registry;
-use platform_jobs::Jobs;
 use platform_notify::Notifications;
 use platform_tests::domain::{customer, invoice, registry};
-use platform_tests::{TestDb, all_backends, test_key};
+use platform_tests::webhooks::{Case, cases, jobs, python_verifies, tag, wait_for};
+use platform_tests::{TestDb, test_key};
 use platform_webhooks::{Call, NewSubscription, Webhooks};
 
 #[derive(Debug, Clone)]
@@ -102,84 +101,6 @@ async fn serve(receiver: Receiver) -> String {
     format!("http://{addr}")
 }
 
-fn env(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.trim().is_empty() => Some(v),
-        _ => {
-            assert!(
-                !std::env::var("CI").is_ok_and(|v| v == "true"),
-                "{var} must be set under CI=true (nothing may be skipped there)"
-            );
-            None
-        }
-    }
-}
-
-fn tag() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
-struct TempDir(std::path::PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// One database and where its jobs go.
-struct Case {
-    db: TestDb,
-    queue_url: Option<String>,
-    label: String,
-    _dir: Option<TempDir>,
-}
-
-async fn cases() -> Vec<Case> {
-    let mut out = Vec::new();
-    for db in all_backends().await {
-        if db.backend == Backend::MySql {
-            let (url, label, dir) = match env("PLATFORM_TEST_REDIS_URL") {
-                Some(u) => (u, "mysql+redis", None),
-                None => {
-                    eprintln!(
-                        "PLATFORM_TEST_REDIS_URL is not set: MariaDB's jobs go to a SQLite file"
-                    );
-                    let dir = std::env::temp_dir().join(format!("webhooks-{}", tag()));
-                    std::fs::create_dir_all(&dir).unwrap();
-                    let url = format!("sqlite://{}?mode=rwc", dir.join("jobs.db").display());
-                    (url, "mysql+sqlite-file", Some(TempDir(dir)))
-                }
-            };
-            out.push(Case {
-                db,
-                queue_url: Some(url),
-                label: label.into(),
-                _dir: dir,
-            });
-        } else {
-            out.push(Case {
-                label: db.backend.name().into(),
-                db,
-                queue_url: None,
-                _dir: None,
-            });
-        }
-    }
-    out
-}
-
-fn jobs(case: &Case, ns: &str) -> Jobs {
-    let mut jobs = Jobs::new()
-        .ignore_env()
-        .namespace(ns)
-        .heartbeat(Duration::from_secs(1))
-        .poll_interval(Duration::from_millis(20));
-    if let Some(u) = &case.queue_url {
-        jobs = jobs.queue_url(u);
-    }
-    jobs
-}
-
 fn webhooks() -> Webhooks {
     Webhooks::new()
         .ignore_env()
@@ -200,17 +121,6 @@ fn builder(case: &Case, ns: &str, registry: Registry) -> platform_core::platform
         .with(jobs(case, ns))
         .with(Notifications::new())
         .with(webhooks())
-}
-
-async fn wait_for<T>(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The call of subscription `sub` once it has `status`.
@@ -238,41 +148,6 @@ async fn user(p: &Platform, email: &str) -> i64 {
         .await
         .unwrap()
         .id
-}
-
-/// Checks `header` over `body` with Python's `hmac` (an independent
-/// implementation); `None` when python3 is not installed.
-fn python_verifies(secret: &str, header: &str, body: &str) -> Option<bool> {
-    const SCRIPT: &str = r#"
-import hashlib, hmac, sys
-secret, header, body = sys.argv[1], sys.argv[2], sys.stdin.buffer.read()
-parts = dict(p.split("=", 1) for p in header.split(","))
-expected = hmac.new(secret.encode(), parts["t"].encode() + b"." + body, hashlib.sha256).hexdigest()
-sys.exit(0 if hmac.compare_digest(expected, parts["v1"]) else 1)
-"#;
-    use std::io::Write;
-    let mut child = match std::process::Command::new("python3")
-        .args(["-c", SCRIPT, secret, header])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            assert!(
-                !std::env::var("CI").is_ok_and(|v| v == "true"),
-                "python3 is required under CI: {e}"
-            );
-            eprintln!("skipping the Python check: python3 does not run ({e})");
-            return None;
-        }
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    Some(child.wait().unwrap().success())
 }
 
 #[tokio::test]
@@ -572,7 +447,7 @@ async fn a_host_name_resolving_to_loopback_is_refused_without_the_allowance_and_
         db,
         queue_url: None,
         label: "sqlite".into(),
-        _dir: None,
+        dir: None,
     };
     let p = Platform::builder()
         .ignore_env()
