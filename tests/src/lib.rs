@@ -308,6 +308,8 @@ mod book {
     mod storage {}
     #[doc = include_str!("../../book/src/broadcasting.md")]
     mod broadcasting {}
+    #[doc = include_str!("../../book/src/webhooks.md")]
+    mod webhooks {}
     #[doc = include_str!("../../book/src/capabilities.md")]
     mod capabilities {}
     #[doc = include_str!("../../book/src/scale-out.md")]
