@@ -15,7 +15,7 @@
 //!             .max_attempts(5)
 //!             .disable_after(5)
 //!             .source(IncomingSource::new("stripe", "whsec_...", Scheme::Stripe).handler(
-//!                 |call| async move {
+//!                 |call: platform_webhooks::IncomingCall| async move {
 //!                     println!("stripe sent {}", call.event_id);
 //!                     Ok(())
 //!                 },
@@ -50,7 +50,7 @@
 //! (through `platform-notify` when it is added, else a warning in the
 //! log). Any call can be replayed ([`Webhooks::replay`], the panel, the
 //! `webhooks:replay` command). URLs are checked by
-//! [`HttpPolicy`](platform_adapters::http::HttpPolicy) after DNS
+//! [`HttpPolicy`] after DNS
 //! resolution and on every redirect: loopback, private, link-local and
 //! metadata addresses are refused unless allowed
 //! ([`Webhooks::allow_network`], `PLATFORM_WEBHOOKS_ALLOW_NETWORKS`).

@@ -413,8 +413,7 @@ async fn a_bad_source_name_or_short_secret_fails_the_build() {
             .with(Webhooks::new().ignore_env().source(source))
             .build()
             .await
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert!(err.to_string().contains("webhooks"), "{err}");
     }
 }

@@ -528,8 +528,7 @@ async fn a_host_name_resolving_to_loopback_is_refused_without_the_allowance_and_
         .with(Webhooks::new().ignore_env().allow_network("10.0.0.0/99"))
         .build()
         .await
-        .err()
-        .expect("a bad network fails the build");
+        .expect_err("a bad network fails the build");
     assert!(err.to_string().contains("10.0.0.0/99"), "{err}");
     p.shutdown().await;
 }
