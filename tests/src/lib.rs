@@ -11,6 +11,7 @@ pub mod api;
 pub mod domain;
 pub mod node_jobs;
 pub mod pusher;
+pub mod webhooks;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -310,6 +311,8 @@ mod book {
     mod media {}
     #[doc = include_str!("../../book/src/broadcasting.md")]
     mod broadcasting {}
+    #[doc = include_str!("../../book/src/webhooks.md")]
+    mod webhooks {}
     #[doc = include_str!("../../book/src/capabilities.md")]
     mod capabilities {}
     #[doc = include_str!("../../book/src/scale-out.md")]
