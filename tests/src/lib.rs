@@ -305,6 +305,8 @@ mod book {
     mod notifications {}
     #[doc = include_str!("../../book/src/storage.md")]
     mod storage {}
+    #[doc = include_str!("../../book/src/import-export.md")]
+    mod import_export {}
     #[doc = include_str!("../../book/src/broadcasting.md")]
     mod broadcasting {}
     #[doc = include_str!("../../book/src/capabilities.md")]
