@@ -105,7 +105,7 @@ async fn app(db: &TestDb, exchange: Exchange, storage: bool, jobs: bool) -> App 
         b = b.with(
             platform_jobs::Jobs::new()
                 .ignore_env()
-                .namespace(&format!("export{}", std::process::id()))
+                .namespace(format!("export{}", std::process::id()))
                 .poll_interval(Duration::from_millis(20)),
         );
     }
