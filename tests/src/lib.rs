@@ -309,6 +309,8 @@ mod book {
     mod storage {}
     #[doc = include_str!("../../book/src/media.md")]
     mod media {}
+    #[doc = include_str!("../../book/src/import-export.md")]
+    mod import_export {}
     #[doc = include_str!("../../book/src/broadcasting.md")]
     mod broadcasting {}
     #[doc = include_str!("../../book/src/webhooks.md")]

@@ -32,7 +32,10 @@ async fn main() -> anyhow::Result<()> {
     let database_url = builder.resolved_database_url();
     builder = builder
         .with(jobs::capability(&database_url))
-        .with(jobs::InvoiceNotices);
+        .with(jobs::InvoiceNotices)
+        // CSV and XLSX exports: `GET /api/invoices/export?format=xlsx`,
+        // `cargo run -p demo -- export invoices --output invoices.xlsx`.
+        .with(platform_exchange::Exchange::default());
     // Files: one disk, `public`, in the demo's data directory (or where
     // PLATFORM_STORAGE_PUBLIC_URL says); product images on it, sniffed,
     // at most 5 MiB, with two conversions made by a job.
