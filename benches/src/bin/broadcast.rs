@@ -260,7 +260,6 @@ async fn subscribe_many(
         .map(|mut ws| {
             let (times, received) = (times.clone(), received.clone());
             tokio::spawn(async move {
-                let mut mine = Vec::new();
                 while let Some(Ok(m)) = ws.next().await {
                     let Ok(text) = m.to_text() else { continue };
                     let Ok(frame) = serde_json::from_str::<Value>(text) else {
@@ -273,13 +272,9 @@ async fn subscribe_many(
                     let data: Value = serde_json::from_str(frame["data"].as_str().unwrap_or("{}"))
                         .unwrap_or_default();
                     let t = data["t"].as_u64().unwrap_or(now);
-                    mine.push(now.saturating_sub(t));
+                    times.lock().await.push(now.saturating_sub(t));
                     received.fetch_add(1, Ordering::SeqCst);
-                    if mine.len() >= 16 {
-                        times.lock().await.append(&mut mine);
-                    }
                 }
-                times.lock().await.append(&mut mine);
             })
         })
         .collect()
