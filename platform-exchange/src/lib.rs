@@ -27,6 +27,16 @@ pub struct Exchange {
     import: import::ImportConfig,
 }
 
+impl Exchange {
+    /// How imports run (chunk size, file limits, date order, the job
+    /// threshold, the storage disk).
+    #[must_use]
+    pub fn import_config(mut self, config: import::ImportConfig) -> Self {
+        self.import = config;
+        self
+    }
+}
+
 impl Capability for Exchange {
     fn name(&self) -> &'static str {
         "exchange"

@@ -317,4 +317,6 @@ mod book {
     mod configuration {}
     #[doc = include_str!("../../book/src/troubleshooting.md")]
     mod troubleshooting {}
+    #[doc = include_str!("../../book/src/import-export-import.md")]
+    mod import_export_import {}
 }

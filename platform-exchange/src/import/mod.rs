@@ -217,6 +217,8 @@ impl Imports {
         let records = run::records_for(platform, ctx, &request.resource)?;
         let format = sniff(path, request)?;
         let key = Self::key_for(records.meta(), request.key.as_deref())?;
+        self.preflight(records.meta(), path, format, &request.mapping)
+            .await?;
         let id = self
             .record_batch(platform, ctx, &records, request, format, key, None, None)
             .await?;
@@ -231,6 +233,27 @@ impl Imports {
         let (report, failed) = run::run(platform, &records, &self.config, &input, progress).await;
         self.keep_failed(platform, id, failed).await?;
         Ok(report)
+    }
+
+    /// Opens the file and maps its headings, so that a file that cannot
+    /// be imported at all (encoding, size, zip bomb, format, mapping) is
+    /// refused before a batch is recorded.
+    async fn preflight(
+        &self,
+        meta: &'static platform_core::resource::ResourceMeta,
+        path: &Path,
+        format: Format,
+        overrides: &[(String, String)],
+    ) -> Result<(), Error> {
+        let (path, limits, overrides) = (path.to_owned(), self.config.limits, overrides.to_vec());
+        tokio::task::spawn_blocking(move || {
+            let opened = read::open(&path, format, limits)?;
+            mapping::map_headings(meta, &opened.headings, &overrides)?;
+            Ok::<(), ImportError>(())
+        })
+        .await
+        .map_err(|e| Error::from(ImportError::Io(e.to_string())))??;
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -314,6 +337,8 @@ impl Imports {
                 report: Some(report),
             });
         }
+        self.preflight(records.meta(), path, format, &request.mapping)
+            .await?;
         let id = self
             .record_batch(platform, ctx, &records, request, format, key, Some(Status::Queued), None)
             .await?;

@@ -287,16 +287,23 @@ async fn to_rows(
                 changes.reject(*name, "type", format!("holds a spreadsheet error ({text})"));
                 continue;
             }
-            match coerce(f, text, order) {
-                Ok(v) => {
-                    if let Some(target) = f.belongs_to_meta()
-                        && !v.is_null()
-                        && Value::parse(target.primary_key().ty(), text.trim()).is_err()
-                    {
-                        labels.entry((*name, text.trim().to_owned())).or_default().push(rows.len());
-                    }
-                    changes.insert(*name, v);
-                }
+            let coerced = coerce(f, text, order);
+            // A relation given by a label (not a key): looked up below.
+            if f.belongs_to_meta().is_some()
+                && !text.trim().is_empty()
+                && (coerced.is_err()
+                    || f.belongs_to_meta().is_some_and(|t| {
+                        Value::parse(t.primary_key().ty(), text.trim()).is_err()
+                    }))
+            {
+                labels
+                    .entry((*name, text.trim().to_owned()))
+                    .or_default()
+                    .push(rows.len());
+                continue;
+            }
+            match coerced {
+                Ok(v) => changes.insert(*name, v),
                 Err(reason) => changes.reject(*name, "type", reason),
             }
         }
