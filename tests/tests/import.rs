@@ -569,3 +569,155 @@ async fn xlsx_and_hostile_files() {
         let _ = std::fs::remove_dir_all(&env.dir);
     }
 }
+
+#[tokio::test]
+async fn panel_upload_preview_dry_run_run_and_roll_back() {
+    for db in all_backends().await {
+        let env = env(&db).await;
+        let label = env.label;
+        let (acme, _) = customers(&env).await;
+        let uid = env
+            .platform
+            .access()
+            .find_user_by_email("admin@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
+        let pp = env.platform.clone();
+        let app = platform_admin::app_router(&env.platform)
+            .unwrap()
+            .layer(axum::middleware::from_fn(
+                move |mut req: Request<Body>, next: axum::middleware::Next| {
+                    let p = pp.clone();
+                    async move {
+                        let uid = req
+                            .headers()
+                            .get("x-test-user")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse().ok());
+                        if let Some(id) = uid
+                            && let Ok(Some(auth)) =
+                                platform_admin::panel::PanelAuth::for_user(&p, id, "csrf-t").await
+                        {
+                            req.extensions_mut().insert(auth);
+                        }
+                        next.run(req).await
+                    }
+                },
+            ))
+            .with_state(env.platform.clone());
+        let send = |req: Request<Body>| {
+            let app = app.clone();
+            async move {
+                let res = app.oneshot(req).await.unwrap();
+                let status = res.status();
+                let location = res
+                    .headers()
+                    .get(header::LOCATION)
+                    .map(|v| v.to_str().unwrap().to_owned());
+                let body = res.into_body().collect().await.unwrap().to_bytes();
+                (status, location, String::from_utf8_lossy(&body).into_owned())
+            }
+        };
+        let get = |uri: &str| {
+            Request::builder()
+                .uri(uri)
+                .header("x-test-user", uid.to_string())
+                .body(Body::empty())
+                .unwrap()
+        };
+        let form = |uri: &str, body: &str| {
+            Request::builder()
+                .method(Method::POST)
+                .uri(uri)
+                .header("x-test-user", uid.to_string())
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(body.to_owned()))
+                .unwrap()
+        };
+        let (s, _, html) = send(get("/admin/imports")).await;
+        assert_eq!(s, StatusCode::OK, "{label}: {html}");
+        assert!(html.contains("id=\"import-upload\""), "{label}: {html}");
+
+        let upload = |csrf: &str| {
+            let b = "BoUnD";
+            let body = format!(
+                "--{b}\r\nContent-Disposition: form-data; name=\"_csrf\"\r\n\r\n{csrf}\r\n\
+                 --{b}\r\nContent-Disposition: form-data; name=\"_base\"\r\n\r\n/admin\r\n\
+                 --{b}\r\nContent-Disposition: form-data; name=\"resource\"\r\n\r\ninvoices\r\n\
+                 --{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"in.csv\"\r\nContent-Type: text/csv\r\n\r\n\
+                 Number,Customer,Status,Betrag,Issued on\nINV-000500,{acme},paid,10.5,2024-01-02\n\r\n--{b}--\r\n"
+            );
+            Request::builder()
+                .method(Method::POST)
+                .uri("/imports/upload")
+                .header("x-test-user", uid.to_string())
+                .header(header::CONTENT_TYPE, format!("multipart/form-data; boundary={b}"))
+                .body(Body::from(body))
+                .unwrap()
+        };
+        let (s, _, _) = send(upload("wrong")).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{label}: the CSRF token");
+        let (s, location, body) = send(upload("csrf-t")).await;
+        assert_eq!(s, StatusCode::SEE_OTHER, "{label}: {body}");
+        let preview = location.unwrap();
+        assert!(preview.starts_with("/admin/import-preview/"), "{label}: {preview}");
+        let token = preview.rsplit('/').next().unwrap().to_owned();
+        let (s, _, html) = send(get(&preview)).await;
+        assert_eq!(s, StatusCode::OK, "{label}: {html}");
+        assert!(html.contains("id=\"import-mapping\""), "{label}: {html}");
+        assert!(html.contains("No column feeds: amount_cents"), "{label}: {html}");
+        let map = "map=Betrag%3Damount_cents&map=Customer%3Dcustomer_id";
+        let (s, _, html) = send(get(&format!("{preview}?{map}"))).await;
+        assert_eq!(s, StatusCode::OK, "{label}: {html}");
+        assert!(!html.contains("No column feeds"), "{label}: {html}");
+        assert!(html.contains("INV-000500"), "{label}: the first rows");
+
+        let (s, _, _) = send(form(
+            &format!("/admin/import-preview/actions/dry_run/{token}"),
+            &format!("_csrf=csrf-t&{map}"),
+        ))
+        .await;
+        assert_eq!(s, StatusCode::SEE_OTHER, "{label}");
+        assert!(env.invoice("INV-000500").await.is_none(), "{label}: a dry run");
+        let (s, _, _) = send(form(
+            &format!("/admin/import-preview/actions/run/{token}"),
+            &format!("_csrf=csrf-t&{map}"),
+        ))
+        .await;
+        assert_eq!(s, StatusCode::SEE_OTHER, "{label}");
+        assert_eq!(env.invoice("INV-000500").await.unwrap()[0].as_i64(), Some(1050), "{label}");
+        let (s, _, _) = send(get(&preview)).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{label}: the upload is used up");
+
+        let (_, _, html) = send(get("/admin/imports")).await;
+        let id = env.count("SELECT MAX(id) FROM platform_import_batches").await;
+        assert!(html.contains(&format!("id=\"import-{id}\"")), "{label}: {html}");
+        let (s, _, _) = send(form(
+            &format!("/admin/imports/actions/rollback/{id}"),
+            "_csrf=csrf-t",
+        ))
+        .await;
+        assert_eq!(s, StatusCode::SEE_OTHER, "{label}");
+        assert!(env.invoice("INV-000500").await.is_none(), "{label}: rolled back");
+
+        // The preview through the API.
+        let (s, b) = env
+            .json(
+                Request::builder()
+                    .method(Method::POST)
+                    .uri("/api/invoices/import/preview?rows=1")
+                    .header(header::AUTHORIZATION, format!("Bearer {}", env.admin))
+                    .header(header::CONTENT_TYPE, "text/csv")
+                    .body(Body::from("number,status,when\nINV-1,Sent,x\nINV-2,draft,y\n"))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{label}: {b}");
+        assert_eq!(b["data"]["ignored_columns"], serde_json::json!(["when"]), "{label}");
+        assert_eq!(b["data"]["rows"].as_array().unwrap().len(), 1, "{label}");
+        assert_eq!(b["data"]["rows"][0]["cells"][1]["read"]["value"], "sent", "{label}: {b}");
+        let _ = std::fs::remove_dir_all(&env.dir);
+    }
+}

@@ -29,12 +29,17 @@ pub(crate) fn routes() -> ApiRoutes {
                 "/{resource}/import",
                 post(import).layer(DefaultBodyLimit::disable()),
             )
+            .route(
+                "/{resource}/import/preview",
+                post(preview).layer(DefaultBodyLimit::disable()),
+            )
             .route("/imports", get(index))
             .route("/imports/{id}", get(show))
             .route("/imports/{id}/failed", get(failed))
             .route("/imports/{id}/rollback", post(rollback)),
     )
     .post("/{resource}/import")
+    .post("/{resource}/import/preview")
     .get("/imports")
     .get("/imports/{id}")
     .get("/imports/{id}/failed")
@@ -63,12 +68,18 @@ fn flag(params: &[(String, String)], name: &str) -> bool {
         .any(|(k, v)| k == name && matches!(v.as_str(), "1" | "true" | "yes" | "on" | ""))
 }
 
-async fn import(
-    api: ApiContext,
-    Path(resource): Path<String>,
-    Query(params): Query<Vec<(String, String)>>,
+/// An upload read into a temporary file, with its import request.
+struct Upload {
+    file: TempFile,
+    request: ImportRequest,
+}
+
+async fn upload(
+    api: &ApiContext,
+    resource: String,
+    params: Vec<(String, String)>,
     request: Request,
-) -> Result<Response, Error> {
+) -> Result<Upload, Error> {
     let platform = api.platform().clone();
     let imports = service(&platform)?;
     // Check the permission before reading a byte of the body.
@@ -133,19 +144,32 @@ async fn import(
             .map(|(_, v)| v.as_str()),
     )
     .map_err(invalid)?;
-    let req = ImportRequest {
-        resource,
-        file_name,
-        content_type: sent_type,
-        mapping,
-        dry_run: flag(&params, "dry_run"),
-        key: params
-            .iter()
-            .find(|(k, _)| k == "key")
-            .map(|(_, v)| v.clone()),
-    };
-    let submitted = imports
-        .submit(&platform, api.context(), &req, &tmp.0)
+    Ok(Upload {
+        file: tmp,
+        request: ImportRequest {
+            resource,
+            file_name,
+            content_type: sent_type,
+            mapping,
+            dry_run: flag(&params, "dry_run"),
+            key: params
+                .iter()
+                .find(|(k, _)| k == "key")
+                .map(|(_, v)| v.clone()),
+        },
+    })
+}
+
+async fn import(
+    api: ApiContext,
+    Path(resource): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
+    request: Request,
+) -> Result<Response, Error> {
+    let up = upload(&api, resource, params, request).await?;
+    let platform = api.platform().clone();
+    let submitted = service(&platform)?
+        .submit(&platform, api.context(), &up.request, &up.file.0)
         .await?;
     let status = if submitted.queued {
         StatusCode::ACCEPTED
@@ -153,6 +177,28 @@ async fn import(
         StatusCode::OK
     };
     Ok((status, Json(serde_json::json!({ "data": submitted }))).into_response())
+}
+
+/// `POST /{resource}/import/preview`: the mapping and the first rows as
+/// they would be read (`rows`, default 10, at most 100); writes nothing.
+async fn preview(
+    api: ApiContext,
+    Path(resource): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
+    request: Request,
+) -> Result<Response, Error> {
+    let rows = params
+        .iter()
+        .find(|(k, _)| k == "rows")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(10)
+        .min(100);
+    let up = upload(&api, resource, params, request).await?;
+    let platform = api.platform().clone();
+    let p = service(&platform)?
+        .preview(&platform, api.context(), &up.request, &up.file.0, rows)
+        .await?;
+    Ok(Json(serde_json::json!({ "data": p })).into_response())
 }
 
 /// The last path segment of an uploaded name, without control characters
