@@ -104,12 +104,18 @@ impl Env {
     async fn send(&self, req: Request<Body>) -> (StatusCode, Vec<u8>) {
         let res = self.router.clone().oneshot(req).await.unwrap();
         let status = res.status();
-        (status, res.into_body().collect().await.unwrap().to_bytes().to_vec())
+        (
+            status,
+            res.into_body().collect().await.unwrap().to_bytes().to_vec(),
+        )
     }
 
     async fn json(&self, req: Request<Body>) -> (StatusCode, serde_json::Value) {
         let (s, b) = self.send(req).await;
-        (s, serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null))
+        (
+            s,
+            serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     /// `POST /api/invoices/import?<query>` with `body` as `content_type`.
@@ -164,7 +170,13 @@ impl Env {
             .bind_str(number);
         db.fetch_optional(
             q,
-            &[FieldType::I64, FieldType::Text, FieldType::Text, FieldType::I64, FieldType::Date],
+            &[
+                FieldType::I64,
+                FieldType::Text,
+                FieldType::Text,
+                FieldType::I64,
+                FieldType::Date,
+            ],
         )
         .await
         .unwrap()
@@ -184,8 +196,14 @@ async fn customers(env: &Env) -> (i64, i64) {
     let repo = env
         .platform
         .repo::<platform_tests::domain::Customer>(&console);
-    let a = repo.create(&customer("Acme", "acme@example.com", "DE")).await.unwrap();
-    let b = repo.create(&customer("Beta", "beta@example.com", "FR")).await.unwrap();
+    let a = repo
+        .create(&customer("Acme", "acme@example.com", "DE"))
+        .await
+        .unwrap();
+    let b = repo
+        .create(&customer("Beta", "beta@example.com", "FR"))
+        .await
+        .unwrap();
     (a.id, b.id)
 }
 
@@ -218,7 +236,11 @@ async fn csv_import_validates_upserts_and_rolls_back() {
         assert_eq!(report["status"], "done", "{label}: {report}");
         assert_eq!(report["counts"]["created"], 2, "{label}: {report}");
         assert_eq!(report["counts"]["failed"], 6, "{label}: {report}");
-        assert_eq!(report["ignored_columns"], serde_json::json!(["extra"]), "{label}");
+        assert_eq!(
+            report["ignored_columns"],
+            serde_json::json!(["extra"]),
+            "{label}"
+        );
         let failures = report["failures"].as_array().unwrap();
         let find = |row: u64| {
             failures
@@ -242,13 +264,23 @@ async fn csv_import_validates_upserts_and_rolls_back() {
         assert_eq!(one[1].as_str(), Some("paid"), "{label}");
         assert_eq!(one[4].display(), "2024-01-31", "{label}");
         let two = env.invoice("INV-000002").await.unwrap();
-        assert_eq!(two[2].as_str(), Some("=HYPERLINK(\"http://evil\")"), "{label}");
+        assert_eq!(
+            two[2].as_str(),
+            Some("=HYPERLINK(\"http://evil\")"),
+            "{label}"
+        );
         assert_ne!(two[3].as_i64(), Some(acme), "{label}: by name");
         // Audited in the batch, the touched records logged.
-        assert_eq!(env.audits_tagged(&format!("import:{batch}")).await, 2, "{label}");
+        assert_eq!(
+            env.audits_tagged(&format!("import:{batch}")).await,
+            2,
+            "{label}"
+        );
         // The failed-rows file: the original columns plus `error`, the
         // formula-looking cells neutralised.
-        let (s, bytes) = env.send(env.get(&format!("/api/imports/{batch}/failed"))).await;
+        let (s, bytes) = env
+            .send(env.get(&format!("/api/imports/{batch}/failed")))
+            .await;
         assert_eq!(s, StatusCode::OK, "{label}");
         let text = String::from_utf8(bytes).unwrap();
         let mut lines = text.lines();
@@ -264,7 +296,10 @@ async fn csv_import_validates_upserts_and_rolls_back() {
         let (s, b) = env.json(env.get(&format!("/api/imports/{batch}"))).await;
         assert_eq!(s, StatusCode::OK, "{label}");
         assert_eq!(b["data"]["counts"]["processed"], 8, "{label}: {b}");
-        assert_eq!(b["data"]["actor_label"], "admin@example.com (token 1)", "{label}");
+        assert_eq!(
+            b["data"]["actor_label"], "admin@example.com (token 1)",
+            "{label}"
+        );
 
         // Dry run: the report, nothing written.
         let before = env.count("SELECT COUNT(*) FROM invoices").await;
@@ -274,15 +309,28 @@ async fn csv_import_validates_upserts_and_rolls_back() {
              INV-000010,{acme},draft,5,2024-03-01\n"
         );
         let (s, body) = env
-            .import(&env.admin, &format!("{MAP}&key=number&dry_run=1"), "text/csv", csv2.clone())
+            .import(
+                &env.admin,
+                &format!("{MAP}&key=number&dry_run=1"),
+                "text/csv",
+                csv2.clone(),
+            )
             .await;
         assert_eq!(s, StatusCode::OK, "{label}: {body}");
         let report = &body["data"]["report"];
         assert_eq!(report["status"], "dry_run", "{label}");
         assert_eq!(report["counts"]["created"], 1, "{label}: {report}");
         assert_eq!(report["counts"]["updated"], 1, "{label}: {report}");
-        assert_eq!(env.count("SELECT COUNT(*) FROM invoices").await, before, "{label}");
-        assert_eq!(env.invoice("INV-000001").await.unwrap()[0].as_i64(), Some(123_450), "{label}");
+        assert_eq!(
+            env.count("SELECT COUNT(*) FROM invoices").await,
+            before,
+            "{label}"
+        );
+        assert_eq!(
+            env.invoice("INV-000001").await.unwrap()[0].as_i64(),
+            Some(123_450),
+            "{label}"
+        );
 
         // Upsert by key: one updated, one created.
         let (s, body) = env
@@ -290,20 +338,42 @@ async fn csv_import_validates_upserts_and_rolls_back() {
             .await;
         assert_eq!(s, StatusCode::OK, "{label}: {body}");
         let second = body["data"]["batch_id"].as_i64().unwrap();
-        assert_eq!(body["data"]["report"]["counts"]["updated"], 1, "{label}: {body}");
-        assert_eq!(body["data"]["report"]["counts"]["created"], 1, "{label}: {body}");
-        assert_eq!(env.invoice("INV-000001").await.unwrap()[0].as_i64(), Some(9900), "{label}");
+        assert_eq!(
+            body["data"]["report"]["counts"]["updated"], 1,
+            "{label}: {body}"
+        );
+        assert_eq!(
+            body["data"]["report"]["counts"]["created"], 1,
+            "{label}: {body}"
+        );
+        assert_eq!(
+            env.invoice("INV-000001").await.unwrap()[0].as_i64(),
+            Some(9900),
+            "{label}"
+        );
 
         // Rolling the second batch back: the update reverted, the created
         // record removed, audited under the rollback's tag.
-        let (s, b) = env.json(env.post(&format!("/api/imports/{second}/rollback"))).await;
+        let (s, b) = env
+            .json(env.post(&format!("/api/imports/{second}/rollback")))
+            .await;
         assert_eq!(s, StatusCode::OK, "{label}: {b}");
         assert_eq!(b["data"]["deleted"], 1, "{label}");
         assert_eq!(b["data"]["reverted"], 1, "{label}");
-        assert_eq!(env.invoice("INV-000001").await.unwrap()[0].as_i64(), Some(123_450), "{label}");
+        assert_eq!(
+            env.invoice("INV-000001").await.unwrap()[0].as_i64(),
+            Some(123_450),
+            "{label}"
+        );
         assert!(env.invoice("INV-000010").await.is_none(), "{label}");
-        assert_eq!(env.audits_tagged(&format!("rollback:{second}")).await, 2, "{label}");
-        let (s, _) = env.json(env.post(&format!("/api/imports/{second}/rollback"))).await;
+        assert_eq!(
+            env.audits_tagged(&format!("rollback:{second}")).await,
+            2,
+            "{label}"
+        );
+        let (s, _) = env
+            .json(env.post(&format!("/api/imports/{second}/rollback")))
+            .await;
         assert_eq!(s, StatusCode::CONFLICT, "{label}: twice");
 
         // A record changed after the first import: its rollback is refused,
@@ -320,19 +390,31 @@ async fn csv_import_validates_upserts_and_rolls_back() {
             .map(|r| r.id().clone())
             .unwrap();
         records
-            .update(id, platform_core::repo::Changes::new().set("notes", "edited by hand"))
+            .update(
+                id,
+                platform_core::repo::Changes::new().set("notes", "edited by hand"),
+            )
             .await
             .unwrap();
-        let (s, b) = env.json(env.post(&format!("/api/imports/{batch}/rollback"))).await;
+        let (s, b) = env
+            .json(env.post(&format!("/api/imports/{batch}/rollback")))
+            .await;
         assert_eq!(s, StatusCode::CONFLICT, "{label}: {b}");
         assert!(b.to_string().contains("changed"), "{label}: {b}");
-        assert!(env.invoice("INV-000001").await.is_some(), "{label}: nothing rolled back");
+        assert!(
+            env.invoice("INV-000001").await.is_some(),
+            "{label}: nothing rolled back"
+        );
         let (s, b) = env
             .json(env.post(&format!("/api/imports/{batch}/rollback?force=1")))
             .await;
         assert_eq!(s, StatusCode::OK, "{label}: {b}");
         assert_eq!(b["data"]["deleted"], 2, "{label}: {b}");
-        assert_eq!(env.count("SELECT COUNT(*) FROM invoices").await, 0, "{label}");
+        assert_eq!(
+            env.count("SELECT COUNT(*) FROM invoices").await,
+            0,
+            "{label}"
+        );
         let (_, b) = env.json(env.get(&format!("/api/imports/{batch}"))).await;
         assert_eq!(b["data"]["status"], "rolled_back", "{label}: {b}");
 
@@ -344,19 +426,25 @@ async fn csv_import_validates_upserts_and_rolls_back() {
             .unwrap();
         env.platform
             .access()
-            .set_role_permissions(&console, "clerk", &["create_invoice".to_owned(), "view_any_invoice".to_owned()])
+            .set_role_permissions(
+                &console,
+                "clerk",
+                &["create_invoice".to_owned(), "view_any_invoice".to_owned()],
+            )
             .await
             .unwrap();
         let clerk = env.user("clerk@example.com", Some("clerk")).await;
-        let (s, b) = env
-            .import(&clerk, MAP, "text/csv", "number\nINV-1\n")
-            .await;
+        let (s, b) = env.import(&clerk, MAP, "text/csv", "number\nINV-1\n").await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{label}: {b}");
-        let (s, _) = env.json(Request::builder()
-            .uri(format!("/api/imports/{batch}"))
-            .header(header::AUTHORIZATION, format!("Bearer {clerk}"))
-            .body(Body::empty())
-            .unwrap()).await;
+        let (s, _) = env
+            .json(
+                Request::builder()
+                    .uri(format!("/api/imports/{batch}"))
+                    .header(header::AUTHORIZATION, format!("Bearer {clerk}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{label}: another's batch");
         let (s, _) = env.import("nope", MAP, "text/csv", "number\n").await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{label}");
@@ -371,9 +459,16 @@ fn workbook(path: &Path, customer: i64) {
     let mut wb = Workbook::new();
     let ws = wb.add_worksheet();
     let date = Format::new().set_num_format("yyyy-mm-dd");
-    for (c, h) in ["Number", "Customer", "Status", "Amount", "Issued on", "Notes"]
-        .iter()
-        .enumerate()
+    for (c, h) in [
+        "Number",
+        "Customer",
+        "Status",
+        "Amount",
+        "Issued on",
+        "Notes",
+    ]
+    .iter()
+    .enumerate()
     {
         ws.write_string(0, c as u16, *h).unwrap();
     }
@@ -383,7 +478,8 @@ fn workbook(path: &Path, customer: i64) {
     ws.write_number(1, 3, 12.5).unwrap();
     ws.write_datetime_with_format(1, 4, ExcelDateTime::from_ymd(2024, 5, 6).unwrap(), &date)
         .unwrap();
-    ws.write_formula(1, 5, Formula::new("=1+1").set_result("2")).unwrap();
+    ws.write_formula(1, 5, Formula::new("=1+1").set_result("2"))
+        .unwrap();
     ws.write_string(2, 0, "INV-000101").unwrap();
     ws.write_number(2, 1, customer as f64).unwrap();
     ws.write_string(2, 2, "Draft").unwrap();
@@ -437,18 +533,32 @@ async fn xlsx_and_hostile_files() {
         assert_eq!(report["counts"]["created"], 2, "{label}: {report}");
         assert_eq!(report["counts"]["failed"], 1, "{label}: {report}");
         assert_eq!(report["failures"][0]["row"], 4, "{label}: {report}");
-        assert_eq!(report["failures"][0]["column"], "Amount", "{label}: {report}");
+        assert_eq!(
+            report["failures"][0]["column"], "Amount",
+            "{label}: {report}"
+        );
         let a = env.invoice("INV-000100").await.unwrap();
         assert_eq!(a[0].as_i64(), Some(1250), "{label}");
         assert_eq!(a[4].display(), "2024-05-06", "{label}");
-        assert_eq!(a[2].as_str(), Some("2"), "{label}: a formula's cached value, never the formula");
-        assert_eq!(env.invoice("INV-000101").await.unwrap()[1].as_str(), Some("draft"), "{label}");
+        assert_eq!(
+            a[2].as_str(),
+            Some("2"),
+            "{label}: a formula's cached value, never the formula"
+        );
+        assert_eq!(
+            env.invoice("INV-000101").await.unwrap()[1].as_str(),
+            Some("draft"),
+            "{label}"
+        );
 
         // The command: the same file as a dry run, then for real with a key.
         let imports = env.platform.get::<Imports>().unwrap();
         let req = ImportRequest {
             resource: "invoices".into(),
-            mapping: vec![("Amount".into(), "amount_cents".into()), ("Customer".into(), "customer_id".into())],
+            mapping: vec![
+                ("Amount".into(), "amount_cents".into()),
+                ("Customer".into(), "customer_id".into()),
+            ],
             key: Some("number".into()),
             ..ImportRequest::default()
         };
@@ -456,16 +566,28 @@ async fn xlsx_and_hostile_files() {
             .import_file(&env.platform, &Context::console(), &req, &xlsx, &|_| {})
             .await
             .unwrap();
-        assert_eq!((r.counts.unchanged, r.counts.failed), (2, 1), "{label}: {r:?}");
+        assert_eq!(
+            (r.counts.unchanged, r.counts.failed),
+            (2, 1),
+            "{label}: {r:?}"
+        );
 
         let before = env.count("SELECT COUNT(*) FROM invoices").await;
         let batches = env.count("SELECT COUNT(*) FROM platform_import_rows").await;
         let refused = |body: &serde_json::Value, code: &str| {
-            assert_eq!(body["error"]["fields"]["file"][0]["code"], code, "{label}: {body}");
+            assert_eq!(
+                body["error"]["fields"]["file"][0]["code"], code,
+                "{label}: {body}"
+            );
         };
         // Latin-1.
         let (s, b) = env
-            .import(&env.admin, MAP, "text/csv", b"number,notes\nINV-9,caf\xe9\n".to_vec())
+            .import(
+                &env.admin,
+                MAP,
+                "text/csv",
+                b"number,notes\nINV-9,caf\xe9\n".to_vec(),
+            )
             .await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{label}: {b}");
         refused(&b, "encoding");
@@ -486,19 +608,34 @@ async fn xlsx_and_hostile_files() {
         let bytes = std::fs::read(&bomb).unwrap();
         assert!(bytes.len() < 256 * 1024, "{label}: the bomb is small");
         let (s, b) = env
-            .import(&env.admin, "file_name=bomb.xlsx", "application/octet-stream", bytes)
+            .import(
+                &env.admin,
+                "file_name=bomb.xlsx",
+                "application/octet-stream",
+                bytes,
+            )
             .await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{label}: {b}");
         refused(&b, "too_large");
         assert!(b.to_string().contains("zip bomb"), "{label}: {b}");
         // A malformed archive, and a CSV named .xlsx.
         let (s, b) = env
-            .import(&env.admin, "file_name=x.xlsx", "application/octet-stream", b"PK\x03\x04garbage".to_vec())
+            .import(
+                &env.admin,
+                "file_name=x.xlsx",
+                "application/octet-stream",
+                b"PK\x03\x04garbage".to_vec(),
+            )
             .await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{label}: {b}");
         refused(&b, "format");
         let (s, b) = env
-            .import(&env.admin, "file_name=x.xlsx", "application/octet-stream", "number\nINV-1\n")
+            .import(
+                &env.admin,
+                "file_name=x.xlsx",
+                "application/octet-stream",
+                "number\nINV-1\n",
+            )
             .await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{label}: {b}");
         refused(&b, "format");
@@ -506,12 +643,25 @@ async fn xlsx_and_hostile_files() {
         let (s, b) = env.import(&env.admin, "", "text/csv", "").await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{label}: {b}");
         let (s, b) = env
-            .import(&env.admin, "map=nope%3Dnumber", "text/csv", "number\nINV-1\n")
+            .import(
+                &env.admin,
+                "map=nope%3Dnumber",
+                "text/csv",
+                "number\nINV-1\n",
+            )
             .await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{label}: {b}");
         refused(&b, "mapping");
-        assert_eq!(env.count("SELECT COUNT(*) FROM invoices").await, before, "{label}");
-        assert_eq!(env.count("SELECT COUNT(*) FROM platform_import_rows").await, batches, "{label}");
+        assert_eq!(
+            env.count("SELECT COUNT(*) FROM invoices").await,
+            before,
+            "{label}"
+        );
+        assert_eq!(
+            env.count("SELECT COUNT(*) FROM platform_import_rows").await,
+            batches,
+            "{label}"
+        );
 
         // Multipart, as a browser form sends it.
         let boundary = "XyZ";
@@ -522,7 +672,12 @@ async fn xlsx_and_hostile_files() {
              number,customer,status,amount,issued on\nINV-000200,{acme},sent,3,2024-01-01\n\r\n--{boundary}--\r\n"
         );
         let (s, b) = env
-            .import(&env.admin, "", &format!("multipart/form-data; boundary={boundary}"), form)
+            .import(
+                &env.admin,
+                "",
+                &format!("multipart/form-data; boundary={boundary}"),
+                form,
+            )
             .await;
         assert_eq!(s, StatusCode::OK, "{label}: {b}");
         assert_eq!(b["data"]["report"]["counts"]["created"], 1, "{label}: {b}");
@@ -557,7 +712,9 @@ async fn xlsx_and_hostile_files() {
             .unwrap();
         import.run(builder(), m).await.unwrap();
         assert!(env.invoice("INV-000300").await.is_some(), "{label}");
-        let last = env.count("SELECT MAX(id) FROM platform_import_batches").await;
+        let last = env
+            .count("SELECT MAX(id) FROM platform_import_batches")
+            .await;
         let rollback = cmd("import:rollback");
         let m = rollback
             .definition()
@@ -617,7 +774,11 @@ async fn panel_upload_preview_dry_run_run_and_roll_back() {
                     .get(header::LOCATION)
                     .map(|v| v.to_str().unwrap().to_owned());
                 let body = res.into_body().collect().await.unwrap().to_bytes();
-                (status, location, String::from_utf8_lossy(&body).into_owned())
+                (
+                    status,
+                    location,
+                    String::from_utf8_lossy(&body).into_owned(),
+                )
             }
         };
         let get = |uri: &str| {
@@ -653,7 +814,10 @@ async fn panel_upload_preview_dry_run_run_and_roll_back() {
                 .method(Method::POST)
                 .uri("/imports/upload")
                 .header("x-test-user", uid.to_string())
-                .header(header::CONTENT_TYPE, format!("multipart/form-data; boundary={b}"))
+                .header(
+                    header::CONTENT_TYPE,
+                    format!("multipart/form-data; boundary={b}"),
+                )
                 .body(Body::from(body))
                 .unwrap()
         };
@@ -662,12 +826,18 @@ async fn panel_upload_preview_dry_run_run_and_roll_back() {
         let (s, location, body) = send(upload("csrf-t")).await;
         assert_eq!(s, StatusCode::SEE_OTHER, "{label}: {body}");
         let preview = location.unwrap();
-        assert!(preview.starts_with("/admin/import-preview/"), "{label}: {preview}");
+        assert!(
+            preview.starts_with("/admin/import-preview/"),
+            "{label}: {preview}"
+        );
         let token = preview.rsplit('/').next().unwrap().to_owned();
         let (s, _, html) = send(get(&preview)).await;
         assert_eq!(s, StatusCode::OK, "{label}: {html}");
         assert!(html.contains("id=\"import-mapping\""), "{label}: {html}");
-        assert!(html.contains("No column feeds: amount_cents"), "{label}: {html}");
+        assert!(
+            html.contains("No column feeds: amount_cents"),
+            "{label}: {html}"
+        );
         let map = "map=Betrag%3Damount_cents&map=Customer%3Dcustomer_id";
         let (s, _, html) = send(get(&format!("{preview}?{map}"))).await;
         assert_eq!(s, StatusCode::OK, "{label}: {html}");
@@ -680,27 +850,42 @@ async fn panel_upload_preview_dry_run_run_and_roll_back() {
         ))
         .await;
         assert_eq!(s, StatusCode::SEE_OTHER, "{label}");
-        assert!(env.invoice("INV-000500").await.is_none(), "{label}: a dry run");
+        assert!(
+            env.invoice("INV-000500").await.is_none(),
+            "{label}: a dry run"
+        );
         let (s, _, _) = send(form(
             &format!("/admin/import-preview/actions/run/{token}"),
             &format!("_csrf=csrf-t&{map}"),
         ))
         .await;
         assert_eq!(s, StatusCode::SEE_OTHER, "{label}");
-        assert_eq!(env.invoice("INV-000500").await.unwrap()[0].as_i64(), Some(1050), "{label}");
+        assert_eq!(
+            env.invoice("INV-000500").await.unwrap()[0].as_i64(),
+            Some(1050),
+            "{label}"
+        );
         let (s, _, _) = send(get(&preview)).await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{label}: the upload is used up");
 
         let (_, _, html) = send(get("/admin/imports")).await;
-        let id = env.count("SELECT MAX(id) FROM platform_import_batches").await;
-        assert!(html.contains(&format!("id=\"import-{id}\"")), "{label}: {html}");
+        let id = env
+            .count("SELECT MAX(id) FROM platform_import_batches")
+            .await;
+        assert!(
+            html.contains(&format!("id=\"import-{id}\"")),
+            "{label}: {html}"
+        );
         let (s, _, _) = send(form(
             &format!("/admin/imports/actions/rollback/{id}"),
             "_csrf=csrf-t",
         ))
         .await;
         assert_eq!(s, StatusCode::SEE_OTHER, "{label}");
-        assert!(env.invoice("INV-000500").await.is_none(), "{label}: rolled back");
+        assert!(
+            env.invoice("INV-000500").await.is_none(),
+            "{label}: rolled back"
+        );
 
         // The preview through the API.
         let (s, b) = env
@@ -710,14 +895,23 @@ async fn panel_upload_preview_dry_run_run_and_roll_back() {
                     .uri("/api/invoices/import/preview?rows=1")
                     .header(header::AUTHORIZATION, format!("Bearer {}", env.admin))
                     .header(header::CONTENT_TYPE, "text/csv")
-                    .body(Body::from("number,status,when\nINV-1,Sent,x\nINV-2,draft,y\n"))
+                    .body(Body::from(
+                        "number,status,when\nINV-1,Sent,x\nINV-2,draft,y\n",
+                    ))
                     .unwrap(),
             )
             .await;
         assert_eq!(s, StatusCode::OK, "{label}: {b}");
-        assert_eq!(b["data"]["ignored_columns"], serde_json::json!(["when"]), "{label}");
+        assert_eq!(
+            b["data"]["ignored_columns"],
+            serde_json::json!(["when"]),
+            "{label}"
+        );
         assert_eq!(b["data"]["rows"].as_array().unwrap().len(), 1, "{label}");
-        assert_eq!(b["data"]["rows"][0]["cells"][1]["read"]["value"], "sent", "{label}: {b}");
+        assert_eq!(
+            b["data"]["rows"][0]["cells"][1]["read"]["value"], "sent",
+            "{label}: {b}"
+        );
         let _ = std::fs::remove_dir_all(&env.dir);
     }
 }

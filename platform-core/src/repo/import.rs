@@ -273,7 +273,9 @@ impl Records {
                     None => Some(r),
                 })
                 .collect();
-            let (created, updated) = self.write_ready(&mut tx, ready, options, &mut outcomes).await?;
+            let (created, updated) = self
+                .write_ready(&mut tx, ready, options, &mut outcomes)
+                .await?;
             let outcomes = outcomes
                 .into_iter()
                 .map(|o| o.unwrap_or_else(|| RowOutcome::Failed(FieldErrors::default())))
@@ -435,7 +437,11 @@ impl Records {
                 .filter_map(|r| match r {
                     Ready::Create { n, plain, .. } => Some((*n, &plain[i], None)),
                     Ready::Update {
-                        n, plain, changed, id, ..
+                        n,
+                        plain,
+                        changed,
+                        id,
+                        ..
                     } => changed.contains(&i).then_some((*n, &plain[i], Some(id))),
                 })
                 .filter(|(_, v, _)| !v.is_null())
@@ -456,17 +462,16 @@ impl Records {
                         seen.insert(v.display(), *n);
                     }
                 }
-                let taken = self
-                    .taken_values(tx, f, writes.iter().map(|w| w.1))
-                    .await?;
+                let taken = self.taken_values(tx, f, writes.iter().map(|w| w.1)).await?;
                 for (n, v, own) in &writes {
                     if let Some(holder) = taken.get(&v.display())
                         && own.is_none_or(|id| id.display() != *holder)
                     {
-                        failed
-                            .entry(*n)
-                            .or_default()
-                            .add(f.name(), "unique", "has already been taken");
+                        failed.entry(*n).or_default().add(
+                            f.name(),
+                            "unique",
+                            "has already been taken",
+                        );
                     }
                 }
             }
@@ -494,10 +499,7 @@ impl Records {
                         q.bind_field(v.clone(), tpk);
                     });
                     q.push(")");
-                    for row in tx
-                        .fetch_all(q, &[crate::db::storage_type(tpk)])
-                        .await?
-                    {
+                    for row in tx.fetch_all(q, &[crate::db::storage_type(tpk)]).await? {
                         found.insert(row[0].display());
                     }
                 }
@@ -566,8 +568,9 @@ impl Records {
         let per_statement = (30_000 / meta.field_list().len()).clamp(1, 500);
         let mut entries: Vec<NewEntry> = Vec::new();
         let mut touched: Vec<Touched> = Vec::new();
-        let (creates, updates): (Vec<Ready>, Vec<Ready>) =
-            ready.into_iter().partition(|r| matches!(r, Ready::Create { .. }));
+        let (creates, updates): (Vec<Ready>, Vec<Ready>) = ready
+            .into_iter()
+            .partition(|r| matches!(r, Ready::Create { .. }));
         let mut created = Vec::with_capacity(creates.len());
         let audit = self.records_changes();
         for chunk in creates.chunks(per_statement) {

@@ -300,7 +300,12 @@ async fn rollback(
 ) -> Result<Response, Error> {
     let platform = api.platform().clone();
     let report = service(&platform)?
-        .rollback(&platform, api.context(), parse_id(&id)?, flag(&params, "force"))
+        .rollback(
+            &platform,
+            api.context(),
+            parse_id(&id)?,
+            flag(&params, "force"),
+        )
         .await?;
     Ok(Json(serde_json::json!({ "data": {
         "deleted": report.deleted,

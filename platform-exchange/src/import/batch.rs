@@ -285,20 +285,31 @@ pub(crate) async fn insert(db: &Db, b: NewBatch) -> Result<i64> {
     let mut tx = db.begin().await?;
     let mut q = tx.sql();
     q.push("INSERT INTO platform_import_batches (resource, actor_type, actor_id, actor_label, status, dry_run, import_key, file_name, file_path, format, mapping, total_rows, processed, created, updated, unchanged, failed, created_at) VALUES (");
-    q.bind_str(b.resource).push(", ").bind_str(b.actor_type).push(", ");
+    q.bind_str(b.resource)
+        .push(", ")
+        .bind_str(b.actor_type)
+        .push(", ");
     match b.actor_id {
         Some(id) => q.bind_i64(id),
         None => q.push("NULL"),
     };
     q.push(", ");
     opt_text(&mut q, b.actor_label);
-    q.push(", ").bind_str(b.status.name()).push(", ").bind_i64(i64::from(b.dry_run)).push(", ");
+    q.push(", ")
+        .bind_str(b.status.name())
+        .push(", ")
+        .bind_i64(i64::from(b.dry_run))
+        .push(", ");
     opt_text(&mut q, b.import_key);
     q.push(", ");
     opt_text(&mut q, b.file_name);
     q.push(", ");
     opt_text(&mut q, b.file_path);
-    q.push(", ").bind_str(b.format).push(", ").bind_str(b.mapping.to_string()).push(", ");
+    q.push(", ")
+        .bind_str(b.format)
+        .push(", ")
+        .bind_str(b.mapping.to_string())
+        .push(", ");
     match b.total_rows {
         Some(n) => q.bind_i64(int(n)),
         None => q.push("NULL"),
@@ -323,7 +334,9 @@ pub(crate) async fn get(db: &Db, id: i64) -> Result<Option<Batch>> {
 /// The newest batches (of `resource`, when given), newest first.
 pub(crate) async fn list(db: &Db, resource: Option<&str>, limit: i64) -> Result<Vec<Batch>> {
     let mut q = db.sql();
-    q.push("SELECT ").push(COLUMNS).push(" FROM platform_import_batches");
+    q.push("SELECT ")
+        .push(COLUMNS)
+        .push(" FROM platform_import_batches");
     if let Some(r) = resource {
         q.push(" WHERE resource = ").bind_str(r);
     }
@@ -421,7 +434,13 @@ pub(crate) async fn touched(db: &Db, id: i64) -> Result<Vec<Touched>> {
         let rows = db
             .fetch_all(
                 q,
-                &[FieldType::I64, FieldType::Text, FieldType::Text, FieldType::Text, FieldType::Text],
+                &[
+                    FieldType::I64,
+                    FieldType::Text,
+                    FieldType::Text,
+                    FieldType::Text,
+                    FieldType::Text,
+                ],
             )
             .await?;
         let n = rows.len();
@@ -430,7 +449,8 @@ pub(crate) async fn touched(db: &Db, id: i64) -> Result<Vec<Touched>> {
             let json = |v: &Value| v.as_str().and_then(|s| serde_json::from_str(s).ok());
             out.push(Touched {
                 record_id: text(&r[1]).unwrap_or_default(),
-                action: TouchAction::parse(r[2].as_str().unwrap_or("")).unwrap_or(TouchAction::Updated),
+                action: TouchAction::parse(r[2].as_str().unwrap_or(""))
+                    .unwrap_or(TouchAction::Updated),
                 previous: json(&r[3]),
                 written: json(&r[4]).unwrap_or(serde_json::Value::Null),
             });

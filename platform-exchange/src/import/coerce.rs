@@ -39,17 +39,15 @@ pub fn coerce(f: &FieldMeta, text: &str, order: DateOrder) -> Result<Value, Stri
         FieldType::F64 => parse_float(t)
             .map(Value::Float)
             .ok_or_else(|| "must be a number".to_owned()),
-        FieldType::Date => parse_date(t, order)
-            .map(Value::Date)
-            .ok_or_else(|| "must be a date (2024-01-31, 31.01.2024, 31/01/2024, 31 Jan 2024)".to_owned()),
+        FieldType::Date => parse_date(t, order).map(Value::Date).ok_or_else(|| {
+            "must be a date (2024-01-31, 31.01.2024, 31/01/2024, 31 Jan 2024)".to_owned()
+        }),
         FieldType::DateTime => parse_datetime(t, order)
             .map(Value::DateTime)
             .ok_or_else(|| "must be a date and time (2024-01-31 14:30:00, UTC)".to_owned()),
-        FieldType::String | FieldType::Text if !f.choice_list().is_empty() => {
-            choice(f, t).map(|c| Value::Text(c.to_owned())).ok_or_else(|| {
-                format!("must be one of: {}", f.choice_list().join(", "))
-            })
-        }
+        FieldType::String | FieldType::Text if !f.choice_list().is_empty() => choice(f, t)
+            .map(|c| Value::Text(c.to_owned()))
+            .ok_or_else(|| format!("must be one of: {}", f.choice_list().join(", "))),
         FieldType::String | FieldType::Text => Ok(Value::Text(text.to_owned())),
         ty => Value::parse(ty, t).map_err(|e| e.to_string()),
     }
@@ -63,7 +61,12 @@ pub fn choice(f: &FieldMeta, t: &str) -> Option<&'static str> {
         .iter()
         .copied()
         .find(|c| *c == t)
-        .or_else(|| f.choice_list().iter().copied().find(|c| super::mapping::normalize(c) == n))
+        .or_else(|| {
+            f.choice_list()
+                .iter()
+                .copied()
+                .find(|c| super::mapping::normalize(c) == n)
+        })
 }
 
 /// `yes`/`no` and the usual spellings.
@@ -133,7 +136,11 @@ pub fn parse_money(t: &str) -> Option<i64> {
     {
         return None;
     }
-    let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let whole: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
     let frac: i64 = match frac.len() {
         0 => 0,
         1 => frac.parse::<i64>().ok()? * 10,
@@ -148,7 +155,16 @@ pub fn parse_money(t: &str) -> Option<i64> {
 /// [`DateOrder`]), `31 Jan 2024`, `Jan 31, 2024`, `31-Jan-2024`, or a
 /// spreadsheet serial number (`45322`).
 pub fn parse_date(t: &str, order: DateOrder) -> Option<NaiveDate> {
-    for fmt in ["%Y-%m-%d", "%Y/%m/%d", "%d.%m.%Y", "%d %b %Y", "%d %B %Y", "%b %d, %Y", "%B %d, %Y", "%d-%b-%Y"] {
+    for fmt in [
+        "%Y-%m-%d",
+        "%Y/%m/%d",
+        "%d.%m.%Y",
+        "%d %b %Y",
+        "%d %B %Y",
+        "%b %d, %Y",
+        "%B %d, %Y",
+        "%d-%b-%Y",
+    ] {
         if let Ok(d) = NaiveDate::parse_from_str(t, fmt) {
             return Some(d);
         }
@@ -185,7 +201,12 @@ fn slash_date(t: &str, order: DateOrder) -> Option<NaiveDate> {
 }
 
 fn parse_naive_datetime(t: &str) -> Option<NaiveDateTime> {
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(d) = NaiveDateTime::parse_from_str(t, fmt) {
             return Some(d);
         }
@@ -222,7 +243,16 @@ mod tests {
     #[test]
     fn dates() {
         let d = NaiveDate::from_ymd_opt(2024, 1, 31).unwrap();
-        for t in ["2024-01-31", "31.01.2024", "31/01/2024", "01/31/2024", "31 Jan 2024", "Jan 31, 2024", "2024-01-31T10:00:00", "45322"] {
+        for t in [
+            "2024-01-31",
+            "31.01.2024",
+            "31/01/2024",
+            "01/31/2024",
+            "31 Jan 2024",
+            "Jan 31, 2024",
+            "2024-01-31T10:00:00",
+            "45322",
+        ] {
             assert_eq!(parse_date(t, DateOrder::DayFirst), Some(d), "{t}");
         }
         let march = NaiveDate::from_ymd_opt(2024, 3, 4).unwrap();

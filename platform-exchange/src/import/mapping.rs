@@ -98,7 +98,9 @@ pub fn map_headings(
                 headings.iter().position(|h| normalize(h) == c)
             })
             .ok_or_else(|| {
-                ImportError::Mapping(format!("the mapping names a column `{column}` the file does not have"))
+                ImportError::Mapping(format!(
+                    "the mapping names a column `{column}` the file does not have"
+                ))
             })?;
         let field = field.trim();
         if field.is_empty() || field == "-" {

@@ -22,12 +22,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use platform_admin::capability::SetupExt;
 use platform_core::capability::Setup;
 use platform_core::context::Context;
 use platform_core::repo::RevertReport;
 use platform_core::storage::{MemoryStorage, Storage, StorageExt};
 use platform_core::{Error, Platform};
-use platform_admin::capability::SetupExt;
 
 mod api;
 pub mod batch;
@@ -318,7 +318,9 @@ impl Imports {
             .map_err(|e| Error::from(ImportError::io(e)))?;
         let _ = tokio::fs::remove_file(&local).await;
         let path = format!("imports/{id}/failed.csv");
-        self.storage(platform)?.put_bytes(path.as_str(), bytes).await?;
+        self.storage(platform)?
+            .put_bytes(path.as_str(), bytes)
+            .await?;
         let mut q = platform.db().sql();
         q.push("UPDATE platform_import_batches SET failed_path = ")
             .bind_str(path)
@@ -357,13 +359,24 @@ impl Imports {
         self.preflight(records.meta(), path, format, &request.mapping)
             .await?;
         let id = self
-            .record_batch(platform, ctx, &records, request, format, key, Some(Status::Queued), None)
+            .record_batch(
+                platform,
+                ctx,
+                &records,
+                request,
+                format,
+                key,
+                Some(Status::Queued),
+                None,
+            )
             .await?;
         let stored = format!("imports/{id}/upload.{}", format.name());
         let bytes = tokio::fs::read(path)
             .await
             .map_err(|e| Error::from(ImportError::io(e)))?;
-        self.storage(platform)?.put_bytes(stored.as_str(), bytes).await?;
+        self.storage(platform)?
+            .put_bytes(stored.as_str(), bytes)
+            .await?;
         let mut q = platform.db().sql();
         q.push("UPDATE platform_import_batches SET file_path = ")
             .bind_str(stored.clone())
@@ -501,10 +514,10 @@ impl Imports {
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
             .take(40)
             .collect();
-        Ok(self.config.temp_dir.join(format!(
-            "{safe}-{}",
-            platform_core::crypto::random_token(8)
-        )))
+        Ok(self
+            .config
+            .temp_dir
+            .join(format!("{safe}-{}", platform_core::crypto::random_token(8))))
     }
 
     /// The batch with this id, if `ctx` may import its resource.
@@ -520,7 +533,12 @@ impl Imports {
     }
 
     /// The newest batches of the resources `ctx` may import.
-    pub async fn batches(&self, platform: &Platform, ctx: &Context, limit: i64) -> Result<Vec<Batch>, Error> {
+    pub async fn batches(
+        &self,
+        platform: &Platform,
+        ctx: &Context,
+        limit: i64,
+    ) -> Result<Vec<Batch>, Error> {
         Ok(batch::list(platform.db(), None, limit)
             .await?
             .into_iter()
@@ -562,12 +580,18 @@ impl Imports {
                     message: format!("import {id} is already rolled back"),
                 });
             }
-            Status::Queued | Status::Running => {
+            // A run killed midway leaves its batch `running`: its committed
+            // chunks are whole (one transaction each), so forcing rolls them
+            // back.
+            Status::Queued | Status::Running if !force => {
                 return Err(Error::Conflict {
                     field: "batch".to_owned(),
-                    message: format!("import {id} is still running"),
+                    message: format!(
+                        "import {id} is still running (if its process was stopped, force the rollback)"
+                    ),
                 });
             }
+            Status::Queued | Status::Running => {}
             Status::DryRun => {
                 return Err(Error::Conflict {
                     field: "batch".to_owned(),
@@ -615,7 +639,9 @@ fn sniff(path: &Path, request: &ImportRequest) -> Result<Format, Error> {
     use std::io::Read;
     let mut head = [0u8; 8];
     let mut f = std::fs::File::open(path).map_err(|e| Error::from(ImportError::io(e)))?;
-    let n = f.read(&mut head).map_err(|e| Error::from(ImportError::io(e)))?;
+    let n = f
+        .read(&mut head)
+        .map_err(|e| Error::from(ImportError::io(e)))?;
     let name = request
         .file_name
         .clone()
@@ -640,7 +666,9 @@ fn estimate_rows(path: &Path, format: Format) -> Result<u64, Error> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut lines = 0u64;
     loop {
-        let n = f.read(&mut buf).map_err(|e| Error::from(ImportError::io(e)))?;
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| Error::from(ImportError::io(e)))?;
         if n == 0 {
             return Ok(lines.saturating_sub(1));
         }

@@ -205,7 +205,9 @@ fn run_action(cx: &PageContext, dry_run: bool) -> ActionFuture<'_> {
         let (info, local) = pending(cx).await?;
         let req = request(cx, &info, dry_run)?;
         let imports = service(&cx.platform)?;
-        let s = imports.submit(&cx.platform, &cx.auth.ctx, &req, &local).await;
+        let s = imports
+            .submit(&cx.platform, &cx.auth.ctx, &req, &local)
+            .await;
         let _ = tokio::fs::remove_file(&local).await;
         let s = s?;
         if !dry_run && let Ok((file, meta)) = upload_paths(&cx.rest) {
@@ -352,7 +354,10 @@ async fn upload(
     }
     .await;
     if stored.is_err() {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "the file could not be stored");
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the file could not be stored",
+        );
     }
     let mut res = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("{base}/import-preview/{token}")) {

@@ -41,12 +41,21 @@ impl Format {
         let ext = name
             .and_then(|n| n.rsplit_once('.'))
             .map(|(_, e)| e.to_ascii_lowercase());
-        let ct = content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        let ct = content_type.map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
         let said_xlsx = ext.as_deref() == Some("xlsx")
             || ct.as_deref().is_some_and(|c| c.contains("spreadsheetml"));
         let said_csv = matches!(ext.as_deref(), Some("csv" | "txt" | "tsv"))
             || ct.as_deref().is_some_and(|c| {
-                matches!(c, "text/csv" | "text/plain" | "application/csv" | "text/tab-separated-values")
+                matches!(
+                    c,
+                    "text/csv" | "text/plain" | "application/csv" | "text/tab-separated-values"
+                )
             });
         match (said_xlsx, said_csv, zip) {
             (true, _, true) | (false, false, true) => Ok(Self::Xlsx),
@@ -371,9 +380,7 @@ fn open_xlsx(path: &Path, limits: Limits) -> Result<Opened, ImportError> {
         .name("import-xlsx".into())
         .spawn(move || xlsx_rows(&mut book, &sheet, limits, &htx, &tx))
         .map_err(ImportError::io)?;
-    let headings = hrx
-        .recv()
-        .map_err(|_| ImportError::Empty)??;
+    let headings = hrx.recv().map_err(|_| ImportError::Empty)??;
     check_headings(&headings, limits)?;
     Ok(Opened {
         headings,
@@ -509,8 +516,14 @@ mod tests {
 
     #[test]
     fn formats_are_sniffed_and_checked() {
-        assert_eq!(Format::detect(Some("a.csv"), None, b"a,b\n").unwrap(), Format::Csv);
-        assert_eq!(Format::detect(None, None, b"PK\x03\x04..").unwrap(), Format::Xlsx);
+        assert_eq!(
+            Format::detect(Some("a.csv"), None, b"a,b\n").unwrap(),
+            Format::Csv
+        );
+        assert_eq!(
+            Format::detect(None, None, b"PK\x03\x04..").unwrap(),
+            Format::Xlsx
+        );
         assert!(Format::detect(Some("a.xlsx"), None, b"a,b\n").is_err());
         assert!(Format::detect(Some("a.csv"), None, b"PK\x03\x04").is_err());
     }

@@ -61,7 +61,11 @@ pub struct RunReport {
 }
 
 /// The resource's records for `ctx`, once `import_` is checked.
-pub(crate) fn records_for(platform: &Platform, ctx: &Context, resource: &str) -> Result<Records, Error> {
+pub(crate) fn records_for(
+    platform: &Platform,
+    ctx: &Context,
+    resource: &str,
+) -> Result<Records, Error> {
     let records = platform
         .records(resource, ctx)
         .ok_or_else(|| Error::NotFound {
@@ -108,7 +112,16 @@ pub(crate) async fn run(
         error: None,
     };
     let mut failed_file = None;
-    let result = run_inner(&db, records, config, input, &mut report, &mut failed_file, progress).await;
+    let result = run_inner(
+        &db,
+        records,
+        config,
+        input,
+        &mut report,
+        &mut failed_file,
+        progress,
+    )
+    .await;
     let _ = batch::set_counts(&db, id, report.counts, None).await;
     let failed_path = failed_file.as_ref().map(|(p, _)| p.clone());
     if let Some((_, mut w)) = failed_file {
@@ -292,9 +305,8 @@ async fn to_rows(
             if f.belongs_to_meta().is_some()
                 && !text.trim().is_empty()
                 && (coerced.is_err()
-                    || f.belongs_to_meta().is_some_and(|t| {
-                        Value::parse(t.primary_key().ty(), text.trim()).is_err()
-                    }))
+                    || f.belongs_to_meta()
+                        .is_some_and(|t| Value::parse(t.primary_key().ty(), text.trim()).is_err()))
             {
                 labels
                     .entry((*name, text.trim().to_owned()))
@@ -363,7 +375,10 @@ async fn resolve_labels(
                     .await?
                 {
                     if let Some(label) = r[1].as_str() {
-                        found.entry(label.to_owned()).or_default().push(r[0].clone());
+                        found
+                            .entry(label.to_owned())
+                            .or_default()
+                            .push(r[0].clone());
                     }
                 }
             }
