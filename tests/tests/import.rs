@@ -915,3 +915,93 @@ async fn panel_upload_preview_dry_run_run_and_roll_back() {
         let _ = std::fs::remove_dir_all(&env.dir);
     }
 }
+
+#[tokio::test]
+async fn long_imports_run_as_jobs_and_interrupted_ones_roll_back() {
+    use platform_core::db::Backend;
+    for db in all_backends().await {
+        let label = db.backend.name();
+        let dir = std::env::temp_dir().join(format!(
+            "import-jobs-{}",
+            platform_core::crypto::random_token(8)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        db.create_tables(&registry()).await;
+        let mut jobs = platform_jobs::Jobs::new()
+            .ignore_env()
+            .namespace(format!("imp{}", platform_core::crypto::random_token(6)))
+            .poll_interval(std::time::Duration::from_millis(20));
+        if db.backend == Backend::MySql {
+            // MariaDB: the jobs wait in a SQLite file.
+            jobs = jobs.queue_url(format!("sqlite://{}?mode=rwc", dir.join("jobs.db").display()));
+        }
+        let platform = Platform::builder()
+            .ignore_env()
+            .database_url(&db.url)
+            .app_key(test_key())
+            .registry(registry())
+            .max_connections(8)
+            .with(jobs)
+            .with(Exchange::default().import_config(ImportConfig {
+                job_threshold: 2,
+                ..config(&dir)
+            }))
+            .build()
+            .await
+            .unwrap();
+        platform.start_workers();
+        let router = platform_admin::app_router(&platform)
+            .unwrap()
+            .with_state(platform.clone());
+        let mut env = Env {
+            platform,
+            router,
+            admin: String::new(),
+            label,
+            dir,
+        };
+        env.admin = env.user("admin@example.com", Some("super_admin")).await;
+        let (acme, _) = customers(&env).await;
+        let mut csv = "number,customer_id,status,amount_cents,issued_on\n".to_owned();
+        for n in 0..25 {
+            csv.push_str(&format!("INV-{n:06},{acme},sent,{n},2024-01-01\n"));
+        }
+        let (s, b) = env.import(&env.admin, "", "text/csv", csv).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{label}: {b}");
+        assert_eq!(b["data"]["queued"], true, "{label}");
+        let id = b["data"]["batch_id"].as_i64().unwrap();
+        let started = std::time::Instant::now();
+        let batch = loop {
+            let (_, b) = env.json(env.get(&format!("/api/imports/{id}"))).await;
+            if b["data"]["status"] == "done" {
+                break b;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "{label}: the job did not finish: {b}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        assert_eq!(batch["data"]["counts"]["created"], 25, "{label}: {batch}");
+        assert_eq!(batch["data"]["total_rows"], 25, "{label}: {batch}");
+        assert!(batch["data"]["finished_at"].is_i64(), "{label}");
+
+        // A run killed midway leaves its batch `running`, its committed
+        // chunks whole: a rollback needs force, then removes them.
+        let db2 = env.platform.db();
+        let mut q = db2.sql();
+        q.push("UPDATE platform_import_batches SET status = 'running' WHERE id = ")
+            .bind_i64(id);
+        db2.execute(q).await.unwrap();
+        let (s, b) = env.json(env.post(&format!("/api/imports/{id}/rollback"))).await;
+        assert_eq!(s, StatusCode::CONFLICT, "{label}: {b}");
+        let (s, b) = env
+            .json(env.post(&format!("/api/imports/{id}/rollback?force=1")))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{label}: {b}");
+        assert_eq!(b["data"]["deleted"], 25, "{label}: {b}");
+        assert_eq!(env.count("SELECT COUNT(*) FROM invoices").await, 0, "{label}");
+        env.platform.shutdown().await;
+        let _ = std::fs::remove_dir_all(&env.dir);
+    }
+}
