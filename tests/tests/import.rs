@@ -933,7 +933,10 @@ async fn long_imports_run_as_jobs_and_interrupted_ones_roll_back() {
             .poll_interval(std::time::Duration::from_millis(20));
         if db.backend == Backend::MySql {
             // MariaDB: the jobs wait in a SQLite file.
-            jobs = jobs.queue_url(format!("sqlite://{}?mode=rwc", dir.join("jobs.db").display()));
+            jobs = jobs.queue_url(format!(
+                "sqlite://{}?mode=rwc",
+                dir.join("jobs.db").display()
+            ));
         }
         let platform = Platform::builder()
             .ignore_env()
@@ -993,15 +996,65 @@ async fn long_imports_run_as_jobs_and_interrupted_ones_roll_back() {
         q.push("UPDATE platform_import_batches SET status = 'running' WHERE id = ")
             .bind_i64(id);
         db2.execute(q).await.unwrap();
-        let (s, b) = env.json(env.post(&format!("/api/imports/{id}/rollback"))).await;
+        let (s, b) = env
+            .json(env.post(&format!("/api/imports/{id}/rollback")))
+            .await;
         assert_eq!(s, StatusCode::CONFLICT, "{label}: {b}");
         let (s, b) = env
             .json(env.post(&format!("/api/imports/{id}/rollback?force=1")))
             .await;
         assert_eq!(s, StatusCode::OK, "{label}: {b}");
         assert_eq!(b["data"]["deleted"], 25, "{label}: {b}");
-        assert_eq!(env.count("SELECT COUNT(*) FROM invoices").await, 0, "{label}");
+        assert_eq!(
+            env.count("SELECT COUNT(*) FROM invoices").await,
+            0,
+            "{label}"
+        );
         env.platform.shutdown().await;
+        let _ = std::fs::remove_dir_all(&env.dir);
+    }
+}
+
+#[tokio::test]
+async fn a_record_touched_twice_rolls_back_to_before_the_batch() {
+    for db in all_backends().await {
+        let env = env(&db).await;
+        let label = env.label;
+        let (acme, _) = customers(&env).await;
+        // Chunks of three rows: row 3 repeats row 2's key in the same chunk
+        // (refused), row 5 updates row 2's record from the next chunk.
+        let csv = format!(
+            "number,customer_id,status,amount_cents,issued_on\n\
+             INV-000700,{acme},sent,1,2024-01-01\n\
+             INV-000700,{acme},sent,2,2024-01-01\n\
+             INV-000701,{acme},sent,3,2024-01-01\n\
+             INV-000700,{acme},paid,5,2024-01-01\n"
+        );
+        let (s, b) = env.import(&env.admin, "key=number", "text/csv", csv).await;
+        assert_eq!(s, StatusCode::OK, "{label}: {b}");
+        let r = &b["data"]["report"];
+        assert_eq!(r["counts"]["created"], 2, "{label}: {r}");
+        assert_eq!(r["counts"]["updated"], 1, "{label}: {r}");
+        assert_eq!(r["failures"][0]["row"], 3, "{label}: {r}");
+        assert_eq!(
+            r["failures"][0]["reason"], "repeats the key of row 2",
+            "{label}: {r}"
+        );
+        assert_eq!(
+            env.invoice("INV-000700").await.unwrap()[0].as_i64(),
+            Some(500),
+            "{label}: money"
+        );
+        let id = b["data"]["batch_id"].as_i64().unwrap();
+        let (s, b) = env
+            .json(env.post(&format!("/api/imports/{id}/rollback")))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{label}: {b}");
+        assert_eq!(
+            env.count("SELECT COUNT(*) FROM invoices").await,
+            0,
+            "{label}"
+        );
         let _ = std::fs::remove_dir_all(&env.dir);
     }
 }

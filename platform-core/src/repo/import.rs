@@ -235,7 +235,26 @@ impl Records {
             };
             let mut outcomes: Vec<Option<RowOutcome>> = vec![None; rows.len()];
             let mut ready = Vec::with_capacity(rows.len());
+            let mut keys_seen: HashMap<String, u64> = HashMap::new();
             for (n, row) in rows.iter().enumerate() {
+                // Two rows of one chunk with one key: the file is ambiguous
+                // about which one wins (rows of later chunks apply in turn).
+                if let Some(k) = key
+                    && let Some(v) = row.changes.values.get(meta.field_list()[k].name())
+                    && !v.is_null()
+                {
+                    if let Some(first) = keys_seen.get(&v.display()) {
+                        let mut e = FieldErrors::default();
+                        e.add(
+                            meta.field_list()[k].name(),
+                            "unique",
+                            format!("repeats the key of row {first}"),
+                        );
+                        outcomes[n] = Some(RowOutcome::Failed(e));
+                        continue;
+                    }
+                    keys_seen.insert(v.display(), row.line);
+                }
                 let found = key
                     .and_then(|k| row.changes.values.get(meta.field_list()[k].name()))
                     .filter(|v| !v.is_null())
@@ -262,7 +281,7 @@ impl Records {
                     Err(e) => return Err(e),
                 }
             }
-            let failed = self.check_chunk(&mut tx, &ready).await?;
+            let failed = self.check_chunk(&mut tx, &ready, rows).await?;
             let ready: Vec<Ready> = ready
                 .into_iter()
                 .filter_map(|r| match failed.get(&r.n()) {
@@ -422,6 +441,7 @@ impl Records {
         &self,
         tx: &mut Tx,
         ready: &[Ready],
+        rows: &[ImportRow],
     ) -> Result<HashMap<usize, FieldErrors>> {
         let meta = self.meta();
         let mut failed: HashMap<usize, FieldErrors> = HashMap::new();
@@ -456,7 +476,7 @@ impl Records {
                         failed.entry(*n).or_default().add(
                             f.name(),
                             "unique",
-                            format!("repeats the value of an earlier row ({})", first + 1),
+                            format!("repeats the value of row {}", rows[*first].line),
                         );
                     } else {
                         seen.insert(v.display(), *n);

@@ -3,8 +3,6 @@
 
 use std::collections::HashMap;
 
-use chrono::Utc;
-
 use crate::audit::NewEntry;
 use crate::db::{Tx, dialect};
 use crate::error::{Error, Result};
@@ -36,7 +34,7 @@ pub struct RevertReport {
 impl Records {
     /// Puts back every record in `items`: a record the import created is
     /// removed for good, a record it updated gets back the values it had
-    /// before. Runs in one transaction: all or nothing. A record changed
+    /// before (`updated_at` included). Runs in one transaction: all or nothing. A record changed
     /// after the import (its values are no longer those the import wrote,
     /// `updated_at` included) refuses the whole rollback with
     /// [`Error::Conflict`] naming it, unless `force`. Each record gets an
@@ -90,21 +88,21 @@ impl Records {
                     .iter()
                     .filter_map(|t| Value::parse(pk.ty(), &t.record_id).ok())
                     .collect();
-                let current = self.locked_rows(&mut tx, &ids).await?;
+                let mut current = self.locked_rows(&mut tx, &ids).await?;
                 let mut entries: Vec<NewEntry> = Vec::new();
                 let mut remove = Vec::new();
                 for t in chunk.iter().rev() {
-                    let Some(row) = current.get(&t.record_id) else {
+                    let Some(row) = current.get(&t.record_id).cloned() else {
                         report.missing += 1;
                         if t.action == TouchAction::Updated && !force {
                             changed_since.push(t.record_id.clone());
                         }
                         continue;
                     };
-                    if !self.in_scope(row)? {
+                    if !self.in_scope(&row)? {
                         return Err(self.outside_policy());
                     }
-                    if !unchanged_since(meta, row, &t.written) {
+                    if !unchanged_since(meta, &row, &t.written) {
                         if !force {
                             changed_since.push(t.record_id.clone());
                             continue;
@@ -124,6 +122,7 @@ impl Records {
                                     None,
                                 ));
                             }
+                            current.remove(&t.record_id);
                             remove.push(id.clone());
                             deleted_ids.push(id);
                             report.deleted += 1;
@@ -140,14 +139,13 @@ impl Records {
                                     if f.is_primary_key() {
                                         continue;
                                     }
-                                    stored[i] = if f.is_managed() {
-                                        Value::DateTime(crate::db::truncate_micros(Utc::now()))
-                                    } else {
-                                        Value::from_json(crate::db::storage_type(f), j)
-                                            .map_err(|e| {
-                                                Error::invalid(name.clone(), "type", e.to_string())
-                                            })?
-                                    };
+                                    // `updated_at` too: the record is as
+                                    // it was before the import (the audit
+                                    // trail tells of the rollback).
+                                    stored[i] = Value::from_json(crate::db::storage_type(f), j)
+                                        .map_err(|e| {
+                                            Error::invalid(name.clone(), "type", e.to_string())
+                                        })?;
                                     set.push(i);
                                 }
                             }
@@ -155,6 +153,9 @@ impl Records {
                                 continue;
                             }
                             self.write_update(&mut tx, &id, &stored, &set).await?;
+                            // An earlier entry of the same record in this
+                            // chunk compares with what was just written.
+                            current.insert(t.record_id.clone(), stored.clone());
                             if self.records_changes() {
                                 let plain = self.decrypt_row(stored)?.into_values();
                                 let audited: Vec<usize> = set
