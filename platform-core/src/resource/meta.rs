@@ -54,6 +54,8 @@ pub struct FieldMeta {
     max_length: Option<u32>,
     choices: &'static [&'static str],
     belongs_to: Option<fn() -> &'static ResourceMeta>,
+    export: bool,
+    import: bool,
 }
 
 /// The default maximum length of a `String` field (`VARCHAR(255)`).
@@ -88,6 +90,8 @@ impl FieldMeta {
             },
             choices: &[],
             belongs_to: None,
+            export: true,
+            import: true,
         }
     }
 
@@ -206,6 +210,17 @@ impl FieldMeta {
         self
     }
 
+    /// Leaves this field out of exports (`#[resource(export = false)]`).
+    pub const fn no_export(mut self) -> Self {
+        self.export = false;
+        self
+    }
+    /// Leaves this field out of imports (`#[resource(import = false)]`).
+    pub const fn no_import(mut self) -> Self {
+        self.import = false;
+        self
+    }
+
     /// The field name (as in the Rust struct and the API).
     pub const fn name(&self) -> &'static str {
         self.name
@@ -290,6 +305,19 @@ impl FieldMeta {
     pub fn belongs_to_meta(&self) -> Option<&'static ResourceMeta> {
         self.belongs_to.map(|f| f())
     }
+    /// Whether exports may carry this field: not `export = false` and not
+    /// `hidden`. Whether a given actor sees its value in plain (a `pii` or
+    /// `encrypted` field) is decided per export by
+    /// [`crate::visibility`]; this is only the declaration.
+    pub const fn exportable(&self) -> bool {
+        self.export && !self.hidden
+    }
+    /// Whether imports may write this field: not `import = false`, not
+    /// `hidden`, not read-only (the primary key is), and not filled by the
+    /// platform itself ([`Self::is_managed`]).
+    pub fn importable(&self) -> bool {
+        self.import && !self.hidden && !self.read_only && !self.is_managed()
+    }
     /// Whether the platform fills this field itself (`created_at`,
     /// `updated_at`, `deleted_at` of type date-time).
     pub fn is_managed(&self) -> bool {
@@ -315,6 +343,9 @@ pub struct ResourceMeta {
     admin: bool,
     navigation: Navigation,
     policy: Option<PolicyFn>,
+    export: bool,
+    import: bool,
+    import_key: Option<&'static str>,
 }
 
 impl ResourceMeta {
@@ -340,6 +371,9 @@ impl ResourceMeta {
                 sort: 0,
             },
             policy: None,
+            export: true,
+            import: true,
+            import_key: None,
         }
     }
     /// Sets the human labels.
@@ -391,6 +425,25 @@ impl ResourceMeta {
     /// Sets the record-level policy (see [`crate::policy`]).
     pub const fn policy(mut self, policy: PolicyFn) -> Self {
         self.policy = Some(policy);
+        self
+    }
+
+    /// Turns exports of this resource off (`#[resource(export = false)]`).
+    pub const fn no_export(mut self) -> Self {
+        self.export = false;
+        self
+    }
+    /// Turns imports of this resource off (`#[resource(import = false)]`).
+    pub const fn no_import(mut self) -> Self {
+        self.import = false;
+        self
+    }
+    /// Imports upsert by this field (`#[resource(import(key = number))]`):
+    /// a row whose key exists updates that record, others create one. The
+    /// field must be `unique` (checked by the derive and by
+    /// [`Registry`](crate::resource::Registry) validation).
+    pub const fn import_by(mut self, field: &'static str) -> Self {
+        self.import_key = Some(field);
         self
     }
 
@@ -449,6 +502,22 @@ impl ResourceMeta {
     /// The record-level policy, if any.
     pub const fn policy_fn(&self) -> Option<PolicyFn> {
         self.policy
+    }
+
+    /// Whether the resource may be exported (on unless
+    /// `#[resource(export = false)]`).
+    pub const fn exportable(&self) -> bool {
+        self.export
+    }
+    /// Whether the resource may be imported (on unless
+    /// `#[resource(import = false)]`).
+    pub const fn importable(&self) -> bool {
+        self.import
+    }
+    /// The field imports upsert by, if one was declared
+    /// (`#[resource(import(key = number))]`).
+    pub const fn import_key(&self) -> Option<&'static str> {
+        self.import_key
     }
 
     /// The field called `name`.

@@ -349,6 +349,18 @@ fn validate(
             Some(_) => {}
         }
     }
+    if let Some(key) = m.import_key() {
+        match m.field(key) {
+            None => err(format!("`import(key)` names `{key}`, which is not a field")),
+            Some(f) if !f.is_unique() => {
+                err(format!("`import(key)` field `{key}` must be `unique`"));
+            }
+            Some(f) if !f.importable() => {
+                err(format!("`import(key)` field `{key}` must be importable"));
+            }
+            Some(_) => {}
+        }
+    }
     if m.is_soft_delete() {
         match m.field("deleted_at") {
             Some(f) if f.ty() == FieldType::DateTime && f.is_nullable() => {}
@@ -383,7 +395,8 @@ mod tests {
                 FieldMeta::of::<String>("name"),
                 FieldMeta::of::<String>("_hidden"),
             ])
-            .search(&["nope"]);
+            .search(&["nope"])
+            .import_by("name");
         fn to_values(&self) -> Vec<Value> {
             vec![]
         }
@@ -408,6 +421,10 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("has no primary key"), "{text}");
         assert!(text.contains("`search` names `nope`"), "{text}");
+        assert!(
+            text.contains("`import(key)` field `name` must be `unique`"),
+            "{text}"
+        );
         assert!(
             text.contains("field `_hidden`: names starting with `_` are reserved"),
             "{text}"

@@ -12,6 +12,7 @@ use syn::parse::ParseStream;
 use syn::punctuated::Punctuated;
 use syn::{Attribute, Expr, Ident, Lit, LitInt, LitStr, Path, Token, Type, UnOp};
 
+pub(crate) use super::attr_exchange::ImportAttr;
 use crate::ctxt::Ctxt;
 
 /// An attribute key.
@@ -66,6 +67,11 @@ pub(crate) const ADMIN: Symbol = Symbol("admin");
 pub(crate) const NAVIGATION: Symbol = Symbol("navigation");
 pub(crate) const CRATE: Symbol = Symbol("crate");
 pub(crate) const POLICY: Symbol = Symbol("policy");
+pub(crate) const EXPORT: Symbol = Symbol("export");
+pub(crate) const IMPORT: Symbol = Symbol("import");
+
+// Keys inside `import(...)`.
+pub(crate) const KEY: Symbol = Symbol("key");
 
 // Keys inside `navigation(...)`.
 pub(crate) const GROUP: Symbol = Symbol("group");
@@ -107,6 +113,8 @@ const CONTAINER_KEYS: &[Symbol] = &[
     NAVIGATION,
     CRATE,
     POLICY,
+    EXPORT,
+    IMPORT,
 ];
 
 const FIELD_KEYS: &[Symbol] = &[
@@ -130,6 +138,8 @@ const FIELD_KEYS: &[Symbol] = &[
     MAX_LENGTH,
     CHOICES,
     BELONGS_TO,
+    EXPORT,
+    IMPORT,
 ];
 
 /// A key as named in messages: `sort`, or `navigation(sort)` for a nested
@@ -147,7 +157,7 @@ impl From<Symbol> for KeyName {
 }
 
 impl KeyName {
-    fn nested(outer: Symbol, key: Symbol) -> Self {
+    pub(crate) fn nested(outer: Symbol, key: Symbol) -> Self {
         Self {
             outer: Some(outer),
             key,
@@ -180,7 +190,7 @@ pub(crate) struct Attr<T> {
 }
 
 impl<T> Attr<T> {
-    fn none(key: impl Into<KeyName>) -> Self {
+    pub(crate) fn none(key: impl Into<KeyName>) -> Self {
         Self {
             key: key.into(),
             set: None,
@@ -188,7 +198,7 @@ impl<T> Attr<T> {
     }
 
     /// Records the value, or a "duplicate" error at the second key.
-    fn set(&mut self, cx: &Ctxt, path: &Path, value: T) {
+    pub(crate) fn set(&mut self, cx: &Ctxt, path: &Path, value: T) {
         if self.set.is_some() {
             cx.error_spanned_by(path, format!("duplicate resource attribute `{}`", self.key));
         } else {
@@ -237,6 +247,8 @@ pub(crate) struct ContainerAttrs {
     pub(crate) navigation: Attr<NavigationAttrs>,
     pub(crate) krate: Attr<Path>,
     pub(crate) policy: Attr<Path>,
+    pub(crate) export: Attr<bool>,
+    pub(crate) import: Attr<ImportAttr>,
 }
 
 /// `#[resource(...)]` on a field.
@@ -262,6 +274,8 @@ pub(crate) struct FieldAttrs {
     pub(crate) max_length: Attr<LitInt>,
     pub(crate) choices: Attr<Vec<LitStr>>,
     pub(crate) belongs_to: Attr<Type>,
+    pub(crate) export: Attr<bool>,
+    pub(crate) import: Attr<bool>,
 }
 
 impl ContainerAttrs {
@@ -282,6 +296,8 @@ impl ContainerAttrs {
             navigation: Attr::none(NAVIGATION),
             krate: Attr::none(CRATE),
             policy: Attr::none(POLICY),
+            export: Attr::none(EXPORT),
+            import: Attr::none(IMPORT),
         };
         for attr in attrs.iter().filter(|a| a.path() == RESOURCE) {
             if let Err(err) = attr.parse_nested_meta(|meta| this.parse_one(cx, &meta)) {
@@ -321,6 +337,7 @@ impl ContainerAttrs {
             (AUDIT, &mut self.audit),
             (API, &mut self.api),
             (ADMIN, &mut self.admin),
+            (EXPORT, &mut self.export),
         ] {
             if path == key {
                 if let Some(b) = lit_bool(cx, key, meta)? {
@@ -336,6 +353,10 @@ impl ContainerAttrs {
         } else if path == NAVIGATION {
             if let Some(nav) = navigation(cx, meta)? {
                 self.navigation.set(cx, path, nav);
+            }
+        } else if path == IMPORT {
+            if let Some(import) = super::attr_exchange::import(cx, meta)? {
+                self.import.set(cx, path, import);
             }
         } else if path == POLICY {
             if let Some(p) = policy(cx, meta)? {
@@ -387,6 +408,8 @@ impl FieldAttrs {
             max_length: Attr::none(MAX_LENGTH),
             choices: Attr::none(CHOICES),
             belongs_to: Attr::none(BELONGS_TO),
+            export: Attr::none(EXPORT),
+            import: Attr::none(IMPORT),
         };
         for attr in attrs.iter().filter(|a| a.path() == RESOURCE) {
             if let Err(err) = attr.parse_nested_meta(|meta| this.parse_one(cx, &meta)) {
@@ -431,6 +454,8 @@ impl FieldAttrs {
             (MAX_LENGTH, self.max_length.key()),
             (CHOICES, self.choices.key()),
             (BELONGS_TO, self.belongs_to.key()),
+            (EXPORT, self.export.key()),
+            (IMPORT, self.import.key()),
         ];
         keys.extend(others.into_iter().filter_map(|(k, p)| p.map(|p| (k, p))));
         keys
@@ -468,11 +493,19 @@ impl FieldAttrs {
                 return Ok(());
             }
         }
-        if path == AUDIT {
-            if let Some(b) = lit_bool(cx, AUDIT, meta)? {
-                self.audit.set(cx, path, b);
+        for (key, slot) in [
+            (AUDIT, &mut self.audit),
+            (EXPORT, &mut self.export),
+            (IMPORT, &mut self.import),
+        ] {
+            if path == key {
+                if let Some(b) = lit_bool(cx, key, meta)? {
+                    slot.set(cx, path, b);
+                }
+                return Ok(());
             }
-        } else if path == MAX_LENGTH {
+        }
+        if path == MAX_LENGTH {
             if let Some(n) = lit_int(cx, MAX_LENGTH, meta)? {
                 self.max_length.set(cx, path, n);
             }
@@ -614,7 +647,7 @@ fn flag(cx: &Ctxt, key: Symbol, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
 
 /// The expression after `key =`; `None` (with an error recorded) when there
 /// is no `=`.
-fn value_expr(
+pub(crate) fn value_expr(
     cx: &Ctxt,
     key: KeyName,
     example: &str,
@@ -664,7 +697,7 @@ fn lit_str(
     Ok(None)
 }
 
-fn lit_bool(cx: &Ctxt, key: Symbol, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<bool>> {
+pub(crate) fn lit_bool(cx: &Ctxt, key: Symbol, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<bool>> {
     let Some(expr) = value_expr(cx, key.into(), "false", meta)? else {
         return Ok(None);
     };
@@ -756,7 +789,7 @@ fn lit_i32(cx: &Ctxt, key: KeyName, meta: &ParseNestedMeta<'_>) -> syn::Result<O
 
 /// Whether the key is followed by a parenthesised list; records an error
 /// (and skips the value) when it is not.
-fn expect_list(
+pub(crate) fn expect_list(
     cx: &Ctxt,
     key: Symbol,
     example: &str,

@@ -22,6 +22,7 @@ pub(crate) fn check(cx: &Ctxt, cont: &Container<'_>) {
     }
     check_search(cx, cont);
     check_soft_delete(cx, cont);
+    super::check_exchange::check(cx, cont);
 }
 
 const IDENTIFIER_RULE: &str = "a lower-case identifier (`[a-z_][a-z0-9_]*`, at most 63 characters)";

@@ -118,6 +118,18 @@ fn resource_meta(cont: &Container<'_>, private: &TokenStream) -> TokenStream {
     if attrs.admin.get() == Some(&false) {
         meta.extend(quote!(.no_admin()));
     }
+    if attrs.export.get() == Some(&false) {
+        meta.extend(quote!(.no_export()));
+    }
+    if let Some(import) = attrs.import.get() {
+        if !import.enabled {
+            meta.extend(quote!(.no_import()));
+        }
+        if let Some(key) = import.key.get() {
+            let key = syn::ext::IdentExt::unraw(key).to_string();
+            meta.extend(quote!(.import_by(#key)));
+        }
+    }
     if let Some(policy) = attrs.policy.get() {
         meta.extend(quote!(.policy(#policy)));
     }
@@ -159,6 +171,12 @@ fn field_meta(f: &Field<'_>, private: &TokenStream) -> TokenStream {
     }
     if attrs.audit.get() == Some(&false) {
         meta.extend(quote!(.no_audit()));
+    }
+    if attrs.export.get() == Some(&false) {
+        meta.extend(quote!(.no_export()));
+    }
+    if attrs.import.get() == Some(&false) {
+        meta.extend(quote!(.no_import()));
     }
     if let Some(column) = attrs.column.get() {
         meta.extend(quote!(.column(#column)));

@@ -3,7 +3,9 @@
 
 mod ast;
 pub(crate) mod attr;
+mod attr_exchange;
 mod check;
+mod check_exchange;
 mod expand;
 mod fallback;
 pub(crate) mod naming;
@@ -75,6 +77,39 @@ mod tests {
         }
         assert!(!out.contains("\"scratch\""), "{out}");
         assert!(!out.contains("compile_error"), "{out}");
+    }
+
+    #[test]
+    fn exchange_switches() {
+        let out = expand(syn::parse_quote! {
+            #[resource(export = false, import(key = number))]
+            struct Invoice {
+                #[resource(primary_key)]
+                id: i64,
+                #[resource(unique)]
+                number: String,
+                #[resource(export = false, import = false)]
+                secret: String,
+            }
+        });
+        assert!(!out.contains("compile_error"), "{out}");
+        assert!(
+            out.contains(". no_export () . import_by (\"number\")"),
+            "{out}"
+        );
+        assert!(
+            out.contains(". label (\"Secret\") . no_export () . no_import ()"),
+            "{out}"
+        );
+        let out = expand(syn::parse_quote! {
+            #[resource(import = false)]
+            struct Note {
+                #[resource(primary_key)]
+                id: i64,
+            }
+        });
+        assert!(out.contains(". no_import ()"), "{out}");
+        assert!(!out.contains("no_export"), "{out}");
     }
 
     #[test]
