@@ -45,17 +45,21 @@ fn config(dir: &Path) -> ImportConfig {
 }
 
 async fn env(db: &TestDb) -> Env {
+    env_with(db, registry()).await
+}
+
+async fn env_with(db: &TestDb, registry: platform_core::Registry) -> Env {
     let dir = std::env::temp_dir().join(format!(
         "import-test-{}",
         platform_core::crypto::random_token(8)
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    db.create_tables(&registry()).await;
+    db.create_tables(&registry).await;
     let platform = Platform::builder()
         .ignore_env()
         .database_url(&db.url)
         .app_key(test_key())
-        .registry(registry())
+        .registry(registry)
         .background_tasks(false)
         .max_connections(8)
         .with(Exchange::default().import_config(config(&dir)))
@@ -1052,6 +1056,98 @@ async fn a_record_touched_twice_rolls_back_to_before_the_batch() {
         assert_eq!(s, StatusCode::OK, "{label}: {b}");
         assert_eq!(
             env.count("SELECT COUNT(*) FROM invoices").await,
+            0,
+            "{label}"
+        );
+        let _ = std::fs::remove_dir_all(&env.dir);
+    }
+}
+
+/// A product with a declared import key and a field imports leave alone.
+#[derive(platform_core::Resource, Debug, Clone, PartialEq)]
+#[resource(table = "skus", import(key = code))]
+struct Sku {
+    #[resource(primary_key)]
+    id: i64,
+    #[resource(unique, max_length = 20)]
+    code: String,
+    #[resource(max_length = 80)]
+    name: String,
+    #[resource(import = false)]
+    stock: Option<i64>,
+    available: bool,
+}
+
+/// A resource imports may not write at all.
+#[derive(platform_core::Resource, Debug, Clone, PartialEq)]
+#[resource(table = "ledger_lines", import = false)]
+struct LedgerLine {
+    #[resource(primary_key)]
+    id: i64,
+    memo: String,
+}
+
+#[tokio::test]
+async fn declared_keys_and_switches_are_honoured() {
+    for db in all_backends().await {
+        let registry = platform_core::Registry::builder()
+            .register::<Sku>()
+            .register::<LedgerLine>()
+            .build()
+            .unwrap();
+        let env = env_with(&db, registry).await;
+        let label = env.label;
+        let send = |uri: &str, query: &str, body: &str| {
+            Request::builder()
+                .method(Method::POST)
+                .uri(format!("{uri}?{query}"))
+                .header(header::AUTHORIZATION, format!("Bearer {}", env.admin))
+                .header(header::CONTENT_TYPE, "text/csv")
+                .body(Body::from(body.to_owned()))
+                .unwrap()
+        };
+        let (s, b) = env
+            .json(send(
+                "/api/skus/import",
+                "",
+                "code,name,stock,available\nA-1,Apple,5,yes\nB-2,Pear,,no\n",
+            ))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{label}: {b}");
+        assert_eq!(b["data"]["report"]["counts"]["created"], 2, "{label}: {b}");
+        assert_eq!(
+            b["data"]["report"]["ignored_columns"],
+            serde_json::json!(["stock"]),
+            "{label}: {b}"
+        );
+        // The declared key upserts without being asked.
+        let (s, b) = env
+            .json(send(
+                "/api/skus/import",
+                "",
+                "code,name,available\nA-1,Green apple,true\n",
+            ))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{label}: {b}");
+        assert_eq!(b["data"]["report"]["counts"]["updated"], 1, "{label}: {b}");
+        assert_eq!(env.count("SELECT COUNT(*) FROM skus").await, 2, "{label}");
+        // A column mapped by hand to a field imports leave alone.
+        let (s, b) = env
+            .json(send(
+                "/api/skus/import",
+                "map=qty%3Dstock",
+                "code,qty\nA-1,9\n",
+            ))
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{label}: {b}");
+        assert!(b.to_string().contains("cannot be imported"), "{label}: {b}");
+        // A resource closed to imports.
+        let (s, b) = env
+            .json(send("/api/ledger_lines/import", "", "memo\nx\n"))
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{label}: {b}");
+        assert_eq!(
+            env.count("SELECT COUNT(*) FROM ledger_lines").await,
             0,
             "{label}"
         );

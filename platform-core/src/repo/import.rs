@@ -176,9 +176,34 @@ impl Records {
         rows: Vec<ImportRow>,
         options: ImportOptions,
     ) -> Result<Vec<RowOutcome>> {
+        if !self.meta().importable() {
+            return Err(Error::Unsupported(format!(
+                "{} cannot be imported",
+                self.meta().plural_label()
+            )));
+        }
         self.authorize(Ability::Create)?;
         if options.key.is_some() {
             self.authorize(Ability::Update)?;
+        }
+        // Fields left out of imports (`import = false`) are refused like
+        // read-only ones.
+        let mut rows = rows;
+        for row in &mut rows {
+            let refused: Vec<String> = row
+                .changes
+                .values
+                .keys()
+                .filter(|k| {
+                    self.meta()
+                        .field(k)
+                        .is_some_and(|f| !f.importable() && !f.is_primary_key())
+                })
+                .cloned()
+                .collect();
+            for k in refused {
+                row.changes.reject(k, "read_only", "cannot be imported");
+            }
         }
         if let Some(k) = options.key {
             let f = self.meta().field(k).ok_or_else(|| {

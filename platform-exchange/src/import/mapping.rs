@@ -5,11 +5,11 @@ use platform_core::resource::{FieldMeta, ResourceMeta};
 
 use super::ImportError;
 
-/// Whether `f` can be written by an import: not the primary key, not a
-/// managed timestamp, not hidden or read-only (nor left out with
-/// `#[resource(import = false)]`, once the derive has the switch).
+/// Whether `f` can be written by an import ([`FieldMeta::importable`]:
+/// not `#[resource(import = false)]`, not the primary key, a managed
+/// timestamp, hidden or read-only).
 pub fn importable(f: &FieldMeta) -> bool {
-    !(f.is_primary_key() || f.is_managed() || f.is_hidden() || f.is_read_only())
+    f.importable() && !f.is_primary_key()
 }
 
 /// A heading or name reduced for matching: lower case, letters and

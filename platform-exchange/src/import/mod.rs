@@ -623,8 +623,7 @@ impl Imports {
 
 /// The import key the resource declares (`#[resource(import(key = ..))]`).
 fn declared_key(meta: &'static platform_core::resource::ResourceMeta) -> Option<&'static str> {
-    let _ = meta;
-    None
+    meta.import_key()
 }
 
 fn not_found(id: i64) -> Error {

@@ -112,7 +112,9 @@ fn list_data(cx: &PageContext) -> PageFuture<'_> {
             .registry()
             .entries()
             .map(|e| e.meta())
-            .filter(|m| cx.auth.ctx.can(&permission_name(Ability::Import, m.name())))
+            .filter(|m| {
+                m.importable() && cx.auth.ctx.can(&permission_name(Ability::Import, m.name()))
+            })
             .map(|m| serde_json::json!({ "plural": m.plural(), "label": m.plural_label() }))
             .collect();
         Ok(serde_json::json!({ "batches": batches, "resources": resources }))

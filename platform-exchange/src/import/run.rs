@@ -72,6 +72,12 @@ pub(crate) fn records_for(
             resource: "resource",
             id: resource.chars().take(64).collect(),
         })?;
+    if !records.meta().importable() {
+        return Err(Error::Unsupported(format!(
+            "{} cannot be imported",
+            records.meta().plural_label()
+        )));
+    }
     ctx.authorize(&permission_name(Ability::Import, records.meta().name()))?;
     Ok(records)
 }

@@ -697,7 +697,11 @@ fn lit_str(
     Ok(None)
 }
 
-pub(crate) fn lit_bool(cx: &Ctxt, key: Symbol, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<bool>> {
+pub(crate) fn lit_bool(
+    cx: &Ctxt,
+    key: Symbol,
+    meta: &ParseNestedMeta<'_>,
+) -> syn::Result<Option<bool>> {
     let Some(expr) = value_expr(cx, key.into(), "false", meta)? else {
         return Ok(None);
     };

@@ -3,7 +3,7 @@
 use syn::meta::ParseNestedMeta;
 use syn::{Expr, Ident, Token};
 
-use super::attr::{path_to_string, skip_value, value_expr, Attr, KeyName, IMPORT, KEY};
+use super::attr::{Attr, IMPORT, KEY, KeyName, path_to_string, skip_value, value_expr};
 use crate::ctxt::Ctxt;
 
 /// The struct's `import` key.
