@@ -30,6 +30,7 @@ use crate::visibility::Visibility;
 
 mod bulk;
 mod import;
+mod import_check;
 mod read;
 mod revert;
 mod validation;
