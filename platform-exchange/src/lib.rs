@@ -35,6 +35,34 @@ impl Exchange {
         self.import = config;
         self
     }
+    /// Exports of more than `rows` rows run as a job writing to a storage
+    /// disk, and the user is notified with a download link (default
+    /// 10,000; needs the jobs capability and `FileStorage`, else every
+    /// export is answered directly).
+    #[must_use]
+    pub fn export_threshold(mut self, rows: u64) -> Self {
+        self.export.threshold = rows;
+        self
+    }
+    /// Rows read per batch by exports (1 to 10,000; default 2,000).
+    #[must_use]
+    pub fn export_batch(mut self, rows: u32) -> Self {
+        self.export.batch = rows.clamp(1, platform_core::query::MAX_BATCH_SIZE);
+        self
+    }
+    /// The storage disk queued exports are written to (default: the
+    /// default disk).
+    #[must_use]
+    pub fn export_disk(mut self, disk: impl Into<String>) -> Self {
+        self.export.disk = Some(disk.into());
+        self
+    }
+    /// How long the download link of a queued export works (default 24 h).
+    #[must_use]
+    pub fn export_link_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.export.link_ttl = ttl;
+        self
+    }
 }
 
 impl Capability for Exchange {

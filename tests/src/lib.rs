@@ -305,6 +305,8 @@ mod book {
     mod notifications {}
     #[doc = include_str!("../../book/src/storage.md")]
     mod storage {}
+    #[doc = include_str!("../../book/src/import-export.md")]
+    mod import_export {}
     #[doc = include_str!("../../book/src/broadcasting.md")]
     mod broadcasting {}
     #[doc = include_str!("../../book/src/capabilities.md")]
@@ -317,6 +319,4 @@ mod book {
     mod configuration {}
     #[doc = include_str!("../../book/src/troubleshooting.md")]
     mod troubleshooting {}
-    #[doc = include_str!("../../book/src/import-export-import.md")]
-    mod import_export_import {}
 }

@@ -27,7 +27,10 @@ async fn main() -> anyhow::Result<()> {
     let database_url = builder.resolved_database_url();
     builder = builder
         .with(jobs::capability(&database_url))
-        .with(jobs::InvoiceNotices);
+        .with(jobs::InvoiceNotices)
+        // CSV and XLSX exports: `GET /api/invoices/export?format=xlsx`,
+        // `cargo run -p demo -- export invoices --output invoices.xlsx`.
+        .with(platform_exchange::Exchange::default());
     // Mail (password resets, verification links) goes out by SMTP when
     // PLATFORM_MAIL_URL is set (`smtp://user:pass@host:587`, `smtps://...`);
     // without it, mails are only logged.

@@ -217,8 +217,17 @@ pub(crate) fn options(
     if soft && caps.force_delete {
         add("force_delete", "Delete for good", true, true);
     }
-    if caps.export {
-        add("export", "Export as CSV", false, false);
+    if caps.export && records.meta().exportable() {
+        let exporter = !p
+            .platform
+            .contributions::<super::export::PanelExport>()
+            .is_empty();
+        add(
+            "export",
+            if exporter { "Export" } else { "Export as CSV" },
+            false,
+            false,
+        );
     }
     for a in &p.shared.bulk_actions {
         if a.applies_to(records) && a.allowed(p, records) {
@@ -349,10 +358,31 @@ pub(crate) async fn run(
             .force_delete_where(&selection_query(&records, &selection))
             .await
             .map(|n| format!("Deleted {n} {} for good.", label(n))),
-        Kind::Export => match export(&p, records, &selection).await {
-            Ok(res) => return Ok(res),
-            Err(e) => Err(e),
-        },
+        Kind::Export => {
+            let hook = p
+                .platform
+                .contributions::<super::export::PanelExport>()
+                .first()
+                .map(|h| **h);
+            match hook {
+                Some(hook) => {
+                    let query = selection_query(&records, &selection);
+                    let format = form.get("format").unwrap_or("csv").to_owned();
+                    let columns: Vec<String> =
+                        form.all("export_columns").map(str::to_owned).collect();
+                    let columns = (!columns.is_empty()).then_some(columns);
+                    match (hook.run)(&p.platform, records, query, &format, columns).await {
+                        Ok(super::export::PanelExportOutcome::File(res)) => return Ok(res),
+                        Ok(super::export::PanelExportOutcome::Queued(message)) => Ok(message),
+                        Err(e) => Err(e),
+                    }
+                }
+                None => match export(&p, records, &selection).await {
+                    Ok(res) => return Ok(res),
+                    Err(e) => Err(e),
+                },
+            }
+        }
         Kind::Custom(a) => {
             let input = BulkInput {
                 records: records.clone(),

@@ -168,6 +168,8 @@ struct ListPage {
     pager: Pager,
     errors: Vec<MessageView>,
     bulk: Vec<bulk::OptionView>,
+    /// The formats of the export pipeline, when one is contributed.
+    export_formats: &'static [(&'static str, &'static str)],
     query: String,
     back: String,
     reset_href: String,
@@ -505,11 +507,17 @@ fn build(
     let base_query = query_string(params.pairs_with(&paging, &[]));
     let back = with_query(&list, &base_query);
     let bulk = bulk::options(p, records, &caps, trashed);
+    let export_formats = p
+        .platform
+        .contributions::<super::export::PanelExport>()
+        .first()
+        .map_or(&[][..], |e| e.formats);
     let filtered = params
         .base
         .iter()
         .any(|(k, _)| k.starts_with("filter[") || k == "search" || k == "trashed");
     ListPage {
+        export_formats,
         can: caps,
         columns,
         rows,

@@ -74,6 +74,7 @@
 
 pub mod auth;
 pub mod bulk;
+pub mod export;
 pub mod page;
 pub mod session;
 pub mod widget;

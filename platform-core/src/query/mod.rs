@@ -18,6 +18,9 @@ pub(crate) use plan::{Plan, column_types, push_columns};
 pub const DEFAULT_PAGE_SIZE: u32 = 25;
 /// The largest page.
 pub const MAX_PAGE_SIZE: u32 = 100;
+/// The most rows one [`Records::batch`](crate::repo::Records::batch) reads
+/// (exports and jobs walk a whole list in batches of this size or less).
+pub const MAX_BATCH_SIZE: u32 = 10_000;
 /// The highest page number of offset paging (deeper pages: use the
 /// keyset cursor, `page[after]`).
 pub const MAX_PAGE_NUMBER: u32 = 1_000_000;

@@ -4,7 +4,10 @@ use crate::db::dialect;
 use crate::db::{Backend, Sql};
 use crate::error::Result;
 use crate::permission::{Ability, VIEW_ENCRYPTED};
-use crate::query::{Count, ListQuery, Paging, Plan, column_types, encode_cursor, push_columns};
+use crate::query::{
+    Count, ListQuery, MAX_BATCH_SIZE, MAX_PAGE_SIZE, Paging, Plan, column_types, encode_cursor,
+    push_columns,
+};
 use crate::value::{FieldType, Value};
 
 use super::{
@@ -171,10 +174,48 @@ impl Records {
         self.list_inner(query, false).await
     }
 
+    /// Up to `size` records (at most [`MAX_BATCH_SIZE`]) matching `query`
+    /// after its cursor, for code that walks a whole list (exports, jobs):
+    /// the same search, filters, sort, scope and field visibility as
+    /// [`Records::list`], in larger pages. `query` must use keyset paging
+    /// (its page size is ignored); follow `next_cursor` with
+    /// [`ListQuery::after`]. Never counts.
+    pub async fn batch(&self, query: &ListQuery, size: u32) -> Result<Page<Record>> {
+        let Paging::Cursor { after, .. } = &query.paging else {
+            let mut errors = crate::error::FieldErrors::default();
+            errors.add(
+                "page[number]",
+                "invalid",
+                "a batch follows cursors, not page numbers",
+            );
+            return Err(crate::Error::Validation(errors));
+        };
+        let mut q = query.clone();
+        q.paging = Paging::Cursor {
+            size: MAX_PAGE_SIZE,
+            after: after.clone(),
+        };
+        q.count = false;
+        self.list_sized(&q, false, Some(size.clamp(1, MAX_BATCH_SIZE)))
+            .await
+    }
+
     pub(crate) async fn list_inner(&self, query: &ListQuery, full: bool) -> Result<Page<Record>> {
+        self.list_sized(query, full, None).await
+    }
+
+    async fn list_sized(
+        &self,
+        query: &ListQuery,
+        full: bool,
+        size: Option<u32>,
+    ) -> Result<Page<Record>> {
         self.authorize(Ability::ViewAny)?;
         let meta = self.meta();
-        let plan = self.read_plan(query).await?;
+        let mut plan = self.read_plan(query).await?;
+        if let Some(size) = size {
+            plan.size = size;
+        }
         let db = self.platform.db();
         let backend = db.backend();
         let mut q = Sql::new(backend);
