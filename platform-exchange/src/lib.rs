@@ -28,6 +28,13 @@ pub struct Exchange {
 }
 
 impl Exchange {
+    /// How imports run (chunk size, file limits, date order, the job
+    /// threshold, the storage disk).
+    #[must_use]
+    pub fn import_config(mut self, config: import::ImportConfig) -> Self {
+        self.import = config;
+        self
+    }
     /// Exports of more than `rows` rows run as a job writing to a storage
     /// disk, and the user is notified with a download link (default
     /// 10,000; needs the jobs capability and `FileStorage`, else every

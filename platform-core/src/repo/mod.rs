@@ -29,7 +29,10 @@ use crate::value::Value;
 use crate::visibility::Visibility;
 
 mod bulk;
+mod import;
+mod import_check;
 mod read;
+mod revert;
 mod validation;
 mod write;
 
@@ -137,6 +140,8 @@ impl Record {
 }
 
 pub use crate::visibility::mask_pii;
+pub use import::{ImportOptions, ImportRow, RowOutcome, TouchAction, TouchLog, Touched};
+pub use revert::{Revert, RevertReport};
 
 /// Field values to write, by field name, and the fields whose value could
 /// not be read (a string sent for an integer, say).

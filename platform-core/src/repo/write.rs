@@ -112,7 +112,7 @@ impl Records {
     /// A record that fails gets every field error at once, with the
     /// `unique` and `belongs_to` checks of the fields that passed their
     /// own.
-    async fn prepare_create(
+    pub(super) async fn prepare_create(
         &self,
         changes: Changes,
         trusted: bool,
@@ -168,7 +168,7 @@ impl Records {
     }
 
     /// `INSERT` of `rows` (stored values), returning the new ids in row order.
-    async fn insert_rows(&self, tx: &mut Tx, rows: &[Vec<Value>]) -> Result<Vec<Value>> {
+    pub(super) async fn insert_rows(&self, tx: &mut Tx, rows: &[Vec<Value>]) -> Result<Vec<Value>> {
         let meta = self.meta();
         let pk_i = meta.primary_key_index();
         let pk = meta.primary_key();
@@ -468,7 +468,7 @@ impl Records {
     }
 
     /// The stored row, locked, soft-deleted or not.
-    async fn locked_row_any(&self, tx: &mut Tx, id: &Value) -> Result<Vec<Value>> {
+    pub(super) async fn locked_row_any(&self, tx: &mut Tx, id: &Value) -> Result<Vec<Value>> {
         let q = self.select_by_id(tx.backend(), id, true);
         let row = tx
             .fetch_optional(q, &column_types(self.meta()))

@@ -1,0 +1,416 @@
+//! The panel's import pages: `imports` (an upload form, the batches with
+//! status, progress and counts, a rollback action and the failed-rows
+//! download) and `import-preview/{upload}` (the automatic mapping with a
+//! select per column, the first rows as they would be read, a dry run and
+//! the run).
+//!
+//! The upload itself is `POST /imports/upload` (multipart, outside the
+//! panel's URL-encoded forms), signed in by the panel session and checked
+//! against its CSRF token; the file waits on the storage disk under a
+//! random name bound to the user until it is run.
+
+use axum::extract::{Multipart, Path};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::StreamExt;
+use platform_admin::capability::SetupExt;
+use platform_admin::panel::PanelAuth;
+use platform_admin::panel::page::{ActionFuture, PageAction, PageContext, PageFuture, PanelPage};
+use platform_core::capability::Setup;
+use platform_core::permission::{Ability, permission_name};
+use platform_core::storage::StorageExt;
+use platform_core::{Error, Platform};
+
+use super::mapping::parse_overrides;
+use super::{ImportRequest, Imports};
+
+const LIST: &str = r#"
+<section id="imports">
+{% if data.resources %}
+<form id="import-upload" method="post" enctype="multipart/form-data" action="/imports/upload">
+  <input type="hidden" name="_csrf" value="{{ csrf }}">
+  <input type="hidden" name="_base" value="{{ base }}">
+  <label>Resource <select name="resource">{% for r in data.resources %}<option value="{{ r.plural }}">{{ r.label }}</option>{% endfor %}</select></label>
+  <label>File (CSV or XLSX) <input type="file" name="file" accept=".csv,.xlsx,text/csv" required></label>
+  <button type="submit">Upload and preview</button>
+</form>
+{% endif %}
+{% if data.batches %}
+<table class="table">
+  <thead><tr><th>#</th><th>Resource</th><th>File</th><th>By</th><th>Status</th><th>Progress</th><th>Created</th><th>Updated</th><th>Failed</th><th></th></tr></thead>
+  <tbody>
+  {% for b in data.batches %}
+  <tr id="import-{{ b.id }}">
+    <td>{{ b.id }}</td><td>{{ b.resource }}</td><td>{{ b.file_name or "" }}</td>
+    <td>{{ b.actor_label or b.actor_type }}</td>
+    <td class="status">{{ b.status }}</td>
+    <td>{{ b.counts.processed }}{% if b.total_rows %} / {{ b.total_rows }}{% endif %}</td>
+    <td>{{ b.counts.created }}</td><td>{{ b.counts.updated }}</td>
+    <td>{{ b.counts.failed }}{% if b.failed_path %} <a href="/imports/{{ b.id }}/failed.csv">failed rows</a>{% endif %}</td>
+    <td>
+    {% if b.status == "done" or b.status == "failed" %}
+      <form method="post" action="{{ page.href }}/actions/rollback/{{ b.id }}">
+        <input type="hidden" name="_csrf" value="{{ csrf }}">
+        <label><input type="checkbox" name="force" value="1"> even if changed since</label>
+        <button type="submit">Roll back</button>
+      </form>
+    {% endif %}
+    </td>
+  </tr>
+  {% if b.error %}<tr><td></td><td colspan="9" class="error">{{ b.error }}</td></tr>{% endif %}
+  {% endfor %}
+  </tbody>
+</table>
+{% else %}
+<p>No imports yet.</p>
+{% endif %}
+</section>
+"#;
+
+const PREVIEW: &str = r#"
+<section id="import-preview">
+<p>{{ data.file_name }} into {{ data.resource }} ({{ data.preview.format }}).</p>
+{% if data.preview.missing_required %}<p class="warning">No column feeds: {{ data.preview.missing_required | join(", ") }}.</p>{% endif %}
+<form method="get" action="{{ page.href }}/{{ page.rest }}">
+  <table class="table" id="import-mapping"><thead><tr><th>Column</th><th>Field</th></tr></thead><tbody>
+  {% for m in data.preview.mapping %}
+  <tr><td>{{ m.heading }}</td><td><select name="map">
+    <option value="{{ m.heading }}=">(ignore)</option>
+    {% for f in data.preview.fields %}<option value="{{ m.heading }}={{ f.name }}"{% if f.name == m.field %} selected{% endif %}>{{ f.label }}</option>{% endfor %}
+  </select></td></tr>
+  {% endfor %}
+  </tbody></table>
+  <button type="submit">Update the preview</button>
+</form>
+<table class="table" id="import-rows"><thead><tr><th>Row</th>{% for m in data.preview.mapping %}<th>{{ m.heading }}</th>{% endfor %}</tr></thead><tbody>
+{% for r in data.preview.rows %}<tr><td>{{ r.row }}</td>{% for c in r.cells %}<td{% if c.read and c.read.error %} class="error" title="{{ c.read.error }}"{% endif %}>{{ c.text }}{% if c.read and c.read.error %} ({{ c.read.error }}){% endif %}</td>{% endfor %}</tr>{% endfor %}
+</tbody></table>
+{% for action in ["dry_run", "run"] %}
+<form method="post" action="{{ page.href }}/actions/{{ action }}/{{ page.rest }}">
+  <input type="hidden" name="_csrf" value="{{ csrf }}">
+  {% for m in data.preview.mapping %}<input type="hidden" name="map" value="{{ m.heading }}={{ m.field or "" }}">{% endfor %}
+  <input type="hidden" name="_back" value="{% if action == "run" %}{{ base }}/imports{% else %}{{ page.href }}/{{ page.rest }}{% endif %}">
+  <button type="submit">{% if action == "run" %}Import{% else %}Dry run{% endif %}</button>
+</form>
+{% endfor %}
+</section>
+"#;
+
+fn service(platform: &Platform) -> Result<std::sync::Arc<Imports>, Error> {
+    platform
+        .get::<Imports>()
+        .ok_or_else(|| Error::Configuration("the exchange capability is not added".to_owned()))
+}
+
+fn list_data(cx: &PageContext) -> PageFuture<'_> {
+    Box::pin(async move {
+        let imports = service(&cx.platform)?;
+        let batches = imports.batches(&cx.platform, &cx.auth.ctx, 100).await?;
+        let resources: Vec<serde_json::Value> = cx
+            .platform
+            .registry()
+            .entries()
+            .map(|e| e.meta())
+            .filter(|m| {
+                m.importable() && cx.auth.ctx.can(&permission_name(Ability::Import, m.name()))
+            })
+            .map(|m| serde_json::json!({ "plural": m.plural(), "label": m.plural_label() }))
+            .collect();
+        Ok(serde_json::json!({ "batches": batches, "resources": resources }))
+    })
+}
+
+/// An upload waiting for its run: who sent it, for which resource.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Pending {
+    user_id: i64,
+    resource: String,
+    file_name: Option<String>,
+    content_type: Option<String>,
+}
+
+fn upload_paths(token: &str) -> Result<(String, String), Error> {
+    if token.is_empty() || !token.chars().all(|c| c.is_ascii_alphanumeric()) || token.len() > 64 {
+        return Err(Error::NotFound {
+            resource: "upload",
+            id: token.chars().take(64).collect(),
+        });
+    }
+    Ok((
+        format!("imports/uploads/{token}.file"),
+        format!("imports/uploads/{token}.json"),
+    ))
+}
+
+/// The pending upload `token` of this user, copied to a local file.
+async fn pending(cx: &PageContext) -> Result<(Pending, std::path::PathBuf), Error> {
+    let imports = service(&cx.platform)?;
+    let (file, meta) = upload_paths(&cx.rest)?;
+    let storage = imports.storage(&cx.platform)?;
+    let not_found = || Error::NotFound {
+        resource: "upload",
+        id: cx.rest.clone(),
+    };
+    let info: Pending = storage
+        .get_bytes(&meta)
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(not_found)?;
+    if info.user_id != cx.auth.user.id {
+        return Err(not_found());
+    }
+    let bytes = storage.get_bytes(&file).await?;
+    let local = imports.temp_path("panel")?;
+    tokio::fs::write(&local, &bytes)
+        .await
+        .map_err(|e| Error::from(super::ImportError::io(e)))?;
+    Ok((info, local))
+}
+
+fn request(cx: &PageContext, info: &Pending, dry_run: bool) -> Result<ImportRequest, Error> {
+    let mapping = parse_overrides(
+        cx.params
+            .iter()
+            .filter(|(k, _)| k == "map")
+            .map(|(_, v)| v.as_str()),
+    )?;
+    Ok(ImportRequest {
+        resource: info.resource.clone(),
+        file_name: info.file_name.clone(),
+        content_type: info.content_type.clone(),
+        mapping,
+        dry_run,
+        key: None,
+    })
+}
+
+fn preview_data(cx: &PageContext) -> PageFuture<'_> {
+    Box::pin(async move {
+        let (info, local) = pending(cx).await?;
+        let req = request(cx, &info, true)?;
+        let p = service(&cx.platform)?
+            .preview(&cx.platform, &cx.auth.ctx, &req, &local, 10)
+            .await;
+        let _ = tokio::fs::remove_file(&local).await;
+        Ok(serde_json::json!({
+            "resource": info.resource,
+            "file_name": info.file_name,
+            "preview": p?,
+        }))
+    })
+}
+
+fn run_action(cx: &PageContext, dry_run: bool) -> ActionFuture<'_> {
+    Box::pin(async move {
+        let (info, local) = pending(cx).await?;
+        let req = request(cx, &info, dry_run)?;
+        let imports = service(&cx.platform)?;
+        let s = imports
+            .submit(&cx.platform, &cx.auth.ctx, &req, &local)
+            .await;
+        let _ = tokio::fs::remove_file(&local).await;
+        let s = s?;
+        if !dry_run && let Ok((file, meta)) = upload_paths(&cx.rest) {
+            let storage = imports.storage(&cx.platform)?;
+            let _ = storage.delete_file(&file).await;
+            let _ = storage.delete_file(&meta).await;
+        }
+        Ok(match s.report {
+            None => format!("Import {} runs in the background.", s.batch_id),
+            Some(r) => format!(
+                "{} {}: {} created, {} updated, {} unchanged, {} failed{}.",
+                if dry_run { "Dry run" } else { "Import" },
+                s.batch_id,
+                r.counts.created,
+                r.counts.updated,
+                r.counts.unchanged,
+                r.counts.failed,
+                r.failures
+                    .first()
+                    .map(|f| format!(" (row {} {}: {})", f.row, f.column, f.reason))
+                    .unwrap_or_default()
+            ),
+        })
+    })
+}
+
+fn dry_run(cx: &PageContext) -> ActionFuture<'_> {
+    run_action(cx, true)
+}
+
+fn run(cx: &PageContext) -> ActionFuture<'_> {
+    run_action(cx, false)
+}
+
+fn rollback(cx: &PageContext) -> ActionFuture<'_> {
+    Box::pin(async move {
+        let id: i64 = cx.rest.parse().map_err(|_| Error::NotFound {
+            resource: "import",
+            id: cx.rest.chars().take(64).collect(),
+        })?;
+        let force = cx.param("force").is_some_and(|v| v == "1");
+        let r = service(&cx.platform)?
+            .rollback(&cx.platform, &cx.auth.ctx, id, force)
+            .await?;
+        Ok(format!(
+            "Import {id} rolled back: {} removed, {} restored.",
+            r.deleted, r.reverted
+        ))
+    })
+}
+
+/// Equal in constant time (for the CSRF token).
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    (status, message.to_owned()).into_response()
+}
+
+/// `POST /imports/upload`: keeps the file and sends the user to its
+/// preview.
+async fn upload(
+    axum::extract::State(platform): axum::extract::State<Platform>,
+    auth: PanelAuth,
+    mut form: Multipart,
+) -> Response {
+    let Ok(imports) = service(&platform) else {
+        return refuse(StatusCode::NOT_FOUND, "imports are not enabled");
+    };
+    let limit = imports.config().limits.max_bytes;
+    let (mut csrf, mut resource, mut base) = (String::new(), String::new(), "/admin".to_owned());
+    let mut file: Option<(Vec<u8>, Option<String>, Option<String>)> = None;
+    while let Ok(Some(field)) = form.next_field().await {
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == "file" {
+            let fname = field.file_name().map(|n| {
+                n.rsplit(['/', '\\'])
+                    .next()
+                    .unwrap_or_default()
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(200)
+                    .collect::<String>()
+            });
+            let ctype = field.content_type().map(str::to_owned);
+            let mut bytes = Vec::new();
+            let mut stream = field;
+            while let Some(chunk) = stream.next().await {
+                let Ok(chunk) = chunk else {
+                    return refuse(StatusCode::BAD_REQUEST, "the upload was cut short");
+                };
+                bytes.extend_from_slice(&chunk);
+                if bytes.len() as u64 > limit {
+                    return refuse(StatusCode::PAYLOAD_TOO_LARGE, "the file is too large");
+                }
+            }
+            file = Some((bytes, fname, ctype));
+        } else {
+            let v = field.text().await.unwrap_or_default();
+            match name.as_str() {
+                "_csrf" => csrf = v,
+                "resource" => resource = v,
+                "_base" if v.starts_with('/') && !v.starts_with("//") => base = v,
+                _ => {}
+            }
+        }
+    }
+    if !same(&csrf, &auth.csrf_token) {
+        return refuse(StatusCode::FORBIDDEN, "the form expired: reload the page");
+    }
+    let Some(records) = platform.records(&resource, &auth.ctx) else {
+        return refuse(StatusCode::NOT_FOUND, "no such resource");
+    };
+    if !auth
+        .ctx
+        .can(&permission_name(Ability::Import, records.meta().name()))
+    {
+        return refuse(StatusCode::FORBIDDEN, "you may not import these records");
+    }
+    let Some((bytes, file_name, content_type)) = file.filter(|f| !f.0.is_empty()) else {
+        return refuse(StatusCode::UNPROCESSABLE_ENTITY, "choose a file");
+    };
+    let token = platform_core::crypto::random_token(16)
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>();
+    let Ok((fpath, mpath)) = upload_paths(&token) else {
+        return refuse(StatusCode::INTERNAL_SERVER_ERROR, "no upload name");
+    };
+    let info = Pending {
+        user_id: auth.user.id,
+        resource: records.meta().plural().to_owned(),
+        file_name,
+        content_type,
+    };
+    let stored = async {
+        let storage = imports.storage(&platform)?;
+        storage.put_bytes(&fpath, bytes).await?;
+        storage
+            .put_bytes(&mpath, serde_json::to_vec(&info).unwrap_or_default())
+            .await?;
+        Ok::<(), Error>(())
+    }
+    .await;
+    if stored.is_err() {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the file could not be stored",
+        );
+    }
+    let mut res = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("{base}/import-preview/{token}")) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}
+
+/// `GET /imports/{id}/failed.csv` for a signed-in panel user.
+async fn failed(
+    axum::extract::State(platform): axum::extract::State<Platform>,
+    auth: PanelAuth,
+    Path(id): Path<i64>,
+) -> Response {
+    let Ok(imports) = service(&platform) else {
+        return refuse(StatusCode::NOT_FOUND, "imports are not enabled");
+    };
+    match imports.failed_rows(&platform, &auth.ctx, id).await {
+        Ok(Some(bytes)) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"import-{id}-failed.csv\""),
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        _ => refuse(StatusCode::NOT_FOUND, "no failed rows"),
+    }
+}
+
+pub(crate) fn pages(setup: &mut Setup) {
+    setup.panel_page(
+        PanelPage::new("imports", "Imports", LIST, list_data)
+            .nav_group("System")
+            .action(PageAction::new("rollback", rollback)),
+    );
+    setup.panel_page(
+        PanelPage::new("import-preview", "Import preview", PREVIEW, preview_data)
+            .hidden()
+            .action(PageAction::new("dry_run", dry_run))
+            .action(PageAction::new("run", run)),
+    );
+    setup.routes(
+        axum::Router::new()
+            .route(
+                "/imports/upload",
+                post(upload).layer(axum::extract::DefaultBodyLimit::disable()),
+            )
+            .route("/imports/{id}/failed.csv", get(failed)),
+    );
+}
