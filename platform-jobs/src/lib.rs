@@ -59,7 +59,11 @@
 //!
 //! Delivery is at least once: a worker that dies mid-job leaves the job to
 //! be taken again once its heartbeat is missed; a job must tolerate
-//! running twice (make its effect idempotent, or check first).
+//! running twice (make its effect idempotent, or check first). A second
+//! delivery of the same run to the same process (Redis can hand a job
+//! back while its first delivery is still being acknowledged) is dropped:
+//! a run is its job id, attempt and due time, so a retry or a
+//! `queue:retry` is a new run.
 
 mod backend;
 mod commands;
@@ -154,6 +158,9 @@ pub(crate) struct State {
     pub(crate) only: Mutex<Option<Vec<String>>>,
     pub(crate) buffer: Mutex<Vec<store::RunRecord>>,
     pub(crate) in_flight: std::sync::atomic::AtomicUsize,
+    /// The runs this process started lately, to drop a back end's second
+    /// delivery of the same run (see [`runtime::Runs`]).
+    pub(crate) runs: Mutex<runtime::Runs>,
 }
 
 /// How a job is dispatched (see [`Jobs::dispatch_with`]).
@@ -435,6 +442,7 @@ impl Jobs {
                 only: Mutex::new(None),
                 buffer: Mutex::new(Vec::new()),
                 in_flight: std::sync::atomic::AtomicUsize::new(0),
+                runs: Mutex::new(runtime::Runs::default()),
             })),
         })
     }

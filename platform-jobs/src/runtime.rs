@@ -154,6 +154,39 @@ impl futures::Stream for Ticks {
     }
 }
 
+/// How many runs [`Runs`] remembers.
+const RUNS_KEPT: usize = 4_096;
+
+/// The runs this process started lately (job id, attempt, due time),
+/// oldest first. A back end may hand out a run again before its first
+/// delivery is acknowledged (apalis-redis re-queues a worker's in-flight
+/// set when it registers again); that second delivery is not a new run.
+/// A retry has a new attempt and a `queue:retry` a new due time, so
+/// neither is taken for a duplicate; another process (after a crash)
+/// still runs the job again, as at-least-once delivery says.
+#[derive(Default)]
+pub(crate) struct Runs {
+    seen: std::collections::HashSet<(String, u32, i64)>,
+    order: std::collections::VecDeque<(String, u32, i64)>,
+}
+
+impl Runs {
+    /// Notes the run of `env`; false when it was noted already.
+    pub(crate) fn start(&mut self, env: &Envelope) -> bool {
+        let key = (env.id.clone(), env.attempt, env.available_at);
+        if !self.seen.insert(key.clone()) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > RUNS_KEPT
+            && let Some(old) = self.order.pop_front()
+        {
+            self.seen.remove(&old);
+        }
+        true
+    }
+}
+
 /// Runs one delivery of a job.
 async fn handle(env: Envelope, rt: Data<Runtime>) -> Result<(), BoxDynError> {
     let state = rt.jobs.state()?.clone();
@@ -164,6 +197,15 @@ async fn handle(env: Envelope, rt: Data<Runtime>) -> Result<(), BoxDynError> {
 }
 
 async fn deliver(rt: &Runtime, state: &Arc<State>, env: Envelope) -> Result<(), BoxDynError> {
+    let first = state
+        .runs
+        .lock()
+        .map(|mut r| r.start(&env))
+        .unwrap_or(true);
+    if !first {
+        tracing::info!(job = %env.id, kind = %env.kind, attempt = env.attempt, "the back end delivered a run this process already took; dropped");
+        return Ok(());
+    }
     // SQLite and PostgreSQL store the run time to the second: a job due
     // within the second may come early; it waits for its time here.
     let early = env.available_at - now_ms();
@@ -378,5 +420,42 @@ pub(crate) async fn trim(platform: Platform, mut stop: Stop) {
         if stop.wait_for(Duration::from_secs(600)).await {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(id: &str, attempt: u32, available_at: i64) -> Envelope {
+        Envelope {
+            id: id.to_owned(),
+            kind: "k".to_owned(),
+            payload: serde_json::Value::Null,
+            actor: None,
+            unique_key: None,
+            release_unique: false,
+            queue: "default".to_owned(),
+            attempt,
+            max_attempts: 3,
+            backoff_ms: None,
+            available_at,
+        }
+    }
+
+    #[test]
+    fn a_run_delivered_twice_is_taken_once_but_retries_are_new_runs() {
+        let mut runs = Runs::default();
+        assert!(runs.start(&env("a", 1, 10)));
+        assert!(!runs.start(&env("a", 1, 10)), "the same run again");
+        assert!(runs.start(&env("a", 2, 10)), "a retry");
+        assert!(runs.start(&env("a", 1, 20)), "queue:retry");
+        assert!(runs.start(&env("b", 1, 10)), "another job");
+        // Bounded: the oldest runs are forgotten.
+        for i in 0..RUNS_KEPT {
+            assert!(runs.start(&env(&format!("x{i}"), 1, 0)));
+        }
+        assert_eq!(runs.seen.len(), RUNS_KEPT);
+        assert!(runs.start(&env("a", 1, 10)), "forgotten after {RUNS_KEPT}");
     }
 }
