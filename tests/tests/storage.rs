@@ -313,6 +313,35 @@ async fn an_s3_disk_from_its_url_serves_signed_files() {
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.body, b"id,total\n1,10\n");
     assert_eq!(a.headers[header::CONTENT_TYPE], "text/csv; charset=utf-8");
+    // `/health` asks every disk: the live server answers.
+    let h = get(&app, "/health").await;
+    let body = String::from_utf8_lossy(&h.body).into_owned();
+    assert_eq!(h.status, StatusCode::OK, "{body}");
+    assert!(body.contains("\"name\":\"storage\""), "{body}");
     s3.delete_file(&path).await.unwrap();
     p.shutdown().await;
+
+    // An S3 disk whose server is down: `/health` says which disk, and why.
+    let dead = platform(
+        &TestDb::sqlite(),
+        FileStorage::new()
+            .ignore_env()
+            .disk_url("local", "memory://")
+            .disk_url(
+                "archive",
+                "s3://gone?endpoint=http://127.0.0.1:1&retries=0&timeout=2&access_key_id=x&secret_access_key=y",
+            )
+            .scheme("s3", platform_adapters::storage::S3Storage::open),
+    )
+    .await;
+    let app = platform_admin::app_router(&dead)
+        .unwrap()
+        .with_state(dead.clone());
+    let h = get(&app, "/health").await;
+    let body = String::from_utf8_lossy(&h.body).into_owned();
+    assert_eq!(h.status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("disk archive: "), "{body}");
+    assert!(!body.contains("disk local"), "{body}");
+    assert!(!body.contains("secret_access_key") && !body.contains("=y"), "{body}");
+    dead.shutdown().await;
 }

@@ -506,7 +506,57 @@ impl Capability for FileStorage {
             })
             .contribute(SignedFileRoute {
                 prefix: self.route.clone(),
-            });
+            })
+            .health_check(StorageHealth);
+    }
+}
+
+/// The path the health check asks about: it need not exist, the answer
+/// "not found" shows the disk answers.
+const HEALTH_PROBE: &str = "platform-health-probe";
+
+/// `/health`'s `storage` check: every disk is asked about one path (a
+/// `HEAD`, nothing written, so an S3 bucket is not charged for writes).
+/// "Not found" is healthy; an unreachable server, a refused credential or
+/// an unreadable directory is not, and names the disk.
+struct StorageHealth;
+
+#[async_trait::async_trait]
+impl crate::capability::HealthCheck for StorageHealth {
+    fn name(&self) -> &str {
+        "storage"
+    }
+    async fn check(&self, platform: &Platform) -> crate::capability::HealthResult {
+        let disks = platform
+            .get::<Disks>()
+            .ok_or_else(|| "the storage service is missing".to_owned())?;
+        disks.check().await
+    }
+}
+
+impl Disks {
+    /// Asks every disk about one path; `Err` names each disk that did not
+    /// answer, with why (what `/health` shows under `storage`).
+    pub async fn check(&self) -> Result<(), String> {
+        let probe = StoragePath::parse(HEALTH_PROBE).map_err(|e| e.to_string())?;
+        let answers = futures::future::join_all(self.disks.iter().map(|(name, disk)| {
+            let probe = &probe;
+            async move { (name, disk.head(probe).await) }
+        }))
+        .await;
+        let failed: Vec<String> = answers
+            .into_iter()
+            .filter_map(|(name, r)| match r {
+                Ok(_) => None,
+                Err(e) if e.is_not_found() => None,
+                Err(e) => Some(format!("disk {name}: {e}")),
+            })
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
     }
 }
 
@@ -523,6 +573,31 @@ mod tests {
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| (*v).to_owned())
         }
+    }
+
+    #[tokio::test]
+    async fn the_health_check_names_the_disk_that_does_not_answer() {
+        // A local disk whose root is a file: every read fails (not "not found").
+        let file = std::env::temp_dir().join(format!("platform-health-{}", std::process::id()));
+        std::fs::write(&file, b"not a directory").unwrap();
+        let ok = Disks::new(
+            "mem",
+            [("mem".to_owned(), Arc::new(MemoryStorage::new()) as Arc<dyn Storage>)],
+        )
+        .unwrap();
+        assert_eq!(ok.check().await, Ok(()), "a missing file is an answer");
+        let broken = Disks::new(
+            "mem",
+            [
+                ("mem".to_owned(), Arc::new(MemoryStorage::new()) as Arc<dyn Storage>),
+                ("bad".to_owned(), Arc::new(LocalStorage::new(&file)) as Arc<dyn Storage>),
+            ],
+        )
+        .unwrap();
+        let err = broken.check().await.unwrap_err();
+        std::fs::remove_file(&file).unwrap();
+        assert!(err.starts_with("disk bad: "), "{err}");
+        assert!(!err.contains("disk mem"), "{err}");
     }
 
     #[test]
