@@ -41,6 +41,10 @@ pub mod read;
 pub mod run;
 
 pub use batch::{Batch, Counts, Status};
+
+/// The error of a batch whose run was cut off (its process stopped).
+pub const INTERRUPTED: &str = "interrupted: the process importing it stopped mid-run; \
+    the rows of its committed chunks stay (roll the batch back to remove them)";
 pub use coerce::DateOrder;
 pub use preview::Preview;
 pub use read::{Format, Limits};
@@ -397,11 +401,34 @@ impl Imports {
         platform: &Platform,
         ctx: &Context,
         job: &job::ImportJob,
-    ) -> Result<RunReport, Error> {
+    ) -> Result<Option<RunReport>, Error> {
         let records = run::records_for(platform, ctx, &job.resource)?;
         let b = batch::get(platform.db(), job.batch_id)
             .await?
             .ok_or_else(|| not_found(job.batch_id))?;
+        match b.status {
+            Status::Queued => {}
+            // A run started and never finished: the process running it
+            // stopped (killed, crashed) and the queue handed the job to
+            // another worker. Running it again would import the committed
+            // chunks twice, so the batch fails instead; each chunk is one
+            // transaction, so no row is half-written, and a rollback
+            // removes what the committed chunks wrote.
+            Status::Running => {
+                batch::finish(
+                    platform.db(),
+                    job.batch_id,
+                    Status::Failed,
+                    Some(INTERRUPTED.to_owned()),
+                    None,
+                )
+                .await?;
+                tracing::warn!(batch = job.batch_id, "import batch interrupted mid-run; marked failed");
+                return Ok(None);
+            }
+            // Finished already (a second delivery of the job): nothing to do.
+            _ => return Ok(None),
+        }
         let stored = b.file_path.clone().ok_or_else(|| not_found(job.batch_id))?;
         let bytes = self.storage(platform)?.get_bytes(stored.as_str()).await?;
         let local = self.temp_path(&format!("job-{}", job.batch_id))?;
@@ -420,7 +447,7 @@ impl Imports {
         let (report, failed) = run::run(platform, &records, &self.config, &input, &|_| {}).await;
         let _ = tokio::fs::remove_file(&local).await;
         self.keep_failed(platform, job.batch_id, failed).await?;
-        Ok(report)
+        Ok(Some(report))
     }
 
     /// A fresh local path for a file being read.
