@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use platform_core::context::{Actor, Context};
-use platform_core::db::Backend;
 use platform_core::Platform;
 use platform_core::access::NewUser;
+use platform_core::context::{Actor, Context};
+use platform_core::db::Backend;
 use platform_exchange::Exchange;
 use platform_exchange::import::{INTERRUPTED, ImportConfig, ImportRequest, Imports, Status};
 use platform_jobs::Jobs;
@@ -60,7 +60,11 @@ async fn batch_status(p: &Platform, id: i64) -> (String, i64, Option<String>) {
     q.push("SELECT status, processed, error FROM platform_import_batches WHERE id = ")
         .bind_i64(id);
     use platform_core::value::FieldType as T;
-    let row = p.db().fetch_all(q, &[T::Text, T::I64, T::Text]).await.unwrap();
+    let row = p
+        .db()
+        .fetch_all(q, &[T::Text, T::I64, T::Text])
+        .await
+        .unwrap();
     let r = &row[0];
     (
         r[0].as_str().unwrap().to_owned(),
@@ -211,7 +215,11 @@ async fn an_import_killed_midway_is_marked_failed_and_rolls_back_whole() {
         let n = invoices(&p).await;
         assert_eq!(n, killed_at, "{label}: rows were imported again");
         assert!(n > 0 && n < ROWS as i64, "{label}: {n}");
-        assert_eq!(n % CHUNK as i64, 0, "{label}: a chunk was half-written: {n}");
+        assert_eq!(
+            n % CHUNK as i64,
+            0,
+            "{label}: a chunk was half-written: {n}"
+        );
 
         // The failed batch rolls back without force.
         let report = p

@@ -342,6 +342,9 @@ async fn an_s3_disk_from_its_url_serves_signed_files() {
     assert_eq!(h.status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body.contains("disk archive: "), "{body}");
     assert!(!body.contains("disk local"), "{body}");
-    assert!(!body.contains("secret_access_key") && !body.contains("=y"), "{body}");
+    assert!(
+        !body.contains("secret_access_key") && !body.contains("=y"),
+        "{body}"
+    );
     dead.shutdown().await;
 }

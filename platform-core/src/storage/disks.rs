@@ -582,15 +582,24 @@ mod tests {
         std::fs::write(&file, b"not a directory").unwrap();
         let ok = Disks::new(
             "mem",
-            [("mem".to_owned(), Arc::new(MemoryStorage::new()) as Arc<dyn Storage>)],
+            [(
+                "mem".to_owned(),
+                Arc::new(MemoryStorage::new()) as Arc<dyn Storage>,
+            )],
         )
         .unwrap();
         assert_eq!(ok.check().await, Ok(()), "a missing file is an answer");
         let broken = Disks::new(
             "mem",
             [
-                ("mem".to_owned(), Arc::new(MemoryStorage::new()) as Arc<dyn Storage>),
-                ("bad".to_owned(), Arc::new(LocalStorage::new(&file)) as Arc<dyn Storage>),
+                (
+                    "mem".to_owned(),
+                    Arc::new(MemoryStorage::new()) as Arc<dyn Storage>,
+                ),
+                (
+                    "bad".to_owned(),
+                    Arc::new(LocalStorage::new(&file)) as Arc<dyn Storage>,
+                ),
             ],
         )
         .unwrap();

@@ -423,7 +423,10 @@ impl Imports {
                     None,
                 )
                 .await?;
-                tracing::warn!(batch = job.batch_id, "import batch interrupted mid-run; marked failed");
+                tracing::warn!(
+                    batch = job.batch_id,
+                    "import batch interrupted mid-run; marked failed"
+                );
                 return Ok(None);
             }
             // Finished already (a second delivery of the job): nothing to do.
