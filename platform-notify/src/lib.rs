@@ -50,6 +50,7 @@
 //! `platform-adapters`, or your own [`NotificationChannel`]).
 
 mod job;
+mod settings;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -469,6 +470,7 @@ impl Capability for Notifications {
             let made = this.make(&p);
             async move { made }
         });
+        settings::contribute(setup);
         setup.on_start(|p: Platform| async move {
             let notifier = p
                 .get::<Notifier>()
@@ -535,6 +537,10 @@ impl Notifier {
     /// The channels' names.
     pub fn channel_names(&self) -> Vec<&str> {
         self.inner.channels.keys().map(String::as_str).collect()
+    }
+    /// The names of the notification types this binary knows, sorted.
+    pub fn type_names(&self) -> Vec<&'static str> {
+        self.inner.types.keys().copied().collect()
     }
     /// Whether sendings are queued (else delivered at once).
     pub fn is_queued(&self) -> bool {
