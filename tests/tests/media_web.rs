@@ -674,8 +674,9 @@ async fn the_panel_reorders_files_without_javascript() {
             assert_eq!(s, StatusCode::SEE_OTHER, "{b}");
         }
         assert_eq!(order(&names().await), ["c.png", "b.png", "a.png"], "{b}");
-        // Refused: a viewer, a bad direction, a file of another record, a
-        // forged token; the order stays.
+        // Refused: a viewer (403), a bad direction (a message), a file
+        // through another record's page (404), a forged token (403); the
+        // order stays.
         let (s, _, _) = panel_send(
             &app,
             viewer,
@@ -703,7 +704,7 @@ async fn the_panel_reorders_files_without_javascript() {
             Some(mv(items[1].1.as_str(), "up")),
         )
         .await;
-        assert_eq!(s, StatusCode::SEE_OTHER, "{b}");
+        assert_eq!(s, StatusCode::NOT_FOUND, "{b}: not a file of that record");
         let forged = section_form(
             "forged",
             &[
