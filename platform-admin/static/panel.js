@@ -137,6 +137,20 @@
     var form = t.closest("[data-columns-form]");
     if (!form) return;
     var cols = Array.prototype.map.call(form.querySelectorAll("[data-col-toggle]:checked"), function (b) { return b.value; });
+    // The bulk form's export takes the visible columns: keep them in step.
+    document.querySelectorAll("[data-bulk-form]").forEach(function (bulk) {
+      var format = bulk.querySelector('select[name="format"]');
+      if (!format) return;
+      bulk.querySelectorAll('input[name="export_columns"]').forEach(function (o) { o.remove(); });
+      var after = format.closest("label") || format;
+      cols.slice().reverse().forEach(function (c) {
+        var input = document.createElement("input");
+        input.type = "hidden";
+        input.name = "export_columns";
+        input.value = c;
+        after.parentNode.insertBefore(input, after.nextSibling);
+      });
+    });
     post(form.action, { cols: cols });
   });
   document.querySelectorAll("[data-js-hide]").forEach(function (el) { el.hidden = true; });

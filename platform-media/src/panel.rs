@@ -1,6 +1,7 @@
 //! The panel: a gallery of the record's files with an upload form per
-//! collection and remove buttons, on the record's view page and under its
-//! edit form (a [`RecordSection`]; plain forms, no JavaScript).
+//! collection, "Move up" / "Move down" and remove buttons, on the record's
+//! view page and under its edit form (a [`RecordSection`]; plain forms, no
+//! JavaScript).
 
 use platform_admin::panel::section::{RecordSection, SectionContext, SectionForm, escape};
 use platform_core::capability::Setup;
@@ -75,7 +76,8 @@ async fn render(cx: SectionContext) -> platform_core::Result<Option<String>> {
             html.push_str("<p class=\"muted\">No files.</p>");
         } else {
             html.push_str("<ul class=\"gallery\">");
-            for m in mine {
+            let last = mine.len() - 1;
+            for (i, m) in mine.into_iter().enumerate() {
                 let url = lib
                     .url(m, None)
                     .map(|u| local(&u, &public))
@@ -101,6 +103,19 @@ async fn render(cx: SectionContext) -> platform_core::Result<Option<String>> {
                     human_size(m.size)
                 ));
                 if can_update {
+                    // Reordering: a plain form per move (no JavaScript).
+                    for (dir, label, shown) in
+                        [("up", "Move up", i > 0), ("down", "Move down", i < last)]
+                    {
+                        if shown {
+                            html.push_str(&format!(
+                                "<form method=\"post\" action=\"{}\" enctype=\"multipart/form-data\" class=\"inline\">{csrf}<input type=\"hidden\" name=\"op\" value=\"move\"><input type=\"hidden\" name=\"media\" value=\"{}\"><input type=\"hidden\" name=\"direction\" value=\"{dir}\"><button type=\"submit\" class=\"link\" aria-label=\"{label} {}\">{label}</button></form>",
+                                escape(&action),
+                                m.id,
+                                escape(&m.file_name)
+                            ));
+                        }
+                    }
                     html.push_str(&format!(
                         "<form method=\"post\" action=\"{}\" enctype=\"multipart/form-data\" class=\"inline\">{csrf}<input type=\"hidden\" name=\"op\" value=\"delete\"><input type=\"hidden\" name=\"media\" value=\"{}\"><button type=\"submit\" class=\"link danger\">Remove</button></form>",
                         escape(&action),
@@ -137,7 +152,8 @@ async fn handle(cx: SectionContext, form: SectionForm) -> platform_core::Result<
         .ok_or_else(|| Error::Configuration("the media library is not added".into()))?;
     let record = RecordRef::new(cx.resource, &cx.record_id);
     let mut form = form.0;
-    let (mut op, mut collection, mut media) = (String::new(), String::new(), String::new());
+    let (mut op, mut collection, mut media, mut direction) =
+        (String::new(), String::new(), String::new(), String::new());
     let bad = |e: axum::extract::multipart::MultipartError| {
         Error::invalid("file", "multipart", e.body_text())
     };
@@ -152,30 +168,58 @@ async fn handle(cx: SectionContext, form: SectionForm) -> platform_core::Result<
             "op" => op = field.text().await.map_err(bad)?,
             "collection" => collection = field.text().await.map_err(bad)?,
             "media" => media = field.text().await.map_err(bad)?,
+            "direction" => direction = field.text().await.map_err(bad)?,
             _ => {}
         }
     }
     match op.as_str() {
         "delete" => {
-            let id = Uuid::parse_str(&media).map_err(|_| Error::NotFound {
-                resource: "media",
-                id: media.chars().take(64).collect(),
-            })?;
-            let item = lib.row(id).await?;
-            if item.resource
-                != lib
-                    .collections_of(cx.resource)
-                    .first()
-                    .map_or("", |c| c.resource())
-                || item.record_id != cx.record_id
-            {
-                return Err(Error::NotFound {
-                    resource: "media",
-                    id: id.to_string(),
-                });
-            }
-            lib.delete(&cx.platform, &cx.context, id).await?;
+            let item = own_item(&lib, &cx, &media).await?;
+            lib.delete(&cx.platform, &cx.context, item.id).await?;
             Ok(format!("Removed {}.", item.file_name))
+        }
+        "move" => {
+            let item = own_item(&lib, &cx, &media).await?;
+            let mut order: Vec<Uuid> = lib
+                .list(
+                    &cx.platform,
+                    &cx.context,
+                    &record,
+                    Some(item.collection.as_str()),
+                )
+                .await?
+                .into_iter()
+                .map(|m| m.id)
+                .collect();
+            let at = order
+                .iter()
+                .position(|id| *id == item.id)
+                .ok_or_else(|| Error::NotFound {
+                    resource: "media",
+                    id: item.id.to_string(),
+                })?;
+            let to = match direction.as_str() {
+                "up" => at.checked_sub(1),
+                "down" => Some(at + 1).filter(|&t| t < order.len()),
+                _ => {
+                    return Err(Error::invalid(
+                        "direction",
+                        "invalid",
+                        "move a file up or down",
+                    ));
+                }
+            };
+            let Some(to) = to else {
+                return Ok(format!("{} stays where it is.", item.file_name));
+            };
+            order.swap(at, to);
+            lib.reorder(&cx.platform, &cx.context, &order).await?;
+            Ok(format!(
+                "Moved {} {direction} (now {} of {}).",
+                item.file_name,
+                to + 1,
+                order.len()
+            ))
         }
         _ => Err(Error::invalid(
             "file",
@@ -183,4 +227,28 @@ async fn handle(cx: SectionContext, form: SectionForm) -> platform_core::Result<
             "choose a file to upload",
         )),
     }
+}
+
+/// The file `media` (an id as sent), if it belongs to this record.
+async fn own_item(
+    lib: &MediaLibrary,
+    cx: &SectionContext,
+    media: &str,
+) -> platform_core::Result<MediaItem> {
+    let not_found = || Error::NotFound {
+        resource: "media",
+        id: media.chars().take(64).collect(),
+    };
+    let id = Uuid::parse_str(media).map_err(|_| not_found())?;
+    let item = lib.row(id).await?;
+    if item.resource
+        != lib
+            .collections_of(cx.resource)
+            .first()
+            .map_or("", |c| c.resource())
+        || item.record_id != cx.record_id
+    {
+        return Err(not_found());
+    }
+    Ok(item)
 }

@@ -5,7 +5,8 @@
 #   2. `npm ci` here (playwright-core only; npm's cache kept outside the clone)
 #   3. `cargo build -p demo` (honours CARGO_TARGET_DIR)
 #   4. starts the demo on a free loopback port with a fresh SQLite database in
-#      a temp dir, seeded with $PLATFORM_E2E_INVOICES invoices
+#      a temp dir, seeded with $PLATFORM_E2E_INVOICES invoices (its storage
+#      disk, for imports and product images, in the same temp dir)
 #   5. runs `node --test` on tests/browser/*.test.mjs (Chromium driven by
 #      playwright-core with executablePath /usr/bin/chromium)
 # An EXIT trap stops the demo and removes the temp dir, whatever happened.
@@ -94,6 +95,7 @@ env -u PLATFORM_APP_KEY -u PLATFORM_MAIL_URL -u PLATFORM_URL -u PLATFORM_PREVIOU
   PLATFORM_ENV=development \
   PLATFORM_DATABASE_URL="sqlite://$WORK/demo.db?mode=rwc" \
   PLATFORM_KEY_FILE="$WORK/platform.key" \
+  PLATFORM_STORAGE_PUBLIC_URL="file://$WORK/media" \
   PLATFORM_ADDR="127.0.0.1:$PORT" \
   PLATFORM_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
   PLATFORM_SEED=1 \

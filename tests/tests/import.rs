@@ -805,18 +805,25 @@ async fn panel_upload_preview_dry_run_run_and_roll_back() {
         assert_eq!(s, StatusCode::OK, "{label}: {html}");
         assert!(html.contains("id=\"import-upload\""), "{label}: {html}");
 
-        let upload = |csrf: &str| {
+        assert!(
+            html.contains("action=\"/admin/imports/upload\""),
+            "{label}: the upload goes under the panel's path, where its cookie goes"
+        );
+        let csv = format!(
+            "Number,Customer,Status,Betrag,Issued on\nINV-000500,{acme},paid,10.5,2024-01-02\n"
+        );
+        let upload_file = |csrf: &str, content: &str| {
             let b = "BoUnD";
             let body = format!(
                 "--{b}\r\nContent-Disposition: form-data; name=\"_csrf\"\r\n\r\n{csrf}\r\n\
                  --{b}\r\nContent-Disposition: form-data; name=\"_base\"\r\n\r\n/admin\r\n\
                  --{b}\r\nContent-Disposition: form-data; name=\"resource\"\r\n\r\ninvoices\r\n\
                  --{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"in.csv\"\r\nContent-Type: text/csv\r\n\r\n\
-                 Number,Customer,Status,Betrag,Issued on\nINV-000500,{acme},paid,10.5,2024-01-02\n\r\n--{b}--\r\n"
+                 {content}\r\n--{b}--\r\n"
             );
             Request::builder()
                 .method(Method::POST)
-                .uri("/imports/upload")
+                .uri("/admin/imports/upload")
                 .header("x-test-user", uid.to_string())
                 .header(
                     header::CONTENT_TYPE,
@@ -825,8 +832,19 @@ async fn panel_upload_preview_dry_run_run_and_roll_back() {
                 .body(Body::from(body))
                 .unwrap()
         };
+        let upload = |csrf: &str| upload_file(csrf, &csv);
         let (s, _, _) = send(upload("wrong")).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{label}: the CSRF token");
+        // An empty file: its preview says so, and offers no run.
+        let (s, location, body) = send(upload_file("csrf-t", "")).await;
+        assert_eq!(s, StatusCode::SEE_OTHER, "{label}: {body}");
+        let (s, _, html) = send(get(&location.unwrap())).await;
+        assert_eq!(s, StatusCode::OK, "{label}: {html}");
+        assert!(
+            html.contains("in.csv cannot be imported: the file is empty"),
+            "{label}: {html}"
+        );
+        assert!(!html.contains("actions/run/"), "{label}: {html}");
         let (s, location, body) = send(upload("csrf-t")).await;
         assert_eq!(s, StatusCode::SEE_OTHER, "{label}: {body}");
         let preview = location.unwrap();

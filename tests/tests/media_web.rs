@@ -582,3 +582,142 @@ async fn the_panel_shows_a_gallery_and_uploads_and_removes_without_javascript() 
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+#[tokio::test]
+async fn the_panel_reorders_files_without_javascript() {
+    for db in all_backends().await {
+        let dir = temp_dir();
+        let p = platform(&db, &dir).await;
+        let b = db.backend.name();
+        let lib = lib(&p);
+        let pp = p.clone();
+        let app = Router::new()
+            .nest("/admin", platform_admin::panel_router())
+            .layer(axum::middleware::from_fn(
+                move |req: Request<Body>, next: axum::middleware::Next| {
+                    test_auth(pp.clone(), req, next)
+                },
+            ))
+            .with_state(p.clone());
+        let admin = panel_user(&p, "admin@example.com", Some(("super_admin", &[]))).await;
+        let viewer = panel_user(
+            &p,
+            "viewer@example.com",
+            Some(("product_viewer", &["view_any_product", "view_product"])),
+        )
+        .await;
+        let id = product(&p, "ORDER-1").await;
+        let other = product(&p, "ORDER-2").await;
+        let page = format!("/admin/products/{id}");
+        let action = format!("{page}/sections/media");
+        for name in ["a.png", "b.png", "c.png"] {
+            let form = section_form(
+                CSRF,
+                &[("op", "upload"), ("collection", "images")],
+                Some((name, &png(8, 8))),
+            );
+            let (s, body, _) = panel_send(&app, admin, Method::POST, &action, Some(form)).await;
+            assert_eq!(s, StatusCode::SEE_OTHER, "{b}: {body}");
+        }
+        let names = || async {
+            lib.list(
+                &p,
+                &Context::system(),
+                &RecordRef::new("products", id),
+                None,
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.file_name, m.id.to_string()))
+            .collect::<Vec<_>>()
+        };
+        let items = names().await;
+        let order = |v: &[(String, String)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(order(&items), ["a.png", "b.png", "c.png"], "{b}");
+        // The gallery offers the moves that make sense: none up for the
+        // first, none down for the last.
+        let (_, html, _) = panel_send(&app, admin, Method::GET, &page, None).await;
+        assert!(!html.contains("aria-label=\"Move up a.png\""), "{b}");
+        assert!(html.contains("aria-label=\"Move down a.png\""), "{b}");
+        assert!(html.contains("aria-label=\"Move up c.png\""), "{b}");
+        assert!(!html.contains("aria-label=\"Move down c.png\""), "{b}");
+        let mv = |media: &str, dir: &str| {
+            section_form(
+                CSRF,
+                &[("op", "move"), ("media", media), ("direction", dir)],
+                None,
+            )
+        };
+        // c up: a, c, b.
+        let (s, _, location) = panel_send(
+            &app,
+            admin,
+            Method::POST,
+            &action,
+            Some(mv(items[2].1.as_str(), "up")),
+        )
+        .await;
+        assert_eq!(s, StatusCode::SEE_OTHER, "{b}");
+        assert_eq!(location.as_deref(), Some(page.as_str()), "{b}");
+        assert_eq!(order(&names().await), ["a.png", "c.png", "b.png"], "{b}");
+        // a down: c, a, b; a down again: c, b, a; then down at the end: kept.
+        for _ in 0..3 {
+            let (s, _, _) = panel_send(
+                &app,
+                admin,
+                Method::POST,
+                &action,
+                Some(mv(items[0].1.as_str(), "down")),
+            )
+            .await;
+            assert_eq!(s, StatusCode::SEE_OTHER, "{b}");
+        }
+        assert_eq!(order(&names().await), ["c.png", "b.png", "a.png"], "{b}");
+        // Refused: a viewer (403), a bad direction (a message), a file
+        // through another record's page (404), a forged token (403); the
+        // order stays.
+        let (s, _, _) = panel_send(
+            &app,
+            viewer,
+            Method::POST,
+            &action,
+            Some(mv(items[1].1.as_str(), "up")),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+        let (s, _, _) = panel_send(
+            &app,
+            admin,
+            Method::POST,
+            &action,
+            Some(mv(items[1].1.as_str(), "sideways")),
+        )
+        .await;
+        assert_eq!(s, StatusCode::SEE_OTHER, "{b}");
+        let foreign = format!("/admin/products/{other}/sections/media");
+        let (s, _, _) = panel_send(
+            &app,
+            admin,
+            Method::POST,
+            &foreign,
+            Some(mv(items[1].1.as_str(), "up")),
+        )
+        .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{b}: not a file of that record");
+        let forged = section_form(
+            "forged",
+            &[
+                ("op", "move"),
+                ("media", items[1].1.as_str()),
+                ("direction", "up"),
+            ],
+            None,
+        );
+        let (s, _, _) = panel_send(&app, admin, Method::POST, &action, Some(forged)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+        assert_eq!(order(&names().await), ["c.png", "b.png", "a.png"], "{b}");
+        p.shutdown().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -4,10 +4,13 @@
 //! select per column, the first rows as they would be read, a dry run and
 //! the run).
 //!
-//! The upload itself is `POST /imports/upload` (multipart, outside the
-//! panel's URL-encoded forms), signed in by the panel session and checked
-//! against its CSRF token; the file waits on the storage disk under a
-//! random name bound to the user until it is run.
+//! The upload itself is `POST {base}/imports/upload` (multipart, outside
+//! the panel's URL-encoded forms), signed in by the panel session and
+//! checked against its CSRF token; the file waits on the storage disk under
+//! a random name bound to the user until it is run. It and the failed-rows
+//! download (`GET {base}/imports/{id}/failed.csv`) are panel routes: under
+//! the panel's base path, where its session cookie (scoped to that path)
+//! reaches them.
 
 use axum::extract::{Multipart, Path};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -28,7 +31,7 @@ use super::{ImportRequest, Imports};
 const LIST: &str = r#"
 <section id="imports">
 {% if data.resources %}
-<form id="import-upload" method="post" enctype="multipart/form-data" action="/imports/upload">
+<form id="import-upload" method="post" enctype="multipart/form-data" action="{{ base }}/imports/upload">
   <input type="hidden" name="_csrf" value="{{ csrf }}">
   <input type="hidden" name="_base" value="{{ base }}">
   <label>Resource <select name="resource">{% for r in data.resources %}<option value="{{ r.plural }}">{{ r.label }}</option>{% endfor %}</select></label>
@@ -47,7 +50,7 @@ const LIST: &str = r#"
     <td class="status">{{ b.status }}</td>
     <td>{{ b.counts.processed }}{% if b.total_rows %} / {{ b.total_rows }}{% endif %}</td>
     <td>{{ b.counts.created }}</td><td>{{ b.counts.updated }}</td>
-    <td>{{ b.counts.failed }}{% if b.failed_path %} <a href="/imports/{{ b.id }}/failed.csv">failed rows</a>{% endif %}</td>
+    <td>{{ b.counts.failed }}{% if b.failed_path %} <a href="{{ base }}/imports/{{ b.id }}/failed.csv">failed rows</a>{% endif %}</td>
     <td>
     {% if b.status == "done" or b.status == "failed" %}
       <form method="post" action="{{ page.href }}/actions/rollback/{{ b.id }}">
@@ -70,6 +73,10 @@ const LIST: &str = r#"
 
 const PREVIEW: &str = r#"
 <section id="import-preview">
+{% if data.error %}
+<div class="flash flash-error" role="alert"><p>{{ data.file_name or "The file" }} cannot be imported: {{ data.error }}.</p></div>
+<p><a href="{{ base }}/imports">Upload another file</a></p>
+{% else %}
 <p>{{ data.file_name }} into {{ data.resource }} ({{ data.preview.format }}).</p>
 {% if data.preview.missing_required %}<p class="warning">No column feeds: {{ data.preview.missing_required | join(", ") }}.</p>{% endif %}
 <form method="get" action="{{ page.href }}/{{ page.rest }}">
@@ -81,6 +88,10 @@ const PREVIEW: &str = r#"
   </select></td></tr>
   {% endfor %}
   </tbody></table>
+  <label>Update the records whose <select name="key">
+    <option value=""{% if not data.key %} selected{% endif %}>{% if data.declared_key %}(default: {{ data.declared_key }}){% else %}(none: every row is a new record){% endif %}</option>
+    {% for k in data.keys %}<option value="{{ k.name }}"{% if k.name == data.key %} selected{% endif %}>{{ k.label }}</option>{% endfor %}
+  </select> matches the row's</label>
   <button type="submit">Update the preview</button>
 </form>
 <table class="table" id="import-rows"><thead><tr><th>Row</th>{% for m in data.preview.mapping %}<th>{{ m.heading }}</th>{% endfor %}</tr></thead><tbody>
@@ -90,10 +101,12 @@ const PREVIEW: &str = r#"
 <form method="post" action="{{ page.href }}/actions/{{ action }}/{{ page.rest }}">
   <input type="hidden" name="_csrf" value="{{ csrf }}">
   {% for m in data.preview.mapping %}<input type="hidden" name="map" value="{{ m.heading }}={{ m.field or "" }}">{% endfor %}
-  <input type="hidden" name="_back" value="{% if action == "run" %}{{ base }}/imports{% else %}{{ page.href }}/{{ page.rest }}{% endif %}">
+  <input type="hidden" name="key" value="{{ data.key or "" }}">
+  <input type="hidden" name="_back" value="{% if action == "run" %}{{ base }}/imports{% else %}{{ page.href }}/{{ page.rest }}?{% for m in data.preview.mapping %}map={{ (m.heading ~ "=" ~ (m.field or "")) | urlencode }}&amp;{% endfor %}key={{ (data.key or "") | urlencode }}{% endif %}">
   <button type="submit">{% if action == "run" %}Import{% else %}Dry run{% endif %}</button>
 </form>
 {% endfor %}
+{% endif %}
 </section>
 "#;
 
@@ -182,8 +195,15 @@ fn request(cx: &PageContext, info: &Pending, dry_run: bool) -> Result<ImportRequ
         content_type: info.content_type.clone(),
         mapping,
         dry_run,
-        key: None,
+        key: chosen_key(cx),
     })
+}
+
+/// The field chosen to find existing records by (`key`), if any.
+fn chosen_key(cx: &PageContext) -> Option<String> {
+    cx.param("key")
+        .filter(|k| !k.is_empty())
+        .map(|k| k.chars().take(64).collect())
 }
 
 fn preview_data(cx: &PageContext) -> PageFuture<'_> {
@@ -194,10 +214,47 @@ fn preview_data(cx: &PageContext) -> PageFuture<'_> {
             .preview(&cx.platform, &cx.auth.ctx, &req, &local, 10)
             .await;
         let _ = tokio::fs::remove_file(&local).await;
+        let p = match p {
+            Ok(p) => p,
+            // The file itself cannot be read (empty, not CSV or XLSX, not
+            // UTF-8, too large): said on the page, with no run offered.
+            Err(Error::Validation(errors)) if errors.has("file") => {
+                let message = errors
+                    .for_field("file")
+                    .map(|e| e.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Ok(serde_json::json!({
+                    "resource": info.resource,
+                    "file_name": info.file_name,
+                    "error": message.trim_end_matches('.'),
+                }));
+            }
+            Err(e) => return Err(e),
+        };
+        // The fields an import may find existing records by: the unique
+        // ones (an encrypted value cannot be looked up).
+        let (keys, declared) = cx
+            .platform
+            .records(&info.resource, &cx.auth.ctx)
+            .map(|r| {
+                let meta = r.meta();
+                let keys = meta
+                    .field_list()
+                    .iter()
+                    .filter(|f| f.is_unique() && !f.is_encrypted())
+                    .map(|f| serde_json::json!({ "name": f.name(), "label": f.label_text() }))
+                    .collect::<Vec<_>>();
+                (keys, meta.import_key())
+            })
+            .unwrap_or_default();
         Ok(serde_json::json!({
             "resource": info.resource,
             "file_name": info.file_name,
-            "preview": p?,
+            "preview": p,
+            "keys": keys,
+            "key": chosen_key(cx),
+            "declared_key": declared,
         }))
     })
 }
@@ -270,7 +327,7 @@ fn refuse(status: StatusCode, message: &str) -> Response {
     (status, message.to_owned()).into_response()
 }
 
-/// `POST /imports/upload`: keeps the file and sends the user to its
+/// `POST {base}/imports/upload`: keeps the file and sends the user to its
 /// preview.
 async fn upload(
     axum::extract::State(platform): axum::extract::State<Platform>,
@@ -330,7 +387,11 @@ async fn upload(
     {
         return refuse(StatusCode::FORBIDDEN, "you may not import these records");
     }
-    let Some((bytes, file_name, content_type)) = file.filter(|f| !f.0.is_empty()) else {
+    // No file chosen: nothing to keep. An empty file goes on to its
+    // preview, which says so on the page.
+    let Some((bytes, file_name, content_type)) =
+        file.filter(|f| !f.0.is_empty() || f.1.as_deref().is_some_and(|n| !n.is_empty()))
+    else {
         return refuse(StatusCode::UNPROCESSABLE_ENTITY, "choose a file");
     };
     let token = platform_core::crypto::random_token(16)
@@ -368,7 +429,7 @@ async fn upload(
     res
 }
 
-/// `GET /imports/{id}/failed.csv` for a signed-in panel user.
+/// `GET {base}/imports/{id}/failed.csv` for a signed-in panel user.
 async fn failed(
     axum::extract::State(platform): axum::extract::State<Platform>,
     auth: PanelAuth,
@@ -405,7 +466,7 @@ pub(crate) fn pages(setup: &mut Setup) {
             .action(PageAction::new("dry_run", dry_run))
             .action(PageAction::new("run", run)),
     );
-    setup.routes(
+    setup.panel_routes(
         axum::Router::new()
             .route(
                 "/imports/upload",

@@ -167,6 +167,10 @@ fn open_csv(path: &Path, limits: Limits) -> Result<Opened, ImportError> {
         std::io::BufRead::read_line(&mut probe, &mut first).map_err(ImportError::io)?;
     }
     let delimiter = sniff_delimiter(&first);
+    // The csv crate ends a CRLF record at its `\r` and counts the `\n` with
+    // the next record, whose position is then a line short (Excel writes
+    // CRLF): the rows after the heading get that line back.
+    let crlf = u64::from(first.ends_with("\r\n"));
     file.seek(SeekFrom::Start(if bom { 3 } else { 0 }))
         .map_err(ImportError::io)?;
     let reader = csv::ReaderBuilder::new()
@@ -204,7 +208,7 @@ fn open_csv(path: &Path, limits: Limits) -> Result<Opened, ImportError> {
                     limits.max_rows
                 ))));
             }
-            let line_no = rec.position().map_or(line, |p| p.line());
+            let line_no = rec.position().map_or(line, |p| p.line() + crlf);
             return Some(Ok(RawRow {
                 line: line_no,
                 cells: rec.iter().map(str::to_owned).collect(),
@@ -526,6 +530,22 @@ mod tests {
         );
         assert!(Format::detect(Some("a.xlsx"), None, b"a,b\n").is_err());
         assert!(Format::detect(Some("a.csv"), None, b"PK\x03\x04").is_err());
+    }
+
+    #[test]
+    fn rows_are_numbered_by_their_line_with_lf_and_crlf() {
+        for (name, text) in [
+            ("lf", "a,b\n1,2\n\"x\ny\",3\n4,5\n"),
+            ("crlf", "a,b\r\n1,2\r\n\"x\r\ny\",3\r\n4,5\r\n"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("rows.csv");
+            std::fs::write(&path, text).unwrap();
+            let opened = open(&path, Format::Csv, Limits::default()).unwrap();
+            let lines: Vec<u64> = opened.rows.map(|r| r.unwrap().line).collect();
+            // The quoted cell spans lines 3 and 4.
+            assert_eq!(lines, [2, 3, 5], "{name}");
+        }
     }
 
     #[test]
