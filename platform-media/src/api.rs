@@ -211,9 +211,7 @@ async fn index(
             .into());
         }
         if collection.replace(v).is_some() {
-            return Err(
-                Error::invalid("collection", "invalid", "given more than once").into(),
-            );
+            return Err(Error::invalid("collection", "invalid", "given more than once").into());
         }
     }
     if let Some(c) = &collection
@@ -412,8 +410,10 @@ pub(crate) fn api_doc(collections: &[CollectionDecl]) -> ApiDoc {
             continue;
         }
         seen.push(c.plural);
-        let of_resource: Vec<&CollectionDecl> =
-            collections.iter().filter(|d| d.plural == c.plural).collect();
+        let of_resource: Vec<&CollectionDecl> = collections
+            .iter()
+            .filter(|d| d.plural == c.plural)
+            .collect();
         let names: Vec<&str> = of_resource.iter().map(|d| d.name.as_str()).collect();
         let record_id = serde_json::json!({
             "name": "id",

@@ -11,9 +11,9 @@ use axum::routing::{get, post};
 use platform_admin::api::ApiContext;
 use platform_admin::capability::{ApiRoutes, SetupExt};
 use platform_core::capability::{ApiDoc, Setup};
-use serde_json::{Value, json};
 use platform_core::error::Error;
 use serde::Deserialize;
+use serde_json::{Value, json};
 
 use crate::service::{NewSubscription, SubscriptionUpdate};
 use crate::{MANAGE, VIEW, webhooks_of};
@@ -153,7 +153,11 @@ fn int_param(
                 .ok()
                 .filter(|n| (min..=max).contains(n))
                 .ok_or_else(|| {
-                    Error::invalid(name, "invalid", format!("must be an integer from {min} to {max}"))
+                    Error::invalid(
+                        name,
+                        "invalid",
+                        format!("must be an integer from {min} to {max}"),
+                    )
                 })
         })
         .transpose()
@@ -337,22 +341,36 @@ fn api_doc() -> ApiDoc {
             "responses": responses,
         })
     };
-    let body = |schema: &str| {
-        json!({ "required": true, "content": { "application/json": { "schema": ApiDoc::schema_ref(schema) } } })
-    };
+    let body = |schema: &str| json!({ "required": true, "content": { "application/json": { "schema": ApiDoc::schema_ref(schema) } } });
     let mut create = op(
         "create_webhook_subscription",
         "Subscribe an endpoint",
-        &format!("Calls to `url` are signed with the secret (given once, in this answer's `secret`). {manage}"),
-        ("201", ApiDoc::json_response("The subscription, and its secret.", ApiDoc::schema_ref("WebhookSubscriptionCreated"))),
+        &format!(
+            "Calls to `url` are signed with the secret (given once, in this answer's `secret`). {manage}"
+        ),
+        (
+            "201",
+            ApiDoc::json_response(
+                "The subscription, and its secret.",
+                ApiDoc::schema_ref("WebhookSubscriptionCreated"),
+            ),
+        ),
         &[400, 413, 415, 422],
     );
     create["requestBody"] = body("WebhookSubscriptionCreate");
     let mut update = op(
         "update_webhook_subscription",
         "Change a subscription",
-        &format!("Only the fields sent change; turning it `active` resets its failure count. {manage}"),
-        ("200", ApiDoc::json_response("The subscription.", ApiDoc::schema_ref("WebhookSubscriptionDocument"))),
+        &format!(
+            "Only the fields sent change; turning it `active` resets its failure count. {manage}"
+        ),
+        (
+            "200",
+            ApiDoc::json_response(
+                "The subscription.",
+                ApiDoc::schema_ref("WebhookSubscriptionDocument"),
+            ),
+        ),
         &[400, 404, 413, 415, 422],
     );
     update["requestBody"] = body("WebhookSubscriptionUpdate");
@@ -377,7 +395,10 @@ fn api_doc() -> ApiDoc {
         "list_incoming_webhooks",
         "Incoming calls",
         &format!("The latest calls received, newest first. {view}"),
-        ("200", ApiDoc::json_response("Incoming calls.", list("IncomingWebhookCall"))),
+        (
+            "200",
+            ApiDoc::json_response("Incoming calls.", list("IncomingWebhookCall")),
+        ),
         &[422],
     );
     incoming["parameters"] = json!([

@@ -17,8 +17,8 @@ use platform_admin::api::openapi::{document, document_with};
 use platform_admin::capability::ApiRoutes;
 use platform_admin::matrix::{Actual, PermissionMatrix, ROLE_PREFIX, Surface};
 use platform_core::Platform;
-use platform_core::context::Context;
 use platform_core::capability::ApiDoc;
+use platform_core::context::Context;
 use platform_core::platform::PlatformBuilder;
 use platform_core::resource::Registry;
 use platform_core::storage::{FileStorage, MemoryStorage};
@@ -169,17 +169,16 @@ fn problems(doc: &Value) -> Vec<String> {
             .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(str::to_owned)
             .collect();
-        let shared: Vec<Value> = item["parameters"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let shared: Vec<Value> = item["parameters"].as_array().cloned().unwrap_or_default();
         for (method, op) in item.as_object().unwrap() {
             if method == "parameters" {
                 continue;
             }
             let at = format!("{} {path}", method.to_uppercase());
-            if !["get", "put", "post", "delete", "patch", "head", "options", "trace"]
-                .contains(&method.as_str())
+            if ![
+                "get", "put", "post", "delete", "patch", "head", "options", "trace",
+            ]
+            .contains(&method.as_str())
             {
                 out.push(format!("{at}: not an HTTP method"));
                 continue;
@@ -246,7 +245,7 @@ fn problems(doc: &Value) -> Vec<String> {
                 _ => out.push(format!("{at}: no responses")),
             }
             if let Some(body) = op.get("requestBody")
-                && !body["content"].as_object().is_some_and(|c| !c.is_empty())
+                && body["content"].as_object().is_none_or(|c| c.is_empty())
             {
                 out.push(format!("{at}: a request body without content"));
             }
@@ -334,7 +333,13 @@ fn the_document_lists_the_capability_routes_only_when_the_capability_is_added() 
     ] {
         assert!(names.contains(&p), "{p}: {names:?}");
     }
-    for p in ["page[size]", "page[after]", "page[number]", "count", "include"] {
+    for p in [
+        "page[size]",
+        "page[after]",
+        "page[number]",
+        "count",
+        "include",
+    ] {
         assert!(!names.contains(&p), "{p}: {names:?}");
     }
     assert!(export["responses"]["200"]["content"]["text/csv"].is_object());
@@ -444,7 +449,10 @@ async fn export_and_import_routes_are_in_the_permission_matrix_on_every_backend(
         // A role with both permissions an export needs, for invoices.
         let console = Context::console();
         let access = platform.access();
-        access.create_role(&console, "invoice_exporter").await.unwrap();
+        access
+            .create_role(&console, "invoice_exporter")
+            .await
+            .unwrap();
         access
             .set_role_permissions(
                 &console,
@@ -514,9 +522,12 @@ async fn export_and_import_routes_are_in_the_permission_matrix_on_every_backend(
             }
             for role in [&view_any, &export] {
                 assert!(
-                    report.rows.iter().any(|r| r.route == format!("GET /api/{plural}/export")
-                        && &r.role == role
-                        && r.status == 403),
+                    report
+                        .rows
+                        .iter()
+                        .any(|r| r.route == format!("GET /api/{plural}/export")
+                            && &r.role == role
+                            && r.status == 403),
                     "{backend}: {role} alone exports {plural}"
                 );
             }

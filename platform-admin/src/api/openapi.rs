@@ -920,7 +920,9 @@ pub fn document_with(
     let mut extra_tags: Vec<Value> = Vec::new();
     for doc in docs {
         for (name, schema) in doc.schemas() {
-            schemas.entry(name.clone()).or_insert_with(|| schema.clone());
+            schemas
+                .entry(name.clone())
+                .or_insert_with(|| schema.clone());
         }
         for (path, item) in doc.paths() {
             merge_path(&mut paths, path.clone(), item.clone());
@@ -1017,7 +1019,11 @@ fn cached(platform: &Platform, server_url: &str, title: &str) -> Bytes {
         title.to_owned(),
     );
     let cache = CACHE.get_or_init(Mutex::default);
-    if let Some(b) = cache.lock().ok().and_then(|c| c.get(&key).map(|c| c.0.clone())) {
+    if let Some(b) = cache
+        .lock()
+        .ok()
+        .and_then(|c| c.get(&key).map(|c| c.0.clone()))
+    {
         return b;
     }
     let bytes = Bytes::from(

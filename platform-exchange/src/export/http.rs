@@ -9,13 +9,13 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::StreamExt;
-use serde_json::json;
 use platform_admin::api::ApiContext;
 use platform_core::Platform;
 use platform_core::capability::ApiDoc;
 use platform_core::error::Result;
 use platform_core::query::ListQuery;
 use platform_core::repo::Records;
+use serde_json::json;
 
 use super::{Export, ExportConfig, ExportJob, Format, parse_params};
 
@@ -158,7 +158,13 @@ pub async fn export_response(
 }
 
 /// The list parameters that do not apply to exports (refused with `422`).
-const NOT_FOR_EXPORTS: [&str; 5] = ["page[size]", "page[after]", "page[number]", "count", "include"];
+const NOT_FOR_EXPORTS: [&str; 5] = [
+    "page[size]",
+    "page[after]",
+    "page[number]",
+    "count",
+    "include",
+];
 
 /// The OpenAPI description of `GET /{plural}/export`, for every exportable
 /// resource.

@@ -17,8 +17,8 @@ use platform_admin::api::ApiContext;
 use platform_admin::capability::ApiRoutes;
 use platform_admin::error::Error;
 use platform_core::Platform;
-use platform_core::permission::Ability;
 use platform_core::capability::ApiDoc;
+use platform_core::permission::Ability;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
@@ -62,7 +62,10 @@ pub(crate) fn routes() -> ApiRoutes {
 /// Refuses an anonymous caller (`401`): batches are only ever shown to
 /// someone who may import their resource.
 fn signed_in(api: &ApiContext) -> Result<(), Error> {
-    if matches!(api.context().actor(), platform_core::context::Actor::Anonymous) {
+    if matches!(
+        api.context().actor(),
+        platform_core::context::Actor::Anonymous
+    ) {
         return Err(Error::Core(platform_core::Error::Unauthenticated));
     }
     Ok(())
@@ -238,13 +241,17 @@ async fn preview(
     let up = upload(&api, resource, params, request).await?;
     let rows = match check.iter().find(|(k, _)| k == "rows") {
         None => 10,
-        Some((_, v)) => v.parse::<usize>().ok().filter(|n| *n <= 100).ok_or_else(|| {
-            Error::Core(platform_core::Error::invalid(
-                "rows",
-                "invalid",
-                "must be an integer from 0 to 100",
-            ))
-        })?,
+        Some((_, v)) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n <= 100)
+            .ok_or_else(|| {
+                Error::Core(platform_core::Error::invalid(
+                    "rows",
+                    "invalid",
+                    "must be an integer from 0 to 100",
+                ))
+            })?,
     };
     let platform = api.platform().clone();
     let p = service(&platform)?
@@ -357,12 +364,7 @@ async fn rollback(
     let platform = api.platform().clone();
     let force = flag(&params, "force")?;
     let report = service(&platform)?
-        .rollback(
-            &platform,
-            api.context(),
-            parse_id(&id)?,
-            force,
-        )
+        .rollback(&platform, api.context(), parse_id(&id)?, force)
         .await?;
     Ok(Json(serde_json::json!({ "data": {
         "deleted": report.deleted,
@@ -400,9 +402,7 @@ pub(crate) fn api_doc() -> ApiDoc {
         "description": "The batch's id.",
         "schema": { "type": "integer", "format": "int64", "minimum": 1 },
     }]);
-    let data = |schema: Value| {
-        json!({ "type": "object", "required": ["data"], "properties": { "data": schema } })
-    };
+    let data = |schema: Value| json!({ "type": "object", "required": ["data"], "properties": { "data": schema } });
     ApiDoc::new()
         .tag("imports", "Import batches: what each upload wrote, its failed rows, its rollback")
         .schema("ImportCounts", counts)
