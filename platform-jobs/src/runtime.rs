@@ -197,7 +197,11 @@ async fn handle(env: Envelope, rt: Data<Runtime>) -> Result<(), BoxDynError> {
 }
 
 async fn deliver(rt: &Runtime, state: &Arc<State>, env: Envelope) -> Result<(), BoxDynError> {
-    let first = state.runs.lock().map(|mut r| r.start(&env)).unwrap_or(true);
+    let first = state
+        .runs
+        .lock()
+        .map(|mut r| r.start(&env))
+        .unwrap_or(true);
     if !first {
         tracing::info!(job = %env.id, kind = %env.kind, attempt = env.attempt, "the back end delivered a run this process already took; dropped");
         return Ok(());
