@@ -100,6 +100,44 @@ impl ApiRoute {
     }
 }
 
+/// A route an [`ApiRoutes`] serves for every resource it applies to
+/// (`GET /{resource}/export`), declared with [`ApiRoutes::each_resource`]:
+/// the permission matrix requests it for each such resource the API
+/// serves, and expects the resource's permissions for its abilities.
+#[derive(Debug, Clone)]
+pub struct ResourceApiRoute {
+    method: axum::http::Method,
+    path: &'static str,
+    abilities: &'static [platform_core::permission::Ability],
+    applies: fn(&platform_core::resource::ResourceMeta) -> bool,
+}
+
+impl ResourceApiRoute {
+    /// The method.
+    pub fn method(&self) -> &axum::http::Method {
+        &self.method
+    }
+    /// The path, relative to `/api`, with a `{resource}` segment for the
+    /// resource's plural name (`/{resource}/export`).
+    pub fn path(&self) -> &'static str {
+        self.path
+    }
+    /// The path for `plural` (`/invoices/export`).
+    pub fn path_for(&self, plural: &str) -> String {
+        self.path.replace("{resource}", plural)
+    }
+    /// The abilities whose permissions it requires, all of them
+    /// (`view_any_<resource>` and `export_<resource>`).
+    pub fn abilities(&self) -> &'static [platform_core::permission::Ability] {
+        self.abilities
+    }
+    /// Whether the route serves `meta` (an export route serves only
+    /// exportable resources).
+    pub fn applies_to(&self, meta: &platform_core::resource::ResourceMeta) -> bool {
+        (self.applies)(meta)
+    }
+}
+
 /// Routes served under `/api`, behind the API's layers (access log,
 /// security headers). Handlers authenticate with
 /// [`ApiContext`](crate::api::ApiContext) like the API's own.
@@ -135,6 +173,7 @@ impl ApiRoute {
 pub struct ApiRoutes {
     router: axum::Router<Platform>,
     declared: Vec<ApiRoute>,
+    per_resource: Vec<ResourceApiRoute>,
 }
 
 impl ApiRoutes {
@@ -143,6 +182,7 @@ impl ApiRoutes {
         Self {
             router,
             declared: Vec::new(),
+            per_resource: Vec::new(),
         }
     }
     /// The router.
@@ -152,6 +192,43 @@ impl ApiRoutes {
     /// The declared routes.
     pub fn declared(&self) -> &[ApiRoute] {
         &self.declared
+    }
+    /// The routes declared for every resource.
+    pub fn resource_routes(&self) -> &[ResourceApiRoute] {
+        &self.per_resource
+    }
+    /// Declares the route `method path`, served for every resource for
+    /// which `applies` holds (`path` has a `{resource}` segment, the
+    /// plural name), requiring the resource's permissions for every one of
+    /// `abilities`:
+    ///
+    /// ```
+    /// use axum::http::Method;
+    /// use platform_admin::capability::ApiRoutes;
+    /// use platform_core::permission::Ability;
+    ///
+    /// let routes = ApiRoutes::new(axum::Router::new()).each_resource(
+    ///     Method::GET,
+    ///     "/{resource}/export",
+    ///     &[Ability::ViewAny, Ability::Export],
+    ///     |meta| meta.exportable(),
+    /// );
+    /// assert_eq!(routes.resource_routes()[0].path_for("invoices"), "/invoices/export");
+    /// ```
+    pub fn each_resource(
+        mut self,
+        method: axum::http::Method,
+        path: &'static str,
+        abilities: &'static [platform_core::permission::Ability],
+        applies: fn(&platform_core::resource::ResourceMeta) -> bool,
+    ) -> Self {
+        self.per_resource.push(ResourceApiRoute {
+            method,
+            path,
+            abilities,
+            applies,
+        });
+        self
     }
     /// Declares the route `method path` of the router; it requires a
     /// signed-in caller until [`ApiRoutes::requires`] or

@@ -36,7 +36,7 @@ pub mod layer;
 pub mod matrix;
 pub mod panel;
 
-pub use api::{ApiConfig, api_router, api_router_with};
+pub use api::{ApiConfig, api_router, api_router_for, api_router_with};
 pub use error::{Error, Result};
 pub use panel::{PanelConfig, panel_router, panel_router_with};
 
@@ -91,11 +91,7 @@ pub fn app_router(
         ))
         .layer(IpAllowlistLayer::new(nets, trust_forwarded));
     // The capabilities' API routes get the API's layers too.
-    let mut api = api_router();
-    for extra in platform.contributions::<capability::ApiRoutes>() {
-        api = api.merge(extra.router().clone());
-    }
-    let api = api
+    let api = api_router_for(platform, ApiConfig::default())
         .layer(AccessLogLayer::new(platform.clone(), "api"))
         .layer(SecurityHeadersLayer::for_platform(
             platform,

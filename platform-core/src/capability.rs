@@ -42,11 +42,16 @@
 //! | health checks | [`Setup::health_check`] | `/health` |
 //! | listeners on the event bus | [`Setup::on_start`] | after build |
 //! | anything a layer above core reads (routes, panel pages, commands) | [`Setup::contribute`] | [`Platform::contributions`], [`PlatformBuilder::contributions`](crate::platform::PlatformBuilder::contributions) |
+//! | the OpenAPI description of its API routes | [`Setup::api_doc`] ([`ApiDoc`]) | `/api/openapi.json`, `/api/docs` |
 //!
 //! `setup` runs once, when the capability is added to the builder: it only
 //! declares. Work that needs the database happens in the service factories,
 //! start hooks and tasks, which run during and after `build`. A capability
 //! that is not added costs nothing: no tables, no routes, no tasks.
+
+mod api_doc;
+
+pub use api_doc::{ApiDoc, ResourceDoc};
 
 use std::any::{Any, TypeId};
 use std::fmt;
@@ -302,6 +307,13 @@ impl Setup {
     pub fn contribute<T: Send + Sync + 'static>(&mut self, item: T) -> &mut Self {
         self.contributions.push((TypeId::of::<T>(), Arc::new(item)));
         self
+    }
+
+    /// The OpenAPI description of the capability's API routes: the API's
+    /// document (`/api/openapi.json`) lists them only when the capability
+    /// is added. The same as `contribute(doc)`.
+    pub fn api_doc(&mut self, doc: ApiDoc) -> &mut Self {
+        self.contribute(doc)
     }
 
     /// Every contribution of type `T`, in the order they were made.

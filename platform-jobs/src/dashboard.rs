@@ -13,7 +13,7 @@ use platform_admin::capability::{ApiRoutes, SetupExt};
 use platform_admin::panel::page::{ActionFuture, PageAction, PageContext, PageFuture, PanelPage};
 use platform_admin::panel::widget::{Widget, WidgetContext, WidgetFuture};
 use platform_core::Platform;
-use platform_core::capability::Setup;
+use platform_core::capability::{ApiDoc, Setup};
 use platform_core::error::{Error, Result};
 use serde::Serialize;
 
@@ -298,6 +298,81 @@ async fn api_stats(api: ApiContext) -> std::result::Result<Json<Stats>, platform
     Ok(Json(stats))
 }
 
+/// The OpenAPI description of `GET /jobs/stats`.
+fn api_doc() -> ApiDoc {
+    let int = serde_json::json!({ "type": "integer", "format": "int64", "minimum": 0 });
+    let percentiles = serde_json::json!({
+        "type": "array",
+        "description": "p50, p95, p99 (ms) over the last hour.",
+        "items": { "type": "integer", "format": "int64" },
+        "minItems": 3,
+        "maxItems": 3,
+    });
+    let job = serde_json::json!({
+        "type": "object",
+        "required": ["id", "queue", "kind", "status", "attempts", "error", "payload", "at", "at_text"],
+        "properties": {
+            "id": { "type": "string" },
+            "queue": { "type": "string" },
+            "kind": { "type": "string", "description": "The job's name." },
+            "status": { "type": "string", "description": "`done`, `retrying` or `failed`." },
+            "attempts": { "type": "integer", "format": "int64" },
+            "error": { "type": "string", "nullable": true },
+            "payload": { "description": "The payload, personal data and secrets masked (`***`)." },
+            "at": { "type": "integer", "format": "int64", "description": "Milliseconds since the epoch." },
+            "at_text": { "type": "string", "format": "date-time" },
+        },
+    });
+    ApiDoc::new()
+        .tag("jobs", "The job queues")
+        .schema(
+            "JobQueueStats",
+            serde_json::json!({
+                "type": "object",
+                "required": ["queue", "workers", "pending", "running", "failed", "done", "per_minute", "per_hour", "wait_ms", "runtime_ms"],
+                "properties": {
+                    "queue": { "type": "string", "description": "The queue (`all` in `total`)." },
+                    "workers": { "type": "integer", "minimum": 0, "description": "Workers per process." },
+                    "pending": int,
+                    "running": int,
+                    "failed": int,
+                    "done": { "type": "integer", "format": "int64", "minimum": 0, "description": "Runs that succeeded in the retention window." },
+                    "per_minute": int,
+                    "per_hour": int,
+                    "wait_ms": percentiles,
+                    "runtime_ms": percentiles,
+                },
+            }),
+        )
+        .schema(
+            "JobStats",
+            serde_json::json!({
+                "type": "object",
+                "required": ["backend", "queues", "total", "recent", "failed"],
+                "properties": {
+                    "backend": { "type": "string", "description": "`sqlite`, `postgres`, `redis`, `sqlite-file`..." },
+                    "queues": { "type": "array", "items": ApiDoc::schema_ref("JobQueueStats") },
+                    "total": ApiDoc::schema_ref("JobQueueStats"),
+                    "recent": { "type": "array", "items": job, "description": "The latest runs." },
+                    "failed": { "type": "array", "items": job, "description": "The latest failed jobs." },
+                },
+            }),
+        )
+        .get(
+            "/jobs/stats",
+            serde_json::json!({
+                "operationId": "job_stats",
+                "summary": "The queues' figures",
+                "description": "What the panel's Jobs page shows: per queue and in all, backlog, throughput and latency percentiles, the latest runs and failures. Needs `view_jobs`.",
+                "tags": ["jobs"],
+                "responses": ApiDoc::responses(
+                    [("200", ApiDoc::json_response("The figures.", ApiDoc::schema_ref("JobStats")))],
+                    [401, 403],
+                ),
+            }),
+        )
+}
+
 const PAGE: &str = include_str!("../templates/jobs.html");
 const WIDGET: &str = include_str!("../templates/widget.html");
 
@@ -320,7 +395,8 @@ pub(crate) fn contribute(setup: &mut Setup) {
             ApiRoutes::new(Router::new().route("/jobs/stats", get(api_stats)))
                 .get("/jobs/stats")
                 .requires("view_jobs"),
-        );
+        )
+        .api_doc(api_doc());
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use platform_admin::api::ApiContext;
 use platform_admin::capability::ApiRoutes;
 use platform_admin::error::Error as ApiError;
 use platform_core::Platform;
+use platform_core::capability::ApiDoc;
 use platform_core::context::Actor;
 use platform_core::error::Error;
 use platform_core::permission::{Ability, permission_name};
@@ -192,24 +193,50 @@ async fn upload(
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct IndexQuery {
-    collection: Option<String>,
-}
-
 async fn index(
     api: ApiContext,
     Path((resource, id)): Path<(String, String)>,
-    Query(q): Query<IndexQuery>,
+    Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let lib = library(&api)?;
     authorize(&api, &lib, &resource, Ability::View)?;
+    let mut collection: Option<String> = None;
+    for (k, v) in params {
+        if k != "collection" {
+            return Err(Error::invalid(
+                k.replace('\0', "").chars().take(64).collect::<String>(),
+                "unknown_parameter",
+                "unknown parameter (known: collection)",
+            )
+            .into());
+        }
+        if collection.replace(v).is_some() {
+            return Err(Error::invalid("collection", "invalid", "given more than once").into());
+        }
+    }
+    if let Some(c) = &collection
+        && lib.collection(&resource, c).is_none()
+    {
+        return Err(Error::invalid(
+            "collection",
+            "unknown",
+            format!(
+                "not a collection of {resource} (they are: {})",
+                lib.collections_of(&resource)
+                    .iter()
+                    .map(|d| d.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .into());
+    }
     let items = lib
         .list(
             api.platform(),
             api.context(),
             &RecordRef::new(resource, id),
-            q.collection.as_deref(),
+            collection.as_deref(),
         )
         .await?;
     let data: Vec<serde_json::Value> = items.iter().map(|i| lib.to_json(i)).collect();
@@ -288,4 +315,186 @@ pub(crate) async fn attach_field(
     );
     let ((), item) = tokio::join!(pump, attach);
     item
+}
+
+/// The OpenAPI description of the media routes, for the resources with
+/// collections.
+pub(crate) fn api_doc(collections: &[CollectionDecl]) -> ApiDoc {
+    let nullable_string = serde_json::json!({ "type": "string", "nullable": true });
+    let media_id = serde_json::json!([{
+        "name": "id",
+        "in": "path",
+        "required": true,
+        "description": "The file's id.",
+        "schema": { "type": "string", "format": "uuid" },
+    }]);
+    let mut doc = ApiDoc::new()
+        .tag("media", "Files attached to records")
+        .schema(
+            "MediaItem",
+            serde_json::json!({
+                "type": "object",
+                "required": ["id", "collection", "file_name", "mime", "size", "position", "custom_properties", "created_at", "url", "conversions", "conversion_error"],
+                "properties": {
+                    "id": { "type": "string", "format": "uuid" },
+                    "collection": { "type": "string" },
+                    "file_name": { "type": "string" },
+                    "mime": { "type": "string", "description": "Sniffed from the content, not taken from the client." },
+                    "size": { "type": "integer", "format": "int64", "minimum": 0 },
+                    "position": { "type": "integer", "format": "int64" },
+                    "custom_properties": { "description": "The host's properties of the file." },
+                    "created_at": { "type": "string", "format": "date-time" },
+                    "url": { "type": "string", "nullable": true, "description": "A signed URL of the file (null when its disk cannot make one)." },
+                    "conversions": {
+                        "type": "object",
+                        "description": "The conversions made so far, by name.",
+                        "additionalProperties": {
+                            "type": "object",
+                            "properties": {
+                                "url": nullable_string,
+                                "width": { "type": "integer", "nullable": true },
+                                "height": { "type": "integer", "nullable": true },
+                                "mime": nullable_string,
+                            },
+                        },
+                    },
+                    "conversion_error": { "nullable": true, "description": "Why the conversions failed, if they did." },
+                },
+            }),
+        )
+        .schema(
+            "MediaItemDocument",
+            serde_json::json!({ "type": "object", "required": ["data"], "properties": { "data": ApiDoc::schema_ref("MediaItem") } }),
+        )
+        .schema(
+            "MediaItemList",
+            serde_json::json!({ "type": "object", "required": ["data"], "properties": { "data": { "type": "array", "items": ApiDoc::schema_ref("MediaItem") } } }),
+        )
+        .path_parameters("/media/{id}", media_id)
+        .delete(
+            "/media/{id}",
+            serde_json::json!({
+                "operationId": "delete_media",
+                "summary": "Remove a file",
+                "description": "Removes the file and its conversions. Needs `update_<resource>` of its record (and the record inside the caller's policy; else `404`).",
+                "tags": ["media"],
+                "responses": ApiDoc::responses([("204", ApiDoc::empty_response("Removed."))], [401, 403, 404]),
+            }),
+        )
+        .post(
+            "/media/reorder",
+            serde_json::json!({
+                "operationId": "reorder_media",
+                "summary": "Order a record's files",
+                "description": "Puts the files named (all of one record's collection) in this order; the collection's others follow. Needs `update_<resource>` of their record.",
+                "tags": ["media"],
+                "requestBody": {
+                    "required": true,
+                    "content": { "application/json": { "schema": {
+                        "type": "object",
+                        "required": ["ids"],
+                        "properties": { "ids": {
+                            "type": "array",
+                            "items": { "type": "string", "format": "uuid" },
+                            "minItems": 1,
+                            "maxItems": 1000,
+                        } },
+                    } } },
+                },
+                "responses": ApiDoc::responses([("204", ApiDoc::empty_response("Ordered."))], [400, 401, 403, 404, 413, 415, 422]),
+            }),
+        );
+    let mut seen: Vec<&str> = Vec::new();
+    for c in collections {
+        if seen.contains(&c.plural) {
+            continue;
+        }
+        seen.push(c.plural);
+        let of_resource: Vec<&CollectionDecl> = collections
+            .iter()
+            .filter(|d| d.plural == c.plural)
+            .collect();
+        let names: Vec<&str> = of_resource.iter().map(|d| d.name.as_str()).collect();
+        let record_id = serde_json::json!({
+            "name": "id",
+            "in": "path",
+            "required": true,
+            "description": "The record's key.",
+            "schema": { "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^\\u0000/]+$" },
+        });
+        let limits: Vec<String> = of_resource
+            .iter()
+            .map(|d| {
+                let accept = if d.spec.accept.is_empty() {
+                    "any type".to_owned()
+                } else {
+                    d.spec.accept.join(", ")
+                };
+                format!("`{}`: {accept}, at most {} bytes", d.name, d.spec.max_size)
+            })
+            .collect();
+        let (single, plural) = (c.resource, c.plural);
+        let upload = format!("/{plural}/{{id}}/media/{{collection}}");
+        let list = format!("/{plural}/{{id}}/media");
+        doc = doc
+            .path_parameters(
+                &upload,
+                serde_json::json!([
+                    record_id,
+                    {
+                        "name": "collection",
+                        "in": "path",
+                        "required": true,
+                        "description": "The collection.",
+                        "schema": { "type": "string", "enum": names },
+                    },
+                ]),
+            )
+            .post(
+                &upload,
+                serde_json::json!({
+                    "operationId": format!("upload_{single}_media"),
+                    "summary": "Attach a file",
+                    "description": format!(
+                        "Sends the file as the multipart part `file` (other parts are ignored). Its type is sniffed from its first bytes; the collections take {}. A body declared larger than the limit is refused with `413` before it is read; a file found larger while read, empty, or of a type not accepted, with `422` (`error.fields.file`). Needs `update_{single}` (and the record inside the caller's policy; else `404`).",
+                        limits.join("; ")
+                    ),
+                    "tags": ["media"],
+                    "requestBody": {
+                        "required": true,
+                        "content": { "multipart/form-data": { "schema": {
+                            "type": "object",
+                            "required": ["file"],
+                            "properties": { "file": { "type": "string", "format": "binary" } },
+                        } } },
+                    },
+                    "responses": ApiDoc::responses(
+                        [("201", ApiDoc::json_response("The file, stored.", ApiDoc::schema_ref("MediaItemDocument")))],
+                        [401, 403, 404, 413, 422],
+                    ),
+                }),
+            )
+            .path_parameters(&list, serde_json::json!([record_id]))
+            .get(
+                &list,
+                serde_json::json!({
+                    "operationId": format!("list_{single}_media"),
+                    "summary": "A record's files",
+                    "description": format!("By collection, then position, with signed URLs. Needs `view_{single}` (and the record inside the caller's policy; else `404`)."),
+                    "tags": ["media"],
+                    "parameters": [{
+                        "name": "collection",
+                        "in": "query",
+                        "required": false,
+                        "description": "Only this collection's files.",
+                        "schema": { "type": "string", "enum": names },
+                    }],
+                    "responses": ApiDoc::responses(
+                        [("200", ApiDoc::json_response("The files.", ApiDoc::schema_ref("MediaItemList")))],
+                        [400, 401, 403, 404, 422],
+                    ),
+                }),
+            );
+    }
+    doc
 }

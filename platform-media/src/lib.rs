@@ -404,6 +404,7 @@ impl Capability for Media {
         setup.command(cleanup::sweep_command());
         if !self.collections.is_empty() {
             setup.api(api::routes(&self.collections));
+            setup.api_doc(api::api_doc(&self.collections));
             let largest = self
                 .collections
                 .iter()

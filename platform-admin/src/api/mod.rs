@@ -132,7 +132,28 @@ where
     Platform: FromRef<S>,
     S: Clone + Send + Sync + 'static,
 {
-    let limit = config.body_limit;
+    with_layers(routes(), config)
+}
+
+/// The JSON API with `config` and the API routes `platform`'s
+/// capabilities contribute ([`ApiRoutes`](crate::capability::ApiRoutes)),
+/// every route behind the same layers (request id, `Cache-Control:
+/// no-store`, the body limit, the configuration). Mount it with
+/// `.nest("/api", …)`; [`app_router`](crate::app_router) does.
+pub fn api_router_for(platform: &Platform, config: ApiConfig) -> Router<Platform> {
+    let mut router = routes();
+    for extra in platform.contributions::<crate::capability::ApiRoutes>() {
+        router = router.merge(extra.router().clone());
+    }
+    with_layers(router, config)
+}
+
+/// The API's own routes, without layers.
+fn routes<S>() -> Router<S>
+where
+    Platform: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     Router::new()
         .route("/openapi.json", get(openapi::serve))
         .route("/docs", get(docs::page))
@@ -150,6 +171,15 @@ where
         .route("/{resource}/{id}/restore", post(resource::restore))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// `router` behind the API's layers.
+fn with_layers<S>(router: Router<S>, config: ApiConfig) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let limit = config.body_limit;
+    router
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::Extension(Arc::new(config)))
         // Records carry personal and decrypted data: no cache may keep them

@@ -5,8 +5,11 @@
 //! required fields) and update (`InvoiceUpdate`, all optional; both with
 //! `additionalProperties: false`), its list parameters (`filter[...]` per
 //! filterable field, `sort` as an enum) and every error response. The
-//! document is built once per process for each registry and mount point and
-//! served from memory.
+//! capabilities' API routes are described by the
+//! [`ApiDoc`]s they contribute (export, import,
+//! media, webhooks, the queue's figures...): present exactly when the
+//! capability is added. The document is built once per process for each
+//! registry, set of capabilities and mount point, and served from memory.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -17,6 +20,7 @@ use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use platform_core::Platform;
+use platform_core::capability::{ApiDoc, ResourceDoc};
 use platform_core::query::{DEFAULT_PAGE_SIZE, MAX_IN_VALUES, MAX_PAGE_SIZE, MAX_SEARCH_LEN};
 use platform_core::resource::{FieldMeta, Registry, ResourceMeta};
 use platform_core::value::FieldType;
@@ -867,9 +871,41 @@ fn error_responses() -> Value {
 }
 
 /// The OpenAPI document of the resources of `registry` that the API
-/// serves, for an API mounted at `server_url` (`/api`).
+/// serves, for an API mounted at `server_url` (`/api`), without any
+/// capability's routes (see [`document_with`]).
 pub fn document(registry: &Registry, server_url: &str, title: &str) -> Value {
-    let resources: Vec<&ResourceMeta> = registry
+    document_with(registry, &[], server_url, title)
+}
+
+/// Inserts `item`'s operations into the path item of `path` (an operation
+/// described twice keeps the first description).
+fn merge_path(paths: &mut Map<String, Value>, path: String, item: Value) {
+    let Value::Object(item) = item else {
+        return;
+    };
+    match paths.get_mut(&path) {
+        Some(Value::Object(existing)) => {
+            for (k, v) in item {
+                existing.entry(k).or_insert(v);
+            }
+        }
+        _ => {
+            paths.insert(path, Value::Object(item));
+        }
+    }
+}
+
+/// The OpenAPI document of the resources of `registry` that the API
+/// serves and of the capabilities' routes described by `docs` (a
+/// platform's [`ApiDoc`] contributions), for an API mounted at
+/// `server_url` (`/api`).
+pub fn document_with(
+    registry: &Registry,
+    docs: &[Arc<ApiDoc>],
+    server_url: &str,
+    title: &str,
+) -> Value {
+    let resources: Vec<&'static ResourceMeta> = registry
         .entries()
         .map(|e| e.meta())
         .filter(|m| m.in_api() && m.plural() != "audits")
@@ -880,6 +916,29 @@ pub fn document(registry: &Registry, server_url: &str, title: &str) -> Value {
     for m in &resources {
         resource_schemas(m, &mut schemas);
         resource_paths(m, &mut paths);
+    }
+    let mut extra_tags: Vec<Value> = Vec::new();
+    for doc in docs {
+        for (name, schema) in doc.schemas() {
+            schemas
+                .entry(name.clone())
+                .or_insert_with(|| schema.clone());
+        }
+        for (path, item) in doc.paths() {
+            merge_path(&mut paths, path.clone(), item.clone());
+        }
+        for m in &resources {
+            let list = list_params(m);
+            let schema = schema_name(m);
+            for (path, item) in doc.resource_paths(&ResourceDoc::new(m, &list, &schema)) {
+                merge_path(&mut paths, path, item);
+            }
+        }
+        for (name, description) in doc.tags() {
+            if !extra_tags.iter().any(|t| t["name"] == name.as_str()) {
+                extra_tags.push(json!({ "name": name, "description": description }));
+            }
+        }
     }
     paths.insert("/audits".into(), audit_path(&resources));
     paths.insert("/audits/{id}".into(), audit_entry_path());
@@ -906,6 +965,7 @@ pub fn document(registry: &Registry, server_url: &str, title: &str) -> Value {
         .map(|m| json!({ "name": m.plural(), "description": m.plural_label() }))
         .collect();
     tags.push(json!({ "name": "audits", "description": "The audit trail" }));
+    tags.extend(extra_tags);
     tags.push(json!({ "name": "meta", "description": "About the API" }));
     json!({
         "openapi": "3.0.3",
@@ -935,29 +995,42 @@ pub fn document(registry: &Registry, server_url: &str, title: &str) -> Value {
     })
 }
 
-type CacheKey = (Vec<usize>, String, String);
+type CacheKey = (Vec<usize>, Vec<usize>, String, String);
 
-/// Built documents, by registry (its metadata addresses), mount point and
-/// title.
-static CACHE: OnceLock<Mutex<HashMap<CacheKey, Bytes>>> = OnceLock::new();
+/// A built document, with the descriptions it was built from: holding
+/// them keeps their addresses (part of the key) from being reused by
+/// another platform's.
+type Cached = (Bytes, Vec<Arc<ApiDoc>>);
 
-fn cached(registry: &Registry, server_url: &str, title: &str) -> Bytes {
+/// Built documents, by registry (its metadata addresses), capability
+/// descriptions (their addresses), mount point and title.
+static CACHE: OnceLock<Mutex<HashMap<CacheKey, Cached>>> = OnceLock::new();
+
+fn cached(platform: &Platform, server_url: &str, title: &str) -> Bytes {
+    let registry = platform.registry();
+    let docs = platform.contributions::<ApiDoc>();
     let key: CacheKey = (
         registry
             .entries()
             .map(|e| std::ptr::from_ref(e.meta()) as usize)
             .collect(),
+        docs.iter().map(|d| Arc::as_ptr(d) as usize).collect(),
         server_url.to_owned(),
         title.to_owned(),
     );
     let cache = CACHE.get_or_init(Mutex::default);
-    if let Some(b) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+    if let Some(b) = cache
+        .lock()
+        .ok()
+        .and_then(|c| c.get(&key).map(|c| c.0.clone()))
+    {
         return b;
     }
-    let bytes =
-        Bytes::from(serde_json::to_vec(&document(registry, server_url, title)).unwrap_or_default());
+    let bytes = Bytes::from(
+        serde_json::to_vec(&document_with(registry, &docs, server_url, title)).unwrap_or_default(),
+    );
     if let Ok(mut c) = cache.lock() {
-        c.insert(key, bytes.clone());
+        c.insert(key, (bytes.clone(), docs));
     }
     bytes
 }
@@ -976,7 +1049,7 @@ pub(super) async fn serve(
     let title = config
         .as_ref()
         .map_or("Platform API", |Extension(c)| c.title.as_str());
-    let bytes = cached(platform.registry(), prefix, title);
+    let bytes = cached(&platform, prefix, title);
     (
         [(
             header::CONTENT_TYPE,

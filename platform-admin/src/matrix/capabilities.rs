@@ -7,7 +7,7 @@ use platform_core::Result;
 use super::fixtures::{Run, Subject};
 use super::probe::{Probe, ReqBody};
 use super::report::{Actual, Expected, MatrixRow, RowKind, Surface};
-use crate::capability::{ApiRoute, ApiRoutes, RouteAccess};
+use crate::capability::{ApiRoute, ApiRoutes, ResourceApiRoute, RouteAccess};
 use crate::panel::PanelPage;
 
 impl Run {
@@ -64,6 +64,19 @@ impl Run {
             for routes in self.platform.contributions::<ApiRoutes>() {
                 for route in routes.declared() {
                     out.push(Target::api(api, route));
+                }
+                for route in routes.resource_routes() {
+                    for entry in self.platform.registry().entries() {
+                        let meta = entry.meta();
+                        if meta.in_api() && route.applies_to(meta) {
+                            let needs = route
+                                .abilities()
+                                .iter()
+                                .map(|a| entry.permission(*a).to_owned())
+                                .collect();
+                            out.push(Target::resource_api(api, route, meta, needs));
+                        }
+                    }
                 }
             }
         }
@@ -148,7 +161,7 @@ pub(super) struct Target {
     pub(super) path: String,
     /// Permission routes: every permission in `needs`.
     pub(super) access: RouteAccess,
-    pub(super) needs: Vec<&'static str>,
+    pub(super) needs: Vec<String>,
     /// Whether the path had `{param}` segments (filled with `0`).
     has_params: bool,
 }
@@ -175,7 +188,7 @@ impl Target {
             access: needs
                 .first()
                 .map_or(RouteAccess::Authenticated, |p| RouteAccess::Permission(p)),
-            needs: needs.to_vec(),
+            needs: needs.iter().map(|p| (*p).to_owned()).collect(),
             has_params,
         }
     }
@@ -201,7 +214,7 @@ impl Target {
             })
             .collect();
         let needs = match route.access() {
-            RouteAccess::Permission(p) => vec![p],
+            RouteAccess::Permission(p) => vec![p.to_owned()],
             _ => Vec::new(),
         };
         Self {
@@ -212,6 +225,42 @@ impl Target {
             label: format!("{} {base}{template}", route.method()),
             path: format!("{base}{}", path.join("/")),
             access: route.access(),
+            needs,
+            has_params,
+        }
+    }
+
+    /// A route declared for every resource, as `meta`'s: it requires
+    /// every permission of `needs` (other `{param}` segments are filled
+    /// with `0`).
+    pub(super) fn resource_api(
+        base: &str,
+        route: &ResourceApiRoute,
+        meta: &'static platform_core::resource::ResourceMeta,
+        needs: Vec<String>,
+    ) -> Self {
+        let template = route.path_for(meta.plural());
+        let mut has_params = false;
+        let path: Vec<String> = template
+            .split('/')
+            .map(|seg| {
+                if seg.starts_with('{') && seg.ends_with('}') {
+                    has_params = true;
+                    "0".to_owned()
+                } else {
+                    seg.to_owned()
+                }
+            })
+            .collect();
+        Self {
+            kind: RowKind::ApiRoute,
+            owner: meta.plural(),
+            surface: Surface::Api,
+            method: route.method().clone(),
+            label: format!("{} {base}{template}", route.method()),
+            path: format!("{base}{}", path.join("/")),
+            // The resource's permission (not `'static`) is in `needs`.
+            access: RouteAccess::Permission(""),
             needs,
             has_params,
         }

@@ -81,7 +81,7 @@
 //! ## Capabilities
 //!
 //! The capabilities' panel pages ([`PanelPage`](crate::panel::PanelPage))
-//! and declared API routes ([`ApiRoutes`])
+//! and declared API routes ([`ApiRoutes`](crate::capability::ApiRoutes))
 //! are requested too, as every role; each permission a capability declares
 //! gets a `matrix_only_` role of its own. What they require is read from
 //! their declarations:
@@ -128,7 +128,6 @@ use futures::StreamExt;
 use platform_core::resource::ResourceEntry;
 use platform_core::{Platform, Result};
 
-use crate::capability::ApiRoutes;
 use fixtures::{Gen, Run};
 
 /// The prefix of the roles the matrix creates, one per generated
@@ -170,10 +169,7 @@ pub struct PermissionMatrix {
 fn default_router(platform: &Platform, api: Option<&str>, panel: Option<&str>) -> Router<Platform> {
     let mut app = Router::new();
     if let Some(api) = api {
-        let mut router = crate::api_router();
-        for extra in platform.contributions::<ApiRoutes>() {
-            router = router.merge(extra.router().clone());
-        }
+        let router = crate::api_router_for(platform, crate::ApiConfig::default());
         app = if api.is_empty() {
             app.merge(router)
         } else {

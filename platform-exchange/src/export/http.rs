@@ -11,9 +11,11 @@ use axum::routing::get;
 use futures::StreamExt;
 use platform_admin::api::ApiContext;
 use platform_core::Platform;
+use platform_core::capability::ApiDoc;
 use platform_core::error::Result;
 use platform_core::query::ListQuery;
 use platform_core::repo::Records;
+use serde_json::json;
 
 use super::{Export, ExportConfig, ExportJob, Format, parse_params};
 
@@ -153,4 +155,118 @@ pub async fn export_response(
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(ExportAnswer::File(res))
+}
+
+/// The list parameters that do not apply to exports (refused with `422`).
+const NOT_FOR_EXPORTS: [&str; 5] = [
+    "page[size]",
+    "page[after]",
+    "page[number]",
+    "count",
+    "include",
+];
+
+/// The OpenAPI description of `GET /{plural}/export`, for every exportable
+/// resource.
+pub(super) fn api_doc() -> ApiDoc {
+    ApiDoc::new()
+        .schema(
+            "ExportQueued",
+            json!({
+                "type": "object",
+                "required": ["data"],
+                "properties": { "data": {
+                    "type": "object",
+                    "required": ["status", "job_id", "rows", "message"],
+                    "properties": {
+                        "status": { "type": "string", "enum": ["queued"] },
+                        "job_id": { "type": "string", "description": "The export job's id." },
+                        "rows": { "type": "integer", "format": "int64", "minimum": 0, "description": "The rows counted (estimated above the count threshold)." },
+                        "message": { "type": "string" },
+                    },
+                } },
+            }),
+        )
+        .each_resource(|r| {
+            let meta = r.meta;
+            if !meta.exportable() {
+                return Vec::new();
+            }
+            let (single, plural) = (meta.name(), meta.plural());
+            let columns: Vec<&str> = meta
+                .field_list()
+                .iter()
+                .filter(|f| f.exportable())
+                .map(|f| f.name())
+                .collect();
+            let mut parameters = vec![
+                json!({
+                    "name": "format",
+                    "in": "query",
+                    "required": false,
+                    "description": "The file format.",
+                    "schema": { "type": "string", "enum": ["csv", "xlsx"], "default": "csv" },
+                }),
+                json!({
+                    "name": "columns",
+                    "in": "query",
+                    "required": false,
+                    "description": format!(
+                        "The columns, in order (comma-separated, at most 200); default: every exportable field ({}).",
+                        columns.join(", ")
+                    ),
+                    "style": "form",
+                    "explode": false,
+                    "schema": {
+                        "type": "array",
+                        "items": { "type": "string", "enum": columns },
+                        "minItems": 1,
+                        "maxItems": 200,
+                    },
+                }),
+            ];
+            parameters.extend(
+                r.list_parameters
+                    .iter()
+                    .filter(|p| {
+                        p["name"]
+                            .as_str()
+                            .is_none_or(|n| !NOT_FOR_EXPORTS.contains(&n))
+                    })
+                    .cloned(),
+            );
+            let file = json!({ "type": "string", "format": "binary" });
+            let mut streamed = ApiDoc::empty_response(&format!(
+                "The {} matching the list's parameters, streamed as a file (`Content-Disposition: attachment`).",
+                meta.plural_label()
+            ));
+            streamed["headers"]["Content-Disposition"] = json!({
+                "description": "`attachment; filename=\"<plural>-<UTC time>.<csv|xlsx>\"`.",
+                "required": true,
+                "schema": { "type": "string" },
+            });
+            streamed["content"] = json!({
+                "text/csv": { "schema": file },
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": { "schema": file },
+            });
+            vec![(
+                format!("/{plural}/export"),
+                json!({ "get": {
+                    "operationId": format!("export_{plural}"),
+                    "summary": format!("Export {}", meta.plural_label()),
+                    "description": format!(
+                        "CSV (UTF-8, a headings row) or XLSX of the records the list would show, every page. Above the export threshold (10,000 rows by default) and with jobs and a disk, the export runs as a job instead and the answer is `202` (a notification with a download link follows). Needs `view_any_{single}` and `export_{single}`."
+                    ),
+                    "tags": [plural],
+                    "parameters": parameters,
+                    "responses": ApiDoc::responses(
+                        [
+                            ("200", streamed),
+                            ("202", ApiDoc::json_response("Queued as a job.", ApiDoc::schema_ref("ExportQueued"))),
+                        ],
+                        [400, 401, 403, 404, 422],
+                    ),
+                } }),
+            )]
+        })
 }

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use platform_admin::capability::{ApiRoutes, SetupExt};
 use platform_core::capability::Setup;
+use platform_core::permission::Ability;
 
 pub mod columns;
 mod command;
@@ -108,9 +109,16 @@ pub(crate) fn setup(config: &ExportConfig, setup: &mut Setup) {
         let cfg = cfg.clone();
         async move { Ok(cfg) }
     });
-    // Not declared for the permission matrix: what it requires depends on
-    // the resource (`export_<resource>`), which a declaration cannot name.
-    setup.api(ApiRoutes::new(http::router()));
+    // Declared for every exportable resource: the permission matrix
+    // expects `view_any_<resource>` (the export reads the list) and
+    // `export_<resource>`.
+    setup.api(ApiRoutes::new(http::router()).each_resource(
+        axum::http::Method::GET,
+        "/{resource}/export",
+        &[Ability::ViewAny, Ability::Export],
+        |meta| meta.exportable(),
+    ));
+    setup.api_doc(http::api_doc());
     setup.command(command::command());
     setup.contribute(panel::PANEL_EXPORT);
 }

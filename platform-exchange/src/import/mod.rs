@@ -631,6 +631,7 @@ pub(crate) fn setup(config: &ImportConfig, setup: &mut Setup) {
         async move { Ok(s) }
     });
     setup.api(api::routes());
+    setup.api_doc(api::api_doc());
     for c in cli::commands() {
         setup.command(c);
     }
