@@ -17,6 +17,13 @@
 //! time): 48 deliveries/s with 32 workers (5,000 calls), 53/s with 8
 //! workers (2,000 calls); queuing 65-81 events/s. The target of 1,000/s is
 //! not reached in that profile; measure again with the release profile.
+//!
+//! Measured 2026-12-04 again, bench (release) profile, same machine under
+//! a load average of 8-10 from other builds, after the delivery reads its
+//! call and subscription in one query: 225 deliveries/s (3,000 calls, 32
+//! workers), 153/s under `perf` (2,000 calls). The bench process is mostly
+//! idle, waiting on PostgreSQL (the job back end's statements and the
+//! delivery's four); 1,000/s is still not reached on this machine.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -139,13 +139,15 @@ impl Webhooks {
         manual: bool,
         last: bool,
     ) -> Result<(), JobError> {
-        let Some((call, _)) = self.call(call_id).await? else {
+        let st = self.state()?;
+        // The call and its subscription in one round trip.
+        let Some((call, sub)) = crate::store::call_for_delivery(&st.db, call_id).await? else {
             return Err(JobError::fatal(format!("webhook call {call_id} is gone")));
         };
         if call.status == "delivered" && !manual {
             return Ok(());
         }
-        let Some((sub, secret)) = self.subscription_with_secret(call.subscription_id).await? else {
+        let Some((sub, secret)) = sub else {
             self.set_call(call_id, "failed", None).await?;
             return Err(JobError::fatal(format!(
                 "webhook call {call_id}: its subscription {} is gone",
@@ -161,7 +163,6 @@ impl Webhooks {
             );
             return Ok(());
         }
-        let st = self.state()?;
         let secret = st
             .crypto
             .decrypt(&secret, crate::service::SECRET_CONTEXT)
@@ -221,11 +222,16 @@ impl Webhooks {
         match outcome {
             Outcome::Delivered => {
                 self.set_call(call_id, "delivered", status).await?;
-                let mut q = st.db.sql();
-                q.push("UPDATE platform_webhook_subscriptions SET failures = 0 WHERE id = ")
-                    .bind_i64(sub.id)
-                    .push(" AND failures <> 0");
-                st.db.execute(q).await?;
+                // A delivery ends a run of failures. The count was read
+                // with the call: most deliveries have nothing to reset and
+                // skip the write.
+                if sub.failures != 0 {
+                    let mut q = st.db.sql();
+                    q.push("UPDATE platform_webhook_subscriptions SET failures = 0 WHERE id = ")
+                        .bind_i64(sub.id)
+                        .push(" AND failures <> 0");
+                    st.db.execute(q).await?;
+                }
                 Ok(())
             }
             Outcome::Failed { message, retry } if retry && !last => {

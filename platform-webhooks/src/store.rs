@@ -245,6 +245,34 @@ pub(crate) fn call_of(row: &Row) -> Call {
     }
 }
 
+/// The call `id` with its subscription and the subscription's
+/// (encrypted) secret, in one query (`None` for the subscription when it
+/// is gone): what one delivery attempt reads.
+pub(crate) async fn call_for_delivery(
+    db: &Db,
+    id: &str,
+) -> Result<Option<(Call, Option<(Subscription, String)>)>> {
+    let mut q = db.sql();
+    q.push("SELECT ");
+    q.join(CALL_COLUMNS.split(", "), ", ", |q, c| {
+        q.push("c.").push(c);
+    });
+    q.push(", ");
+    q.join(SUB_COLUMNS.split(", "), ", ", |q, c| {
+        q.push("s.").push(c);
+    });
+    q.push(" FROM platform_webhook_calls c LEFT JOIN platform_webhook_subscriptions s ON s.id = c.subscription_id WHERE c.id = ")
+        .bind_str(id);
+    let types: Vec<FieldType> = CALL_TYPES.iter().chain(SUB_TYPES).copied().collect();
+    let Some(row) = db.fetch_optional(q, &types).await? else {
+        return Ok(None);
+    };
+    let call = call_of(&row);
+    let rest: Row = row[CALL_TYPES.len()..].to_vec();
+    let sub = (!rest[0].is_null()).then(|| subscription_of(&rest));
+    Ok(Some((call, sub)))
+}
+
 /// One attempt of a call.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Attempt {
