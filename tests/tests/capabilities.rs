@@ -21,7 +21,6 @@ use platform_admin::panel::PanelAuth;
 use platform_admin::panel::page::{ActionFuture, PageAction, PageContext, PageFuture, PanelPage};
 use platform_core::Platform;
 use platform_core::capability::{Capability, HealthCheck, HealthResult, Setup, TaskKind};
-use platform_core::context::Context;
 use platform_core::db::{Db, Migration, MigrationSet, Sql};
 use platform_core::resource::Registry;
 use platform_core::value::FieldType;
