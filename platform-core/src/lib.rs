@@ -25,6 +25,7 @@ pub mod db;
 pub mod error;
 pub mod event;
 pub mod mail;
+pub mod money;
 pub mod notification;
 pub mod notify;
 pub mod outbox;

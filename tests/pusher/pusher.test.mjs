@@ -4,73 +4,15 @@
 // passes the address, the application and two users' API tokens in the
 // environment and broadcasts `tick` on `server-ticks` every 100 ms.
 //
-// Publish calls are signed here with Node's own crypto (an implementation
-// independent of the server's).
+// Publish calls are signed with Node's own crypto (see client.mjs).
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
-import Pusher from 'pusher-js';
+import * as shared from './client.mjs';
 
 const env = process.env;
-const base = `http://${env.PUSHER_HOST}:${env.PUSHER_PORT}`;
-const clients = [];
-
-function client(token) {
-  const p = new Pusher(env.PUSHER_KEY, {
-    cluster: 'local',
-    wsHost: env.PUSHER_HOST,
-    wsPort: Number(env.PUSHER_PORT),
-    forceTLS: false,
-    enabledTransports: ['ws'],
-    disableStats: true,
-    channelAuthorization: {
-      endpoint: `${base}/broadcasting/auth`,
-      transport: 'ajax',
-      headers: { Authorization: `Bearer ${token}` },
-    },
-  });
-  clients.push(p);
-  return p;
-}
-
-function waitFor(emitter, event, ms = 5000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${event} within ${ms} ms`)), ms);
-    const handler = (data) => {
-      clearTimeout(timer);
-      emitter.unbind(event, handler);
-      resolve(data);
-    };
-    emitter.bind(event, handler);
-  });
-}
-
-function connected(p) {
-  if (p.connection.state === 'connected') return Promise.resolve();
-  return waitFor(p.connection, 'connected');
-}
-
-// POST /apps/{id}/events, signed as the Pusher HTTP API says.
-async function publish(channel, name, data) {
-  const body = JSON.stringify({ name, data: JSON.stringify(data), channels: [channel] });
-  const path = `/apps/${env.PUSHER_APP_ID}/events`;
-  const params = {
-    auth_key: env.PUSHER_KEY,
-    auth_timestamp: String(Math.floor(Date.now() / 1000)),
-    auth_version: '1.0',
-    body_md5: crypto.createHash('md5').update(body).digest('hex'),
-  };
-  const query = Object.keys(params).sort().map((k) => `${k}=${params[k]}`).join('&');
-  const sig = crypto.createHmac('sha256', env.PUSHER_SECRET).update(`POST\n${path}\n${query}`).digest('hex');
-  const res = await fetch(`${base}${path}?${query}&auth_signature=${sig}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body,
-  });
-  assert.equal(res.status, 200, await res.text());
-}
-
-test.after(() => clients.forEach((c) => c.disconnect()));
+const { waitFor, connected } = shared;
+const client = (token) => shared.client(env.PUSHER_PORT, token);
+const publish = (channel, name, data) => shared.publish(env.PUSHER_PORT, channel, name, data);
 
 test('connects with a socket id', async () => {
   const p = client(env.ADA_TOKEN);

@@ -5,63 +5,9 @@
 // every 300 ms (a resource event that starts on node B).
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
-import Pusher from 'pusher-js';
+import { client, publish, waitFor } from './client.mjs';
 
 const env = process.env;
-const clients = [];
-
-function client(port, token) {
-  const p = new Pusher(env.PUSHER_KEY, {
-    cluster: 'local',
-    wsHost: env.PUSHER_HOST,
-    wsPort: Number(port),
-    forceTLS: false,
-    enabledTransports: ['ws'],
-    disableStats: true,
-    channelAuthorization: {
-      endpoint: `http://${env.PUSHER_HOST}:${port}/broadcasting/auth`,
-      transport: 'ajax',
-      headers: { Authorization: `Bearer ${token}` },
-    },
-  });
-  clients.push(p);
-  return p;
-}
-
-function waitFor(emitter, event, ms = 5000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${event} within ${ms} ms`)), ms);
-    const handler = (data) => {
-      clearTimeout(timer);
-      emitter.unbind(event, handler);
-      resolve(data);
-    };
-    emitter.bind(event, handler);
-  });
-}
-
-// POST /apps/{id}/events on `port`, signed with Node's own crypto.
-async function publish(port, channel, name, data) {
-  const body = JSON.stringify({ name, data: JSON.stringify(data), channels: [channel] });
-  const path = `/apps/${env.PUSHER_APP_ID}/events`;
-  const params = {
-    auth_key: env.PUSHER_KEY,
-    auth_timestamp: String(Math.floor(Date.now() / 1000)),
-    auth_version: '1.0',
-    body_md5: crypto.createHash('md5').update(body).digest('hex'),
-  };
-  const query = Object.keys(params).sort().map((k) => `${k}=${params[k]}`).join('&');
-  const sig = crypto.createHmac('sha256', env.PUSHER_SECRET).update(`POST\n${path}\n${query}`).digest('hex');
-  const res = await fetch(`http://${env.PUSHER_HOST}:${port}${path}?${query}&auth_signature=${sig}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body,
-  });
-  assert.equal(res.status, 200, await res.text());
-}
-
-test.after(() => clients.forEach((c) => c.disconnect()));
 
 test('presence spans the nodes: members, member_added, member_removed', async () => {
   const name = `presence-invoices.${env.INVOICE_ID}`;

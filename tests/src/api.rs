@@ -7,7 +7,6 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use platform_core::Platform;
-use platform_core::access::NewUser;
 use platform_core::context::Context;
 use tower::ServiceExt;
 
@@ -80,40 +79,12 @@ impl App {
     /// A user with `role` (created with `permissions` unless it exists) and
     /// a token with `abilities` (`*` when empty).
     pub async fn user(&self, email: &str, role: Option<&str>, abilities: &[&str]) -> (i64, String) {
-        let console = Context::console();
-        let access = self.platform.access();
-        let user = access
-            .create_user(
-                &console,
-                NewUser {
-                    email: email.into(),
-                    name: email.into(),
-                    password: "correct horse battery staple".into(),
-                },
-            )
-            .await
-            .unwrap();
-        if let Some(role) = role {
-            access.assign_role(&console, user.id, role).await.unwrap();
-        }
-        let abilities: Vec<String> = abilities.iter().map(|s| (*s).to_owned()).collect();
-        let token = access
-            .create_token(&console, user.id, "test", &abilities, None)
-            .await
-            .unwrap();
-        (user.id, token.plain_text)
+        crate::users::with_token(&self.platform, email, role, abilities).await
     }
 
     /// Creates role `name` with `permissions`.
     pub async fn role(&self, name: &str, permissions: &[&str]) {
-        let console = Context::console();
-        let access = self.platform.access();
-        access.create_role(&console, name).await.unwrap();
-        let perms: Vec<String> = permissions.iter().map(|s| (*s).to_owned()).collect();
-        access
-            .set_role_permissions(&console, name, &perms)
-            .await
-            .unwrap();
+        crate::users::role(&self.platform, name, permissions).await;
     }
 
     /// Sends a request.

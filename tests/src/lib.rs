@@ -11,9 +11,12 @@ pub mod api;
 pub mod domain;
 pub mod node_jobs;
 pub mod pusher;
+pub mod queues;
+pub mod users;
 pub mod webhooks;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use platform_core::Platform;
 use platform_core::crypto::AppKey;
@@ -67,15 +70,75 @@ pub fn with_database(url: &str, name: &str) -> String {
     out
 }
 
-fn env_url(var: &str) -> Option<String> {
+/// The value of the environment variable `var`, or `None` when it is unset
+/// or blank; that fails the test under `CI=true`, where nothing may be
+/// skipped.
+pub fn env(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.trim().is_empty() => Some(v),
         _ => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{var} must be set under CI=true (nothing may be skipped there)");
-            }
+            assert!(
+                !std::env::var("CI").is_ok_and(|v| v == "true"),
+                "{var} must be set under CI=true (nothing may be skipped there)"
+            );
             None
         }
+    }
+}
+
+/// [`env`] of `PLATFORM_TEST_REDIS_URL`; when it is unset, says on stderr
+/// that the Redis part is skipped.
+pub fn redis_url() -> Option<String> {
+    let url = env("PLATFORM_TEST_REDIS_URL");
+    if url.is_none() {
+        eprintln!("skipping redis: PLATFORM_TEST_REDIS_URL is not set");
+    }
+    url
+}
+
+/// A unique tag (queue namespaces, paths, markers).
+pub fn tag() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// A directory removed when dropped.
+#[derive(Debug)]
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// A new empty directory under the system's temporary directory, its
+    /// name starting with `prefix`.
+    pub fn new(prefix: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}", tag()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `f` until it answers, for at most `limit`.
+pub async fn wait_for<T>(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `f` until it holds, for at most `limit`.
+pub async fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
@@ -101,7 +164,7 @@ impl TestDb {
             Backend::MySql => "PLATFORM_TEST_MYSQL_URL",
             Backend::Sqlite => return Some(Self::sqlite()),
         };
-        let Some(admin) = env_url(var) else {
+        let Some(admin) = env(var) else {
             eprintln!("skipping {}: {var} is not set", backend.name());
             return None;
         };

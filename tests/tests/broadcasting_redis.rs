@@ -20,7 +20,7 @@ use platform_core::access::NewUser;
 use platform_core::cache::CacheStore;
 use platform_core::context::Context;
 use platform_tests::domain::{Customer, Invoice, customer, invoice, registry};
-use platform_tests::{TestDb, test_key};
+use platform_tests::{TestDb, redis_url, test_key};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -33,20 +33,6 @@ const APP: &str = "test-app";
 const TTL: Duration = Duration::from_secs(1);
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-fn redis_url() -> Option<String> {
-    match std::env::var("PLATFORM_TEST_REDIS_URL") {
-        Ok(u) if !u.trim().is_empty() => Some(u),
-        _ => {
-            assert!(
-                std::env::var("CI").map_or(true, |v| v != "true"),
-                "PLATFORM_TEST_REDIS_URL must be set under CI=true"
-            );
-            eprintln!("skipping: PLATFORM_TEST_REDIS_URL is not set");
-            None
-        }
-    }
-}
 
 fn unique_prefix() -> String {
     format!("bcast-{}:", platform_core::backplane::new_sender_id())

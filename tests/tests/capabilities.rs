@@ -20,13 +20,11 @@ use platform_admin::capability::{Command, SetupExt};
 use platform_admin::panel::PanelAuth;
 use platform_admin::panel::page::{ActionFuture, PageAction, PageContext, PageFuture, PanelPage};
 use platform_core::Platform;
-use platform_core::access::NewUser;
 use platform_core::capability::{Capability, HealthCheck, HealthResult, Setup, TaskKind};
-use platform_core::context::Context;
 use platform_core::db::{Db, Migration, MigrationSet, Sql};
 use platform_core::resource::Registry;
 use platform_core::value::FieldType;
-use platform_tests::{TestDb, all_backends, test_key};
+use platform_tests::{TestDb, all_backends, test_key, users};
 use tower::ServiceExt;
 
 const CSRF: &str = "test-csrf-token";
@@ -223,30 +221,13 @@ async fn test_auth(platform: Platform, mut req: Request, next: Next) -> Response
 }
 
 async fn user(p: &Platform, email: &str, permissions: &[&str]) -> i64 {
-    let console = Context::console();
-    let u = p
-        .access()
-        .create_user(
-            &console,
-            NewUser {
-                email: email.into(),
-                name: email.into(),
-                password: "correct horse battery staple".into(),
-            },
-        )
-        .await
-        .unwrap();
+    let id = users::user(p, email).await;
     if !permissions.is_empty() {
-        let role = format!("role_{}", u.id);
-        p.access().create_role(&console, &role).await.unwrap();
-        let perms: Vec<String> = permissions.iter().map(|s| (*s).to_owned()).collect();
-        p.access()
-            .set_role_permissions(&console, &role, &perms)
-            .await
-            .unwrap();
-        p.access().assign_role(&console, u.id, &role).await.unwrap();
+        let role = format!("role_{id}");
+        users::role(p, &role, permissions).await;
+        users::assign(p, id, &role).await;
     }
-    u.id
+    id
 }
 
 #[tokio::test]

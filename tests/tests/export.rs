@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, Request, StatusCode, header};
 use chrono::NaiveDate;
 use http_body_util::BodyExt;
 use platform_core::Resource;
-use platform_core::access::NewUser;
 use platform_core::context::Context;
 use platform_core::query::ListQuery;
 use platform_core::resource::Registry;
@@ -17,7 +16,7 @@ use platform_core::storage::{Disks, FileStorage, MemoryStorage, StorageExt};
 use platform_core::{Actor, Platform};
 use platform_exchange::Exchange;
 use platform_exchange::export::{Export, Format};
-use platform_tests::{TestDb, all_backends, test_key};
+use platform_tests::{TestDb, all_backends, test_key, users};
 use tower::ServiceExt;
 
 /// A resource with every kind of column an export must treat.
@@ -122,32 +121,9 @@ async fn app(db: &TestDb, exchange: Exchange, storage: bool, jobs: bool) -> App 
 
 impl App {
     async fn user(&self, email: &str, permissions: &[&str]) -> (i64, String) {
-        let console = Context::console();
-        let access = self.platform.access();
-        let user = access
-            .create_user(
-                &console,
-                NewUser {
-                    email: email.into(),
-                    name: email.into(),
-                    password: "correct horse battery staple".into(),
-                },
-            )
-            .await
-            .unwrap();
-        let role = email.split('@').next().unwrap().to_owned();
-        access.create_role(&console, &role).await.unwrap();
-        let perms: Vec<String> = permissions.iter().map(|s| (*s).to_owned()).collect();
-        access
-            .set_role_permissions(&console, &role, &perms)
-            .await
-            .unwrap();
-        access.assign_role(&console, user.id, &role).await.unwrap();
-        let token = access
-            .create_token(&console, user.id, "test", &[], None)
-            .await
-            .unwrap();
-        (user.id, token.plain_text)
+        let role = email.split('@').next().unwrap();
+        users::role(&self.platform, role, permissions).await;
+        users::with_token(&self.platform, email, Some(role), &[]).await
     }
 
     async fn get(&self, uri: &str, token: &str) -> (StatusCode, HeaderMap, Vec<u8>) {

@@ -12,14 +12,13 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use platform_core::Platform;
-use platform_core::access::NewUser;
 use platform_core::context::Context;
 use platform_core::db::Sql;
 use platform_core::value::FieldType;
 use platform_exchange::Exchange;
 use platform_exchange::import::{ImportConfig, ImportRequest, Imports, Limits};
 use platform_tests::domain::{customer, registry};
-use platform_tests::{TestDb, all_backends, test_key};
+use platform_tests::{TestDb, all_backends, test_key, users};
 use tower::ServiceExt;
 
 struct Env {
@@ -82,27 +81,7 @@ async fn env_with(db: &TestDb, registry: platform_core::Registry) -> Env {
 
 impl Env {
     async fn user(&self, email: &str, role: Option<&str>) -> String {
-        let console = Context::console();
-        let access = self.platform.access();
-        let user = access
-            .create_user(
-                &console,
-                NewUser {
-                    email: email.into(),
-                    name: email.into(),
-                    password: "correct horse battery staple".into(),
-                },
-            )
-            .await
-            .unwrap();
-        if let Some(role) = role {
-            access.assign_role(&console, user.id, role).await.unwrap();
-        }
-        access
-            .create_token(&console, user.id, "t", &["*".to_owned()], None)
-            .await
-            .unwrap()
-            .plain_text
+        users::with_token(&self.platform, email, role, &[]).await.1
     }
 
     async fn send(&self, req: Request<Body>) -> (StatusCode, Vec<u8>) {

@@ -20,7 +20,8 @@ use platform_core::platform::PlatformBuilder;
 use platform_core::resource::Registry;
 use platform_core::value::FieldType;
 use platform_jobs::{Dispatched, Job, JobContext, JobError, Jobs, Options, job, register_job};
-use platform_tests::{TestDb, all_backends, test_key};
+use platform_tests::queues::{Case, cases_and_sqlite_on_redis, failed_job, jobs};
+use platform_tests::{TestDb, tag, test_key, wait_until};
 use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
 
@@ -35,10 +36,6 @@ fn bump(key: String) -> u32 {
 
 fn count(key: &str) -> u32 {
     EVENTS.lock().unwrap().get(key).copied().unwrap_or(0)
-}
-
-fn tag() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// Counts its runs.
@@ -177,87 +174,6 @@ impl Job for MacroDeclared {
     }
 }
 
-/// One database plus where its jobs go.
-struct Case {
-    db: TestDb,
-    queue_url: Option<String>,
-    label: String,
-    _dir: Option<TempDir>,
-}
-
-struct TempDir(std::path::PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn redis_url() -> Option<String> {
-    match std::env::var("PLATFORM_TEST_REDIS_URL") {
-        Ok(v) if !v.trim().is_empty() => Some(v),
-        _ => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("PLATFORM_TEST_REDIS_URL must be set under CI=true");
-            }
-            eprintln!("skipping redis: PLATFORM_TEST_REDIS_URL is not set");
-            None
-        }
-    }
-}
-
-async fn cases() -> Vec<Case> {
-    let mut out = Vec::new();
-    for db in all_backends().await {
-        match db.backend {
-            Backend::MySql => {
-                // MariaDB: jobs on Redis, else on a separate SQLite file.
-                let (url, label, dir) = match redis_url() {
-                    Some(u) => (u, "mysql+redis", None),
-                    None => {
-                        let dir = std::env::temp_dir().join(format!("jobs-{}", tag()));
-                        std::fs::create_dir_all(&dir).unwrap();
-                        let url = format!("sqlite://{}?mode=rwc", dir.join("jobs.db").display());
-                        (url, "mysql+sqlite-file", Some(TempDir(dir)))
-                    }
-                };
-                out.push(Case {
-                    db,
-                    queue_url: Some(url),
-                    label: label.into(),
-                    _dir: dir,
-                });
-            }
-            b => out.push(Case {
-                label: b.name().into(),
-                db,
-                queue_url: None,
-                _dir: None,
-            }),
-        }
-    }
-    if let Some(u) = redis_url() {
-        out.push(Case {
-            db: TestDb::sqlite(),
-            queue_url: Some(u),
-            label: "sqlite+redis".into(),
-            _dir: None,
-        });
-    }
-    out
-}
-
-fn jobs(case: &Case, ns: &str) -> Jobs {
-    let j = Jobs::new()
-        .ignore_env()
-        .namespace(ns)
-        .heartbeat(Duration::from_secs(1))
-        .poll_interval(Duration::from_millis(20));
-    match &case.queue_url {
-        Some(u) => j.queue_url(u),
-        None => j,
-    }
-}
-
 fn builder(case: &Case, jobs: Jobs) -> PlatformBuilder {
     Platform::builder()
         .ignore_env()
@@ -269,37 +185,9 @@ fn builder(case: &Case, jobs: Jobs) -> PlatformBuilder {
         .with(jobs)
 }
 
-async fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-async fn failed_with(jobs: &Jobs, id: &str, limit: Duration) -> platform_jobs::FailedJob {
-    let start = Instant::now();
-    loop {
-        if let Some(f) = jobs
-            .failed(100)
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|f| f.id == id)
-        {
-            return f;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "job {id} did not fail in {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn jobs_run_retry_fail_and_show_on_the_dashboard() {
-    for case in cases().await {
+    for case in cases_and_sqlite_on_redis().await {
         let label = case.label.clone();
         let ns = tag();
         let p = builder(&case, jobs(&case, &ns))
@@ -349,7 +237,7 @@ async fn jobs_run_retry_fail_and_show_on_the_dashboard() {
             })
             .await
             .unwrap();
-        let f = failed_with(&j, poison.id().unwrap(), Duration::from_secs(15)).await;
+        let f = failed_job(&j, poison.id().unwrap(), Duration::from_secs(15)).await;
         assert_eq!(f.error, "boom (attempt 3)", "{label}");
         assert_eq!(f.attempts, 3, "{label}");
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -361,7 +249,7 @@ async fn jobs_run_retry_fail_and_show_on_the_dashboard() {
 
         // A payload that no longer decodes, an unknown job: failed at once.
         let old = j.dispatch(ShapeBefore { n: "seven".into() }).await.unwrap();
-        let f = failed_with(&j, old.id().unwrap(), Duration::from_secs(10)).await;
+        let f = failed_job(&j, old.id().unwrap(), Duration::from_secs(10)).await;
         assert!(
             f.error.contains("no longer deserialises"),
             "{label}: {}",
@@ -369,7 +257,7 @@ async fn jobs_run_retry_fail_and_show_on_the_dashboard() {
         );
         assert_eq!(f.attempts, 1, "{label}");
         let ghost = j.dispatch(Ghost).await.unwrap();
-        let f = failed_with(&j, ghost.id().unwrap(), Duration::from_secs(10)).await;
+        let f = failed_job(&j, ghost.id().unwrap(), Duration::from_secs(10)).await;
         assert!(
             f.error.contains("unknown job `test_ghost`"),
             "{label}: {}",
@@ -385,7 +273,7 @@ async fn jobs_run_retry_fail_and_show_on_the_dashboard() {
             })
             .await
             .unwrap();
-        let f = failed_with(&j, slow.id().unwrap(), Duration::from_secs(10)).await;
+        let f = failed_job(&j, slow.id().unwrap(), Duration::from_secs(10)).await;
         assert!(f.error.contains("timed out"), "{label}: {}", f.error);
         assert_eq!(count(&format!("{s}:end")), 0, "{label}");
 
@@ -614,7 +502,7 @@ async fn jobs_run_retry_fail_and_show_on_the_dashboard() {
             .into_owned();
         assert!(html.contains("id=\"jobs-widget\""), "{label}: the widget");
         let shape = j.dispatch(ShapeBefore { n: "eight".into() }).await.unwrap();
-        failed_with(&j, shape.id().unwrap(), Duration::from_secs(10)).await;
+        failed_job(&j, shape.id().unwrap(), Duration::from_secs(10)).await;
         let res = panel
             .clone()
             .oneshot(
@@ -645,7 +533,7 @@ async fn jobs_run_retry_fail_and_show_on_the_dashboard() {
             count(&c) == 6
         })
         .await;
-        failed_with(&j, poison.id().unwrap(), Duration::from_secs(10)).await;
+        failed_job(&j, poison.id().unwrap(), Duration::from_secs(10)).await;
         assert!(j.forget(ghost.id().unwrap()).await.unwrap(), "{label}");
         assert!(!j.forget(ghost.id().unwrap()).await.unwrap(), "{label}");
         assert_eq!(j.failed(100).await.unwrap().len(), 3, "{label}");
@@ -679,8 +567,8 @@ async fn jobs_run_retry_fail_and_show_on_the_dashboard() {
             .unwrap();
         assert_eq!(j.failed(100).await.unwrap().len(), 0, "{label}");
         // Both fail again: the poison job three more times, the slow one once.
-        failed_with(&j, poison.id().unwrap(), Duration::from_secs(15)).await;
-        failed_with(&j, slow.id().unwrap(), Duration::from_secs(15)).await;
+        failed_job(&j, poison.id().unwrap(), Duration::from_secs(15)).await;
+        failed_job(&j, slow.id().unwrap(), Duration::from_secs(15)).await;
         assert_eq!(count(&c), 9, "{label}");
 
         p.shutdown().await;
@@ -689,7 +577,7 @@ async fn jobs_run_retry_fail_and_show_on_the_dashboard() {
 
 #[tokio::test]
 async fn graceful_shutdown_finishes_in_flight_jobs_and_a_killed_worker_loses_none() {
-    for case in cases().await {
+    for case in cases_and_sqlite_on_redis().await {
         let label = case.label.clone();
         let ns = tag();
 
@@ -785,7 +673,7 @@ async fn graceful_shutdown_finishes_in_flight_jobs_and_a_killed_worker_loses_non
 
 #[tokio::test]
 async fn a_schedule_runs_once_per_time_across_two_processes() {
-    for case in cases().await {
+    for case in cases_and_sqlite_on_redis().await {
         let label = case.label.clone();
         let ns = tag();
         let t = tag();
@@ -858,7 +746,7 @@ async fn mariadb_needs_a_queue_url() {
 /// PostgreSQL queues woke only at heartbeats.
 #[tokio::test]
 async fn an_idle_worker_wakes_at_its_poll_interval_not_its_heartbeat() {
-    for case in cases().await {
+    for case in cases_and_sqlite_on_redis().await {
         let label = case.label.clone();
         let ns = tag();
         let mut j = Jobs::new()
@@ -913,7 +801,7 @@ async fn a_job_declared_with_the_attribute_is_registered_and_runs() {
         db: TestDb::sqlite(),
         queue_url: None,
         label: "sqlite".into(),
-        _dir: None,
+        dir: None,
     };
     let p = builder(&case, jobs(&case, &tag())).build().await.unwrap();
     let j = p.get::<Jobs>().expect("the service");
@@ -942,7 +830,7 @@ async fn a_job_declared_with_the_attribute_is_registered_and_runs() {
         })
         .await
         .unwrap();
-    let f = failed_with(&j, poison.id().unwrap(), Duration::from_secs(10)).await;
+    let f = failed_job(&j, poison.id().unwrap(), Duration::from_secs(10)).await;
     assert_eq!((f.attempts, f.error.as_str()), (2, "attempt 2"));
     assert_eq!(count(&format!("{b}:critical")), 2);
     p.shutdown().await;

@@ -530,16 +530,9 @@ async fn conversions_run_as_a_job_when_jobs_are_added() {
 /// `.ci/run` starts).
 #[tokio::test]
 async fn media_on_an_s3_disk() {
-    let url = match std::env::var("PLATFORM_TEST_S3_URL") {
-        Ok(u) if !u.trim().is_empty() => u,
-        _ => {
-            assert!(
-                !std::env::var("CI").is_ok_and(|v| v == "true"),
-                "PLATFORM_TEST_S3_URL must be set under CI=true"
-            );
-            eprintln!("skipping: PLATFORM_TEST_S3_URL is not set");
-            return;
-        }
+    let Some(url) = platform_tests::env("PLATFORM_TEST_S3_URL") else {
+        eprintln!("skipping: PLATFORM_TEST_S3_URL is not set");
+        return;
     };
     let db = TestDb::sqlite();
     let p = platform_with(

@@ -11,10 +11,9 @@ use axum::http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use media_common::*;
 use platform_core::Platform;
-use platform_core::access::NewUser;
 use platform_core::context::Context;
 use platform_media::RecordRef;
-use platform_tests::all_backends;
+use platform_tests::{all_backends, users};
 use tower::ServiceExt;
 
 /// A multipart body with one file part.
@@ -30,35 +29,8 @@ fn multipart(name: &str, content: &[u8]) -> (String, Vec<u8>) {
 }
 
 async fn user(p: &Platform, email: &str, role: Option<(&str, &[&str])>) -> String {
-    let console = Context::console();
-    let access = p.access();
-    let u = access
-        .create_user(
-            &console,
-            NewUser {
-                email: email.into(),
-                name: email.into(),
-                password: "correct horse battery staple".into(),
-            },
-        )
-        .await
-        .unwrap();
-    if let Some((role, perms)) = role {
-        if role != "super_admin" {
-            access.create_role(&console, role).await.unwrap();
-            let perms: Vec<String> = perms.iter().map(|s| (*s).to_owned()).collect();
-            access
-                .set_role_permissions(&console, role, &perms)
-                .await
-                .unwrap();
-        }
-        access.assign_role(&console, u.id, role).await.unwrap();
-    }
-    access
-        .create_token(&console, u.id, "test", &[], None)
-        .await
-        .unwrap()
-        .plain_text
+    let id = users::with_role(p, email, role).await;
+    users::token(p, id, &[]).await
 }
 
 async fn send(
@@ -355,34 +327,6 @@ async fn test_auth(
     next.run(req).await
 }
 
-async fn panel_user(p: &Platform, email: &str, role: Option<(&str, &[&str])>) -> i64 {
-    let console = Context::console();
-    let access = p.access();
-    let u = access
-        .create_user(
-            &console,
-            NewUser {
-                email: email.into(),
-                name: email.into(),
-                password: "correct horse battery staple".into(),
-            },
-        )
-        .await
-        .unwrap();
-    if let Some((role, perms)) = role {
-        if role != "super_admin" {
-            access.create_role(&console, role).await.unwrap();
-            let perms: Vec<String> = perms.iter().map(|s| (*s).to_owned()).collect();
-            access
-                .set_role_permissions(&console, role, &perms)
-                .await
-                .unwrap();
-        }
-        access.assign_role(&console, u.id, role).await.unwrap();
-    }
-    u.id
-}
-
 /// A section form: `_csrf` first, then `fields`, then the file if any.
 fn section_form(
     csrf: &str,
@@ -455,8 +399,8 @@ async fn the_panel_shows_a_gallery_and_uploads_and_removes_without_javascript() 
                 },
             ))
             .with_state(p.clone());
-        let admin = panel_user(&p, "admin@example.com", Some(("super_admin", &[]))).await;
-        let viewer = panel_user(
+        let admin = users::with_role(&p, "admin@example.com", Some(("super_admin", &[]))).await;
+        let viewer = users::with_role(
             &p,
             "viewer@example.com",
             Some(("product_viewer", &["view_any_product", "view_product"])),

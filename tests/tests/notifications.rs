@@ -25,19 +25,19 @@ use platform_adapters::mail::SmtpMailer;
 use platform_core::Platform;
 use platform_core::access::NewUser;
 use platform_core::context::{Actor, Context};
-use platform_core::db::Backend;
 use platform_core::error::Error;
 use platform_core::mail::{Mailer, MemoryMailer};
 use platform_core::notification::Notice;
 use platform_core::notify::MemorySmsProvider;
 use platform_core::resource::Registry;
-use platform_jobs::{FailedJob, Jobs};
+use platform_jobs::Jobs;
 use platform_notify::{
     MailChannel, MailLayout, MailMessage, MemoryChannel, Notification, Notifications, Notifier,
     NotifyOptions, Recipient, SkipReason, SlackMessage, SmsChannel, SmsMessage,
     register_notification,
 };
-use platform_tests::{TestDb, all_backends, test_key};
+use platform_tests::queues::{cases, failed_job, jobs};
+use platform_tests::{TestDb, env, tag, test_key, wait_until};
 use serde::{Deserialize, Serialize};
 
 // ---- notifications under test ------------------------------------------------
@@ -223,72 +223,6 @@ async fn serve(receiver: Receiver, ip: &str) -> String {
 
 // ---- databases, queues, mail -------------------------------------------------------
 
-fn env(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.trim().is_empty() => Some(v),
-        _ => {
-            assert!(
-                !std::env::var("CI").is_ok_and(|v| v == "true"),
-                "{var} must be set under CI=true (nothing may be skipped there)"
-            );
-            None
-        }
-    }
-}
-
-fn tag() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
-struct TempDir(std::path::PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// One database and where its jobs go.
-struct Case {
-    db: TestDb,
-    queue_url: Option<String>,
-    label: String,
-    _dir: Option<TempDir>,
-}
-
-async fn cases() -> Vec<Case> {
-    let mut out = Vec::new();
-    for db in all_backends().await {
-        if db.backend == Backend::MySql {
-            let (url, label, dir) = match env("PLATFORM_TEST_REDIS_URL") {
-                Some(u) => (u, "mysql+redis", None),
-                None => {
-                    eprintln!(
-                        "PLATFORM_TEST_REDIS_URL is not set: MariaDB's jobs go to a SQLite file"
-                    );
-                    let dir = std::env::temp_dir().join(format!("notify-{}", tag()));
-                    std::fs::create_dir_all(&dir).unwrap();
-                    let url = format!("sqlite://{}?mode=rwc", dir.join("jobs.db").display());
-                    (url, "mysql+sqlite-file", Some(TempDir(dir)))
-                }
-            };
-            out.push(Case {
-                db,
-                queue_url: Some(url),
-                label: label.into(),
-                _dir: dir,
-            });
-        } else {
-            out.push(Case {
-                label: db.backend.name().into(),
-                db,
-                queue_url: None,
-                _dir: None,
-            });
-        }
-    }
-    out
-}
-
 /// The mailer: the SMTP capture server when configured, else memory.
 enum Mailbox {
     Smtp(std::path::PathBuf),
@@ -367,34 +301,6 @@ impl Mailbox {
     }
 }
 
-async fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-async fn failed_job(jobs: &Jobs, id: &str, limit: Duration) -> FailedJob {
-    let start = Instant::now();
-    loop {
-        if let Some(f) = jobs
-            .failed(200)
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|f| f.id == id)
-        {
-            return f;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "job {id} did not fail in {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -445,14 +351,7 @@ async fn one_call_reaches_every_channel_and_failures_are_retried_refused_and_vis
             "noreply@example.com",
         )
         .unwrap();
-        let mut jobs = Jobs::new()
-            .ignore_env()
-            .namespace(tag())
-            .heartbeat(Duration::from_secs(1))
-            .poll_interval(Duration::from_millis(20));
-        if let Some(u) = &case.queue_url {
-            jobs = jobs.queue_url(u);
-        }
+        let jobs = jobs(&case, &tag());
         let notifications = Notifications::new()
             .channel(
                 SlackChannel::new(format!("{base}/slack"))

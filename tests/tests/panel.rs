@@ -24,14 +24,13 @@ use platform_admin::panel::bulk::{BulkFuture, BulkInput};
 use platform_admin::panel::widget::{WidgetContext, WidgetFuture};
 use platform_admin::panel::{BulkAction, PanelAuth, Widget};
 use platform_core::Platform;
-use platform_core::access::NewUser;
 use platform_core::context::Context;
 use platform_core::notification::Notice;
 use platform_core::query::ListQuery;
 use platform_core::repo::Changes;
 use platform_core::value::Value;
 use platform_tests::domain::{Customer, Invoice, Note, customer, invoice, registry};
-use platform_tests::{TestDb, all_backends};
+use platform_tests::{TestDb, all_backends, users};
 use tower::ServiceExt;
 
 const CSRF: &str = "test-csrf-token";
@@ -171,34 +170,15 @@ impl App {
     }
 
     async fn user(&self, email: &str, role: Option<&str>) -> i64 {
-        let console = Context::console();
-        let access = self.platform.access();
-        let user = access
-            .create_user(
-                &console,
-                NewUser {
-                    email: email.into(),
-                    name: email.into(),
-                    password: "correct horse battery staple".into(),
-                },
-            )
-            .await
-            .unwrap();
+        let id = users::user(&self.platform, email).await;
         if let Some(role) = role {
-            access.assign_role(&console, user.id, role).await.unwrap();
+            users::assign(&self.platform, id, role).await;
         }
-        user.id
+        id
     }
 
     async fn role(&self, name: &str, permissions: &[&str]) {
-        let console = Context::console();
-        let access = self.platform.access();
-        access.create_role(&console, name).await.unwrap();
-        let perms: Vec<String> = permissions.iter().map(|s| (*s).to_owned()).collect();
-        access
-            .set_role_permissions(&console, name, &perms)
-            .await
-            .unwrap();
+        users::role(&self.platform, name, permissions).await;
     }
 
     async fn send(&self, req: Request<Body>) -> Res {

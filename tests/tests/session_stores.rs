@@ -17,7 +17,7 @@ use platform_core::auth::{MemorySessionStore, PasswordChange, SessionStore};
 use platform_core::context::{Actor, Context};
 use platform_core::error::Error;
 use platform_core::resource::Registry;
-use platform_tests::{TestDb, test_key};
+use platform_tests::{TestDb, redis_url, test_key};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -64,20 +64,6 @@ async fn count(p: &Platform, sql: &'static str) -> i64 {
     let mut q = p.db().sql();
     q.push(sql);
     p.db().fetch_i64(q).await.unwrap().unwrap_or_default()
-}
-
-fn redis_url() -> Option<String> {
-    match std::env::var("PLATFORM_TEST_REDIS_URL") {
-        Ok(u) if !u.trim().is_empty() => Some(u),
-        _ => {
-            assert!(
-                std::env::var("CI").map_or(true, |v| v != "true"),
-                "PLATFORM_TEST_REDIS_URL must be set under CI=true"
-            );
-            eprintln!("skipping redis: PLATFORM_TEST_REDIS_URL is not set");
-            None
-        }
-    }
 }
 
 /// The stores to run on: two handles each (two nodes).

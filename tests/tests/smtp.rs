@@ -13,19 +13,7 @@ use std::time::{Duration, Instant};
 use platform_adapters::mail::SmtpMailer;
 use platform_core::error::Error;
 use platform_core::mail::{Mail, Mailer};
-
-fn env(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.trim().is_empty() => Some(v),
-        _ => {
-            assert!(
-                !std::env::var("CI").is_ok_and(|v| v == "true"),
-                "{var} must be set under CI=true (nothing may be skipped there)"
-            );
-            None
-        }
-    }
-}
+use platform_tests::env;
 
 fn marker() -> String {
     let mut b = [0u8; 8];

@@ -271,16 +271,9 @@ async fn without_the_capability_there_is_no_file_route() {
 /// `PLATFORM_TEST_S3_URL`), served through a signed URL.
 #[tokio::test]
 async fn an_s3_disk_from_its_url_serves_signed_files() {
-    let url = match std::env::var("PLATFORM_TEST_S3_URL") {
-        Ok(u) if !u.trim().is_empty() => u,
-        _ => {
-            assert!(
-                !std::env::var("CI").is_ok_and(|v| v == "true"),
-                "PLATFORM_TEST_S3_URL must be set under CI=true"
-            );
-            eprintln!("skipping: PLATFORM_TEST_S3_URL is not set");
-            return;
-        }
+    let Some(url) = platform_tests::env("PLATFORM_TEST_S3_URL") else {
+        eprintln!("skipping: PLATFORM_TEST_S3_URL is not set");
+        return;
     };
     let db = TestDb::sqlite();
     let p = platform(

@@ -23,7 +23,7 @@ use platform_core::db::Backend;
 use platform_jobs::Jobs;
 use platform_tests::domain::{Customer, customer, registry};
 use platform_tests::node_jobs::{self, NodeProbe};
-use platform_tests::{TestDb, test_key};
+use platform_tests::{TestDb, redis_url, test_key};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The tests of this file take turns: each starts two node processes, and
@@ -91,22 +91,6 @@ fn jobs(prefix: &str) -> Jobs {
         .heartbeat(Duration::from_secs(1))
         .poll_interval(Duration::from_millis(20))
         .job::<NodeProbe>()
-}
-
-/// The Redis URL, or `None` (skipped, with the reason printed) when unset
-/// outside CI.
-fn redis_url() -> Option<String> {
-    match std::env::var("PLATFORM_TEST_REDIS_URL") {
-        Ok(u) if !u.trim().is_empty() => Some(u),
-        _ => {
-            assert!(
-                std::env::var("CI").map_or(true, |v| v != "true"),
-                "PLATFORM_TEST_REDIS_URL must be set under CI=true"
-            );
-            eprintln!("skipping: PLATFORM_TEST_REDIS_URL is not set");
-            None
-        }
-    }
 }
 
 struct Reply {

@@ -436,11 +436,7 @@ fn form_text(f: &FieldMeta, v: &Value) -> String {
     match v {
         Value::Null => String::new(),
         Value::Bool(b) => b.to_string(),
-        Value::Int(n) if f.is_money() => {
-            let sign = if *n < 0 { "-" } else { "" };
-            let a = n.unsigned_abs();
-            format!("{sign}{}.{:02}", a / 100, a % 100)
-        }
+        Value::Int(n) if f.is_money() => platform_core::money::format_plain(*n),
         Value::Json(j) => j.to_string(),
         other => other.display(),
     }

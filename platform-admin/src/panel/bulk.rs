@@ -420,7 +420,7 @@ async fn confirm(
 ) -> Result<Response, PanelError> {
     let meta = records.meta();
     let n = match selection {
-        Selection::Ids(ids) => format::thousands(ids.len() as u64),
+        Selection::Ids(ids) => platform_core::money::group_thousands(ids.len() as u64),
         Selection::Query(q) => {
             let q = match kind {
                 Kind::Delete => q.clone().trashed(Trashed::Without),

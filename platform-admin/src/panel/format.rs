@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use platform_core::money;
 use platform_core::query::Count;
 use platform_core::resource::FieldMeta;
 use platform_core::value::{FieldType, Value};
@@ -51,75 +52,14 @@ pub(crate) fn with_query(path: &str, query: &str) -> String {
     }
 }
 
-/// `1234567` as `1,234,567`.
-pub(crate) fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// A count for people: exact (`1,234`), estimated (`~1,234,000`) or a lower
 /// bound (`10,001+`).
 pub(crate) fn count(c: Count) -> String {
     match c {
-        Count::Exact(n) => thousands(n),
-        Count::Estimated(n) => format!("~{}", thousands(n)),
-        Count::AtLeast(n) => format!("{}+", thousands(n)),
+        Count::Exact(n) => money::group_thousands(n),
+        Count::Estimated(n) => format!("~{}", money::group_thousands(n)),
+        Count::AtLeast(n) => format!("{}+", money::group_thousands(n)),
     }
-}
-
-/// Cents as an amount: `-123456` as `-1,234.56`.
-pub(crate) fn money(cents: i64) -> String {
-    let sign = if cents < 0 { "-" } else { "" };
-    let abs = cents.unsigned_abs();
-    format!("{sign}{}.{:02}", thousands(abs / 100), abs % 100)
-}
-
-/// Cents as a form value: `-123456` as `-1234.56`.
-pub(crate) fn money_input(cents: i64) -> String {
-    let sign = if cents < 0 { "-" } else { "" };
-    let abs = cents.unsigned_abs();
-    format!("{sign}{}.{:02}", abs / 100, abs % 100)
-}
-
-/// Reads an amount (`1234.5`, `1,234.56`, `-3`) as cents; at most two
-/// decimals.
-pub(crate) fn parse_money(s: &str) -> Option<i64> {
-    let cleaned: String = s
-        .trim()
-        .chars()
-        .filter(|c| !matches!(c, ',' | ' ' | '_'))
-        .collect();
-    let (neg, body) = match cleaned.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, cleaned.strip_prefix('+').unwrap_or(&cleaned)),
-    };
-    let (whole, frac) = body.split_once('.').unwrap_or((body, ""));
-    if whole.is_empty() && frac.is_empty()
-        || !whole.chars().all(|c| c.is_ascii_digit())
-        || !frac.chars().all(|c| c.is_ascii_digit())
-        || frac.len() > 2
-    {
-        return None;
-    }
-    let whole: i64 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().ok()?
-    };
-    let frac: i64 = match frac.len() {
-        0 => 0,
-        1 => frac.parse::<i64>().ok()? * 10,
-        _ => frac.parse().ok()?,
-    };
-    let cents = whole.checked_mul(100)?.checked_add(frac)?;
-    Some(if neg { -cents } else { cents })
 }
 
 /// A time for people: `2024-01-02 03:04 UTC`.
@@ -165,7 +105,7 @@ pub(crate) fn display(f: &FieldMeta, v: &Value) -> String {
         Value::Null => String::new(),
         Value::Bool(true) => "Yes".to_owned(),
         Value::Bool(false) => "No".to_owned(),
-        Value::Int(n) if f.is_money() => money(*n),
+        Value::Int(n) if f.is_money() => money::format(*n),
         Value::DateTime(t) => time(t),
         Value::Json(j) => j.to_string(),
         other => other.display(),
@@ -176,7 +116,7 @@ pub(crate) fn display(f: &FieldMeta, v: &Value) -> String {
 pub(crate) fn input_value(f: &FieldMeta, v: &Value) -> String {
     match v {
         Value::Null => String::new(),
-        Value::Int(n) if f.is_money() => money_input(*n),
+        Value::Int(n) if f.is_money() => money::format_plain(*n),
         Value::DateTime(t) => time_input(t),
         Value::Json(j) => serde_json::to_string_pretty(j).unwrap_or_default(),
         other => other.display(),
@@ -193,7 +133,7 @@ pub(crate) fn parse_input(f: &FieldMeta, text: &str) -> Result<Value, String> {
         return Err("must not contain NUL characters".to_owned());
     }
     match f.ty() {
-        FieldType::I32 | FieldType::I64 if f.is_money() => parse_money(text)
+        FieldType::I32 | FieldType::I64 if f.is_money() => money::parse(text)
             .map(Value::Int)
             .ok_or_else(|| "must be an amount with at most two decimals".to_owned()),
         FieldType::DateTime => parse_time(text)
@@ -232,27 +172,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn money_round_trips() {
-        assert_eq!(money(123_456), "1,234.56");
-        assert_eq!(money(-5), "-0.05");
-        assert_eq!(money_input(-123_456), "-1234.56");
-        assert_eq!(parse_money("1,234.56"), Some(123_456));
-        assert_eq!(parse_money("12.5"), Some(1250));
-        assert_eq!(parse_money("-3"), Some(-300));
-        assert_eq!(parse_money(".5"), Some(50));
-        assert_eq!(parse_money("1.234"), None);
-        assert_eq!(parse_money("abc"), None);
-        assert_eq!(parse_money("."), None);
-        assert_eq!(parse_money(""), None);
-    }
-
-    #[test]
     fn counts() {
         assert_eq!(count(Count::Exact(1234)), "1,234");
         assert_eq!(count(Count::Estimated(1_000_000)), "~1,000,000");
         assert_eq!(count(Count::AtLeast(10_001)), "10,001+");
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(100), "100");
+        assert_eq!(count(Count::Exact(7)), "7");
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub(crate) fn parse(meta: &'static ResourceMeta, pairs: Vec<(String, String)>) -
     for (k, v) in &base {
         let converted = match filter_field(k).and_then(|f| meta.field(f)) {
             Some(f) if f.is_money() && matches!(f.ty(), FieldType::I32 | FieldType::I64) => {
-                match format::parse_money(v) {
+                match platform_core::money::parse(v) {
                     Some(c) => c.to_string(),
                     None => {
                         errors.add(k.clone(), "type", "must be an amount");

@@ -406,56 +406,22 @@ impl Records {
         if !self.in_scope(stored)? {
             return Err(self.outside_policy());
         }
-        let mut probe = vec![Value::Null; meta.field_list().len()];
-        let (mut written, masked, mut errors) = self.apply(&mut probe, changes, false, false);
-        let checked: Vec<usize> = written
-            .iter()
-            .copied()
-            .filter(|i| !masked.contains(i))
-            .collect();
-        self.validate(&probe, &checked, false, &mut errors);
+        let (probe, errors) = self.probe_update(changes, false);
         errors.into_result()?;
         let old_plain = self.decrypt_row(stored.to_vec())?.into_values();
-        self.drop_shown_values(&mut written, &masked, &old_plain, &probe)?;
-        let mut plain = old_plain.clone();
-        for &i in &written {
-            plain[i] = probe[i].clone();
-        }
-        if !self.in_scope(&plain)? {
-            return Err(self.outside_policy());
-        }
-        let changed: Vec<usize> = written
-            .iter()
-            .copied()
-            .filter(|&i| plain[i] != old_plain[i])
-            .collect();
-        if changed.is_empty() {
+        let up = self.plan_update(stored, &old_plain, &probe)?;
+        if up.changed.is_empty() {
             return Ok(None);
-        }
-        let mut new_stored = stored.to_vec();
-        let mut enc = plain.clone();
-        self.encrypt(&mut enc);
-        for &i in &changed {
-            new_stored[i] = enc[i].clone();
-        }
-        let mut set = changed.clone();
-        if let Some(u) = meta
-            .field_index("updated_at")
-            .filter(|&i| meta.field_list()[i].is_managed())
-        {
-            new_stored[u] = Value::DateTime(crate::db::truncate_micros(Utc::now()));
-            plain[u] = new_stored[u].clone();
-            set.push(u);
         }
         Ok(Some(Ready::Update {
             n,
             id,
             old_plain,
             old_stored: stored.to_vec(),
-            plain,
-            stored: new_stored,
-            changed,
-            set,
+            plain: up.plain,
+            stored: up.stored,
+            changed: up.changed,
+            set: up.set,
         }))
     }
 
@@ -523,12 +489,8 @@ impl Records {
                 continue;
             };
             self.write_update(tx, &id, &stored, &set).await?;
-            if audit {
-                let o = self.audit_values(&old_plain, &changed);
-                let nv = self.audit_values(&plain, &changed);
-                if !nv.is_empty() {
-                    entries.push(self.audit_entry(EventKind::Updated, &id, Some(o), Some(nv)));
-                }
+            if audit && let Some(entry) = self.update_entry(&id, &old_plain, &plain, &changed) {
+                entries.push(entry);
             }
             if options.log.is_some() {
                 touched.push(Touched {

@@ -15,6 +15,41 @@ use crate::visibility::Visibility;
 
 use super::{Changes, Record, Records, count_tag};
 
+/// Update changes laid on a blank row and checked, before the stored record
+/// is read ([`Records::probe_update`]).
+pub(super) struct UpdateProbe {
+    /// The sent values at their field indices; `Null` elsewhere.
+    pub(super) values: Vec<Value>,
+    /// The fields the changes write.
+    pub(super) written: Vec<usize>,
+    /// The written fields the caller sees masked.
+    pub(super) masked: Vec<usize>,
+}
+
+impl UpdateProbe {
+    /// The written fields that are validated: all but the masked ones.
+    pub(super) fn checked(&self) -> Vec<usize> {
+        self.written
+            .iter()
+            .copied()
+            .filter(|i| !self.masked.contains(i))
+            .collect()
+    }
+}
+
+/// An update laid over the stored record ([`Records::plan_update`]).
+pub(super) struct PlannedUpdate {
+    /// The record after the update, decrypted.
+    pub(super) plain: Vec<Value>,
+    /// The fields whose value changes; empty when nothing changes (then
+    /// `stored` and `set` are empty too).
+    pub(super) changed: Vec<usize>,
+    /// The row to store; only the `set` columns are written.
+    pub(super) stored: Vec<Value>,
+    /// The columns to set: `changed` and a managed `updated_at`.
+    pub(super) set: Vec<usize>,
+}
+
 impl Records {
     pub(super) fn audit_values(&self, values: &[Value], fields: &[usize]) -> AuditValues {
         let meta = self.meta();
@@ -352,16 +387,9 @@ impl Records {
         self.check_id(&id)?;
         let meta = self.meta();
         // Validate before taking any lock: only the written fields are checked.
-        let mut probe = vec![Value::Null; meta.field_list().len()];
-        let (mut written, masked, mut errors) = self.apply(&mut probe, changes, trusted, false);
-        let checked: Vec<usize> = written
-            .iter()
-            .copied()
-            .filter(|i| !masked.contains(i))
-            .collect();
-        self.validate(&probe, &checked, false, &mut errors);
+        let (probe, mut errors) = self.probe_update(changes, trusted);
         if !errors.is_empty() {
-            self.check_references(&probe, &checked, Some(&id), &mut errors)
+            self.check_references(&probe.values, &probe.checked(), Some(&id), &mut errors)
                 .await;
             return Err(Error::Validation(errors));
         }
@@ -369,54 +397,24 @@ impl Records {
         let mut tx = db.begin().await?;
         let result: Result<(Vec<Value>, Vec<usize>)> = async {
             let current = self.locked_row(&mut tx, &id).await?;
-            let old = self.decrypt_row(current)?.into_values();
-            self.drop_shown_values(&mut written, &masked, &old, &probe)?;
-            let mut plain = old.clone();
-            for &i in &written {
-                plain[i] = probe[i].clone();
+            let old = self.decrypt_row(current.clone())?.into_values();
+            let up = self.plan_update(&current, &old, &probe)?;
+            if up.changed.is_empty() {
+                return Ok((up.plain, up.set));
             }
-            if !self.in_scope(&plain)? {
-                return Err(self.outside_policy());
-            }
-            let changed: Vec<usize> = written
-                .iter()
-                .copied()
-                .filter(|&i| plain[i] != old[i])
-                .collect();
-            if changed.is_empty() {
-                return Ok((plain, changed));
-            }
-            let mut stored = plain.clone();
-            self.encrypt(&mut stored);
-            let mut set = changed.clone();
-            if let Some(u) = meta
-                .field_index("updated_at")
-                .filter(|&i| meta.field_list()[i].is_managed())
+            self.write_update(&mut tx, &id, &up.stored, &up.set).await?;
+            if self.records_changes()
+                && let Some(entry) = self.update_entry(&id, &old, &up.plain, &up.changed)
             {
-                stored[u] = Value::DateTime(crate::db::truncate_micros(Utc::now()));
-                plain[u] = stored[u].clone();
-                set.push(u);
+                self.record_changes(&mut tx, &self.ctx, &[entry]).await?;
             }
-            self.write_update(&mut tx, &id, &stored, &set).await?;
-            if self.records_changes() {
-                let o = self.audit_values(&old, &changed);
-                let n = self.audit_values(&plain, &changed);
-                if !n.is_empty() {
-                    self.record_changes(
-                        &mut tx,
-                        &self.ctx,
-                        &[self.audit_entry(EventKind::Updated, &id, Some(o), Some(n))],
-                    )
-                    .await?;
-                }
-            }
-            Ok((plain, set))
+            Ok((up.plain, up.set))
         }
         .await;
         let (plain, set) = match tx.finish(result).await {
             Ok(r) => r,
             Err(e) => {
-                let mut values = probe;
+                let mut values = probe.values;
                 values[meta.primary_key_index()] = id.clone();
                 return Err(self.explain_conflict(e, &values, Some(&id)).await);
             }
@@ -426,6 +424,96 @@ impl Records {
         }
         self.after_commit(EventKind::Updated, vec![id], false).await;
         Ok(Record::new(meta, plain))
+    }
+
+    /// Applies `changes` to a blank row and validates the fields they write
+    /// (all but the masked ones), as an update does before it reads the
+    /// stored record.
+    pub(super) fn probe_update(
+        &self,
+        changes: Changes,
+        trusted: bool,
+    ) -> (UpdateProbe, FieldErrors) {
+        let mut values = vec![Value::Null; self.meta().field_list().len()];
+        let (written, masked, mut errors) = self.apply(&mut values, changes, trusted, false);
+        let probe = UpdateProbe {
+            values,
+            written,
+            masked,
+        };
+        self.validate(&probe.values, &probe.checked(), false, &mut errors);
+        (probe, errors)
+    }
+
+    /// Lays a checked probe over the stored record (`stored` as in the
+    /// database, `old` decrypted): the fields that change, the new values
+    /// (encrypted for storage) and the columns to set, with a managed
+    /// `updated_at` stamped. Fails when the result leaves the caller's
+    /// scope or a masked value was sent back changed.
+    pub(super) fn plan_update(
+        &self,
+        stored: &[Value],
+        old: &[Value],
+        probe: &UpdateProbe,
+    ) -> Result<PlannedUpdate> {
+        let meta = self.meta();
+        let mut written = probe.written.clone();
+        self.drop_shown_values(&mut written, &probe.masked, old, &probe.values)?;
+        let mut plain = old.to_vec();
+        for &i in &written {
+            plain[i] = probe.values[i].clone();
+        }
+        if !self.in_scope(&plain)? {
+            return Err(self.outside_policy());
+        }
+        let changed: Vec<usize> = written
+            .iter()
+            .copied()
+            .filter(|&i| plain[i] != old[i])
+            .collect();
+        if changed.is_empty() {
+            return Ok(PlannedUpdate {
+                plain,
+                changed,
+                stored: Vec::new(),
+                set: Vec::new(),
+            });
+        }
+        let mut new_stored = stored.to_vec();
+        let mut enc = plain.clone();
+        self.encrypt(&mut enc);
+        for &i in &changed {
+            new_stored[i] = enc[i].clone();
+        }
+        let mut set = changed.clone();
+        if let Some(u) = meta
+            .field_index("updated_at")
+            .filter(|&i| meta.field_list()[i].is_managed())
+        {
+            new_stored[u] = Value::DateTime(crate::db::truncate_micros(Utc::now()));
+            plain[u] = new_stored[u].clone();
+            set.push(u);
+        }
+        Ok(PlannedUpdate {
+            plain,
+            changed,
+            stored: new_stored,
+            set,
+        })
+    }
+
+    /// The audit entry of an update of `changed` from `old` to `new`, or
+    /// `None` when none of them is audited.
+    pub(super) fn update_entry(
+        &self,
+        id: &Value,
+        old: &[Value],
+        new: &[Value],
+        changed: &[usize],
+    ) -> Option<NewEntry> {
+        let o = self.audit_values(old, changed);
+        let n = self.audit_values(new, changed);
+        (!n.is_empty()).then(|| self.audit_entry(EventKind::Updated, id, Some(o), Some(n)))
     }
 
     pub(super) async fn write_update(

@@ -106,49 +106,8 @@ pub fn parse_float(t: &str) -> Option<f64> {
 }
 
 /// An amount in cents from `12.50`, `$1,234.5`, `-3`, `€ 7.05`, `7,05 EUR`
-/// (a comma before exactly two final digits, with no point, is a decimal
-/// comma; other commas group thousands).
-pub fn parse_money(t: &str) -> Option<i64> {
-    let mut s: String = t
-        .chars()
-        .filter(|c| !matches!(c, '$' | '€' | '£' | '¥' | ' ' | '_' | '\u{a0}'))
-        .collect();
-    for code in ["EUR", "USD", "GBP", "CHF", "eur", "usd", "gbp", "chf"] {
-        s = s.replace(code, "");
-    }
-    if !s.contains('.')
-        && let Some((a, b)) = s.rsplit_once(',')
-        && b.len() <= 2
-        && !a.contains(',')
-    {
-        s = format!("{a}.{b}");
-    }
-    let s: String = s.chars().filter(|c| *c != ',').collect();
-    let (neg, body) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s.strip_prefix('+').unwrap_or(&s)),
-    };
-    let (whole, frac) = body.split_once('.').unwrap_or((body, ""));
-    if whole.is_empty() && frac.is_empty()
-        || !whole.chars().all(|c| c.is_ascii_digit())
-        || !frac.chars().all(|c| c.is_ascii_digit())
-        || frac.len() > 2
-    {
-        return None;
-    }
-    let whole: i64 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().ok()?
-    };
-    let frac: i64 = match frac.len() {
-        0 => 0,
-        1 => frac.parse::<i64>().ok()? * 10,
-        _ => frac.parse().ok()?,
-    };
-    let cents = whole.checked_mul(100)?.checked_add(frac)?;
-    Some(if neg { -cents } else { cents })
-}
+/// (the reader the admin panel's forms use too).
+pub use platform_core::money::parse as parse_money;
 
 /// A date: ISO 8601 (`2024-01-31`, also with a time after it),
 /// `2024/01/31`, `31.01.2024`, `31/01/2024` or `01/31/2024` (see
@@ -232,12 +191,17 @@ mod tests {
 
     #[test]
     fn money() {
+        let f = FieldMeta::of::<i64>("amount").money();
+        let read = |t| coerce(&f, t, DateOrder::DayFirst);
+        assert_eq!(read("$1,234.56"), Ok(Value::Int(123_456)));
+        assert_eq!(read(" 7,05 EUR "), Ok(Value::Int(705)));
+        assert_eq!(read("-3"), Ok(Value::Int(-300)));
+        assert_eq!(read(""), Ok(Value::Null));
+        assert_eq!(
+            read("1.234"),
+            Err("must be an amount with at most two decimals".to_owned())
+        );
         assert_eq!(parse_money("12.5"), Some(1250));
-        assert_eq!(parse_money("$1,234.56"), Some(123_456));
-        assert_eq!(parse_money("7,05 EUR"), Some(705));
-        assert_eq!(parse_money("-3"), Some(-300));
-        assert_eq!(parse_money("1.234"), None);
-        assert_eq!(parse_money("abc"), None);
     }
 
     #[test]
