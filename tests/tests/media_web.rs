@@ -543,8 +543,8 @@ async fn the_panel_reorders_files_without_javascript() {
                 },
             ))
             .with_state(p.clone());
-        let admin = panel_user(&p, "admin@example.com", Some(("super_admin", &[]))).await;
-        let viewer = panel_user(
+        let admin = users::with_role(&p, "admin@example.com", Some(("super_admin", &[]))).await;
+        let viewer = users::with_role(
             &p,
             "viewer@example.com",
             Some(("product_viewer", &["view_any_product", "view_product"])),
