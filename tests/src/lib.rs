@@ -86,7 +86,7 @@ pub fn env(var: &str) -> Option<String> {
     }
 }
 
-/// [`env`] of `PLATFORM_TEST_REDIS_URL`; when it is unset, says on stderr
+/// [`env()`] of `PLATFORM_TEST_REDIS_URL`; when it is unset, says on stderr
 /// that the Redis part is skipped.
 pub fn redis_url() -> Option<String> {
     let url = env("PLATFORM_TEST_REDIS_URL");

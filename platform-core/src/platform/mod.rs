@@ -142,7 +142,7 @@ impl Platform {
     pub fn auth(&self) -> &Auth {
         &self.inner.auth
     }
-    /// The mailer (default: [`LogMailer`], which only logs).
+    /// The mailer (default: [`LogMailer`](crate::mail::LogMailer), which only logs).
     pub fn mailer(&self) -> &Arc<dyn Mailer> {
         &self.inner.mailer
     }
