@@ -10,6 +10,7 @@
 pub mod api;
 pub mod domain;
 pub mod node_jobs;
+pub mod panel;
 pub mod pusher;
 pub mod queues;
 pub mod users;

@@ -12,12 +12,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
-use axum::middleware::Next;
-use axum::response::Response;
 use http_body_util::BodyExt;
 use platform_admin::PanelConfig;
 use platform_admin::capability::{Command, SetupExt};
-use platform_admin::panel::PanelAuth;
 use platform_admin::panel::page::{ActionFuture, PageAction, PageContext, PageFuture, PanelPage};
 use platform_core::Platform;
 use platform_core::capability::{Capability, HealthCheck, HealthResult, Setup, TaskKind};
@@ -205,21 +202,6 @@ fn get(uri: &str, user: Option<i64>) -> Request<Body> {
     b.body(Body::empty()).unwrap()
 }
 
-/// Stands in for the session layer: the user named by `x-test-user`.
-async fn test_auth(platform: Platform, mut req: Request, next: Next) -> Response {
-    let user = req
-        .headers()
-        .get("x-test-user")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i64>().ok());
-    if let Some(id) = user
-        && let Ok(Some(auth)) = PanelAuth::for_user(&platform, id, CSRF).await
-    {
-        req.extensions_mut().insert(auth);
-    }
-    next.run(req).await
-}
-
 async fn user(p: &Platform, email: &str, permissions: &[&str]) -> i64 {
     let id = users::user(p, email).await;
     if !permissions.is_empty() {
@@ -267,16 +249,14 @@ async fn a_capability_contributes_through_one_seam() {
         // action, 403 for the others.
         let viewer = user(&p, "viewer@example.com", &["view_probe"]).await;
         let other = user(&p, "other@example.com", &["view_any_user"]).await;
-        let pp = p.clone();
-        let panel = Router::new()
-            .nest(
+        let panel = platform_tests::panel::signed_in_by_header(
+            Router::new().nest(
                 "/admin",
                 platform_admin::panel_router_with(PanelConfig::new().with_capabilities(&p)),
-            )
-            .layer(axum::middleware::from_fn(
-                move |req: Request, next: Next| test_auth(pp.clone(), req, next),
-            ))
-            .with_state(p.clone());
+            ),
+            &p,
+            CSRF,
+        );
         let (status, body) = send(&panel, get("/admin", Some(viewer))).await;
         assert_eq!(status, StatusCode::OK, "{backend}: {body}");
         assert!(body.contains("href=\"/admin/probe\""), "{backend}: nav");

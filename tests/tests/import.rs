@@ -724,29 +724,11 @@ async fn panel_upload_preview_dry_run_run_and_roll_back() {
             .unwrap()
             .unwrap()
             .id;
-        let pp = env.platform.clone();
-        let app = platform_admin::app_router(&env.platform)
-            .unwrap()
-            .layer(axum::middleware::from_fn(
-                move |mut req: Request<Body>, next: axum::middleware::Next| {
-                    let p = pp.clone();
-                    async move {
-                        let uid = req
-                            .headers()
-                            .get("x-test-user")
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.parse().ok());
-                        if let Some(id) = uid
-                            && let Ok(Some(auth)) =
-                                platform_admin::panel::PanelAuth::for_user(&p, id, "csrf-t").await
-                        {
-                            req.extensions_mut().insert(auth);
-                        }
-                        next.run(req).await
-                    }
-                },
-            ))
-            .with_state(env.platform.clone());
+        let app = platform_tests::panel::signed_in_by_header(
+            platform_admin::app_router(&env.platform).unwrap(),
+            &env.platform,
+            "csrf-t",
+        );
         let send = |req: Request<Body>| {
             let app = app.clone();
             async move {

@@ -452,34 +452,16 @@ async fn jobs_run_retry_fail_and_show_on_the_dashboard() {
         assert!(body["queues"].as_array().unwrap().len() == 4, "{label}");
 
         // The panel page and its actions (retry_jobs), the dashboard widget.
-        let pp = p.clone();
-        let panel = axum::Router::new()
-            .nest(
+        let panel = platform_tests::panel::signed_in_by_header(
+            axum::Router::new().nest(
                 "/admin",
                 platform_admin::panel_router_with(
                     platform_admin::PanelConfig::new().with_capabilities(&p),
                 ),
-            )
-            .layer(axum::middleware::from_fn(
-                move |mut req: Request<Body>, next: axum::middleware::Next| {
-                    let p = pp.clone();
-                    async move {
-                        let uid = req
-                            .headers()
-                            .get("x-test-user")
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.parse().ok());
-                        if let Some(id) = uid
-                            && let Ok(Some(auth)) =
-                                platform_admin::panel::PanelAuth::for_user(&p, id, "csrf-t").await
-                        {
-                            req.extensions_mut().insert(auth);
-                        }
-                        next.run(req).await
-                    }
-                },
-            ))
-            .with_state(p.clone());
+            ),
+            &p,
+            "csrf-t",
+        );
         let page = |uri: &str| {
             Request::builder()
                 .uri(uri)

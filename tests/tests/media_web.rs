@@ -307,26 +307,6 @@ async fn the_media_routes_are_in_the_permission_matrix_on_every_backend() {
 
 const CSRF: &str = "media-test-csrf";
 
-/// Stands in for the session layer: the user of `x-test-user`.
-async fn test_auth(
-    platform: Platform,
-    mut req: Request<Body>,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let user = req
-        .headers()
-        .get("x-test-user")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i64>().ok());
-    if let Some(id) = user
-        && let Ok(Some(auth)) =
-            platform_admin::panel::PanelAuth::for_user(&platform, id, CSRF).await
-    {
-        req.extensions_mut().insert(auth);
-    }
-    next.run(req).await
-}
-
 /// A section form: `_csrf` first, then `fields`, then the file if any.
 fn section_form(
     csrf: &str,
@@ -390,15 +370,11 @@ async fn the_panel_shows_a_gallery_and_uploads_and_removes_without_javascript() 
         let p = platform(&db, &dir).await;
         let b = db.backend.name();
         let lib = lib(&p);
-        let pp = p.clone();
-        let app = Router::new()
-            .nest("/admin", platform_admin::panel_router())
-            .layer(axum::middleware::from_fn(
-                move |req: Request<Body>, next: axum::middleware::Next| {
-                    test_auth(pp.clone(), req, next)
-                },
-            ))
-            .with_state(p.clone());
+        let app = platform_tests::panel::signed_in_by_header(
+            Router::new().nest("/admin", platform_admin::panel_router()),
+            &p,
+            CSRF,
+        );
         let admin = users::with_role(&p, "admin@example.com", Some(("super_admin", &[]))).await;
         let viewer = users::with_role(
             &p,
@@ -534,15 +510,11 @@ async fn the_panel_reorders_files_without_javascript() {
         let p = platform(&db, &dir).await;
         let b = db.backend.name();
         let lib = lib(&p);
-        let pp = p.clone();
-        let app = Router::new()
-            .nest("/admin", platform_admin::panel_router())
-            .layer(axum::middleware::from_fn(
-                move |req: Request<Body>, next: axum::middleware::Next| {
-                    test_auth(pp.clone(), req, next)
-                },
-            ))
-            .with_state(p.clone());
+        let app = platform_tests::panel::signed_in_by_header(
+            Router::new().nest("/admin", platform_admin::panel_router()),
+            &p,
+            CSRF,
+        );
         let admin = users::with_role(&p, "admin@example.com", Some(("super_admin", &[]))).await;
         let viewer = users::with_role(
             &p,

@@ -39,34 +39,16 @@ impl Notification for ReportReady {
 register_notification!(ReportReady);
 
 fn panel(p: &Platform) -> axum::Router {
-    let pp = p.clone();
-    axum::Router::new()
-        .nest(
+    platform_tests::panel::signed_in_by_header(
+        axum::Router::new().nest(
             "/admin",
             platform_admin::panel_router_with(
                 platform_admin::PanelConfig::new().with_capabilities(p),
             ),
-        )
-        .layer(axum::middleware::from_fn(
-            move |mut req: Request<Body>, next: axum::middleware::Next| {
-                let p = pp.clone();
-                async move {
-                    let uid = req
-                        .headers()
-                        .get("x-test-user")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse().ok());
-                    if let Some(id) = uid
-                        && let Ok(Some(auth)) =
-                            platform_admin::panel::PanelAuth::for_user(&p, id, "csrf-t").await
-                    {
-                        req.extensions_mut().insert(auth);
-                    }
-                    next.run(req).await
-                }
-            },
-        ))
-        .with_state(p.clone())
+        ),
+        p,
+        "csrf-t",
+    )
 }
 
 async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, String) {
@@ -76,11 +58,18 @@ async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, String) {
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+fn page(user: i64) -> Request<Body> {
+    Request::get("/admin/notification-settings")
+        .header(platform_tests::panel::TEST_USER, user.to_string())
+        .body(Body::empty())
+        .unwrap()
+}
+
 fn save(user: i64, form: &str) -> Request<Body> {
     Request::builder()
         .method(Method::POST)
         .uri("/admin/notification-settings/actions/save")
-        .header("x-test-user", user.to_string())
+        .header(platform_tests::panel::TEST_USER, user.to_string())
         .header("content-type", "application/x-www-form-urlencoded")
         .body(Body::from(format!("_csrf=csrf-t&{form}")))
         .unwrap()
@@ -125,14 +114,7 @@ async fn a_user_switches_channels_per_kind_and_notify_minds_it() {
         let app = panel(&p);
 
         // The page: one row per kind, one box per channel (not `log`), all on.
-        let (s, html) = send(
-            &app,
-            Request::get("/admin/notification-settings")
-                .header("x-test-user", ann.to_string())
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let (s, html) = send(&app, page(ann)).await;
         assert_eq!(s, StatusCode::OK, "{label}: {html}");
         assert!(html.contains("data-kind=\"report_ready\""), "{label}");
         assert!(html.contains("Report ready"), "{label}");
@@ -180,14 +162,7 @@ async fn a_user_switches_channels_per_kind_and_notify_minds_it() {
                 .await
                 .unwrap()
         );
-        let (_, html) = send(
-            &app,
-            Request::get("/admin/notification-settings")
-                .header("x-test-user", ann.to_string())
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let (_, html) = send(&app, page(ann)).await;
         assert!(
             html.contains("value=\"report_ready|mail\" checked"),
             "{label}"
@@ -246,7 +221,7 @@ async fn a_user_switches_channels_per_kind_and_notify_minds_it() {
             Request::builder()
                 .method(Method::POST)
                 .uri("/admin/notification-settings/actions/save")
-                .header("x-test-user", ann.to_string())
+                .header(platform_tests::panel::TEST_USER, ann.to_string())
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body(Body::from("kinds=report_ready&on=report_ready%7Cdatabase"))
                 .unwrap(),

@@ -1,0 +1,45 @@
+//! Panel routes signed in by a request header, for tests that drive panel
+//! pages without going through the sign-in steps (those are tested in
+//! `signin.rs` and the browser suite).
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use platform_core::Platform;
+
+/// The header naming the user (by id) a request is signed in as.
+pub const TEST_USER: &str = "x-test-user";
+
+/// `router` (panel routes, state not yet given) behind a layer that signs
+/// each request in as the user of its [`TEST_USER`] header, with `csrf` as
+/// the session's CSRF token; a request without the header stays
+/// anonymous. The state is `platform`.
+pub fn signed_in_by_header(
+    router: Router<Platform>,
+    platform: &Platform,
+    csrf: &'static str,
+) -> Router {
+    let p = platform.clone();
+    router
+        .layer(axum::middleware::from_fn(
+            move |req: Request<Body>, next: Next| sign_in(p.clone(), csrf, req, next),
+        ))
+        .with_state(platform.clone())
+}
+
+async fn sign_in(platform: Platform, csrf: &str, mut req: Request<Body>, next: Next) -> Response {
+    let user = req
+        .headers()
+        .get(TEST_USER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok());
+    if let Some(id) = user
+        && let Ok(Some(auth)) =
+            platform_admin::panel::PanelAuth::for_user(&platform, id, csrf).await
+    {
+        req.extensions_mut().insert(auth);
+    }
+    next.run(req).await
+}
