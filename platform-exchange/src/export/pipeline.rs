@@ -26,7 +26,21 @@ pub struct Export {
     batch: u32,
     /// `None` once the last batch was read.
     after: Option<Option<String>>,
+    /// The read of the next batch, started as soon as the cursor of the
+    /// one before it was known, so that the database (or the task
+    /// decoding its rows) works while the caller writes the batch it got.
+    next: Option<Prefetch>,
     rows: u64,
+}
+
+/// A batch being read in its own task; dropping it stops the read.
+#[derive(Debug)]
+struct Prefetch(tokio::task::JoinHandle<Result<Page<Record>>>);
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Export {
@@ -54,6 +68,7 @@ impl Export {
             visibility,
             batch: super::DEFAULT_BATCH,
             after: Some(None),
+            next: None,
             rows: 0,
         })
     }
@@ -103,21 +118,48 @@ impl Export {
     }
 
     /// The next batch of records, `None` after the last.
+    ///
+    /// Two batches at most are held: the one returned and the one read
+    /// meanwhile in another task.
     pub async fn next_page(&mut self) -> Result<Option<Page<Record>>> {
-        let Some(after) = self.after.take() else {
-            return Ok(None);
+        let page = match self.next.as_mut() {
+            Some(prefetch) => {
+                let joined = (&mut prefetch.0).await;
+                self.next = None;
+                joined.map_err(|e| backend("export", format!("a batch read stopped: {e}")))??
+            }
+            None => {
+                let Some(after) = self.after.take() else {
+                    return Ok(None);
+                };
+                self.records
+                    .batch(&self.batch_query(after), self.batch)
+                    .await?
+            }
         };
-        let mut q = self.query.clone();
-        if let Some(cursor) = after {
-            q = q.after(cursor);
-        }
-        let page = self.records.batch(&q, self.batch).await?;
         self.after = match (&page.next_cursor, page.has_more) {
             (Some(c), true) => Some(Some(c.clone())),
             _ => None,
         };
+        if let Some(after) = self.after.take() {
+            let records = self.records.clone();
+            let q = self.batch_query(after);
+            let size = self.batch;
+            self.next = Some(Prefetch(tokio::spawn(async move {
+                records.batch(&q, size).await
+            })));
+        }
         self.rows += page.items.len() as u64;
         Ok(Some(page))
+    }
+
+    /// The query of the batch after `after`.
+    fn batch_query(&self, after: Option<String>) -> ListQuery {
+        let q = self.query.clone();
+        match after {
+            Some(cursor) => q.after(cursor),
+            None => q,
+        }
     }
 
     /// The cells of one record.
@@ -184,6 +226,7 @@ impl Export {
                     Err(e) => {
                         tracing::error!(error = %e, "export stopped");
                         st.after = None;
+                        st.next = None;
                         Some((Err(std::io::Error::other("export failed")), (st, None)))
                     }
                 }
