@@ -24,6 +24,15 @@
 //! workers), 153/s under `perf` (2,000 calls). The bench process is mostly
 //! idle, waiting on PostgreSQL (the job back end's statements and the
 //! delivery's four); 1,000/s is still not reached on this machine.
+//!
+//! Measured 2026-12-04 on the quiet machine (nothing else running): 777/s
+//! with 32 workers (3,000 calls) and the same with 16 or 64: a worker took
+//! 10 jobs per fetch, and apalis's acknowledgement channel (four times
+//! that) was full. With the fetch following the worker count and an
+//! attempt's log and status in one transaction: 937-946/s with 32
+//! workers, 989, 1,139 and 1,112/s with 64 (6,000 calls):
+//!
+//! `WEBHOOK_BENCH_N=6000 WEBHOOK_BENCH_WORKERS=64 cargo bench -p platform-benches --bench webhooks`
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -165,12 +165,18 @@ impl Transport {
         }
     }
 
-    /// The storage of `queue`.
+    /// The storage of `queue`, fetching `batch` jobs at a time.
     ///
     /// The apalis back ends differ in how many heartbeats a worker may
     /// miss before its jobs are taken again (SQLite 2, PostgreSQL and
     /// Redis 10); every back end gets [`MISSED_HEARTBEATS`] here.
-    pub(crate) fn store(&self, namespace: &str, queue: &str, heartbeat: Duration) -> QueueStore {
+    pub(crate) fn store(
+        &self,
+        namespace: &str,
+        queue: &str,
+        heartbeat: Duration,
+        batch: usize,
+    ) -> QueueStore {
         let name = apalis_queue(namespace, queue);
         match self {
             Self::Sqlite(pool, _) => QueueStore::Sqlite(
@@ -178,7 +184,8 @@ impl Transport {
                     apalis_sqlite::Config::default()
                         .queue(&name)
                         .heartbeat_interval(heartbeat)
-                        .missed_heartbeats(MISSED_HEARTBEATS),
+                        .missed_heartbeats(MISSED_HEARTBEATS)
+                        .batch_size(batch),
                 ),
             ),
             Self::Postgres(pool) => QueueStore::Postgres(
@@ -186,7 +193,8 @@ impl Transport {
                     apalis_postgres::Config::default()
                         .queue(&name)
                         .heartbeat_interval(heartbeat)
-                        .missed_heartbeats(MISSED_HEARTBEATS),
+                        .missed_heartbeats(MISSED_HEARTBEATS)
+                        .batch_size(batch),
                 ),
             ),
             #[cfg(feature = "redis")]
@@ -195,7 +203,8 @@ impl Transport {
                     apalis_redis::Config::default()
                         .queue(&name)
                         .heartbeat_interval(heartbeat)
-                        .missed_heartbeats(MISSED_HEARTBEATS),
+                        .missed_heartbeats(MISSED_HEARTBEATS)
+                        .batch_size(batch),
                 ),
             ),
         }

@@ -80,54 +80,27 @@ enum Outcome {
 impl Webhooks {
     async fn set_call(&self, id: &str, status: &str, last_status: Option<u16>) -> Result<()> {
         let st = self.state()?;
-        let mut q = st.db.sql();
-        q.push("UPDATE platform_webhook_calls SET status = ")
-            .bind_str(status)
-            .push(", attempts = attempts + 1, updated_at = ")
-            .bind_i64(now_ms())
-            .push(", last_status = ");
-        match last_status {
-            Some(s) => q.bind_i64(i64::from(s)),
-            None => q.push("NULL"),
-        };
-        q.push(" WHERE id = ").bind_str(id);
-        st.db.execute(q).await?;
+        st.db
+            .execute(call_sql(&st.db, id, status, last_status))
+            .await?;
         Ok(())
     }
 
-    async fn log_attempt(
+    /// Logs an attempt (`attempt`, from [`attempt_sql`]) and sets its
+    /// call's status in one transaction: one commit per delivery.
+    async fn finish_attempt(
         &self,
-        call_id: &str,
-        attempt: i64,
-        status: Option<u16>,
-        latency_ms: i64,
-        response: Option<String>,
-        error: Option<String>,
+        attempt: platform_core::db::Sql,
+        id: &str,
+        status: &str,
+        last_status: Option<u16>,
     ) -> Result<()> {
         let st = self.state()?;
-        let mut q = st.db.sql();
-        q.push("INSERT INTO platform_webhook_attempts (call_id, attempt, status_code, latency_ms, response, error, created_at) VALUES (")
-            .bind_str(call_id)
-            .push(", ")
-            .bind_i64(attempt)
-            .push(", ");
-        match status {
-            Some(s) => q.bind_i64(i64::from(s)),
-            None => q.push("NULL"),
-        };
-        q.push(", ").bind_i64(latency_ms).push(", ");
-        match response {
-            Some(r) => q.bind_str(r),
-            None => q.push("NULL"),
-        };
-        q.push(", ");
-        match error {
-            Some(e) => q.bind_str(e.chars().take(1000).collect::<String>()),
-            None => q.push("NULL"),
-        };
-        q.push(", ").bind_i64(now_ms()).push(")");
-        st.db.execute(q).await?;
-        Ok(())
+        let mut tx = st.db.begin().await?;
+        tx.execute(attempt).await?;
+        tx.execute(call_sql(&st.db, id, status, last_status))
+            .await?;
+        tx.commit().await
     }
 
     /// One attempt of the call `call_id`; `last` when no retry follows a
@@ -183,7 +156,7 @@ impl Webhooks {
         let started = Instant::now();
         let result = st.client.send(request).await;
         let latency = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
-        let (outcome, status) = match result {
+        let (outcome, status, attempt) = match result {
             Ok(r) => {
                 let excerpt = r.excerpt();
                 let outcome = if (200..300).contains(&r.status) {
@@ -196,32 +169,41 @@ impl Webhooks {
                         retry: true,
                     }
                 };
-                self.log_attempt(
+                let error = match &outcome {
+                    Outcome::Delivered => None,
+                    Outcome::Failed { message, .. } => Some(message.as_str()),
+                };
+                let attempt = attempt_sql(
+                    &st.db,
                     call_id,
                     attempt,
                     Some(r.status),
                     latency,
                     Some(excerpt),
-                    match &outcome {
-                        Outcome::Delivered => None,
-                        Outcome::Failed { message, .. } => Some(message.clone()),
-                    },
-                )
-                .await?;
-                (outcome, Some(r.status))
+                    error,
+                );
+                (outcome, Some(r.status), attempt)
             }
             Err(e) => {
                 // A refused address or a malformed URL: retrying cannot help.
                 let retry = !matches!(e, Error::Configuration(_));
                 let message = e.to_string();
-                self.log_attempt(call_id, attempt, None, latency, None, Some(message.clone()))
-                    .await?;
-                (Outcome::Failed { message, retry }, None)
+                let attempt = attempt_sql(
+                    &st.db,
+                    call_id,
+                    attempt,
+                    None,
+                    latency,
+                    None,
+                    Some(&message),
+                );
+                (Outcome::Failed { message, retry }, None, attempt)
             }
         };
         match outcome {
             Outcome::Delivered => {
-                self.set_call(call_id, "delivered", status).await?;
+                self.finish_attempt(attempt, call_id, "delivered", status)
+                    .await?;
                 // A delivery ends a run of failures. The count was read
                 // with the call: most deliveries have nothing to reset and
                 // skip the write.
@@ -235,11 +217,13 @@ impl Webhooks {
                 Ok(())
             }
             Outcome::Failed { message, retry } if retry && !last => {
-                self.set_call(call_id, "retrying", status).await?;
+                self.finish_attempt(attempt, call_id, "retrying", status)
+                    .await?;
                 Err(JobError::new(message))
             }
             Outcome::Failed { message, .. } => {
-                self.set_call(call_id, "failed", status).await?;
+                self.finish_attempt(attempt, call_id, "failed", status)
+                    .await?;
                 self.final_failure(platform, &sub).await?;
                 Err(JobError::fatal(message))
             }
@@ -297,4 +281,59 @@ impl Webhooks {
         }
         Ok(())
     }
+}
+
+/// The statement that sets call `id`'s status after an attempt.
+fn call_sql(
+    db: &platform_core::db::Db,
+    id: &str,
+    status: &str,
+    last_status: Option<u16>,
+) -> platform_core::db::Sql {
+    let mut q = db.sql();
+    q.push("UPDATE platform_webhook_calls SET status = ")
+        .bind_str(status)
+        .push(", attempts = attempts + 1, updated_at = ")
+        .bind_i64(now_ms())
+        .push(", last_status = ");
+    match last_status {
+        Some(s) => q.bind_i64(i64::from(s)),
+        None => q.push("NULL"),
+    };
+    q.push(" WHERE id = ").bind_str(id);
+    q
+}
+
+/// The statement that logs one attempt of call `call_id`.
+fn attempt_sql(
+    db: &platform_core::db::Db,
+    call_id: &str,
+    attempt: i64,
+    status: Option<u16>,
+    latency_ms: i64,
+    response: Option<String>,
+    error: Option<&str>,
+) -> platform_core::db::Sql {
+    let mut q = db.sql();
+    q.push("INSERT INTO platform_webhook_attempts (call_id, attempt, status_code, latency_ms, response, error, created_at) VALUES (")
+        .bind_str(call_id)
+        .push(", ")
+        .bind_i64(attempt)
+        .push(", ");
+    match status {
+        Some(s) => q.bind_i64(i64::from(s)),
+        None => q.push("NULL"),
+    };
+    q.push(", ").bind_i64(latency_ms).push(", ");
+    match response {
+        Some(r) => q.bind_str(r),
+        None => q.push("NULL"),
+    };
+    q.push(", ");
+    match error {
+        Some(e) => q.bind_str(e.chars().take(1000).collect::<String>()),
+        None => q.push("NULL"),
+    };
+    q.push(", ").bind_i64(now_ms()).push(")");
+    q
 }
