@@ -43,3 +43,22 @@ async fn sign_in(platform: Platform, csrf: &str, mut req: Request<Body>, next: N
     }
     next.run(req).await
 }
+
+/// Sends `req` through `router`: the status and the body as text.
+pub async fn send(router: &Router, req: Request<Body>) -> (axum::http::StatusCode, String) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let res = router
+        .clone()
+        .oneshot(req)
+        .await
+        .expect("the router answers");
+    let status = res.status();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .expect("a whole body")
+        .to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}

@@ -12,7 +12,6 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
-use http_body_util::BodyExt;
 use platform_admin::PanelConfig;
 use platform_admin::capability::{Command, SetupExt};
 use platform_admin::panel::page::{ActionFuture, PageAction, PageContext, PageFuture, PanelPage};
@@ -187,12 +186,7 @@ fn builder(db: &TestDb) -> platform_core::platform::PlatformBuilder {
         .max_connections(4)
 }
 
-async fn send(router: &Router, req: Request<Body>) -> (StatusCode, String) {
-    let res = router.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
-}
+use platform_tests::panel::send;
 
 fn get(uri: &str, user: Option<i64>) -> Request<Body> {
     let mut b = Request::builder().method(Method::GET).uri(uri);

@@ -4,7 +4,6 @@
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
 use platform_core::Platform;
 use platform_core::access::NewUser;
 use platform_core::context::Context;
@@ -16,7 +15,6 @@ use platform_notify::{
 };
 use platform_tests::{all_backends, test_key};
 use serde::{Deserialize, Serialize};
-use tower::ServiceExt;
 
 /// Goes to the bell and by mail.
 #[derive(Serialize, Deserialize)]
@@ -51,12 +49,7 @@ fn panel(p: &Platform) -> axum::Router {
     )
 }
 
-async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, String) {
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
+use platform_tests::panel::send;
 
 fn page(user: i64) -> Request<Body> {
     Request::get("/admin/notification-settings")

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
 use platform_core::Platform;
 use platform_core::resource::Registry;
 use platform_notify::Notifications;
@@ -18,7 +17,6 @@ use platform_tests::test_key;
 use platform_tests::users::with_role;
 use platform_tests::webhooks::{cases, jobs, tag, wait_for};
 use platform_webhooks::Webhooks;
-use tower::ServiceExt;
 
 const CSRF: &str = "csrf-w";
 
@@ -82,12 +80,7 @@ async fn post(app: &axum::Router, user: i64, path: &str, form: &str) -> (StatusC
     .await
 }
 
-async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, String) {
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
+use platform_tests::panel::send;
 
 /// `s` percent-encoded for a form body (every byte but letters and digits).
 fn enc(s: &str) -> String {
