@@ -3,6 +3,15 @@
 //! bare apalis-postgres on the same database, side by side.
 //!
 //! Each sample queues `N` jobs first, then times the workers draining them.
+//! The platform runs only the measured queue (`only_queues`, as
+//! `queue:work --queue default` does), as bare apalis runs one worker.
+//!
+//! Measured 2026-12-04 on the quiet 2-core CI machine: platform 442.67 and
+//! 424.90 ms per 2,000 jobs (4,518 and 4,707 jobs/s), bare apalis 403.09
+//! and 388.69 ms (4,962 and 5,145 jobs/s): 1.10x and 1.09x. With the three
+//! other default queues (`critical`, `low`, `scheduled`) and the scheduler
+//! running idle beside it, the platform took 478.66 ms against 371.07 ms
+//! (1.29x): idle queues cost throughput, to look into.
 //! Needs `PLATFORM_TEST_POSTGRES_URL` (skipped without it):
 //!
 //! `cargo bench -p platform-benches --bench jobs`
@@ -97,6 +106,8 @@ fn bench(c: &mut Criterion) {
                     }
                     DONE.store(0, Ordering::Relaxed);
                     let t0 = Instant::now();
+                    // The measured queue only, as bare apalis.
+                    jobs.only_queues(vec!["default".into()]).unwrap();
                     p.start_workers();
                     wait_for(&DONE, N).await;
                     total += t0.elapsed();
