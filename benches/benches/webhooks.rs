@@ -50,25 +50,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-async fn receiver(hits: Arc<AtomicUsize>) -> String {
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move || {
-            let hits = hits.clone();
-            async move {
-                hits.fetch_add(1, Ordering::Relaxed);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}/hook")
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -85,7 +66,7 @@ fn main() {
             .await
             .expect("a PostgreSQL server");
         let hits = Arc::new(AtomicUsize::new(0));
-        let url = receiver(hits.clone()).await;
+        let url = platform_tests::webhooks::counting_receiver(hits.clone()).await;
         let p = Platform::builder()
             .ignore_env()
             .database_url(&db.url)

@@ -62,3 +62,34 @@ pub async fn send(router: &Router, req: Request<Body>) -> (axum::http::StatusCod
         .to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
 }
+
+/// `s` percent-encoded for a form body or a query value: every byte but
+/// the unreserved characters of RFC 3986.
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `GET path`, signed in as `user` (see [`signed_in_by_header`]).
+pub fn get(path: &str, user: i64) -> Request<Body> {
+    Request::get(path)
+        .header(TEST_USER, user.to_string())
+        .body(Body::empty())
+        .expect("a valid request")
+}
+
+/// `POST path` with the form `body` (already encoded; the CSRF field is
+/// the caller's), signed in as `user`.
+pub fn form(path: &str, user: i64, body: impl Into<String>) -> Request<Body> {
+    Request::post(path)
+        .header(TEST_USER, user.to_string())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(body.into()))
+        .expect("a valid request")
+}

@@ -71,3 +71,26 @@ fn python(script_and_args: &[&str], stdin: &[u8], otherwise: &str) -> Option<std
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     Some(child.wait_with_output().unwrap())
 }
+
+/// A receiver on loopback answering 200 to `POST /hook` and counting its
+/// calls in `hits`; its URL.
+pub async fn counting_receiver(hits: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> String {
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let hits = hits.clone();
+            async move {
+                hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("its address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/hook")
+}

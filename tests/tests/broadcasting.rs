@@ -8,6 +8,7 @@
 //! subscribe/unsubscribe storm, connection limits and a client that never
 //! reads.
 
+use platform_tests::panel::enc;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -1001,17 +1002,6 @@ fn between(s: &str, start: &str, end: &str) -> String {
 
 fn csrf_of(page: &str) -> String {
     between(page, "<meta name=\"csrf-token\" content=\"", "\"")
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The panel's session authorises too, with its CSRF token in

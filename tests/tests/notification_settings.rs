@@ -3,7 +3,7 @@
 //! `notify`; hostile forms refused with nothing written.
 
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Request, StatusCode};
 use platform_core::Platform;
 use platform_core::access::NewUser;
 use platform_core::context::Context;
@@ -52,20 +52,15 @@ fn panel(p: &Platform) -> axum::Router {
 use platform_tests::panel::send;
 
 fn page(user: i64) -> Request<Body> {
-    Request::get("/admin/notification-settings")
-        .header(platform_tests::panel::TEST_USER, user.to_string())
-        .body(Body::empty())
-        .unwrap()
+    platform_tests::panel::get("/admin/notification-settings", user)
 }
 
 fn save(user: i64, form: &str) -> Request<Body> {
-    Request::builder()
-        .method(Method::POST)
-        .uri("/admin/notification-settings/actions/save")
-        .header(platform_tests::panel::TEST_USER, user.to_string())
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(Body::from(format!("_csrf=csrf-t&{form}")))
-        .unwrap()
+    platform_tests::panel::form(
+        "/admin/notification-settings/actions/save",
+        user,
+        format!("_csrf=csrf-t&{form}"),
+    )
 }
 
 #[tokio::test]
@@ -211,13 +206,11 @@ async fn a_user_switches_channels_per_kind_and_notify_minds_it() {
         // Without the CSRF token: refused.
         let (s, _) = send(
             &app,
-            Request::builder()
-                .method(Method::POST)
-                .uri("/admin/notification-settings/actions/save")
-                .header(platform_tests::panel::TEST_USER, ann.to_string())
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(Body::from("kinds=report_ready&on=report_ready%7Cdatabase"))
-                .unwrap(),
+            platform_tests::panel::form(
+                "/admin/notification-settings/actions/save",
+                ann,
+                "kinds=report_ready&on=report_ready%7Cdatabase",
+            ),
         )
         .await;
         assert!(s.is_client_error(), "{label}: {s}");

@@ -8,6 +8,7 @@
 //! A small test layer stands in for the session layer: it inserts the
 //! [`PanelAuth`] of the user named by the `x-test-user` header.
 
+use platform_tests::panel::enc;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -77,19 +78,6 @@ fn unescape(s: &str) -> String {
         .replace("&quot;", "\"")
         .replace("&lt;", "<")
         .replace("&gt;", ">")
-}
-
-/// Percent-encodes a query value.
-fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn form_body(fields: &[(&str, &str)]) -> String {

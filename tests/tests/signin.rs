@@ -6,6 +6,7 @@
 //! password confirmation before the access pages, the profile page and
 //! oversized posts.
 
+use platform_tests::panel::enc;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,17 +76,6 @@ fn between(s: &str, start: &str, end: &str) -> String {
         .unwrap_or_else(|| panic!("`{start}` not in page"))
         + start.len();
     s[i..i + s[i..].find(end).expect("end")].to_owned()
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {

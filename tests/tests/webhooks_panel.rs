@@ -4,12 +4,12 @@
 //! and a call's attempts, and replays a delivered call; a viewer sees the
 //! pages and changes nothing; hostile forms are refused and write nothing.
 
+use platform_tests::panel::enc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::StatusCode;
 use platform_core::Platform;
 use platform_core::resource::Registry;
 use platform_notify::Notifications;
@@ -19,28 +19,6 @@ use platform_tests::webhooks::{cases, jobs, tag, wait_for};
 use platform_webhooks::Webhooks;
 
 const CSRF: &str = "csrf-w";
-
-/// A receiver on loopback answering 200; counts its calls.
-async fn receiver(hits: Arc<AtomicUsize>) -> String {
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move || {
-            let hits = hits.clone();
-            async move {
-                hits.fetch_add(1, Ordering::SeqCst);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}/hook")
-}
 
 fn panel(p: &Platform) -> axum::Router {
     platform_tests::panel::signed_in_by_header(
@@ -56,51 +34,25 @@ fn panel(p: &Platform) -> axum::Router {
 }
 
 async fn get(app: &axum::Router, user: i64, path: &str) -> (StatusCode, String) {
-    send(
-        app,
-        Request::get(path)
-            .header(platform_tests::panel::TEST_USER, user.to_string())
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await
+    send(app, platform_tests::panel::get(path, user)).await
 }
 
 async fn post(app: &axum::Router, user: i64, path: &str, form: &str) -> (StatusCode, String) {
     send(
         app,
-        Request::builder()
-            .method(Method::POST)
-            .uri(path)
-            .header(platform_tests::panel::TEST_USER, user.to_string())
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(Body::from(format!("_csrf={CSRF}&{form}")))
-            .unwrap(),
+        platform_tests::panel::form(path, user, format!("_csrf={CSRF}&{form}")),
     )
     .await
 }
 
 use platform_tests::panel::send;
 
-/// `s` percent-encoded for a form body (every byte but letters and digits).
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn a_manager_runs_webhooks_from_the_panel_and_a_viewer_only_looks() {
     for case in cases().await {
         let label = case.label.clone();
         let hits = Arc::new(AtomicUsize::new(0));
-        let url = receiver(hits.clone()).await;
+        let url = platform_tests::webhooks::counting_receiver(hits.clone()).await;
         let p = Platform::builder()
             .ignore_env()
             .database_url(&case.db.url)
@@ -259,13 +211,7 @@ async fn a_manager_runs_webhooks_from_the_panel_and_a_viewer_only_looks() {
         // An action without the session's CSRF token changes nothing.
         let (s, _) = send(
             &app,
-            Request::builder()
-                .method(Method::POST)
-                .uri(&off)
-                .header(platform_tests::panel::TEST_USER, manager.to_string())
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(Body::from("_csrf=forged"))
-                .unwrap(),
+            platform_tests::panel::form(&off, manager, "_csrf=forged"),
         )
         .await;
         assert!(s.is_client_error(), "{label}: {s}");
