@@ -556,7 +556,9 @@ async fn xlsx_and_hostile_files() {
         );
 
         let before = env.count("SELECT COUNT(*) FROM invoices").await;
-        let batches = env.count("SELECT COUNT(*) FROM platform_import_rows").await;
+        let batches = env
+            .count("SELECT COUNT(*) FROM platform_import_chunks")
+            .await;
         let refused = |body: &serde_json::Value, code: &str| {
             assert_eq!(
                 body["error"]["fields"]["file"][0]["code"], code,
@@ -641,7 +643,8 @@ async fn xlsx_and_hostile_files() {
             "{label}"
         );
         assert_eq!(
-            env.count("SELECT COUNT(*) FROM platform_import_rows").await,
+            env.count("SELECT COUNT(*) FROM platform_import_chunks")
+                .await,
             batches,
             "{label}"
         );
@@ -1036,6 +1039,90 @@ async fn a_record_touched_twice_rolls_back_to_before_the_batch() {
         assert_eq!(
             env.count("SELECT COUNT(*) FROM invoices").await,
             0,
+            "{label}"
+        );
+        let _ = std::fs::remove_dir_all(&env.dir);
+    }
+}
+
+/// Batches recorded before touched records were kept per chunk (one row
+/// of `platform_import_rows` per record) still roll back, created and
+/// updated records alike.
+#[tokio::test]
+async fn a_batch_logged_one_row_per_record_still_rolls_back() {
+    for db in all_backends().await {
+        let env = env(&db).await;
+        let label = env.label;
+        let (acme, _) = customers(&env).await;
+        let csv = format!(
+            "number,customer_id,status,amount_cents,issued_on\n\
+             INV-000800,{acme},sent,1,2024-01-01\n\
+             INV-000801,{acme},sent,2,2024-01-01\n"
+        );
+        let (s, b) = env.import(&env.admin, "", "text/csv", csv).await;
+        assert_eq!(s, StatusCode::OK, "{label}: {b}");
+        let first = b["data"]["batch_id"].as_i64().unwrap();
+        let csv = format!(
+            "number,customer_id,status,amount_cents,issued_on\n\
+             INV-000800,{acme},paid,7,2024-01-01\n\
+             INV-000802,{acme},sent,3,2024-01-01\n"
+        );
+        let (s, b) = env.import(&env.admin, "key=number", "text/csv", csv).await;
+        assert_eq!(s, StatusCode::OK, "{label}: {b}");
+        let id = b["data"]["batch_id"].as_i64().unwrap();
+        assert_ne!(id, first, "{label}");
+        // The second batch's chunks rewritten as the earlier layout.
+        let db = env.platform.db();
+        let mut q = db.sql();
+        q.push("SELECT touched FROM platform_import_chunks WHERE batch_id = ")
+            .bind_i64(id)
+            .push(" ORDER BY id");
+        let chunks = db.fetch_all(q, &[FieldType::Text]).await.unwrap();
+        assert!(!chunks.is_empty(), "{label}");
+        for chunk in chunks {
+            let list: Vec<serde_json::Value> =
+                serde_json::from_str(chunk[0].as_str().unwrap()).unwrap();
+            for t in list {
+                let mut q = db.sql();
+                q.push(
+                    "INSERT INTO platform_import_rows (batch_id, record_id, action, previous, written) VALUES (",
+                )
+                .bind_i64(id)
+                .push(", ")
+                .bind_str(t["id"].as_str().unwrap())
+                .push(", ")
+                .bind_str(t["action"].as_str().unwrap())
+                .push(", ")
+                .bind(
+                    t.get("previous").map_or(platform_core::value::Value::Null, |p| {
+                        platform_core::value::Value::Text(p.to_string())
+                    }),
+                    FieldType::Text,
+                )
+                .push(", ")
+                .bind_str(t["written"].to_string())
+                .push(")");
+                db.execute(q).await.unwrap();
+            }
+        }
+        let mut q = db.sql();
+        q.push("DELETE FROM platform_import_chunks WHERE batch_id = ")
+            .bind_i64(id);
+        db.execute(q).await.unwrap();
+        let (s, b) = env
+            .json(env.post(&format!("/api/imports/{id}/rollback")))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{label}: {b}");
+        assert!(
+            env.invoice("INV-000802").await.is_none(),
+            "{label}: created"
+        );
+        let back = env.invoice("INV-000800").await.unwrap();
+        assert_eq!(back[0].as_i64(), Some(100), "{label}: reverted amount");
+        assert_eq!(back[1].as_str(), Some("sent"), "{label}: reverted status");
+        assert_eq!(
+            env.count("SELECT COUNT(*) FROM invoices").await,
+            2,
             "{label}"
         );
         let _ = std::fs::remove_dir_all(&env.dir);

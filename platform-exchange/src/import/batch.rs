@@ -3,7 +3,7 @@
 //! `db::dialect` only).
 
 use async_trait::async_trait;
-use platform_core::db::dialect::{self, JsonColumn};
+use platform_core::db::dialect;
 use platform_core::db::{Db, Migration, MigrationSet, Tx};
 use platform_core::error::Result;
 use platform_core::repo::{TouchAction, TouchLog, Touched};
@@ -64,6 +64,26 @@ CREATE TABLE platform_import_rows (
     batch_id BIGINT NOT NULL, record_id VARCHAR(191) NOT NULL, action VARCHAR(16) NOT NULL,
     previous MEDIUMTEXT, written MEDIUMTEXT NOT NULL,
     INDEX platform_import_rows_batch (batch_id, id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;",
+    },
+    Migration {
+        version: 2,
+        name: "the records an import touched, one row per chunk",
+        sqlite: "
+CREATE TABLE platform_import_chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    batch_id BIGINT NOT NULL, touched TEXT NOT NULL);
+CREATE INDEX platform_import_chunks_batch ON platform_import_chunks (batch_id, id);",
+        postgres: "
+CREATE TABLE platform_import_chunks (
+    id BIGSERIAL PRIMARY KEY,
+    batch_id BIGINT NOT NULL, touched TEXT NOT NULL);
+CREATE INDEX platform_import_chunks_batch ON platform_import_chunks (batch_id, id);",
+        mysql: "
+CREATE TABLE platform_import_chunks (
+    id BIGINT AUTO_INCREMENT PRIMARY KEY,
+    batch_id BIGINT NOT NULL, touched LONGTEXT NOT NULL,
+    INDEX platform_import_chunks_batch (batch_id, id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;",
     }],
     backends: &[],
@@ -420,7 +440,10 @@ pub(crate) async fn rolled_back(db: &Db, id: i64, report: &serde_json::Value) ->
     Ok(())
 }
 
-/// Every record batch `id` touched, in the order it touched them.
+/// Every record batch `id` touched, in the order it touched them: the
+/// chunks of `platform_import_chunks`, after the rows of
+/// `platform_import_rows` (where batches recorded before the chunk table
+/// keep them, one row per record).
 pub(crate) async fn touched(db: &Db, id: i64) -> Result<Vec<Touched>> {
     let mut out = Vec::new();
     let mut after = 0i64;
@@ -456,9 +479,57 @@ pub(crate) async fn touched(db: &Db, id: i64) -> Result<Vec<Touched>> {
             });
         }
         if n < 5000 {
+            break;
+        }
+    }
+    let mut after = 0i64;
+    loop {
+        let mut q = db.sql();
+        q.push("SELECT id, touched FROM platform_import_chunks WHERE batch_id = ")
+            .bind_i64(id)
+            .push(" AND id > ")
+            .bind_i64(after)
+            .push(" ORDER BY id LIMIT 20");
+        let rows = db.fetch_all(q, &[FieldType::I64, FieldType::Text]).await?;
+        let n = rows.len();
+        for r in rows {
+            after = r[0].as_i64().unwrap_or(after);
+            let chunk: Vec<StoredTouch> = serde_json::from_str(r[1].as_str().unwrap_or("[]"))
+                .map_err(|e| platform_core::Error::Backend {
+                    backend: "the import log",
+                    source: e.into(),
+                })?;
+            out.extend(chunk.into_iter().map(|t| Touched {
+                record_id: t.id,
+                action: TouchAction::parse(&t.action).unwrap_or(TouchAction::Updated),
+                previous: t.previous,
+                written: t.written,
+            }));
+        }
+        if n < 20 {
             return Ok(out);
         }
     }
+}
+
+/// A touched record as stored in a chunk of `platform_import_chunks`.
+#[derive(Serialize, serde::Deserialize)]
+struct StoredTouch {
+    id: String,
+    action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous: Option<serde_json::Value>,
+    written: serde_json::Value,
+}
+
+/// [`StoredTouch`] borrowed from a [`Touched`], to write.
+#[derive(Serialize)]
+struct TouchRef<'a> {
+    id: &'a str,
+    action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous: Option<&'a serde_json::Value>,
+    written: &'a serde_json::Value,
 }
 
 /// The [`TouchLog`] of one batch: its rows of `platform_import_rows`.
@@ -469,34 +540,33 @@ pub(crate) struct BatchLog {
 
 #[async_trait]
 impl TouchLog for BatchLog {
+    /// One row per call (a chunk of the import): the touched records as
+    /// one JSON array. A row per record cost as much as the records'
+    /// own insert.
     async fn record(&self, tx: &mut Tx, touched: &[Touched]) -> Result<()> {
-        for chunk in touched.chunks(1000) {
-            let rows: Vec<serde_json::Value> = chunk
-                .iter()
-                .map(|t| {
-                    serde_json::json!({
-                        "batch_id": self.batch_id,
-                        "record_id": t.record_id,
-                        "action": t.action.name(),
-                        "previous": t.previous.as_ref().map(serde_json::Value::to_string),
-                        "written": t.written.to_string(),
-                    })
-                })
-                .collect();
-            let q = dialect::insert_from_json(
-                tx.backend(),
-                "platform_import_rows",
-                &[
-                    ("batch_id", JsonColumn::Int),
-                    ("record_id", JsonColumn::Text),
-                    ("action", JsonColumn::Text),
-                    ("previous", JsonColumn::Text),
-                    ("written", JsonColumn::Text),
-                ],
-                serde_json::Value::Array(rows).to_string(),
-            );
-            tx.execute(q).await?;
+        if touched.is_empty() {
+            return Ok(());
         }
+        let refs: Vec<TouchRef<'_>> = touched
+            .iter()
+            .map(|t| TouchRef {
+                id: &t.record_id,
+                action: t.action.name(),
+                previous: t.previous.as_ref(),
+                written: &t.written,
+            })
+            .collect();
+        let json = serde_json::to_string(&refs).map_err(|e| platform_core::Error::Backend {
+            backend: "the import log",
+            source: e.into(),
+        })?;
+        let mut q = tx.sql();
+        q.push("INSERT INTO platform_import_chunks (batch_id, touched) VALUES (")
+            .bind_i64(self.batch_id)
+            .push(", ")
+            .bind_str(json)
+            .push(")");
+        tx.execute(q).await?;
         Ok(())
     }
 }

@@ -10,7 +10,7 @@
 //! in one transaction: the same checks as a form (permissions including
 //! `import_<resource>`, field visibility, policies, validation, `unique`,
 //! `belongs_to`), audit entries tagged `import:<batch id>`, and every
-//! touched record logged (`platform_import_rows`) with its previous values,
+//! touched record logged (`platform_import_chunks`, one row per chunk) with its previous values,
 //! so that [`Imports::rollback`] can put the whole batch back.
 //!
 //! Entry points: [`Imports`] (a service: `platform.get::<Imports>()`), the

@@ -1,0 +1,2 @@
+-- The search index options concern PostgreSQL only.
+SELECT 1;
