@@ -92,7 +92,7 @@ test('a CSV upload: headings matched, one mapping changed by hand, the first row
   ];
   await upload({ name: `invoices-${STAMP}.csv`, mimeType: 'text/csv', buffer: Buffer.from(csv(rows)) });
   await expect(page).toHaveURL(/\/admin\/import-preview\/[A-Za-z0-9]+$/);
-  await expect(page.locator('#import-preview')).toContainText(`invoices-${STAMP}.csv into invoices (csv)`);
+  await expect(page.locator('#import-preview')).toContainText(`invoices-${STAMP}.csv into Invoices (csv)`);
 
   // Automatic: every heading but "Memo" found its field.
   assert.deepEqual(await mapping(), {
@@ -214,7 +214,7 @@ test('an XLSX file is previewed and imported the same way', async () => {
     mimeType: 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet',
     buffer: book,
   });
-  await expect(page.locator('#import-preview')).toContainText(`invoices-${STAMP}.xlsx into invoices (xlsx)`);
+  await expect(page.locator('#import-preview')).toContainText(`invoices-${STAMP}.xlsx into Invoices (xlsx)`);
   assert.equal((await mapping()).Notes, 'Notes=notes');
   assert.deepEqual((await texts(page.locator('#import-rows tbody tr td'))).slice(1), [
     '2',
@@ -236,7 +236,7 @@ test('HTML in cells is shown as text in the preview; nothing runs', async () => 
     ['1', XSS, 'draft', `<b>bold</b>${XSS}`],
   ];
   await upload({ name: 'xss.csv', mimeType: 'text/csv', buffer: Buffer.from(csv(rowsXss)) });
-  await expect(page.locator('#import-preview')).toContainText('xss.csv into invoices (csv)');
+  await expect(page.locator('#import-preview')).toContainText('xss.csv into Invoices (csv)');
   await expect(page.locator('#import-rows tbody td').nth(2)).toHaveText(XSS);
   await expect(page.locator('#import-rows tbody td').nth(4)).toHaveText(`<b>bold</b>${XSS}`);
   await expect(page.locator('#import-mapping tbody td').nth(6)).toHaveText(XSS);

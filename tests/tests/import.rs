@@ -799,6 +799,37 @@ async fn panel_upload_preview_dry_run_run_and_roll_back() {
         let upload = |csrf: &str| upload_file(csrf, &csv);
         let (s, _, _) = send(upload("wrong")).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{label}: the CSRF token");
+        // A file over the limit (256 KiB here): back to the imports page,
+        // which shows the reason; nothing is kept.
+        let big = "x".repeat(300 * 1024);
+        let res = app
+            .clone()
+            .oneshot(upload_file("csrf-t", &big))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{label}: over-size");
+        assert_eq!(res.headers()[header::LOCATION], "/admin/imports", "{label}");
+        let flash = res
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|c| c.starts_with("platform_flash="))
+            .unwrap_or_else(|| panic!("{label}: no flash"));
+        let shown = send(
+            Request::builder()
+                .uri("/admin/imports")
+                .header("x-test-user", uid.to_string())
+                .header(header::COOKIE, flash.split(';').next().unwrap())
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .2;
+        assert!(
+            shown.contains("The file is too large: at most 256 KiB are accepted."),
+            "{label}: {shown}"
+        );
         // An empty file: its preview says so, and offers no run.
         let (s, location, body) = send(upload_file("csrf-t", "")).await;
         assert_eq!(s, StatusCode::SEE_OTHER, "{label}: {body}");
@@ -819,6 +850,10 @@ async fn panel_upload_preview_dry_run_run_and_roll_back() {
         let token = preview.rsplit('/').next().unwrap().to_owned();
         let (s, _, html) = send(get(&preview)).await;
         assert_eq!(s, StatusCode::OK, "{label}: {html}");
+        assert!(
+            html.contains("in.csv into Invoices (csv)"),
+            "{label}: {html}"
+        );
         assert!(html.contains("id=\"import-mapping\""), "{label}: {html}");
         assert!(
             html.contains("No column feeds: amount_cents"),
@@ -861,6 +896,10 @@ async fn panel_upload_preview_dry_run_run_and_roll_back() {
         assert!(
             html.contains(&format!("id=\"import-{id}\"")),
             "{label}: {html}"
+        );
+        assert!(
+            html.contains(&format!("<td>{id}</td><td>Invoices</td>")),
+            "{label}: the resource's label: {html}"
         );
         let (s, _, _) = send(form(
             &format!("/admin/imports/actions/rollback/{id}"),

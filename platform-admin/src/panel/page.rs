@@ -54,6 +54,20 @@ use super::render::Panel;
 
 /// The routes of `pages` (before the resource routes: a static slug wins
 /// over `/{resource}`).
+/// A `303 See Other` to `location` that shows `message` as an error on
+/// the page it lands on (a flash, as a refused [`PageAction`] shows), for
+/// the panel routes a capability adds beside its pages (an upload, say):
+/// a person who sent a file too large lands back on the page with the
+/// reason, not on a bare status. `base` is the panel's path, the flash
+/// cookie's scope.
+pub fn redirect_with_error(base: &str, location: &str, message: &str) -> Response {
+    let mut res = super::render::redirect(location);
+    if let Ok(v) = super::flash::set_cookie(base, &Flash::error(message)) {
+        res.headers_mut().append(axum::http::header::SET_COOKIE, v);
+    }
+    res
+}
+
 pub(crate) fn routes<S>(mut router: Router<S>, pages: &[Arc<PanelPage>]) -> Router<S>
 where
     Platform: FromRef<S>,

@@ -45,7 +45,7 @@ const LIST: &str = r#"
   <tbody>
   {% for b in data.batches %}
   <tr id="import-{{ b.id }}">
-    <td>{{ b.id }}</td><td>{{ b.resource }}</td><td>{{ b.file_name or "" }}</td>
+    <td>{{ b.id }}</td><td>{{ b.resource_label or b.resource }}</td><td>{{ b.file_name or "" }}</td>
     <td>{{ b.actor_label or b.actor_type }}</td>
     <td class="status">{{ b.status }}</td>
     <td>{{ b.counts.processed }}{% if b.total_rows %} / {{ b.total_rows }}{% endif %}</td>
@@ -77,7 +77,7 @@ const PREVIEW: &str = r#"
 <div class="flash flash-error" role="alert"><p>{{ data.file_name or "The file" }} cannot be imported: {{ data.error }}.</p></div>
 <p><a href="{{ base }}/imports">Upload another file</a></p>
 {% else %}
-<p>{{ data.file_name }} into {{ data.resource }} ({{ data.preview.format }}).</p>
+<p>{{ data.file_name }} into {{ data.resource_label or data.resource }} ({{ data.preview.format }}).</p>
 {% if data.preview.missing_required %}<p class="warning">No column feeds: {{ data.preview.missing_required | join(", ") }}.</p>{% endif %}
 <form method="get" action="{{ page.href }}/{{ page.rest }}">
   <table class="table" id="import-mapping"><thead><tr><th>Column</th><th>Field</th></tr></thead><tbody>
@@ -120,6 +120,22 @@ fn list_data(cx: &PageContext) -> PageFuture<'_> {
     Box::pin(async move {
         let imports = service(&cx.platform)?;
         let batches = imports.batches(&cx.platform, &cx.auth.ctx, 100).await?;
+        // Each batch with its resource's label ("Invoices"), not the
+        // internal name it is recorded under.
+        let batches: Vec<serde_json::Value> = batches
+            .into_iter()
+            .map(|b| {
+                let label = cx
+                    .platform
+                    .records(&b.resource, &cx.auth.ctx)
+                    .map(|r| r.meta().plural_label());
+                let mut v = serde_json::to_value(&b).unwrap_or_default();
+                if let (Some(label), Some(o)) = (label, v.as_object_mut()) {
+                    o.insert("resource_label".to_owned(), label.into());
+                }
+                v
+            })
+            .collect();
         let resources: Vec<serde_json::Value> = cx
             .platform
             .registry()
@@ -248,8 +264,13 @@ fn preview_data(cx: &PageContext) -> PageFuture<'_> {
                 (keys, meta.import_key())
             })
             .unwrap_or_default();
+        let label = cx
+            .platform
+            .records(&info.resource, &cx.auth.ctx)
+            .map(|r| r.meta().plural_label());
         Ok(serde_json::json!({
             "resource": info.resource,
+            "resource_label": label,
             "file_name": info.file_name,
             "preview": p,
             "keys": keys,
@@ -327,8 +348,39 @@ fn refuse(status: StatusCode, message: &str) -> Response {
     (status, message.to_owned()).into_response()
 }
 
+/// The imports page with `message` shown as an error: what a person who
+/// sent a file that cannot be kept sees.
+fn back_with(base: &str, message: &str) -> Response {
+    platform_admin::panel::page::redirect_with_error(base, &format!("{base}/imports"), message)
+}
+
+/// A path the panel can live under (the form's `_base`, which goes into a
+/// `Location` and a cookie's `Path`): `/` and plain segments only.
+fn is_panel_path(v: &str) -> bool {
+    v.starts_with('/')
+        && !v.starts_with("//")
+        && v.len() <= 100
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.'))
+        && !v.split('/').any(|s| s == ".." || s == ".")
+}
+
+/// `n` bytes for people (`256 KiB`, `50 MiB`).
+fn human_bytes(n: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * 1024;
+    if n >= MIB && n.is_multiple_of(MIB) {
+        format!("{} MiB", n / MIB)
+    } else if n >= KIB && n.is_multiple_of(KIB) {
+        format!("{} KiB", n / KIB)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
 /// `POST {base}/imports/upload`: keeps the file and sends the user to its
-/// preview.
+/// preview. A file too large, cut short, missing or not stored sends the
+/// user back to the imports page with the reason.
 async fn upload(
     axum::extract::State(platform): axum::extract::State<Platform>,
     auth: PanelAuth,
@@ -357,11 +409,17 @@ async fn upload(
             let mut stream = field;
             while let Some(chunk) = stream.next().await {
                 let Ok(chunk) = chunk else {
-                    return refuse(StatusCode::BAD_REQUEST, "the upload was cut short");
+                    return back_with(&base, "The upload was cut short: send the file again.");
                 };
                 bytes.extend_from_slice(&chunk);
                 if bytes.len() as u64 > limit {
-                    return refuse(StatusCode::PAYLOAD_TOO_LARGE, "the file is too large");
+                    return back_with(
+                        &base,
+                        &format!(
+                            "The file is too large: at most {} are accepted.",
+                            human_bytes(limit)
+                        ),
+                    );
                 }
             }
             file = Some((bytes, fname, ctype));
@@ -370,7 +428,7 @@ async fn upload(
             match name.as_str() {
                 "_csrf" => csrf = v,
                 "resource" => resource = v,
-                "_base" if v.starts_with('/') && !v.starts_with("//") => base = v,
+                "_base" if is_panel_path(&v) => base = v,
                 _ => {}
             }
         }
@@ -392,7 +450,7 @@ async fn upload(
     let Some((bytes, file_name, content_type)) =
         file.filter(|f| !f.0.is_empty() || f.1.as_deref().is_some_and(|n| !n.is_empty()))
     else {
-        return refuse(StatusCode::UNPROCESSABLE_ENTITY, "choose a file");
+        return back_with(&base, "Choose a file to import.");
     };
     let token = platform_core::crypto::random_token(16)
         .chars()
@@ -417,9 +475,9 @@ async fn upload(
     }
     .await;
     if stored.is_err() {
-        return refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the file could not be stored",
+        return back_with(
+            &base,
+            "The file could not be stored: try again in a moment.",
         );
     }
     let mut res = StatusCode::SEE_OTHER.into_response();
