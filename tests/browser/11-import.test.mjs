@@ -161,7 +161,7 @@ test('the run: the batch in the list with its counts, the failed-rows file', asy
     { timeout: 30_000, interval: 500 },
   );
   const cells = await texts(row.locator('td'));
-  assert.equal(cells[1], 'invoice');
+  assert.equal(cells[1], 'Invoices');
   assert.equal(cells[2], `invoices-${STAMP}.csv`);
   assert.match(cells[5], /^4( \/ 4)?$/, `progress: ${cells[5]}`);
   assert.deepEqual(cells.slice(6, 8), ['2', '1']);

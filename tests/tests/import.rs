@@ -533,6 +533,46 @@ async fn xlsx_and_hostile_files() {
             Some("draft"),
             "{label}"
         );
+        // The failed rows of an XLSX import come back as XLSX: the
+        // original columns plus `error`.
+        let batch = body["data"]["batch_id"].as_i64().unwrap();
+        let res = env
+            .router
+            .clone()
+            .oneshot(env.get(&format!("/api/imports/{batch}/failed")))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{label}");
+        assert_eq!(
+            res.headers()[header::CONTENT_TYPE],
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "{label}"
+        );
+        assert_eq!(
+            res.headers()[header::CONTENT_DISPOSITION],
+            format!("attachment; filename=\"import-{batch}-failed.xlsx\""),
+            "{label}"
+        );
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec()))
+            .unwrap_or_else(|e| panic!("{label}: not an XLSX archive: {e}"));
+        let mut xml = String::new();
+        for name in ["xl/worksheets/sheet1.xml", "xl/sharedStrings.xml"] {
+            if let Ok(mut f) = zip.by_name(name) {
+                std::io::Read::read_to_string(&mut f, &mut xml).unwrap();
+            }
+        }
+        for text in [
+            "Number",
+            "Amount",
+            "error",
+            "INV-000102",
+            "lots",
+            "Amount: ",
+        ] {
+            assert!(xml.contains(text), "{label}: {text} in {xml}");
+        }
+        assert!(!xml.contains("INV-000100"), "{label}: only the failed row");
 
         // The command: the same file as a dry run, then for real with a key.
         let imports = env.platform.get::<Imports>().unwrap();

@@ -28,7 +28,7 @@ mod http;
 mod job;
 mod panel;
 mod pipeline;
-mod xlsx;
+pub(crate) mod xlsx;
 
 pub use columns::{Cell, Column, neutralise};
 pub use http::{ExportAnswer, export_response};

@@ -7,7 +7,6 @@
 use std::path::{Path as FsPath, PathBuf};
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -333,7 +332,7 @@ async fn failed(api: ApiContext, Path(id): Path<String>) -> Result<Response, Err
     signed_in(&api)?;
     let platform = api.platform().clone();
     let id = parse_id(&id)?;
-    let Some(bytes) = service(&platform)?
+    let Some((bytes, format)) = service(&platform)?
         .failed_rows(&platform, api.context(), id)
         .await?
     else {
@@ -342,17 +341,7 @@ async fn failed(api: ApiContext, Path(id): Path<String>) -> Result<Response, Err
             id: id.to_string(),
         }));
     };
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"import-{id}-failed.csv\""),
-            ),
-        ],
-        Body::from(bytes),
-    )
-        .into_response())
+    Ok(super::failed_download(id, bytes, format))
 }
 
 async fn rollback(
@@ -543,12 +532,15 @@ pub(crate) fn api_doc() -> ApiDoc {
             json!({
                 "operationId": "import_failed_rows",
                 "summary": "The rows an import did not write",
-                "description": "A CSV file: the file's columns plus `error`. `404` when no row failed. Needs `import_<resource>`.",
+                "description": "A CSV or XLSX file (the imported file's format): its columns plus `error`. `404` when no row failed. Needs `import_<resource>`.",
                 "tags": ["imports"],
                 "responses": ApiDoc::responses(
                     [("200", {
                         let mut r = ApiDoc::empty_response("The failed rows.");
-                        r["content"] = json!({ "text/csv": { "schema": { "type": "string" } } });
+                        r["content"] = json!({
+                            "text/csv": { "schema": { "type": "string" } },
+                            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": { "schema": { "type": "string", "format": "binary" } },
+                        });
                         r
                     })],
                     [401, 404],

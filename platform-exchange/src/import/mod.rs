@@ -306,7 +306,12 @@ impl Imports {
             .await
             .map_err(|e| Error::from(ImportError::io(e)))?;
         let _ = tokio::fs::remove_file(&local).await;
-        let path = format!("imports/{id}/failed.csv");
+        let ext = if local.extension().is_some_and(|e| e == "xlsx") {
+            "xlsx"
+        } else {
+            "csv"
+        };
+        let path = format!("imports/{id}/failed.{ext}");
         self.storage(platform)?
             .put_bytes(path.as_str(), bytes)
             .await?;
@@ -494,19 +499,28 @@ impl Imports {
             .collect())
     }
 
-    /// The failed-rows file of batch `id` (CSV: the file's columns plus
-    /// `error`), or `None` when no row failed.
+    /// The failed-rows file of batch `id` (the file's columns plus
+    /// `error`, in the format of the imported file: CSV or XLSX) with its
+    /// format, or `None` when no row failed.
     pub async fn failed_rows(
         &self,
         platform: &Platform,
         ctx: &Context,
         id: i64,
-    ) -> Result<Option<bytes::Bytes>, Error> {
+    ) -> Result<Option<(bytes::Bytes, Format)>, Error> {
         let b = self.batch(platform, ctx, id).await?;
         let Some(path) = b.failed_path else {
             return Ok(None);
         };
-        Ok(Some(self.storage(platform)?.get_bytes(&path).await?))
+        let format = if path.ends_with(".xlsx") {
+            Format::Xlsx
+        } else {
+            Format::Csv
+        };
+        Ok(Some((
+            self.storage(platform)?.get_bytes(&path).await?,
+            format,
+        )))
     }
 
     /// Rolls batch `id` back: records it created are removed, records it
@@ -572,6 +586,33 @@ impl Imports {
 /// The import key the resource declares (`#[resource(import(key = ..))]`).
 fn declared_key(meta: &'static platform_core::resource::ResourceMeta) -> Option<&'static str> {
     meta.import_key()
+}
+
+/// The download of batch `id`'s failed-rows file (`import-<id>-failed.csv`
+/// or `.xlsx`), for the API and the panel.
+pub(crate) fn failed_download(
+    id: i64,
+    bytes: bytes::Bytes,
+    format: Format,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                format.content_type().to_owned(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"import-{id}-failed.{}\"",
+                    format.name()
+                ),
+            ),
+        ],
+        axum::body::Body::from(bytes),
+    )
+        .into_response()
 }
 
 fn not_found(id: i64) -> Error {

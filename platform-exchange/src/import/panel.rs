@@ -8,7 +8,8 @@
 //! the panel's URL-encoded forms), signed in by the panel session and
 //! checked against its CSRF token; the file waits on the storage disk under
 //! a random name bound to the user until it is run. It and the failed-rows
-//! download (`GET {base}/imports/{id}/failed.csv`) are panel routes: under
+//! download (`GET {base}/imports/{id}/failed.csv`, or `.xlsx` after an
+//! XLSX import) are panel routes: under
 //! the panel's base path, where its session cookie (scoped to that path)
 //! reaches them.
 
@@ -50,7 +51,7 @@ const LIST: &str = r#"
     <td class="status">{{ b.status }}</td>
     <td>{{ b.counts.processed }}{% if b.total_rows %} / {{ b.total_rows }}{% endif %}</td>
     <td>{{ b.counts.created }}</td><td>{{ b.counts.updated }}</td>
-    <td>{{ b.counts.failed }}{% if b.failed_path %} <a href="{{ base }}/imports/{{ b.id }}/failed.csv">failed rows</a>{% endif %}</td>
+    <td>{{ b.counts.failed }}{% if b.failed_path %} <a href="{{ base }}/imports/{{ b.id }}/failed.{% if b.failed_path is endingwith(".xlsx") %}xlsx{% else %}csv{% endif %}">failed rows</a>{% endif %}</td>
     <td>
     {% if b.status == "done" or b.status == "failed" %}
       <form method="post" action="{{ page.href }}/actions/rollback/{{ b.id }}">
@@ -487,7 +488,8 @@ async fn upload(
     res
 }
 
-/// `GET {base}/imports/{id}/failed.csv` for a signed-in panel user.
+/// `GET {base}/imports/{id}/failed.csv` (or `.xlsx`, as the file was)
+/// for a signed-in panel user.
 async fn failed(
     axum::extract::State(platform): axum::extract::State<Platform>,
     auth: PanelAuth,
@@ -497,17 +499,7 @@ async fn failed(
         return refuse(StatusCode::NOT_FOUND, "imports are not enabled");
     };
     match imports.failed_rows(&platform, &auth.ctx, id).await {
-        Ok(Some(bytes)) => (
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"import-{id}-failed.csv\""),
-                ),
-            ],
-            bytes,
-        )
-            .into_response(),
+        Ok(Some((bytes, format))) => super::failed_download(id, bytes, format),
         _ => refuse(StatusCode::NOT_FOUND, "no failed rows"),
     }
 }
@@ -530,6 +522,7 @@ pub(crate) fn pages(setup: &mut Setup) {
                 "/imports/upload",
                 post(upload).layer(axum::extract::DefaultBodyLimit::disable()),
             )
-            .route("/imports/{id}/failed.csv", get(failed)),
+            .route("/imports/{id}/failed.csv", get(failed))
+            .route("/imports/{id}/failed.xlsx", get(failed)),
     );
 }

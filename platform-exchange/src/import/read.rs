@@ -21,6 +21,13 @@ pub enum Format {
 }
 
 impl Format {
+    /// The media type of a file in this format.
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            Self::Csv => "text/csv; charset=utf-8",
+            Self::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        }
+    }
     /// `csv` or `xlsx`.
     pub const fn name(self) -> &'static str {
         match self {

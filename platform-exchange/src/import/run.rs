@@ -129,10 +129,10 @@ pub(crate) async fn run(
     )
     .await;
     let _ = batch::set_counts(&db, id, report.counts, None).await;
-    let failed_path = failed_file.as_ref().map(|(p, _)| p.clone());
-    if let Some((_, mut w)) = failed_file {
-        let _ = w.flush();
-    }
+    let failed_path = match failed_file {
+        Some(f) => f.finish().ok(),
+        None => None,
+    };
     report.status = match &result {
         Ok(()) if input.dry_run => Status::DryRun,
         Ok(()) => Status::Done,
@@ -143,7 +143,129 @@ pub(crate) async fn run(
     (report, failed_path)
 }
 
-type FailedWriter = (PathBuf, csv::Writer<std::fs::File>);
+/// The failed-rows file being written: CSV for a CSV import, XLSX for an
+/// XLSX one (so that it opens, is fixed and is imported again like the
+/// original).
+enum FailedWriter {
+    Csv(PathBuf, Box<csv::Writer<std::fs::File>>),
+    Xlsx {
+        path: PathBuf,
+        book: Box<rust_xlsxwriter::Workbook>,
+        sheet: usize,
+        row: u32,
+        width: usize,
+    },
+}
+
+impl FailedWriter {
+    /// A new file next to `input`, with the heading row plus `error`.
+    fn create(input: &Path, format: Format, headings: &[String]) -> Result<Self, Error> {
+        let path = failed_path(input, format);
+        let mut head: Vec<&str> = headings.iter().map(String::as_str).collect();
+        head.push("error");
+        match format {
+            Format::Csv => {
+                let mut w = csv::Writer::from_path(&path).map_err(csv_error)?;
+                w.write_record(&head).map_err(csv_error)?;
+                Ok(Self::Csv(path, Box::new(w)))
+            }
+            Format::Xlsx => {
+                let mut book = Box::new(rust_xlsxwriter::Workbook::new());
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    book.set_tempdir(dir).map_err(xlsx_error)?;
+                }
+                let mut w = Self::Xlsx {
+                    path,
+                    book,
+                    sheet: 0,
+                    row: 0,
+                    width: head.len(),
+                };
+                w.sheet(&head)?;
+                Ok(w)
+            }
+        }
+    }
+
+    /// Starts a worksheet (the first, or the next when one is full) with
+    /// the heading row.
+    fn sheet(&mut self, head: &[&str]) -> Result<(), Error> {
+        let Self::Xlsx { book, .. } = self else {
+            return Ok(());
+        };
+        let bold = rust_xlsxwriter::Format::new().set_bold();
+        let ws = book
+            .add_worksheet_with_constant_memory()
+            .map_err(xlsx_error)?;
+        for (c, h) in head.iter().enumerate() {
+            ws.write_string_with_format(0, col(c), *h, &bold)
+                .map_err(xlsx_error)?;
+        }
+        Ok(())
+    }
+
+    /// Appends one row of cells.
+    fn row(&mut self, cells: &[String], headings: &[String]) -> Result<(), Error> {
+        if let Self::Csv(_, w) = self {
+            return w.write_record(cells).map_err(csv_error);
+        }
+        let full =
+            matches!(self, Self::Xlsx { row, .. } if *row == crate::export::xlsx::ROWS_PER_SHEET);
+        if full {
+            let mut head: Vec<&str> = headings.iter().map(String::as_str).collect();
+            head.push("error");
+            self.sheet(&head)?;
+            if let Self::Xlsx { sheet, row, .. } = self {
+                *sheet += 1;
+                *row = 0;
+            }
+        }
+        let Self::Xlsx {
+            book,
+            sheet,
+            row,
+            width,
+            ..
+        } = self
+        else {
+            return Ok(());
+        };
+        *row += 1;
+        let ws = book.worksheet_from_index(*sheet).map_err(xlsx_error)?;
+        for (c, text) in cells.iter().take(*width).enumerate() {
+            if !text.is_empty() {
+                ws.write_string(*row, col(c), text).map_err(xlsx_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the file out; answers its path.
+    fn finish(self) -> Result<PathBuf, Error> {
+        match self {
+            Self::Csv(path, mut w) => {
+                w.flush().map_err(|e| Error::from(ImportError::io(e)))?;
+                Ok(path)
+            }
+            Self::Xlsx { path, mut book, .. } => {
+                book.save(&path).map_err(xlsx_error)?;
+                Ok(path)
+            }
+        }
+    }
+}
+
+fn col(c: usize) -> rust_xlsxwriter::ColNum {
+    rust_xlsxwriter::ColNum::try_from(c).unwrap_or(rust_xlsxwriter::ColNum::MAX)
+}
+
+fn csv_error(e: csv::Error) -> Error {
+    Error::from(ImportError::Io(e.to_string()))
+}
+
+fn xlsx_error(e: rust_xlsxwriter::XlsxError) -> Error {
+    Error::from(ImportError::Io(e.to_string()))
+}
 
 async fn run_inner(
     db: &Db,
@@ -247,7 +369,14 @@ async fn run_inner(
         failures.sort_by_key(|(n, _)| *n);
         for (n, list) in failures {
             report.counts.failed += 1;
-            write_failed(failed_file, &input.path, &headings, &chunk[n], &list)?;
+            write_failed(
+                failed_file,
+                &input.path,
+                input.format,
+                &headings,
+                &chunk[n],
+                &list,
+            )?;
             for f in list {
                 if report.failures.len() < REPORTED_FAILURES {
                     report.failures.push(f);
@@ -418,24 +547,20 @@ async fn resolve_labels(
 
 /// Appends a failed row to the failed-rows file (created with the heading
 /// row plus `error` on the first failure): its cells as read, and the
-/// reasons.
+/// reasons. CSV cells a spreadsheet would run are neutralised; XLSX cells
+/// are written as text, which a spreadsheet never runs.
 fn write_failed(
     file: &mut Option<FailedWriter>,
     input: &Path,
+    format: Format,
     headings: &[String],
     raw: &RawRow,
     failures: &[RowFailure],
 ) -> Result<(), Error> {
-    let io = |e: csv::Error| Error::from(ImportError::Io(e.to_string()));
     if file.is_none() {
-        let path = failed_path(input);
-        let mut w = csv::Writer::from_path(&path).map_err(io)?;
-        let mut head: Vec<&str> = headings.iter().map(String::as_str).collect();
-        head.push("error");
-        w.write_record(&head).map_err(io)?;
-        *file = Some((path, w));
+        *file = Some(FailedWriter::create(input, format, headings)?);
     }
-    let Some((_, w)) = file.as_mut() else {
+    let Some(w) = file.as_mut() else {
         return Ok(());
     };
     let reasons: Vec<String> = failures
@@ -452,18 +577,22 @@ fn write_failed(
         .cells
         .iter()
         .take(headings.len())
-        .map(|c| neutralise(c))
+        .map(|c| match format {
+            Format::Csv => neutralise(c),
+            Format::Xlsx => c.clone(),
+        })
         .collect();
     cells.resize(headings.len(), String::new());
     cells.push(reasons.join("; "));
-    w.write_record(&cells).map_err(io)?;
-    Ok(())
+    w.row(&cells, headings)
 }
 
-/// Where the failed rows of `input` are written.
-pub(crate) fn failed_path(input: &Path) -> PathBuf {
+/// Where the failed rows of `input` are written: `<input>.failed.csv`, or
+/// `.failed.xlsx` for an XLSX import.
+pub(crate) fn failed_path(input: &Path, format: Format) -> PathBuf {
     let mut p = input.as_os_str().to_owned();
-    p.push(".failed.csv");
+    p.push(".failed.");
+    p.push(format.name());
     PathBuf::from(p)
 }
 
