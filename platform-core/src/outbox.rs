@@ -62,6 +62,17 @@ const HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Events delivered at the same time by the dispatcher.
 const CONCURRENCY: usize = 32;
 
+/// Delivered events marked per statement, at most.
+const MARK_BATCH: usize = 500;
+
+/// An event that reached every subscriber it was for, to mark dispatched.
+#[derive(Debug)]
+struct Delivered {
+    event_id: String,
+    /// The subscribers it reached (JSON array), as stored.
+    delivered: String,
+}
+
 /// Who made a change, as it was when the change was made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActorSnapshot {
@@ -468,6 +479,11 @@ impl Outbox {
         let limit = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
         let mut tasks = tokio::task::JoinSet::new();
         let mut next_sweep = tokio::time::Instant::now();
+        // Delivered events are marked by one task, many per statement: under
+        // load one `UPDATE` (and one commit) covers what arrived meanwhile,
+        // where each event used to take its own.
+        let (done, done_rx) = tokio::sync::mpsc::unbounded_channel::<Delivered>();
+        let marker = tokio::spawn(self.clone().run_marker(db.clone(), done_rx));
         loop {
             tokio::select! {
                 biased;
@@ -476,9 +492,15 @@ impl Outbox {
                     let Some(batch) = batch else { break };
                     for event in batch {
                         let permit = limit.clone().acquire_owned().await;
-                        let (outbox, db) = (self.clone(), db.clone());
+                        let (outbox, db, done) = (self.clone(), db.clone(), done.clone());
                         tasks.spawn(async move {
-                            outbox.deliver(&db, event).await;
+                            let (event, errors) = outbox.run_listeners(event).await;
+                            if errors.is_empty() {
+                                let delivered = serde_json::to_string(&event.delivered).unwrap_or_default();
+                                let _ = done.send(Delivered { event_id: event.id, delivered });
+                            } else {
+                                outbox.settle_logged(&db, &event, &errors).await;
+                            }
                             drop(permit);
                         });
                     }
@@ -497,6 +519,50 @@ impl Outbox {
         // What is being delivered finishes (within the grace period);
         // what was not started stays in the table for the next sweep.
         while tasks.join_next().await.is_some() {}
+        drop(done);
+        let _ = marker.await;
+    }
+
+    /// Marks delivered events until every sender is gone: what is waiting
+    /// (up to [`MARK_BATCH`]) in one statement per list of subscribers
+    /// reached. A failed mark leaves the events due: the sweep delivers
+    /// them again (at least once).
+    async fn run_marker(self, db: Db, mut rx: tokio::sync::mpsc::UnboundedReceiver<Delivered>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MARK_BATCH {
+                match rx.try_recv() {
+                    Ok(d) => batch.push(d),
+                    Err(_) => break,
+                }
+            }
+            batch.sort_by(|a, b| a.delivered.cmp(&b.delivered));
+            for group in batch.chunk_by(|a, b| a.delivered == b.delivered) {
+                if let Err(e) = self.mark_dispatched(&db, group).await {
+                    tracing::warn!(error = %e, events = group.len(), "could not record outbox deliveries; the sweep delivers them again");
+                }
+            }
+        }
+    }
+
+    /// Marks `group` (events that reached the same subscribers) dispatched.
+    async fn mark_dispatched(&self, db: &Db, group: &[Delivered]) -> Result<()> {
+        let Some(first) = group.first() else {
+            return Ok(());
+        };
+        let now = crate::db::truncate_micros(Utc::now());
+        let mut q = db.sql();
+        q.push("UPDATE platform_outbox SET dispatched_at = ")
+            .bind(Value::DateTime(now), FieldType::DateTime)
+            .push(", listeners = '[]', delivered = ")
+            .bind_str(first.delivered.as_str())
+            .push(" WHERE event_id IN (");
+        q.join(group, ", ", |q, d| {
+            q.bind_str(d.event_id.as_str());
+        });
+        q.push(")");
+        db.execute(q).await?;
+        Ok(())
     }
 
     /// Delivers the due events nobody is delivering; returns how many it
@@ -572,7 +638,14 @@ impl Outbox {
 
     /// Delivers `event` to the subscribers it has not reached yet, then
     /// records the outcome.
-    async fn deliver(&self, db: &Db, mut event: Event) {
+    async fn deliver(&self, db: &Db, event: Event) {
+        let (event, errors) = self.run_listeners(event).await;
+        self.settle_logged(db, &event, &errors).await;
+    }
+
+    /// Hands `event` to the subscribers it has not reached yet; answers it
+    /// (with those reached moved to `delivered`) and the failures.
+    async fn run_listeners(&self, mut event: Event) -> (Event, Vec<String>) {
         let mut errors = Vec::new();
         let mut delivered = Vec::new();
         for name in event.listeners.clone() {
@@ -600,7 +673,13 @@ impl Outbox {
         }
         event.listeners.retain(|n| !delivered.contains(n));
         event.delivered.extend(delivered);
-        if let Err(e) = self.settle(db, &event, &errors).await {
+        (event, errors)
+    }
+
+    /// Records the outcome of one delivery; a failure to record it is
+    /// logged.
+    async fn settle_logged(&self, db: &Db, event: &Event, errors: &[String]) {
+        if let Err(e) = self.settle(db, event, errors).await {
             // The row stays due: the sweep delivers it again (at least once).
             tracing::warn!(error = %e, event = %event.id, "could not record an outbox delivery");
         }
