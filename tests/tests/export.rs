@@ -1,6 +1,7 @@
 //! Export (issue 11): CSV and XLSX of a resource through the API, the
 //! pipeline and the job path, on every configured database.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -10,6 +11,7 @@ use chrono::NaiveDate;
 use http_body_util::BodyExt;
 use platform_core::Resource;
 use platform_core::context::Context;
+use platform_core::mail::MemoryMailer;
 use platform_core::query::ListQuery;
 use platform_core::resource::Registry;
 use platform_core::storage::{Disks, FileStorage, MemoryStorage, StorageExt};
@@ -83,6 +85,18 @@ struct App {
 }
 
 async fn app(db: &TestDb, exchange: Exchange, storage: bool, jobs: bool) -> App {
+    app_with(db, exchange, storage, jobs, None).await
+}
+
+/// [`app`], with the notifications capability sending mail to `mailer`
+/// when one is given.
+async fn app_with(
+    db: &TestDb,
+    exchange: Exchange,
+    storage: bool,
+    jobs: bool,
+    mailer: Option<Arc<MemoryMailer>>,
+) -> App {
     let registry = registry();
     db.create_tables(&registry).await;
     let mut b = Platform::builder()
@@ -107,6 +121,9 @@ async fn app(db: &TestDb, exchange: Exchange, storage: bool, jobs: bool) -> App 
                 .namespace(format!("export{}", std::process::id()))
                 .poll_interval(Duration::from_millis(20)),
         );
+    }
+    if let Some(m) = mailer {
+        b = b.mailer(m).with(platform_notify::Notifications::new());
     }
     let platform = b.build().await.unwrap();
     let router = platform_admin::app_router(&platform)
@@ -498,12 +515,30 @@ async fn a_large_export_streams_in_batches() {
 
 #[tokio::test]
 async fn exports_above_the_threshold_run_as_a_job_and_notify_a_signed_link() {
-    for db in all_backends().await {
-        if db.backend == platform_core::db::Backend::MySql {
-            eprintln!("skipped on MariaDB: the job queue runs on SQLite, PostgreSQL or Redis");
-            continue;
+    // The notice goes to the bell; with the notifications capability
+    // (`ExportReady`), to the bell and by mail.
+    for mail in [false, true] {
+        for db in all_backends().await {
+            if db.backend == platform_core::db::Backend::MySql {
+                eprintln!("skipped on MariaDB: the job queue runs on SQLite, PostgreSQL or Redis");
+                continue;
+            }
+            let mailer = mail.then(|| Arc::new(MemoryMailer::new()));
+            queued_export(&db, mailer).await;
         }
-        let app = app(&db, Exchange::default().export_threshold(3), true, true).await;
+    }
+}
+
+async fn queued_export(db: &TestDb, mailer: Option<Arc<MemoryMailer>>) {
+    {
+        let app = app_with(
+            db,
+            Exchange::default().export_threshold(3),
+            true,
+            true,
+            mailer.clone(),
+        )
+        .await;
         let b = app.backend;
         app.seed((1..=5).map(|i| row(i, "=cmd", "open"))).await;
         let (user, reader) = app.user("reader@example.com", READER).await;
@@ -539,6 +574,20 @@ async fn exports_above_the_threshold_run_as_a_job_and_notify_a_signed_link() {
         }
         let url = url.unwrap_or_else(|| panic!("{b}: no notification"));
         assert!(url.contains("signature="), "{b}: {url}");
+        if let Some(m) = &mailer {
+            let mut mail = None;
+            for _ in 0..400 {
+                mail = m.last_to("reader@example.com");
+                if mail.is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let mail = mail.unwrap_or_else(|| panic!("{b}: no mail"));
+            assert_eq!(mail.subject, "Export of Ledger rows ready", "{b}");
+            assert!(mail.text.contains("5 rows exported"), "{b}: {}", mail.text);
+            assert!(mail.text.contains(&url), "{b}: the link: {}", mail.text);
+        }
         let path = url
             .split_once("/files/")
             .map(|(_, p)| format!("/files/{p}"))

@@ -1,14 +1,17 @@
 //! Large exports as a job: the file is written to a storage disk and the
-//! user is sent a notification (the panel's bell) with a signed link that
-//! expires.
+//! user is sent a notification with a signed link that expires: through
+//! the notifications capability when it is added ([`ExportReady`]: the
+//! bell and mail, as the user's preferences allow), else to the bell.
 
 use platform_core::Platform;
 use platform_core::error::Result;
 use platform_core::notification::Notice;
+use platform_core::notify::{MailMessage, Notification, Recipient};
 use platform_core::query::ListQuery;
 use platform_core::repo::Records;
 use platform_core::storage::{Disks, StorageExt, UrlOptions};
 use platform_jobs::{Job, JobContext, JobError, Jobs, Options, job};
+use platform_notify::Notifier;
 use serde::{Deserialize, Serialize};
 
 use super::http::ExportAnswer;
@@ -69,23 +72,80 @@ impl Job for ExportJob {
             | platform_core::Error::Unsupported(_) => JobError::fatal(e),
             other => JobError::new(other),
         })?;
-        let meta = records.meta();
-        let hours = config.link_ttl.as_secs().div_ceil(3600);
-        platform
-            .notifications()
-            .send(
-                user,
-                Notice::new(
-                    format!("Export of {} ready", meta.plural_label()),
-                    format!("{rows} rows exported. The download link works for {hours} hours."),
-                )
-                .with_url(url),
-            )
-            .await
-            .map_err(JobError::new)?;
+        let ready = ExportReady {
+            label: records.meta().plural_label().to_owned(),
+            rows,
+            hours: config.link_ttl.as_secs().div_ceil(3600),
+            url,
+        };
+        match platform.get::<Notifier>() {
+            Some(notifier) => {
+                notifier.notify(user, &ready).await.map_err(JobError::new)?;
+            }
+            None => {
+                platform
+                    .notifications()
+                    .send(user, ready.notice())
+                    .await
+                    .map_err(JobError::new)?;
+            }
+        }
         Ok(())
     }
 }
+
+/// "Your export is ready": sent to the user who asked for a queued export,
+/// with its signed, expiring download link, to the panel's bell and by
+/// mail (each user can turn either off on the notification settings page).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportReady {
+    /// The resource's plural label (`Invoices`).
+    pub label: String,
+    /// The rows exported.
+    pub rows: u64,
+    /// How many hours the link works.
+    pub hours: u64,
+    /// The signed download link.
+    pub url: String,
+}
+
+impl ExportReady {
+    fn title(&self) -> String {
+        format!("Export of {} ready", self.label)
+    }
+    fn body(&self) -> String {
+        format!(
+            "{} rows exported. The download link works for {} hours.",
+            self.rows, self.hours
+        )
+    }
+    fn notice(&self) -> Notice {
+        Notice::new(self.title(), self.body()).with_url(self.url.clone())
+    }
+}
+
+impl Notification for ExportReady {
+    const NAME: &'static str = "export_ready";
+    fn channels(&self, _to: &Recipient) -> Vec<&str> {
+        vec!["database", "mail"]
+    }
+    fn to_database(&self, _to: &Recipient) -> Option<Notice> {
+        Some(self.notice())
+    }
+    fn to_mail(&self, _to: &Recipient) -> Option<MailMessage> {
+        Some(
+            MailMessage::new(self.title())
+                .line(self.body())
+                .action("Download", self.url.clone()),
+        )
+    }
+    // Not sent to webhooks or logs: the link is a credential.
+    fn to_data(&self, _to: &Recipient) -> Option<serde_json::Value> {
+        Some(serde_json::json!({ "label": self.label, "rows": self.rows }))
+    }
+}
+
+platform_notify::register_notification!(ExportReady);
 
 /// Writes the export to the configured disk under
 /// `exports/<id>/<plural>-<time>.<ext>`; returns its signed URL and the

@@ -32,7 +32,7 @@ pub(crate) mod xlsx;
 
 pub use columns::{Cell, Column, neutralise};
 pub use http::{ExportAnswer, export_response};
-pub use job::ExportJob;
+pub use job::{ExportJob, ExportReady};
 pub use pipeline::{Export, parse_params};
 pub use xlsx::ROWS_PER_SHEET;
 
