@@ -141,7 +141,7 @@ impl Record {
 
 pub use crate::visibility::mask_pii;
 pub use import::{ImportOptions, ImportRow, RowOutcome, TouchAction, TouchLog, Touched};
-pub use revert::{Revert, RevertReport};
+pub use revert::{Revert, RevertReport, RevertSource};
 
 /// Field values to write, by field name, and the fields whose value could
 /// not be read (a string sent for an integer, say).

@@ -18,6 +18,27 @@ use super::{BULK_CHUNK, Records};
 /// given).
 pub type Revert = Touched;
 
+/// Where [`Records::revert_import_from`] reads the records to put back:
+/// chunks, the newest first, each in the order the import touched its
+/// records. Reading them a chunk at a time keeps a rollback's memory
+/// independent of the batch's size.
+#[async_trait::async_trait]
+pub trait RevertSource: Send + 'static {
+    /// The next chunk (older than every chunk given before), or `None`
+    /// when there is none left.
+    async fn next_chunk(&mut self) -> Result<Option<Vec<Revert>>>;
+}
+
+/// The records of one `Vec`, as one chunk.
+struct InMemory(Option<Vec<Revert>>);
+
+#[async_trait::async_trait]
+impl RevertSource for InMemory {
+    async fn next_chunk(&mut self) -> Result<Option<Vec<Revert>>> {
+        Ok(self.0.take())
+    }
+}
+
 /// What [`Records::revert_import`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RevertReport {
@@ -48,23 +69,45 @@ impl Records {
         force: bool,
         tags: Vec<String>,
     ) -> Result<RevertReport> {
-        if items.iter().any(|t| t.action == TouchAction::Updated) {
+        self.revert_import_from(InMemory(Some(items)), force, tags)
+            .await
+    }
+
+    /// [`Records::revert_import`] reading the records from `source` a
+    /// chunk at a time (newest first), in the same one transaction: what
+    /// a rollback of a large batch holds in memory is one chunk, not the
+    /// batch. The permissions are checked as the chunks show which are
+    /// needed; a refusal rolls everything back.
+    pub async fn revert_import_from(
+        &self,
+        source: impl RevertSource,
+        force: bool,
+        tags: Vec<String>,
+    ) -> Result<RevertReport> {
+        self.detached(|r| async move { r.revert_inner(source, force, tags).await })
+            .await
+    }
+
+    /// Checks the permissions `items` need (once each).
+    fn authorize_revert(&self, items: &[Revert], checked: &mut (bool, bool)) -> Result<()> {
+        if !checked.0 && items.iter().any(|t| t.action == TouchAction::Updated) {
             self.authorize(Ability::Update)?;
+            checked.0 = true;
         }
-        if items.iter().any(|t| t.action == TouchAction::Created) {
+        if !checked.1 && items.iter().any(|t| t.action == TouchAction::Created) {
             self.authorize(if self.meta().is_soft_delete() {
                 Ability::ForceDelete
             } else {
                 Ability::Delete
             })?;
+            checked.1 = true;
         }
-        self.detached(|r| async move { r.revert_inner(items, force, tags).await })
-            .await
+        Ok(())
     }
 
     async fn revert_inner(
         &self,
-        items: Vec<Revert>,
+        mut source: impl RevertSource,
         force: bool,
         tags: Vec<String>,
     ) -> Result<RevertReport> {
@@ -80,9 +123,12 @@ impl Records {
         let mut tx = db.begin().await?;
         let mut deleted_ids = Vec::new();
         let mut updated_ids = Vec::new();
+        let mut checked = (false, false);
         let result: Result<()> = async {
             let mut changed_since = Vec::new();
             // Newest first: a record updated twice gets its first state.
+            while let Some(items) = source.next_chunk().await? {
+            self.authorize_revert(&items, &mut checked)?;
             for chunk in items.rchunks(BULK_CHUNK) {
                 let ids: Vec<Value> = chunk
                     .iter()
@@ -196,6 +242,7 @@ impl Records {
                     tx.execute(q).await?;
                 }
                 self.record_changes(&mut tx, &ctx, &entries).await?;
+            }
             }
             if !changed_since.is_empty() {
                 let shown: Vec<&str> = changed_since.iter().take(10).map(String::as_str).collect();

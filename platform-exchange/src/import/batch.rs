@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use platform_core::db::dialect;
 use platform_core::db::{Db, Migration, MigrationSet, Tx};
 use platform_core::error::Result;
-use platform_core::repo::{TouchAction, TouchLog, Touched};
+use platform_core::repo::{RevertSource, TouchAction, TouchLog, Touched};
 use platform_core::value::{FieldType, Value};
 use serde::Serialize;
 
@@ -440,21 +440,80 @@ pub(crate) async fn rolled_back(db: &Db, id: i64, report: &serde_json::Value) ->
     Ok(())
 }
 
-/// Every record batch `id` touched, in the order it touched them: the
-/// chunks of `platform_import_chunks`, after the rows of
+/// The records batch `id` touched, newest first, a chunk at a time (what
+/// a rollback reads): the rows of `platform_import_chunks`, then those of
 /// `platform_import_rows` (where batches recorded before the chunk table
-/// keep them, one row per record).
-pub(crate) async fn touched(db: &Db, id: i64) -> Result<Vec<Touched>> {
-    let mut out = Vec::new();
-    let mut after = 0i64;
-    loop {
-        let mut q = db.sql();
+/// keep them, one row per record), in pages of [`ROWS_PAGE`].
+pub(crate) struct TouchedReader {
+    db: Db,
+    batch: i64,
+    /// Reading chunks (`true`) or the earlier per-record rows.
+    chunks: bool,
+    /// The lowest row id read so far.
+    before: Option<i64>,
+    done: bool,
+}
+
+/// Per-record rows read per page.
+const ROWS_PAGE: i64 = 5000;
+
+impl TouchedReader {
+    pub(crate) fn new(db: Db, batch: i64) -> Self {
+        Self {
+            db,
+            batch,
+            chunks: true,
+            before: None,
+            done: false,
+        }
+    }
+
+    async fn next_chunk_row(&mut self) -> Result<Option<Vec<Touched>>> {
+        let mut q = self.db.sql();
+        q.push("SELECT id, touched FROM platform_import_chunks WHERE batch_id = ")
+            .bind_i64(self.batch);
+        if let Some(b) = self.before {
+            q.push(" AND id < ").bind_i64(b);
+        }
+        q.push(" ORDER BY id DESC LIMIT 1");
+        let Some(r) = self
+            .db
+            .fetch_optional(q, &[FieldType::I64, FieldType::Text])
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.before = r[0].as_i64();
+        let chunk: Vec<StoredTouch> =
+            serde_json::from_str(r[1].as_str().unwrap_or("[]")).map_err(|e| {
+                platform_core::Error::Backend {
+                    backend: "the import log",
+                    source: e.into(),
+                }
+            })?;
+        Ok(Some(
+            chunk
+                .into_iter()
+                .map(|t| Touched {
+                    record_id: t.id,
+                    action: TouchAction::parse(&t.action).unwrap_or(TouchAction::Updated),
+                    previous: t.previous,
+                    written: t.written,
+                })
+                .collect(),
+        ))
+    }
+
+    async fn next_rows_page(&mut self) -> Result<Option<Vec<Touched>>> {
+        let mut q = self.db.sql();
         q.push("SELECT id, record_id, action, previous, written FROM platform_import_rows WHERE batch_id = ")
-            .bind_i64(id)
-            .push(" AND id > ")
-            .bind_i64(after)
-            .push(" ORDER BY id LIMIT 5000");
-        let rows = db
+            .bind_i64(self.batch);
+        if let Some(b) = self.before {
+            q.push(" AND id < ").bind_i64(b);
+        }
+        q.push(" ORDER BY id DESC LIMIT ").bind_i64(ROWS_PAGE);
+        let rows = self
+            .db
             .fetch_all(
                 q,
                 &[
@@ -466,49 +525,49 @@ pub(crate) async fn touched(db: &Db, id: i64) -> Result<Vec<Touched>> {
                 ],
             )
             .await?;
-        let n = rows.len();
-        for r in rows {
-            after = r[0].as_i64().unwrap_or(after);
-            let json = |v: &Value| v.as_str().and_then(|s| serde_json::from_str(s).ok());
-            out.push(Touched {
-                record_id: text(&r[1]).unwrap_or_default(),
-                action: TouchAction::parse(r[2].as_str().unwrap_or(""))
-                    .unwrap_or(TouchAction::Updated),
-                previous: json(&r[3]),
-                written: json(&r[4]).unwrap_or(serde_json::Value::Null),
-            });
+        if rows.is_empty() {
+            return Ok(None);
         }
-        if n < 5000 {
-            break;
-        }
+        let json = |v: &Value| v.as_str().and_then(|s| serde_json::from_str(s).ok());
+        let mut out: Vec<Touched> = rows
+            .into_iter()
+            .map(|r| {
+                self.before = r[0].as_i64();
+                Touched {
+                    record_id: text(&r[1]).unwrap_or_default(),
+                    action: TouchAction::parse(r[2].as_str().unwrap_or(""))
+                        .unwrap_or(TouchAction::Updated),
+                    previous: json(&r[3]),
+                    written: json(&r[4]).unwrap_or(serde_json::Value::Null),
+                }
+            })
+            .collect();
+        // Within a chunk, the order the import touched them.
+        out.reverse();
+        Ok(Some(out))
     }
-    let mut after = 0i64;
-    loop {
-        let mut q = db.sql();
-        q.push("SELECT id, touched FROM platform_import_chunks WHERE batch_id = ")
-            .bind_i64(id)
-            .push(" AND id > ")
-            .bind_i64(after)
-            .push(" ORDER BY id LIMIT 20");
-        let rows = db.fetch_all(q, &[FieldType::I64, FieldType::Text]).await?;
-        let n = rows.len();
-        for r in rows {
-            after = r[0].as_i64().unwrap_or(after);
-            let chunk: Vec<StoredTouch> = serde_json::from_str(r[1].as_str().unwrap_or("[]"))
-                .map_err(|e| platform_core::Error::Backend {
-                    backend: "the import log",
-                    source: e.into(),
-                })?;
-            out.extend(chunk.into_iter().map(|t| Touched {
-                record_id: t.id,
-                action: TouchAction::parse(&t.action).unwrap_or(TouchAction::Updated),
-                previous: t.previous,
-                written: t.written,
-            }));
+}
+
+#[async_trait]
+impl RevertSource for TouchedReader {
+    async fn next_chunk(&mut self) -> Result<Option<Vec<Touched>>> {
+        while !self.done {
+            let next = if self.chunks {
+                self.next_chunk_row().await?
+            } else {
+                self.next_rows_page().await?
+            };
+            match next {
+                Some(chunk) if !chunk.is_empty() => return Ok(Some(chunk)),
+                Some(_) => {}
+                None if self.chunks => {
+                    self.chunks = false;
+                    self.before = None;
+                }
+                None => self.done = true,
+            }
         }
-        if n < 20 {
-            return Ok(out);
-        }
+        Ok(None)
     }
 }
 

@@ -563,9 +563,9 @@ impl Imports {
             Status::Done | Status::Failed => {}
         }
         let records = run::records_for(platform, ctx, &b.resource)?;
-        let touched = batch::touched(platform.db(), id).await?;
+        let touched = batch::TouchedReader::new(platform.db().clone(), id);
         let report = records
-            .revert_import(touched, force, vec![format!("rollback:{id}")])
+            .revert_import_from(touched, force, vec![format!("rollback:{id}")])
             .await?;
         batch::rolled_back(
             platform.db(),
