@@ -165,6 +165,12 @@ impl Env {
         .unwrap()
     }
 
+    /// `POST /api/imports/{batch}/rollback` (with `query`, say `?force=1`).
+    async fn rollback(&self, batch: i64, query: &str) -> (StatusCode, serde_json::Value) {
+        self.json(self.post(&format!("/api/imports/{batch}/rollback{query}")))
+            .await
+    }
+
     async fn audits_tagged(&self, tag: &str) -> i64 {
         let db = self.platform.db();
         let mut q = db.sql();
@@ -337,9 +343,7 @@ async fn csv_import_validates_upserts_and_rolls_back() {
 
         // Rolling the second batch back: the update reverted, the created
         // record removed, audited under the rollback's tag.
-        let (s, b) = env
-            .json(env.post(&format!("/api/imports/{second}/rollback")))
-            .await;
+        let (s, b) = env.rollback(second, "").await;
         assert_eq!(s, StatusCode::OK, "{label}: {b}");
         assert_eq!(b["data"]["deleted"], 1, "{label}");
         assert_eq!(b["data"]["reverted"], 1, "{label}");
@@ -354,9 +358,7 @@ async fn csv_import_validates_upserts_and_rolls_back() {
             2,
             "{label}"
         );
-        let (s, _) = env
-            .json(env.post(&format!("/api/imports/{second}/rollback")))
-            .await;
+        let (s, _) = env.rollback(second, "").await;
         assert_eq!(s, StatusCode::CONFLICT, "{label}: twice");
 
         // A record changed after the first import: its rollback is refused,
@@ -379,18 +381,14 @@ async fn csv_import_validates_upserts_and_rolls_back() {
             )
             .await
             .unwrap();
-        let (s, b) = env
-            .json(env.post(&format!("/api/imports/{batch}/rollback")))
-            .await;
+        let (s, b) = env.rollback(batch, "").await;
         assert_eq!(s, StatusCode::CONFLICT, "{label}: {b}");
         assert!(b.to_string().contains("changed"), "{label}: {b}");
         assert!(
             env.invoice("INV-000001").await.is_some(),
             "{label}: nothing rolled back"
         );
-        let (s, b) = env
-            .json(env.post(&format!("/api/imports/{batch}/rollback?force=1")))
-            .await;
+        let (s, b) = env.rollback(batch, "?force=1").await;
         assert_eq!(s, StatusCode::OK, "{label}: {b}");
         assert_eq!(b["data"]["deleted"], 2, "{label}: {b}");
         assert_eq!(
@@ -1061,13 +1059,9 @@ async fn long_imports_run_as_jobs_and_interrupted_ones_roll_back() {
         q.push("UPDATE platform_import_batches SET status = 'running' WHERE id = ")
             .bind_i64(id);
         db2.execute(q).await.unwrap();
-        let (s, b) = env
-            .json(env.post(&format!("/api/imports/{id}/rollback")))
-            .await;
+        let (s, b) = env.rollback(id, "").await;
         assert_eq!(s, StatusCode::CONFLICT, "{label}: {b}");
-        let (s, b) = env
-            .json(env.post(&format!("/api/imports/{id}/rollback?force=1")))
-            .await;
+        let (s, b) = env.rollback(id, "?force=1").await;
         assert_eq!(s, StatusCode::OK, "{label}: {b}");
         assert_eq!(b["data"]["deleted"], 25, "{label}: {b}");
         assert_eq!(
@@ -1111,9 +1105,7 @@ async fn a_record_touched_twice_rolls_back_to_before_the_batch() {
             "{label}: money"
         );
         let id = b["data"]["batch_id"].as_i64().unwrap();
-        let (s, b) = env
-            .json(env.post(&format!("/api/imports/{id}/rollback")))
-            .await;
+        let (s, b) = env.rollback(id, "").await;
         assert_eq!(s, StatusCode::OK, "{label}: {b}");
         assert_eq!(
             env.count("SELECT COUNT(*) FROM invoices").await,
@@ -1188,9 +1180,7 @@ async fn a_batch_logged_one_row_per_record_still_rolls_back() {
         q.push("DELETE FROM platform_import_chunks WHERE batch_id = ")
             .bind_i64(id);
         db.execute(q).await.unwrap();
-        let (s, b) = env
-            .json(env.post(&format!("/api/imports/{id}/rollback")))
-            .await;
+        let (s, b) = env.rollback(id, "").await;
         assert_eq!(s, StatusCode::OK, "{label}: {b}");
         assert!(
             env.invoice("INV-000802").await.is_none(),
