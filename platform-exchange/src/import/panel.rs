@@ -356,10 +356,12 @@ fn back_with(base: &str, message: &str) -> Response {
 }
 
 /// A path the panel can live under (the form's `_base`, which goes into a
-/// `Location` and a cookie's `Path`): `/` and plain segments only.
+/// `Location` and a cookie's `Path`): `/` and plain segments only, and no
+/// trailing `/` (`/` + `/imports` would be `//imports`, another host).
 fn is_panel_path(v: &str) -> bool {
     v.starts_with('/')
         && !v.starts_with("//")
+        && !v.ends_with('/')
         && v.len() <= 100
         && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.'))
@@ -525,4 +527,37 @@ pub(crate) fn pages(setup: &mut Setup) {
             .route("/imports/{id}/failed.csv", get(failed))
             .route("/imports/{id}/failed.xlsx", get(failed)),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panel_paths() {
+        for ok in ["/admin", "/back-office/panel", "/a.b_c"] {
+            assert!(is_panel_path(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "admin",
+            "/",
+            "//evil.example",
+            "/admin/",
+            "/a/../b",
+            "/a/./b",
+            "/admin; Domain=x",
+            "/admin\r\nX: y",
+            "/adm in",
+        ] {
+            assert!(!is_panel_path(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_for_people() {
+        assert_eq!(human_bytes(256 * 1024), "256 KiB");
+        assert_eq!(human_bytes(50 << 20), "50 MiB");
+        assert_eq!(human_bytes(1000), "1000 bytes");
+    }
 }

@@ -129,8 +129,12 @@ pub(crate) async fn run(
     )
     .await;
     let _ = batch::set_counts(&db, id, report.counts, None).await;
-    let failed_path = match failed_file {
-        Some(f) => f.finish().ok(),
+    let failed_path = match failed_file.map(FailedWriter::finish) {
+        Some(Ok(path)) => Some(path),
+        Some(Err(e)) => {
+            tracing::warn!(batch = id, error = %e, "the failed-rows file could not be written");
+            None
+        }
         None => None,
     };
     report.status = match &result {
