@@ -530,93 +530,91 @@ async fn exports_above_the_threshold_run_as_a_job_and_notify_a_signed_link() {
 }
 
 async fn queued_export(db: &TestDb, mailer: Option<Arc<MemoryMailer>>) {
-    {
-        let app = app_with(
-            db,
-            Exchange::default().export_threshold(3),
-            true,
-            true,
-            mailer.clone(),
+    let app = app_with(
+        db,
+        Exchange::default().export_threshold(3),
+        true,
+        true,
+        mailer.clone(),
+    )
+    .await;
+    let b = app.backend;
+    app.seed((1..=5).map(|i| row(i, "=cmd", "open"))).await;
+    let (user, reader) = app.user("reader@example.com", READER).await;
+    app.platform.start_workers();
+    let (status, _, body) = app
+        .get("/api/ledger_rows/export?columns=code,name,email", &reader)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "{b}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["data"]["status"], "queued", "{b}");
+    // Below the threshold: answered directly.
+    let (status, _, _) = app
+        .get(
+            "/api/ledger_rows/export?columns=code&filter[code]=L-000001",
+            &reader,
         )
         .await;
-        let b = app.backend;
-        app.seed((1..=5).map(|i| row(i, "=cmd", "open"))).await;
-        let (user, reader) = app.user("reader@example.com", READER).await;
-        app.platform.start_workers();
-        let (status, _, body) = app
-            .get("/api/ledger_rows/export?columns=code,name,email", &reader)
-            .await;
-        assert_eq!(
-            status,
-            StatusCode::ACCEPTED,
-            "{b}: {}",
-            String::from_utf8_lossy(&body)
-        );
-        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(json["data"]["status"], "queued", "{b}");
-        // Below the threshold: answered directly.
-        let (status, _, _) = app
-            .get(
-                "/api/ledger_rows/export?columns=code&filter[code]=L-000001",
-                &reader,
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{b}");
-        // The notification arrives with a signed link.
-        let mut url = None;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    // The notification arrives with a signed link.
+    let mut url = None;
+    for _ in 0..400 {
+        let notes = app.platform.notifications().latest(user, 10).await.unwrap();
+        if let Some(n) = notes.into_iter().find(|n| n.url.is_some()) {
+            url = n.url;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let url = url.unwrap_or_else(|| panic!("{b}: no notification"));
+    assert!(url.contains("signature="), "{b}: {url}");
+    if let Some(m) = &mailer {
+        let mut mail = None;
         for _ in 0..400 {
-            let notes = app.platform.notifications().latest(user, 10).await.unwrap();
-            if let Some(n) = notes.into_iter().find(|n| n.url.is_some()) {
-                url = n.url;
+            mail = m.last_to("reader@example.com");
+            if mail.is_some() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let url = url.unwrap_or_else(|| panic!("{b}: no notification"));
-        assert!(url.contains("signature="), "{b}: {url}");
-        if let Some(m) = &mailer {
-            let mut mail = None;
-            for _ in 0..400 {
-                mail = m.last_to("reader@example.com");
-                if mail.is_some() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            let mail = mail.unwrap_or_else(|| panic!("{b}: no mail"));
-            assert_eq!(mail.subject, "Export of Ledger rows ready", "{b}");
-            assert!(mail.text.contains("5 rows exported"), "{b}: {}", mail.text);
-            assert!(mail.text.contains(&url), "{b}: the link: {}", mail.text);
-        }
-        let path = url
-            .split_once("/files/")
-            .map(|(_, p)| format!("/files/{p}"))
-            .unwrap();
-        let res = app
-            .router
-            .clone()
-            .oneshot(Request::get(&path).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK, "{b}: {path}");
-        let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
-        let rows = csv_rows(&body);
-        assert_eq!(rows.len(), 6, "{b}");
-        assert_eq!(rows[1], ["L-000001", "'=cmd", "p***@example.com"], "{b}");
-        // The file is on the disk; a tampered link is refused.
-        let disks = app.platform.get::<Disks>().unwrap();
-        let files = disks.default_disk().list_paths("exports").await.unwrap();
-        assert_eq!(files.len(), 1, "{b}: {files:?}");
-        let tampered = path.replace("signature=", "signature=x");
-        let res = app
-            .router
-            .clone()
-            .oneshot(Request::get(&tampered).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        assert_ne!(res.status(), StatusCode::OK, "{b}");
-        app.platform.shutdown().await;
+        let mail = mail.unwrap_or_else(|| panic!("{b}: no mail"));
+        assert_eq!(mail.subject, "Export of Ledger rows ready", "{b}");
+        assert!(mail.text.contains("5 rows exported"), "{b}: {}", mail.text);
+        assert!(mail.text.contains(&url), "{b}: the link: {}", mail.text);
     }
+    let path = url
+        .split_once("/files/")
+        .map(|(_, p)| format!("/files/{p}"))
+        .unwrap();
+    let res = app
+        .router
+        .clone()
+        .oneshot(Request::get(&path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{b}: {path}");
+    let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+    let rows = csv_rows(&body);
+    assert_eq!(rows.len(), 6, "{b}");
+    assert_eq!(rows[1], ["L-000001", "'=cmd", "p***@example.com"], "{b}");
+    // The file is on the disk; a tampered link is refused.
+    let disks = app.platform.get::<Disks>().unwrap();
+    let files = disks.default_disk().list_paths("exports").await.unwrap();
+    assert_eq!(files.len(), 1, "{b}: {files:?}");
+    let tampered = path.replace("signature=", "signature=x");
+    let res = app
+        .router
+        .clone()
+        .oneshot(Request::get(&tampered).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_ne!(res.status(), StatusCode::OK, "{b}");
+    app.platform.shutdown().await;
 }
 
 #[tokio::test]

@@ -60,7 +60,9 @@ pub(crate) async fn write(mut export: Export, out: &Path) -> Result<u64> {
     .map_err(|e| backend("xlsx", e.to_string()))?
 }
 
-fn new_sheet(wb: &mut Workbook, headings: &[&str], bold: &Format) -> Result<()> {
+/// Adds a constant-memory worksheet whose first row is `headings` in
+/// `bold`.
+pub(crate) fn new_sheet(wb: &mut Workbook, headings: &[&str], bold: &Format) -> Result<()> {
     let ws = wb
         .add_worksheet_with_constant_memory()
         .map_err(xlsx_error)?;

@@ -20,6 +20,7 @@ use super::coerce::{DateOrder, coerce};
 use super::mapping::{Mapping, map_headings};
 use super::read::{self, Format, RawRow};
 use super::{ImportConfig, ImportError};
+use crate::export::xlsx;
 
 /// The failures kept in a run's report (the failed-rows file has all).
 pub const REPORTED_FAILURES: usize = 100;
@@ -155,9 +156,10 @@ enum FailedWriter {
     Xlsx {
         path: PathBuf,
         book: Box<rust_xlsxwriter::Workbook>,
+        /// The heading row: the file's headings plus `error`.
+        head: Vec<String>,
         sheet: usize,
         row: u32,
-        width: usize,
     },
 }
 
@@ -165,8 +167,8 @@ impl FailedWriter {
     /// A new file next to `input`, with the heading row plus `error`.
     fn create(input: &Path, format: Format, headings: &[String]) -> Result<Self, Error> {
         let path = failed_path(input, format);
-        let mut head: Vec<&str> = headings.iter().map(String::as_str).collect();
-        head.push("error");
+        let mut head = headings.to_vec();
+        head.push("error".to_owned());
         match format {
             Format::Csv => {
                 let mut w = csv::Writer::from_path(&path).map_err(csv_error)?;
@@ -178,65 +180,38 @@ impl FailedWriter {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     book.set_tempdir(dir).map_err(xlsx_error)?;
                 }
-                let mut w = Self::Xlsx {
+                new_sheet(&mut book, &head)?;
+                Ok(Self::Xlsx {
                     path,
                     book,
+                    head,
                     sheet: 0,
                     row: 0,
-                    width: head.len(),
-                };
-                w.sheet(&head)?;
-                Ok(w)
+                })
             }
         }
     }
 
-    /// Starts a worksheet (the first, or the next when one is full) with
-    /// the heading row.
-    fn sheet(&mut self, head: &[&str]) -> Result<(), Error> {
-        let Self::Xlsx { book, .. } = self else {
-            return Ok(());
+    /// Appends one row of cells (a full worksheet continues on the next).
+    fn row(&mut self, cells: &[String]) -> Result<(), Error> {
+        let (book, head, sheet, row) = match self {
+            Self::Csv(_, w) => return w.write_record(cells).map_err(csv_error),
+            Self::Xlsx {
+                book,
+                head,
+                sheet,
+                row,
+                ..
+            } => (book, head, sheet, row),
         };
-        let bold = rust_xlsxwriter::Format::new().set_bold();
-        let ws = book
-            .add_worksheet_with_constant_memory()
-            .map_err(xlsx_error)?;
-        for (c, h) in head.iter().enumerate() {
-            ws.write_string_with_format(0, col(c), *h, &bold)
-                .map_err(xlsx_error)?;
+        if *row == xlsx::ROWS_PER_SHEET {
+            new_sheet(book, head)?;
+            *sheet += 1;
+            *row = 0;
         }
-        Ok(())
-    }
-
-    /// Appends one row of cells.
-    fn row(&mut self, cells: &[String], headings: &[String]) -> Result<(), Error> {
-        if let Self::Csv(_, w) = self {
-            return w.write_record(cells).map_err(csv_error);
-        }
-        let full =
-            matches!(self, Self::Xlsx { row, .. } if *row == crate::export::xlsx::ROWS_PER_SHEET);
-        if full {
-            let mut head: Vec<&str> = headings.iter().map(String::as_str).collect();
-            head.push("error");
-            self.sheet(&head)?;
-            if let Self::Xlsx { sheet, row, .. } = self {
-                *sheet += 1;
-                *row = 0;
-            }
-        }
-        let Self::Xlsx {
-            book,
-            sheet,
-            row,
-            width,
-            ..
-        } = self
-        else {
-            return Ok(());
-        };
         *row += 1;
         let ws = book.worksheet_from_index(*sheet).map_err(xlsx_error)?;
-        for (c, text) in cells.iter().take(*width).enumerate() {
+        for (c, text) in cells.iter().take(head.len()).enumerate() {
             if !text.is_empty() {
                 ws.write_string(*row, col(c), text).map_err(xlsx_error)?;
             }
@@ -257,6 +232,12 @@ impl FailedWriter {
             }
         }
     }
+}
+
+/// A worksheet headed by `head` in bold (the export's writer).
+fn new_sheet(book: &mut rust_xlsxwriter::Workbook, head: &[String]) -> Result<(), Error> {
+    let head: Vec<&str> = head.iter().map(String::as_str).collect();
+    xlsx::new_sheet(book, &head, &rust_xlsxwriter::Format::new().set_bold())
 }
 
 fn col(c: usize) -> rust_xlsxwriter::ColNum {
@@ -588,7 +569,7 @@ fn write_failed(
         .collect();
     cells.resize(headings.len(), String::new());
     cells.push(reasons.join("; "));
-    w.row(&cells, headings)
+    w.row(&cells)
 }
 
 /// Where the failed rows of `input` are written: `<input>.failed.csv`, or
