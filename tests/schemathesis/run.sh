@@ -157,12 +157,26 @@ done_phase
 # place of the form-style array `filter[country][in]` (sent as
 # `filter[country][in]=6`, a one-value list), and an integer or `null` in
 # place of a multipart text field (sent as the text `0`, or left out).
+#
+# The stateful phase does not call `POST /{plural}/{id}/restore` (the other
+# phases do). Its `use_after_free` check (ST301) walks back from a request
+# to the last successful DELETE of the same record and expects 404, and it
+# counts as a re-creation only a request on a prefix of the deleted path
+# (checked in schemathesis' source): DELETE /invoices/68, then POST
+# /invoices/68/restore, then PATCH /invoices/68 answering 200 was reported
+# as a use after free (seed 749288317), though the restore is the documented
+# way back from a soft delete. Without restores in the chains, the check
+# still holds every read and write after a DELETE to a 404.
 cat >"$WORK/schemathesis.toml" <<'TOML'
 [checks.negative_data_rejection]
 expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "414", "415", "422", "428", "429"]
 
 [phases.fuzzing.generation]
 mode = "positive"
+
+[[operations]]
+include-path-regex = "/restore$"
+phases.stateful.enabled = false
 TOML
 FAILED=()
 run_schemathesis() { # run_schemathesis name token [args...]
