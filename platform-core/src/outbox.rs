@@ -15,6 +15,9 @@
 //!   4 s, ... at most 10 minutes apart), up to [`MAX_ATTEMPTS`], then the
 //!   event is marked failed with its error; the others are not delayed and
 //!   the write never waits on a subscriber;
+//! - a delivered event's row is deleted (in bulk, by one task): the table
+//!   holds what is still to deliver and what failed, never the history
+//!   (that is the audit trail's);
 //! - events of different records may arrive in any order.
 //!
 //! An event carries the changed fields with their old and new values under
@@ -62,16 +65,8 @@ const HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Events delivered at the same time by the dispatcher.
 const CONCURRENCY: usize = 32;
 
-/// Delivered events marked per statement, at most.
-const MARK_BATCH: usize = 500;
-
-/// An event that reached every subscriber it was for, to mark dispatched.
-#[derive(Debug)]
-struct Delivered {
-    event_id: String,
-    /// The subscribers it reached (JSON array), as stored.
-    delivered: String,
-}
+/// Delivered events removed per statement, at most.
+const REMOVE_BATCH: usize = 500;
 
 /// Who made a change, as it was when the change was made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -479,11 +474,11 @@ impl Outbox {
         let limit = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
         let mut tasks = tokio::task::JoinSet::new();
         let mut next_sweep = tokio::time::Instant::now();
-        // Delivered events are marked by one task, many per statement: under
-        // load one `UPDATE` (and one commit) covers what arrived meanwhile,
-        // where each event used to take its own.
-        let (done, done_rx) = tokio::sync::mpsc::unbounded_channel::<Delivered>();
-        let marker = tokio::spawn(self.clone().run_marker(db.clone(), done_rx));
+        // Delivered events are removed by one task, many per statement:
+        // under load one `DELETE` (and one commit) covers what arrived
+        // meanwhile, where each event used to take its own.
+        let (done, done_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let remover = tokio::spawn(Self::run_remover(db.clone(), done_rx));
         loop {
             tokio::select! {
                 biased;
@@ -496,8 +491,7 @@ impl Outbox {
                         tasks.spawn(async move {
                             let (event, errors) = outbox.run_listeners(event).await;
                             if errors.is_empty() {
-                                let delivered = serde_json::to_string(&event.delivered).unwrap_or_default();
-                                let _ = done.send(Delivered { event_id: event.id, delivered });
+                                let _ = done.send(event.id);
                             } else {
                                 outbox.settle_logged(&db, &event, &errors).await;
                             }
@@ -520,49 +514,26 @@ impl Outbox {
         // what was not started stays in the table for the next sweep.
         while tasks.join_next().await.is_some() {}
         drop(done);
-        let _ = marker.await;
+        let _ = remover.await;
     }
 
-    /// Marks delivered events until every sender is gone: what is waiting
-    /// (up to [`MARK_BATCH`]) in one statement per list of subscribers
-    /// reached. A failed mark leaves the events due: the sweep delivers
-    /// them again (at least once).
-    async fn run_marker(self, db: Db, mut rx: tokio::sync::mpsc::UnboundedReceiver<Delivered>) {
+    /// Removes delivered events until every sender is gone: what is
+    /// waiting (up to [`REMOVE_BATCH`]) in one statement. A failed removal
+    /// leaves the events due: the sweep delivers them again (at least
+    /// once).
+    async fn run_remover(db: Db, mut rx: tokio::sync::mpsc::UnboundedReceiver<String>) {
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];
-            while batch.len() < MARK_BATCH {
+            while batch.len() < REMOVE_BATCH {
                 match rx.try_recv() {
-                    Ok(d) => batch.push(d),
+                    Ok(id) => batch.push(id),
                     Err(_) => break,
                 }
             }
-            batch.sort_by(|a, b| a.delivered.cmp(&b.delivered));
-            for group in batch.chunk_by(|a, b| a.delivered == b.delivered) {
-                if let Err(e) = self.mark_dispatched(&db, group).await {
-                    tracing::warn!(error = %e, events = group.len(), "could not record outbox deliveries; the sweep delivers them again");
-                }
+            if let Err(e) = remove_delivered(&db, &batch).await {
+                tracing::warn!(error = %e, events = batch.len(), "could not record outbox deliveries; the sweep delivers them again");
             }
         }
-    }
-
-    /// Marks `group` (events that reached the same subscribers) dispatched.
-    async fn mark_dispatched(&self, db: &Db, group: &[Delivered]) -> Result<()> {
-        let Some(first) = group.first() else {
-            return Ok(());
-        };
-        let now = crate::db::truncate_micros(Utc::now());
-        let mut q = db.sql();
-        q.push("UPDATE platform_outbox SET dispatched_at = ")
-            .bind(Value::DateTime(now), FieldType::DateTime)
-            .push(", listeners = '[]', delivered = ")
-            .bind_str(first.delivered.as_str())
-            .push(" WHERE event_id IN (");
-        q.join(group, ", ", |q, d| {
-            q.bind_str(d.event_id.as_str());
-        });
-        q.push(")");
-        db.execute(q).await?;
-        Ok(())
     }
 
     /// Delivers the due events nobody is delivering; returns how many it
@@ -686,40 +657,36 @@ impl Outbox {
     }
 
     async fn settle(&self, db: &Db, event: &Event, errors: &[String]) -> Result<()> {
+        if errors.is_empty() {
+            return remove_delivered(db, std::slice::from_ref(&event.id)).await;
+        }
         let now = crate::db::truncate_micros(Utc::now());
-        let mut q = db.sql();
         // `delivered` keeps what reached its subscriber, so a retry goes
         // only to the others.
         let remaining = serde_json::to_string(&event.listeners).unwrap_or_default();
         let delivered = serde_json::to_string(&event.delivered).unwrap_or_default();
-        if errors.is_empty() {
-            q.push("UPDATE platform_outbox SET dispatched_at = ")
-                .bind(Value::DateTime(now), FieldType::DateTime)
-                .push(", listeners = '[]', delivered = ")
-                .bind_str(delivered);
+        let attempts = event.attempt;
+        tracing::warn!(event = %event.id, resource = %event.resource, attempt = attempts, errors = ?errors, "an outbox subscriber failed");
+        let error = errors.join("; ");
+        let error: String = error.chars().take(2000).collect();
+        let mut q = db.sql();
+        q.push("UPDATE platform_outbox SET attempts = ")
+            .bind_i64(i64::from(attempts))
+            .push(", listeners = ")
+            .bind_str(remaining)
+            .push(", delivered = ")
+            .bind_str(delivered)
+            .push(", last_error = ")
+            .bind_str(error)
+            .push(", claimed_until = NULL, ");
+        if attempts >= MAX_ATTEMPTS {
+            q.push("failed_at = ")
+                .bind(Value::DateTime(now), FieldType::DateTime);
         } else {
-            let attempts = event.attempt;
-            tracing::warn!(event = %event.id, resource = %event.resource, attempt = attempts, errors = ?errors, "an outbox subscriber failed");
-            let error = errors.join("; ");
-            let error: String = error.chars().take(2000).collect();
-            q.push("UPDATE platform_outbox SET attempts = ")
-                .bind_i64(i64::from(attempts))
-                .push(", listeners = ")
-                .bind_str(remaining)
-                .push(", delivered = ")
-                .bind_str(delivered)
-                .push(", last_error = ")
-                .bind_str(error)
-                .push(", claimed_until = NULL, ");
-            if attempts >= MAX_ATTEMPTS {
-                q.push("failed_at = ")
-                    .bind(Value::DateTime(now), FieldType::DateTime);
-            } else {
-                q.push("next_attempt_at = ").bind(
-                    Value::DateTime(now + backoff(attempts)),
-                    FieldType::DateTime,
-                );
-            }
+            q.push("next_attempt_at = ").bind(
+                Value::DateTime(now + backoff(attempts)),
+                FieldType::DateTime,
+            );
         }
         q.push(" WHERE event_id = ").bind_str(event.id.as_str());
         db.execute(q).await?;
@@ -748,6 +715,22 @@ impl Outbox {
         };
         Ok((first(&pending), first(&failed)))
     }
+}
+
+/// Deletes the rows of delivered events: the outbox holds what is still
+/// to deliver and what failed, the audit trail holds the history.
+async fn remove_delivered(db: &Db, event_ids: &[String]) -> Result<()> {
+    if event_ids.is_empty() {
+        return Ok(());
+    }
+    let mut q = db.sql();
+    q.push("DELETE FROM platform_outbox WHERE event_id IN (");
+    q.join(event_ids, ", ", |q, id| {
+        q.bind_str(id.as_str());
+    });
+    q.push(")");
+    db.execute(q).await?;
+    Ok(())
 }
 
 /// The wait before attempt `n + 1`: 1 s doubling, at most 10 minutes.

@@ -44,6 +44,44 @@ fn recorder(
     }
 }
 
+/// Records what it gets once its gate is opened (`gate.send(true)`): until
+/// then its events stay in the outbox, undelivered.
+fn gated_recorder(
+    seen: &Seen,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    impl Fn(Event) -> futures::future::BoxFuture<'static, Result<(), platform_core::error::BoxError>>
+    + Send
+    + Sync
+    + 'static,
+) {
+    let (gate, open) = tokio::sync::watch::channel(false);
+    let seen = seen.clone();
+    let subscriber = move |e: Event| {
+        let (seen, mut open) = (seen.clone(), open.clone());
+        Box::pin(async move {
+            open.wait_for(|o| *o).await?;
+            seen.lock().unwrap().push(e);
+            Ok(())
+        }) as futures::future::BoxFuture<'static, _>
+    };
+    (gate, subscriber)
+}
+
+/// Waits until the outbox is empty (every event delivered, its row
+/// deleted); answers the rows left.
+async fn drained(p: &Platform) -> i64 {
+    let mut rows = outbox_rows(p).await;
+    for _ in 0..300 {
+        if rows == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        rows = outbox_rows(p).await;
+    }
+    rows
+}
+
 async fn wait_for(seen: &Seen, n: usize, what: &str) -> Vec<Event> {
     for _ in 0..300 {
         if seen.lock().unwrap().len() >= n {
@@ -156,26 +194,8 @@ async fn committed_changes_reach_subscribers_rolled_back_ones_never() {
         let cs = wait_for(&customers, 1, backend).await;
         assert_eq!(cs.len(), 1, "{backend}");
         assert!(cs[0].is::<Customer>());
-        // Delivered rows are marked.
-        let q = Sql::literal(
-            db.backend,
-            "SELECT COUNT(*) FROM platform_outbox WHERE dispatched_at IS NULL",
-        );
-        let mut pending = 1;
-        for _ in 0..100 {
-            pending = p
-                .db()
-                .fetch_all(q.clone(), &[FieldType::I64])
-                .await
-                .unwrap()[0][0]
-                .as_i64()
-                .unwrap();
-            if pending == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(pending, 0, "{backend}");
+        // Delivered rows are deleted.
+        assert_eq!(drained(&p).await, 0, "{backend}");
         assert_eq!(p.outbox().counts(p.db()).await.unwrap(), (0, 0));
         p.shutdown().await;
     }
@@ -355,10 +375,16 @@ async fn an_event_committed_by_a_process_that_died_is_delivered_by_the_next() {
 async fn a_resource_nothing_subscribes_to_writes_no_outbox_row() {
     let db = TestDb::sqlite();
     db.create_tables(&registry()).await;
-    let p = builder(&db).build().await.unwrap();
+    // No redelivery by the sweep while the gate is closed.
+    let p = builder(&db)
+        .outbox_retry_after(Duration::from_secs(60))
+        .build()
+        .await
+        .unwrap();
     let seen = Seen::default();
+    let (gate, subscriber) = gated_recorder(&seen);
     p.outbox()
-        .subscribe_to::<Customer>("customers-only", recorder(&seen));
+        .subscribe_to::<Customer>("customers-only", subscriber);
     let ctx = Context::system();
     let c = p
         .repo::<Customer>(&ctx)
@@ -370,7 +396,9 @@ async fn a_resource_nothing_subscribes_to_writes_no_outbox_row() {
         .await
         .unwrap();
     assert_eq!(outbox_rows(&p).await, 1, "only the customer's change");
+    gate.send(true).unwrap();
     wait_for(&seen, 1, "sqlite").await;
+    assert_eq!(drained(&p).await, 0, "delivered, deleted");
     p.shutdown().await;
 }
 
@@ -384,10 +412,17 @@ async fn a_filtered_subscription_stores_only_the_events_it_wants() {
     for db in all_backends().await {
         let backend = db.backend.name();
         db.create_tables(&registry()).await;
-        let p = builder(&db).build().await.unwrap();
+        // Deliveries wait for the gates, with no redelivery by the sweep
+        // meanwhile: the rows counted are those stored.
+        let p = builder(&db)
+            .outbox_retry_after(Duration::from_secs(60))
+            .build()
+            .await
+            .unwrap();
         let sent = Seen::default();
+        let (sent_gate, sent_only) = gated_recorder(&sent);
         p.outbox()
-            .subscribe_to_where::<Invoice>("sent-only", set_to_sent, recorder(&sent));
+            .subscribe_to_where::<Invoice>("sent-only", set_to_sent, sent_only);
         let ctx = Context::system();
         let c = p
             .repo::<Customer>(&ctx)
@@ -409,23 +444,25 @@ async fn a_filtered_subscription_stores_only_the_events_it_wants() {
             .await
             .unwrap();
         assert_eq!(outbox_rows(&p).await, 0, "{backend}: nothing wanted");
-        // The status set to sent: one row, delivered.
+        // The status set to sent: one row.
         invoices
             .update_fields(a.id, Changes::new().set("status", "sent"))
             .await
             .unwrap();
         assert_eq!(outbox_rows(&p).await, 1, "{backend}");
+        sent_gate.send(true).unwrap();
         let got = wait_for(&sent, 1, backend).await;
         assert_eq!(got[0].record_id, a.id.to_string(), "{backend}");
         assert_eq!(
             got[0].old_value::<String>("status").as_deref(),
             Some("draft")
         );
+        assert_eq!(drained(&p).await, 0, "{backend}: delivered, deleted");
         // An unfiltered subscriber next to it: every change is stored, and
         // each event goes only to the subscribers that want it.
         let all = Seen::default();
-        p.outbox()
-            .subscribe_to::<Invoice>("everything", recorder(&all));
+        let (all_gate, everything) = gated_recorder(&all);
+        p.outbox().subscribe_to::<Invoice>("everything", everything);
         invoices
             .update_fields(a.id, Changes::new().set("status", "paid"))
             .await
@@ -434,7 +471,10 @@ async fn a_filtered_subscription_stores_only_the_events_it_wants() {
             .update_fields(a.id, Changes::new().set("status", "sent"))
             .await
             .unwrap();
-        assert_eq!(outbox_rows(&p).await, 3, "{backend}");
+        // The first row is delivered and deleted; the next two wait for
+        // `everything`.
+        assert_eq!(outbox_rows(&p).await, 2, "{backend}");
+        all_gate.send(true).unwrap();
         wait_for(&all, 2, backend).await;
         let got = wait_for(&sent, 2, backend).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -447,6 +487,7 @@ async fn a_filtered_subscription_stores_only_the_events_it_wants() {
             got[1].new_value::<String>("status").as_deref(),
             Some("sent")
         );
+        assert_eq!(drained(&p).await, 0, "{backend}");
         p.shutdown().await;
     }
 }

@@ -62,6 +62,13 @@ pub const FRAMEWORK_MIGRATIONS: MigrationSet = MigrationSet {
             postgres: include_str!("../../migrations/0008_audit_unsealed_index/postgres.sql"),
             mysql: include_str!("../../migrations/0008_audit_unsealed_index/mysql.sql"),
         },
+        Migration {
+            version: 9,
+            name: "outbox keeps undelivered events only",
+            sqlite: include_str!("../../migrations/0009_outbox_delivered_removed/all.sql"),
+            postgres: include_str!("../../migrations/0009_outbox_delivered_removed/all.sql"),
+            mysql: include_str!("../../migrations/0009_outbox_delivered_removed/all.sql"),
+        },
     ],
     backends: &[],
 };
