@@ -85,6 +85,14 @@ pub trait BroadcastBackplane: Send + Sync + fmt::Debug + 'static {
     async fn leave(&self, channel: &str, socket_id: &str, user_id: &str) -> Result<bool>;
     /// The members of `channel`, one per user, ordered by user id.
     async fn members(&self, channel: &str) -> Result<Vec<Member>>;
+    /// Whether every socket is on this node (the in-process back plane).
+    /// Then an event for channels nobody here subscribes to reaches no
+    /// one, and resource events nobody listens to are not stored in the
+    /// outbox. Default: `false` (a shared back end: other nodes may have
+    /// subscribers).
+    fn single_node(&self) -> bool {
+        false
+    }
 }
 
 type Presence = HashMap<String, HashMap<String, (serde_json::Value, HashSet<String>)>>;
@@ -122,6 +130,10 @@ fn poisoned() -> Error {
 
 #[async_trait]
 impl BroadcastBackplane for LocalBackplane {
+    fn single_node(&self) -> bool {
+        true
+    }
+
     async fn start(&self, sink: Arc<dyn BackplaneSink>) -> Result<()> {
         self.sink
             .set(sink)

@@ -36,7 +36,9 @@
 //! Every resource's committed changes are broadcast (from the outbox) as
 //! `{singular}.{event}` on `private-{plural}` and `private-{plural}.{id}`,
 //! with personal data masked except for subscribers allowed to see it
-//! ([`BroadcastConfig::resource_events`] turns this off).
+//! ([`BroadcastConfig::resource_events`] turns this off). On one node a
+//! change whose channels have no subscriber is not stored for broadcasting
+//! ([`BroadcastBackplane::single_node`]).
 
 mod auth;
 mod hub;
@@ -273,8 +275,9 @@ impl Capability for Broadcasting {
                     Error::Configuration("the broadcaster service was not made".into())
                 })?;
                 let platform = p.clone();
-                p.outbox().subscribe(
+                p.outbox().subscribe_where(
                     resource_events::SUBSCRIBER,
+                    resource_events::wanted(&p, &b),
                     move |e: platform_core::outbox::Event| {
                         let (platform, b) = (platform.clone(), b.clone());
                         async move {

@@ -74,6 +74,31 @@ pub(crate) fn payloads(meta: &ResourceMeta, e: &Event) -> (String, Option<String
     (data(&masked), has_pii.then(|| data(&full)))
 }
 
+/// Which events to store for broadcasting. On one node (the in-process
+/// back plane) an event whose two channels have no subscriber reaches no
+/// one, and channels do not replay what was sent before a subscription:
+/// it is not stored (most writes, when no panel page or client listens,
+/// cost no outbox row). With a shared back plane another node may have
+/// subscribers: every event is stored.
+pub(crate) fn wanted(
+    platform: &Platform,
+    b: &Broadcaster,
+) -> impl Fn(&Event) -> bool + Send + Sync + 'static {
+    let single_node = b.config().backplane.single_node();
+    let (registry, hub) = (platform.registry().clone(), b.inner.hub.clone());
+    move |e: &Event| {
+        if !single_node {
+            return true;
+        }
+        let Some(entry) = registry.by_name(&e.resource) else {
+            return false;
+        };
+        let plural = entry.meta().plural();
+        hub.subscribers(&format!("private-{plural}")) > 0
+            || hub.subscribers(&format!("private-{plural}.{}", e.record_id)) > 0
+    }
+}
+
 /// Broadcasts `e` on its resource's and its record's channels.
 pub(crate) async fn broadcast(platform: &Platform, b: &Broadcaster, e: Event) -> Result<()> {
     let Some(entry) = platform.registry().by_name(&e.resource) else {

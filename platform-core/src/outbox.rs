@@ -181,7 +181,7 @@ where
 }
 
 /// Which events a subscription wants (see [`Outbox::subscribe_to_where`]).
-pub type EventFilter = fn(&Event) -> bool;
+pub type EventFilter = Arc<dyn Fn(&Event) -> bool + Send + Sync>;
 
 struct Subscription {
     name: String,
@@ -274,13 +274,30 @@ impl Outbox {
     pub fn subscribe_to_where<R: Resource>(
         &self,
         name: impl Into<String>,
-        filter: EventFilter,
+        filter: impl Fn(&Event) -> bool + Send + Sync + 'static,
         subscriber: impl Subscriber,
     ) {
         self.push(
             name.into(),
             Some(R::meta().name().to_owned()),
-            Some(filter),
+            Some(Arc::new(filter)),
+            Arc::new(subscriber),
+        );
+    }
+
+    /// Subscribes `subscriber` to the events of every resource that
+    /// `filter` accepts (run in the write's transaction, as for
+    /// [`Outbox::subscribe_to_where`]).
+    pub fn subscribe_where(
+        &self,
+        name: impl Into<String>,
+        filter: impl Fn(&Event) -> bool + Send + Sync + 'static,
+        subscriber: impl Subscriber,
+    ) {
+        self.push(
+            name.into(),
+            None,
+            Some(Arc::new(filter)),
             Arc::new(subscriber),
         );
     }
@@ -349,7 +366,7 @@ impl Outbox {
             .map(|subs| {
                 subs.iter()
                     .filter(|s| s.resource.as_deref().is_none_or(|r| r == resource))
-                    .map(|s| (s.name.clone(), s.filter))
+                    .map(|s| (s.name.clone(), s.filter.clone()))
                     .collect()
             })
             .unwrap_or_default()
@@ -403,7 +420,7 @@ impl Outbox {
         for event in &mut events {
             event.listeners = subscriptions
                 .iter()
-                .filter(|(_, filter)| filter.is_none_or(|f| f(event)))
+                .filter(|(_, filter)| filter.as_ref().is_none_or(|f| f(event)))
                 .map(|(name, _)| name.clone())
                 .collect();
         }

@@ -1219,3 +1219,48 @@ async fn resource_events_are_broadcast_per_viewer_after_commit() {
     assert!(!f["data"].as_str().unwrap().contains("GB33"));
     env.platform.shutdown().await;
 }
+
+async fn outbox_rows(p: &Platform) -> i64 {
+    let q =
+        platform_core::db::Sql::literal(p.db().backend(), "SELECT COUNT(*) FROM platform_outbox");
+    p.db()
+        .fetch_all(q, &[platform_core::value::FieldType::I64])
+        .await
+        .unwrap()[0][0]
+        .as_i64()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn on_one_node_changes_nobody_watches_store_no_outbox_row() {
+    // No dispatcher: what is stored stays in the table.
+    let env = start(config()).await;
+    assert_eq!(
+        outbox_rows(&env.platform).await,
+        0,
+        "the set-up's writes had no subscriber"
+    );
+    let (mut ws, sid) = connect(&env).await;
+    let channel = format!("private-invoices.{}", env.invoice);
+    let (s, a) = auth(&env, &env.ada.1, &sid, &channel).await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    let r = subscribe(&mut ws, &channel, &a).await;
+    assert_eq!(r["event"], "pusher_internal:subscription_succeeded", "{r}");
+    let repo = env.platform.repo::<Invoice>(&Context::system());
+    // Another invoice: neither of its channels is watched.
+    let customer_id = repo.find(env.invoice).await.unwrap().customer_id;
+    let other = repo
+        .create(&invoice(customer_id, 2, "draft", 5))
+        .await
+        .unwrap();
+    let mut o = repo.find(other.id).await.unwrap();
+    o.status = "sent".into();
+    repo.update(&o).await.unwrap();
+    assert_eq!(outbox_rows(&env.platform).await, 0);
+    // The watched invoice: stored.
+    let mut inv = repo.find(env.invoice).await.unwrap();
+    inv.status = "paid".into();
+    repo.update(&inv).await.unwrap();
+    assert_eq!(outbox_rows(&env.platform).await, 1);
+    env.platform.shutdown().await;
+}
