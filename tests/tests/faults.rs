@@ -6,6 +6,7 @@ use std::time::Duration;
 use platform_core::context::Context;
 use platform_core::db::{Backend, Db, Sql};
 use platform_core::error::Error;
+use platform_core::value::FieldType;
 use platform_core::{Platform, Resource};
 use platform_tests::domain::{Customer, Invoice, customer, invoice, registry};
 use platform_tests::{TestDb, all_backends, test_key};
@@ -260,5 +261,70 @@ async fn connection_errors_say_what_to_check() {
             assert!(text.contains(says), "{var}: `{says}` missing from {text}");
         }
         assert!(!text.contains(" line ") && !text.contains("::"), "{text}");
+    }
+}
+
+/// Connections the server dropped while they sat idle in the pool (a
+/// restart, an idle timeout) are found by the ping before use and
+/// replaced: no request fails.
+#[tokio::test]
+async fn connections_dropped_while_idle_are_replaced_before_use() {
+    for backend in [Backend::Postgres, Backend::MySql] {
+        let Some(db) = TestDb::server(backend).await else {
+            continue;
+        };
+        let name = backend.name();
+        let p = db.platform(registry()).await;
+        let customers = p.repo::<Customer>(&Context::system());
+        let c = customers
+            .create(&customer("Ivo", "ivo@example.com", "HR"))
+            .await
+            .unwrap();
+        // The server ends every other session of this database.
+        let admin = Db::connect(&db.url).await.unwrap();
+        let others = match backend {
+            Backend::Postgres => {
+                "SELECT CAST(pid AS BIGINT) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            }
+            _ => {
+                "SELECT CAST(ID AS SIGNED) FROM information_schema.PROCESSLIST WHERE DB = DATABASE() AND ID <> CONNECTION_ID()"
+            }
+        };
+        let victims = admin
+            .fetch_all(Sql::literal(backend, others), &[FieldType::I64])
+            .await
+            .unwrap();
+        assert!(!victims.is_empty(), "{name}: the pool holds connections");
+        for v in victims {
+            let id = v[0].as_i64().unwrap();
+            let mut kill = admin.sql();
+            match backend {
+                Backend::Postgres => {
+                    kill.push("SELECT pg_terminate_backend(CAST(")
+                        .bind_i64(id)
+                        .push(" AS INT))");
+                    admin.fetch_optional(kill, &[]).await.unwrap();
+                }
+                _ => {
+                    kill.push("KILL ").int(id);
+                    // Gone already (a pool that closed it meanwhile).
+                    let _ = admin.execute(kill).await;
+                }
+            }
+        }
+        // Idle for longer than the pool's bypass window: every connection
+        // is pinged before use, and the dead ones are replaced.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        for n in 0..6 {
+            customers
+                .find(c.id)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: read {n} failed: {e:?}"));
+            p.repo::<Invoice>(&Context::system())
+                .create(&invoice(c.id, n + 1, "draft", 100))
+                .await
+                .unwrap_or_else(|e| panic!("{name}: write {n} failed: {e:?}"));
+        }
+        admin.close().await;
     }
 }
