@@ -66,19 +66,7 @@ async fn a_connection_killed_mid_write_leaves_nothing_half_written() {
         }
         let victim =
             victim.unwrap_or_else(|| panic!("{name}: the write never blocked on the audit table"));
-        let mut kill = admin.sql();
-        match backend {
-            Backend::Postgres => {
-                kill.push("SELECT pg_terminate_backend(CAST(")
-                    .bind_i64(victim)
-                    .push(" AS INT))");
-                admin.fetch_optional(kill, &[]).await.unwrap();
-            }
-            _ => {
-                kill.push("KILL ").int(victim);
-                admin.execute(kill).await.unwrap();
-            }
-        }
+        end_session(&admin, victim).await.unwrap();
         let result = tokio::time::timeout(Duration::from_secs(20), writer)
             .await
             .expect("the write returned")
@@ -105,6 +93,22 @@ async fn a_connection_killed_mid_write_leaves_nothing_half_written() {
             .unwrap();
         admin.close().await;
     }
+}
+
+/// Ends the server session `id` (PostgreSQL's backend pid, MariaDB's
+/// connection id) from `admin`'s.
+async fn end_session(admin: &Db, id: i64) -> platform_core::Result<()> {
+    let mut kill = admin.sql();
+    if admin.backend() == Backend::Postgres {
+        kill.push("SELECT pg_terminate_backend(CAST(")
+            .bind_i64(id)
+            .push(" AS INT))");
+        admin.fetch_optional(kill, &[]).await?;
+    } else {
+        kill.push("KILL ").int(id);
+        admin.execute(kill).await?;
+    }
+    Ok(())
 }
 
 async fn count(p: &Platform, sql: &'static str) -> i64 {
@@ -296,21 +300,9 @@ async fn connections_dropped_while_idle_are_replaced_before_use() {
             .unwrap();
         assert!(!victims.is_empty(), "{name}: the pool holds connections");
         for v in victims {
-            let id = v[0].as_i64().unwrap();
-            let mut kill = admin.sql();
-            match backend {
-                Backend::Postgres => {
-                    kill.push("SELECT pg_terminate_backend(CAST(")
-                        .bind_i64(id)
-                        .push(" AS INT))");
-                    admin.fetch_optional(kill, &[]).await.unwrap();
-                }
-                _ => {
-                    kill.push("KILL ").int(id);
-                    // Gone already (a pool that closed it meanwhile).
-                    let _ = admin.execute(kill).await;
-                }
-            }
+            // A session gone already (closed by its pool meanwhile) is
+            // refused by MariaDB's KILL: not an error here.
+            let _ = end_session(&admin, v[0].as_i64().unwrap()).await;
         }
         // Idle for longer than the pool's bypass window: every connection
         // is pinged before use, and the dead ones are replaced.
