@@ -47,6 +47,14 @@ pub(super) fn checkpoint_message(seq: i64, hash: &str, pruned: i64) -> String {
 /// Sealing batch size.
 const SEAL_BATCH: i64 = 500;
 
+/// How long the sealer waits after a wake-up, gathering entries into one
+/// batch. Each batch is a transaction of its own (lock the head, read,
+/// update, move the head, commit): at 100 ms rather than 20 ms, creates
+/// over HTTP did 2,545 against 2,417 requests/s (wrk as in
+/// `benches/http_create.sh`, PostgreSQL), and entries are still sealed
+/// within about 0.1 s.
+const GATHER: Duration = Duration::from_millis(100);
+
 /// The audit trail of one database.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
@@ -70,12 +78,12 @@ impl AuditLog {
         self.wake.notify_one();
     }
 
-    /// Runs the sealer until `stop` fires (then seals once more): after each [`AuditLog::notify`] (with a
-    /// short pause to gather a batch) and at least every `interval`.
+    /// Runs the sealer until `stop` fires (then seals once more): after each [`AuditLog::notify`] (after
+    /// 100 ms, to gather a batch) and at least every `interval`.
     pub async fn run_sealer(self, interval: Duration, mut stop: crate::capability::Stop) {
         loop {
             tokio::select! {
-                () = self.wake.notified() => tokio::time::sleep(Duration::from_millis(20)).await,
+                () = self.wake.notified() => tokio::time::sleep(GATHER).await,
                 () = tokio::time::sleep(interval) => {}
                 () = stop.stopped() => {}
             }
