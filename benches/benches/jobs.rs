@@ -3,15 +3,18 @@
 //! bare apalis-postgres on the same database, side by side.
 //!
 //! Each sample queues `N` jobs first, then times the workers draining them.
-//! The platform runs only the measured queue (`only_queues`, as
-//! `queue:work --queue default` does), as bare apalis runs one worker.
+//! The platform runs first only the measured queue (`only_queues`, as
+//! `queue:work --queue default` does), as bare apalis runs one worker, then
+//! with the three other default queues and the scheduler idle beside it,
+//! as `serve` runs them. Both fetch 16 jobs at a time (the platform's
+//! default prefetch of 4 per worker; apalis's own default is 10).
 //!
-//! Measured 2026-12-04 on the quiet 2-core CI machine: platform 442.67 and
-//! 424.90 ms per 2,000 jobs (4,518 and 4,707 jobs/s), bare apalis 403.09
-//! and 388.69 ms (4,962 and 5,145 jobs/s): 1.10x and 1.09x. With the three
-//! other default queues (`critical`, `low`, `scheduled`) and the scheduler
-//! running idle beside it, the platform took 478.66 ms against 371.07 ms
-//! (1.29x): idle queues cost throughput, to look into.
+//! Measured 2026-12-05 on the 2-core CI machine, 2 runs (jobs/s, medians):
+//! platform 5,655 and 5,728, with idle queues beside 5,305 and 5,356, bare
+//! apalis 5,896 and 5,856: the platform's overhead is 1.04x and 1.02x
+//! (1.11x and 1.09x with the idle queues). Before the prefetch (a fetch of
+//! 10 for 4 workers) the same machine gave platform 4,143, bare apalis
+//! (also 10) 4,748.
 //! Needs `PLATFORM_TEST_POSTGRES_URL` (skipped without it):
 //!
 //! `cargo bench -p platform-benches --bench jobs`
@@ -61,6 +64,42 @@ async fn wait_for(counter: &AtomicUsize, n: usize) {
     }
 }
 
+/// Queues `N` jobs on a fresh platform, then times its workers draining
+/// them; `only`: the measured queue's workers only.
+async fn platform_run(url: &str, only: bool) -> Duration {
+    let ns = uuid::Uuid::new_v4().simple().to_string();
+    let p = Platform::builder()
+        .ignore_env()
+        .database_url(url)
+        .app_key(platform_tests::test_key())
+        .registry(Registry::default())
+        .background_tasks(false)
+        .max_connections(16)
+        .with(
+            Jobs::new()
+                .ignore_env()
+                .namespace(&ns)
+                .queue("default", WORKERS),
+        )
+        .build()
+        .await
+        .unwrap();
+    let jobs = p.get::<Jobs>().unwrap();
+    for n in 0..N {
+        jobs.dispatch(Noop { n }).await.unwrap();
+    }
+    DONE.store(0, Ordering::Relaxed);
+    let t0 = Instant::now();
+    if only {
+        jobs.only_queues(vec!["default".into()]).unwrap();
+    }
+    p.start_workers();
+    wait_for(&DONE, N).await;
+    let took = t0.elapsed();
+    p.shutdown().await;
+    took
+}
+
 fn bench(c: &mut Criterion) {
     let Ok(url) = std::env::var("PLATFORM_TEST_POSTGRES_URL") else {
         eprintln!("skipping the jobs bench: PLATFORM_TEST_POSTGRES_URL is not set");
@@ -78,45 +117,25 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(20));
 
-    g.bench_function("platform Jobs", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let ns = uuid::Uuid::new_v4().simple().to_string();
-                    let p = Platform::builder()
-                        .ignore_env()
-                        .database_url(&db.url)
-                        .app_key(platform_tests::test_key())
-                        .registry(Registry::default())
-                        .background_tasks(false)
-                        .max_connections(16)
-                        .with(
-                            Jobs::new()
-                                .ignore_env()
-                                .namespace(&ns)
-                                .queue("default", WORKERS),
-                        )
-                        .build()
-                        .await
-                        .unwrap();
-                    let jobs = p.get::<Jobs>().unwrap();
-                    for n in 0..N {
-                        jobs.dispatch(Noop { n }).await.unwrap();
+    // The measured queue only, as bare apalis runs one worker; then with
+    // the three other default queues and the scheduler running idle
+    // beside it, as `serve` runs them.
+    for (name, only) in [
+        ("platform Jobs", true),
+        ("platform Jobs, idle queues beside", false),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        total += platform_run(&db.url, only).await;
                     }
-                    DONE.store(0, Ordering::Relaxed);
-                    let t0 = Instant::now();
-                    // The measured queue only, as bare apalis.
-                    jobs.only_queues(vec!["default".into()]).unwrap();
-                    p.start_workers();
-                    wait_for(&DONE, N).await;
-                    total += t0.elapsed();
-                    p.shutdown().await;
-                }
-                total
-            })
+                    total
+                })
+            });
         });
-    });
+    }
 
     let pool = rt.block_on(async {
         let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
@@ -130,7 +149,11 @@ fn bench(c: &mut Criterion) {
                 for _ in 0..iters {
                     let ns = uuid::Uuid::new_v4().simple().to_string();
                     let mut storage: PostgresStorage<Noop> = PostgresStorage::new(&pool)
-                        .with_config(apalis_postgres::Config::default().queue(&ns));
+                        .with_config(
+                            apalis_postgres::Config::default()
+                                .queue(&ns)
+                                .batch_size(WORKERS * platform_jobs::DEFAULT_PREFETCH),
+                        );
                     for n in 0..N {
                         storage
                             .push_task(TaskBuilder::new(Noop { n }).max_attempts(1).build())
