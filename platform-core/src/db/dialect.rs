@@ -19,6 +19,7 @@
 //! | Table size estimate | `MAX(id) - MIN(id) + 1` (integer keys) | `pg_class.reltuples` | `information_schema.TABLES.TABLE_ROWS` | [`table_row_estimate`] |
 //! | Filtered count estimate | none | `EXPLAIN (FORMAT JSON)` planner rows | none | [`explains_row_estimates`], [`push_explain`], [`explained_rows`] |
 //! | Keyset ("rows after") condition | row values `(s, id) > (?, ?)` | row values | expanded `s >= ? AND (s > ? OR id > ?)` (MySQL does not use an index for row values) | `push_keyset_after` (crate-internal) |
+//! | Walking a table in key order (batch reads) | planner's choice | planner's choice | `FORCE INDEX (PRIMARY)` | `push_key_order_scan` (crate-internal) |
 //! | Search | FTS5 trigram table `<t>_search`, `MATCH` | `pg_trgm` GIN index on [`pg_search_expression`], `ILIKE` | FULLTEXT `MATCH … AGAINST` in boolean mode, then `LIKE` | [`search_table`], [`pg_search_expression`], `push_search` (crate-internal) |
 //! | Search words probed one by one | no | yes (trigram index) | no | [`probes_search_words`] |
 //! | Boolean literals (DDL defaults) | `1` / `0` | `TRUE` / `FALSE` | `1` / `0` | [`bool_literal`] |
@@ -377,6 +378,24 @@ pub fn explained_rows(row: Option<Row>) -> Option<i64> {
 
 // ---- keyset pagination -------------------------------------------------------
 
+/// Appends, after the table's name in `FROM`, what makes a batch read
+/// (rows after a key, in key order) walk the primary key: nothing on
+/// SQLite and PostgreSQL, `FORCE INDEX (PRIMARY)` on MySQL/MariaDB.
+///
+/// MariaDB 10.11 reads `deleted_at IS NULL AND id > ? ORDER BY id LIMIT n`
+/// through the single-column `deleted_at` index as a `ref` on `NULL` with
+/// `id > ?` checked entry by entry (index condition pushdown): each batch
+/// walks every entry before the cursor, so an export of 1,000,000 rows took
+/// 13.0 s (200,000 rows: 1.0 s), and a filter on another indexed column
+/// (`status = ?`) does the same. Walking the primary key from the cursor,
+/// a whole export reads each row once, whatever the filters. Not for
+/// searches: `MATCH ... AGAINST` needs the FULLTEXT index.
+pub(crate) fn push_key_order_scan(q: &mut Sql) {
+    if q.backend() == Backend::MySql {
+        q.push(" FORCE INDEX (PRIMARY)");
+    }
+}
+
 /// Appends ` AND <(sort, pk) comes after (v, id)>` for a sort column that is
 /// not nullable and not the key: a row-value comparison on SQLite and
 /// PostgreSQL, the expanded form on MySQL/MariaDB (which does not use an
@@ -663,6 +682,16 @@ mod tests {
         assert_eq!(
             text(Backend::Postgres, |q| push_ignore_conflicts(q, &["id"])),
             " ON CONFLICT (\"id\") DO NOTHING"
+        );
+    }
+
+    #[test]
+    fn only_mysql_is_told_to_walk_the_primary_key() {
+        assert_eq!(text(Backend::Sqlite, push_key_order_scan), "");
+        assert_eq!(text(Backend::Postgres, push_key_order_scan), "");
+        assert_eq!(
+            text(Backend::MySql, push_key_order_scan),
+            " FORCE INDEX (PRIMARY)"
         );
     }
 

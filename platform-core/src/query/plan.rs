@@ -377,6 +377,12 @@ impl Plan {
         }
     }
 
+    /// Sorted by the primary key and not searching: a batch read of this
+    /// plan may walk the primary key (see `dialect::push_key_order_scan`).
+    pub(crate) fn walks_key_order(&self) -> bool {
+        std::ptr::eq(self.sort.field, self.meta.primary_key()) && self.search.is_none()
+    }
+
     fn push_keyset(&self, q: &mut Sql, v: &Value, id: &Value) {
         let table = self.meta.table();
         let pk = self.meta.primary_key();

@@ -222,6 +222,9 @@ impl Records {
         q.push("SELECT ");
         push_columns(&mut q, meta);
         q.push(" FROM ").ident(meta.table());
+        if size.is_some() && plan.walks_key_order() {
+            dialect::push_key_order_scan(&mut q);
+        }
         plan.push_where(&mut q, backend, true);
         plan.push_order(&mut q);
         q.push(" LIMIT ").int(i64::from(plan.size) + 1);
