@@ -168,7 +168,8 @@ async fn schema_drift_is_refused_naming_resource_and_field() {
             ),
             Backend::MySql => (
                 "ALTER TABLE tasks DROP COLUMN done",
-                "ALTER TABLE customers MODIFY COLUMN country VARCHAR(1) NOT NULL",
+                "ALTER TABLE customers MODIFY COLUMN country VARCHAR(1) NOT NULL; \
+                 ALTER TABLE notes MODIFY COLUMN id BIGINT NOT NULL, DROP PRIMARY KEY",
             ),
         };
         raw.execute_script(drop_col).await.unwrap();
@@ -192,6 +193,12 @@ async fn schema_drift_is_refused_naming_resource_and_field() {
         if db.backend != Backend::Sqlite {
             assert!(
                 text.contains("resource `customer`, field `country`"),
+                "{name}: {text}"
+            );
+        }
+        if db.backend == Backend::MySql {
+            assert!(
+                text.contains("resource `note`: table `notes` has no primary key"),
                 "{name}: {text}"
             );
         }

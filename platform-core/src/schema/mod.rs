@@ -270,6 +270,21 @@ pub async fn drift(db: &Db, registry: &Registry) -> Result<Vec<String>> {
             ));
             continue;
         }
+        // Batch reads (exports) walk the primary key by name on MySQL and
+        // MariaDB (`dialect::push_key_order_scan`).
+        if backend == Backend::MySql
+            && !live_indexes(db, meta.table())
+                .await?
+                .iter()
+                .any(|i| i == "PRIMARY")
+        {
+            problems.push(format!(
+                "resource `{}`: table `{}` has no primary key (MySQL/MariaDB: add `PRIMARY KEY ({})`)",
+                meta.name(),
+                meta.table(),
+                meta.primary_key().column_name()
+            ));
+        }
         for f in meta.field_list() {
             let Some(c) = cols
                 .iter()
