@@ -809,7 +809,7 @@ async fn dropped_begin_leaves_no_connection_in_a_transaction() {
             // Re-polling finds the short windows of a fast back end, the
             // timer (which lets the I/O driver run) those of a slow one.
             let stop = async {
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     spin_for(Duration::from_micros(rng.below(500))).await;
                 } else {
                     tokio::time::sleep(Duration::from_micros(rng.below(1_500))).await;
