@@ -329,9 +329,9 @@ impl Jobs {
     }
     /// How many jobs a queue's worker takes from the back end in one fetch,
     /// per worker of the queue (default 4; see [`DEFAULT_PREFETCH`]).
-    /// `1` takes only as many jobs as the queue can run at once, leaving
-    /// the rest to other processes sooner; a larger one costs fewer
-    /// fetches. A fetch takes at least 10 jobs and at most 200.
+    /// `1` takes as many jobs as the queue has workers (10 at least),
+    /// leaving the rest to other processes sooner; a larger one costs
+    /// fewer fetches. A fetch takes at least 10 jobs and at most 200.
     pub fn prefetch(mut self, per_worker: usize) -> Self {
         self.config_mut().prefetch = per_worker.max(1);
         self
