@@ -494,9 +494,13 @@ async fn a_large_export_streams_in_batches() {
             .platform
             .records("ledger_rows", &Context::console())
             .unwrap();
-        let mut export = Export::new(records, ListQuery::new(), Some(&["code".to_owned()]))
-            .unwrap()
-            .batch_size(500);
+        let mut export = Export::new(
+            records.clone(),
+            ListQuery::new(),
+            Some(&["code".to_owned()]),
+        )
+        .unwrap()
+        .batch_size(500);
         let mut batches = 0;
         let mut last = String::new();
         while let Some(page) = export.next_page().await.unwrap() {
@@ -529,10 +533,6 @@ async fn a_large_export_streams_in_batches() {
         assert_eq!(csv_rows(&body).len(), 5_001, "{b}");
         // Searching: no hint (MATCH needs the FULLTEXT index); the batches
         // find what a count of the same search finds.
-        let records = app
-            .platform
-            .records("ledger_rows", &Context::console())
-            .unwrap();
         let search = ListQuery::new().search("quarterly");
         let mut export = Export::new(records.clone(), search.clone(), Some(&["code".to_owned()]))
             .unwrap()

@@ -377,10 +377,15 @@ impl Plan {
         }
     }
 
+    /// Sorted by the primary key alone.
+    fn sorts_by_key(&self) -> bool {
+        std::ptr::eq(self.sort.field, self.meta.primary_key())
+    }
+
     /// Sorted by the primary key and not searching: a batch read of this
     /// plan may walk the primary key (see `dialect::push_key_order_scan`).
     pub(crate) fn walks_key_order(&self) -> bool {
-        std::ptr::eq(self.sort.field, self.meta.primary_key()) && self.search.is_none()
+        self.sorts_by_key() && self.search.is_none()
     }
 
     fn push_keyset(&self, q: &mut Sql, v: &Value, id: &Value) {
@@ -391,7 +396,7 @@ impl Plan {
             Direction::Asc => (" > ", " < "),
             Direction::Desc => (" < ", " > "),
         };
-        if std::ptr::eq(s, pk) {
+        if self.sorts_by_key() {
             q.push(" AND ")
                 .qualified(table, pk.column_name())
                 .push(gt)
@@ -448,7 +453,7 @@ impl Plan {
         };
         q.push(" ORDER BY ");
         let s = self.sort.field;
-        if !std::ptr::eq(s, pk) {
+        if !self.sorts_by_key() {
             if s.is_nullable() {
                 q.push("(")
                     .qualified(table, s.column_name())
