@@ -123,7 +123,7 @@ fn bench(c: &mut Criterion) {
                 .await
                 .unwrap();
             p.db()
-                .execute_script("DELETE FROM platform_audits; DELETE FROM platform_audit_chain")
+                .execute_script("DELETE FROM platform_audits; DELETE FROM platform_audit_pending; DELETE FROM platform_audit_seals; DELETE FROM platform_audit_chain")
                 .await
                 .unwrap();
         });

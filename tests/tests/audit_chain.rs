@@ -75,8 +75,13 @@ async fn concurrent_writers_on_many_connections_form_one_valid_chain() {
         assert_eq!(report.checked, 1 + 8 * 15 * 2, "{backend}");
         assert_eq!(report.unsealed, 0);
         assert_eq!(
-            count(&p, "SELECT COUNT(*) FROM platform_audits WHERE seq IS NULL").await,
+            count(&p, "SELECT COUNT(*) FROM platform_audit_pending").await,
             0
+        );
+        assert_eq!(
+            count(&p, "SELECT COUNT(*) FROM platform_audit_seals").await,
+            count(&p, "SELECT COUNT(*) FROM platform_audits").await,
+            "{backend}: every entry has its seal"
         );
     }
 }
@@ -120,12 +125,12 @@ async fn verify_names_the_first_tampered_entry() {
         assert!(p.audit().verify().await.unwrap().is_ok());
 
         // Altered content.
-        exec(&p, "UPDATE platform_audits SET new_values = REPLACE(new_values, 'draft', 'paid') WHERE seq = 3").await;
+        exec(&p, "UPDATE platform_audits SET new_values = REPLACE(new_values, 'draft', 'paid') WHERE id = (SELECT audit_id FROM platform_audit_seals WHERE seq = 3)").await;
         let r = p.audit().verify().await.unwrap();
         let b = r.broken.expect("altered entry found");
         assert_eq!(b.seq, 3, "{backend}: {b:?}");
         assert!(b.reason.contains("altered"), "{b:?}");
-        exec(&p, "UPDATE platform_audits SET new_values = REPLACE(new_values, 'paid', 'draft') WHERE seq = 3").await;
+        exec(&p, "UPDATE platform_audits SET new_values = REPLACE(new_values, 'paid', 'draft') WHERE id = (SELECT audit_id FROM platform_audit_seals WHERE seq = 3)").await;
         assert!(
             p.audit().verify().await.unwrap().is_ok(),
             "{backend}: restoring the text restores the chain"
@@ -134,7 +139,7 @@ async fn verify_names_the_first_tampered_entry() {
         // Altered actor.
         exec(
             &p,
-            "UPDATE platform_audits SET actor_type = 'user' WHERE seq = 2",
+            "UPDATE platform_audits SET actor_type = 'user' WHERE id = (SELECT audit_id FROM platform_audit_seals WHERE seq = 2)",
         )
         .await;
         assert_eq!(
@@ -143,12 +148,12 @@ async fn verify_names_the_first_tampered_entry() {
         );
         exec(
             &p,
-            "UPDATE platform_audits SET actor_type = 'system' WHERE seq = 2",
+            "UPDATE platform_audits SET actor_type = 'system' WHERE id = (SELECT audit_id FROM platform_audit_seals WHERE seq = 2)",
         )
         .await;
 
         // A deleted entry in the middle.
-        exec(&p, "DELETE FROM platform_audits WHERE seq = 4").await;
+        exec(&p, "DELETE FROM platform_audits WHERE id = (SELECT audit_id FROM platform_audit_seals WHERE seq = 4)").await;
         let b = p.audit().verify().await.unwrap().broken.expect("gap found");
         assert_eq!(b.seq, 5, "{backend}: {b:?}");
         assert!(b.reason.contains("missing"), "{b:?}");
@@ -161,7 +166,8 @@ async fn verify_names_the_first_tampered_entry() {
             repo2.create(&invoice(cid2, n, "draft", 1)).await.unwrap();
         }
         assert!(p2.audit().verify().await.unwrap().is_ok());
-        exec(&p2, "DELETE FROM platform_audits WHERE seq = 4").await;
+        exec(&p2, "DELETE FROM platform_audits WHERE id = (SELECT audit_id FROM platform_audit_seals WHERE seq = 4)").await;
+        exec(&p2, "DELETE FROM platform_audit_seals WHERE seq = 4").await;
         let b = p2
             .audit()
             .verify()
@@ -245,7 +251,7 @@ async fn parallel_verification_checks_the_links_between_ranges() {
         }
         // Swap the links of two entries that sit at a range boundary (seq 11
         // starts the second of four ranges): only the cross-range check sees it.
-        exec(&p, "UPDATE platform_audits SET prev_hash = '0000000000000000000000000000000000000000000000000000000000000000' WHERE seq = 11").await;
+        exec(&p, "UPDATE platform_audit_seals SET prev_hash = '0000000000000000000000000000000000000000000000000000000000000000' WHERE seq = 11").await;
         for parts in [1, 4] {
             let b = p.audit().verify_in_parts(Some(parts)).await.unwrap().broken;
             assert_eq!(
@@ -255,7 +261,7 @@ async fn parallel_verification_checks_the_links_between_ranges() {
             );
         }
         // A gap at the end of a middle range.
-        exec(&p, "DELETE FROM platform_audits WHERE seq = 20").await;
+        exec(&p, "DELETE FROM platform_audits WHERE id = (SELECT audit_id FROM platform_audit_seals WHERE seq = 20)").await;
         let b = p
             .audit()
             .verify_in_parts(Some(4))
@@ -268,8 +274,10 @@ async fn parallel_verification_checks_the_links_between_ranges() {
 }
 
 /// A row inserted straight into `platform_audits` (the shape of a genuine
-/// entry, `seq` left NULL for the sealer) is not chained: the sealer
-/// refuses it for want of a valid MAC and `audit:verify` names it. A copy
+/// entry, queued for the sealer in `platform_audit_pending`) is not
+/// chained: the sealer refuses it for want of a valid MAC and
+/// `audit:verify` names it. A row inserted without being queued never
+/// meets the sealer: `audit:verify` finds it, refuses it and names it. A copy
 /// of a genuine row (with its MAC) cannot be inserted at all. A chain
 /// signed with a key that is not configured is reported as that.
 #[tokio::test]
@@ -326,29 +334,53 @@ async fn rows_inserted_around_the_platform_are_refused() {
             )
             .await
             .unwrap();
+        // Queued for the sealer, as the platform queues its own entries.
+        p.db()
+            .execute_script(
+                "INSERT INTO platform_audit_pending (audit_id) SELECT id FROM platform_audits WHERE actor_label IN ('boss@example.com', 'other@example.com')",
+            )
+            .await
+            .unwrap();
+        // And one not queued at all.
+        p.db()
+            .execute_script(&forged.replace("boss@", "stray@"))
+            .await
+            .unwrap();
+        let stray = count(
+            &p,
+            "SELECT MAX(id) FROM platform_audits WHERE actor_label = 'stray@example.com'",
+        )
+        .await;
         let sealed = p.audit().seal().await.unwrap();
         assert_eq!(sealed, 0, "{backend}: forged rows were sealed");
         assert_eq!(
             count(
                 &p,
-                "SELECT COUNT(*) FROM platform_audits WHERE seq IS NULL AND rejected_at IS NOT NULL"
+                "SELECT COUNT(*) FROM platform_audits WHERE rejected_at IS NOT NULL"
             )
             .await,
             2,
-            "{backend}"
+            "{backend}: the sealer refused the queued forged rows"
         );
         // The platform's own writes go on being sealed past them.
         repo.create(&invoice(cid, 2, "draft", 1)).await.unwrap();
         assert_eq!(p.audit().seal().await.unwrap(), 1, "{backend}");
         let r = p.audit().verify().await.unwrap();
         assert!(r.broken.is_none(), "{backend}: {r:?}");
-        assert_eq!(r.rejected, forged_ids, "{backend}: reported by id");
+        let mut expected = forged_ids.clone();
+        expected.push(stray);
+        assert_eq!(r.rejected, expected, "{backend}: reported by id");
+        assert_eq!(
+            count(&p, "SELECT COUNT(*) FROM platform_audit_seals WHERE audit_id IN (SELECT id FROM platform_audits WHERE rejected_at IS NOT NULL)").await,
+            0,
+            "{backend}: no refused row is chained"
+        );
         assert!(!r.is_ok(), "{backend}: forged rows make the report fail");
         assert_eq!(r.unsealed, 1, "{backend}: the unknown key's row waits");
 
         // A copy of a genuine entry, MAC and all, is refused by the database.
         let copy = "INSERT INTO platform_audits (event, resource, record_id, old_values, new_values, actor_type, actor_id, actor_label, ip, user_agent, url, request_id, tags, created_at, mac) \
-             SELECT event, resource, record_id, old_values, new_values, actor_type, actor_id, actor_label, ip, user_agent, url, request_id, tags, created_at, mac FROM platform_audits WHERE seq = 1";
+             SELECT event, resource, record_id, old_values, new_values, actor_type, actor_id, actor_label, ip, user_agent, url, request_id, tags, created_at, mac FROM platform_audits WHERE id = (SELECT audit_id FROM platform_audit_seals WHERE seq = 1)";
         assert!(
             p.db().execute_script(copy).await.is_err(),
             "{backend}: a replayed entry was accepted"
@@ -357,7 +389,7 @@ async fn rows_inserted_around_the_platform_are_refused() {
         // A sealed entry whose MAC is removed (the chain re-hashed around it
         // by someone without the key cannot sign the head; here only the
         // MAC goes) is named by verify.
-        exec(&p, "UPDATE platform_audits SET mac = NULL WHERE seq = 2").await;
+        exec(&p, "UPDATE platform_audits SET mac = NULL WHERE id = (SELECT audit_id FROM platform_audit_seals WHERE seq = 2)").await;
         let b = p
             .audit()
             .verify()

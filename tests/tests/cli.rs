@@ -310,7 +310,7 @@ async fn migrate_users_tokens_and_audit_verify() {
         let raw = Db::connect(&db.url).await.unwrap();
         raw.execute(Sql::literal(
             raw.backend(),
-            "UPDATE platform_audits SET actor_type = 'system' WHERE seq = 1",
+            "UPDATE platform_audits SET actor_type = 'system' WHERE id = (SELECT audit_id FROM platform_audit_seals WHERE seq = 1)",
         ))
         .await
         .unwrap();

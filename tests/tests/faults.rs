@@ -50,7 +50,7 @@ async fn a_connection_killed_mid_write_leaves_nothing_half_written() {
         // Find the blocked session and kill it.
         let find = match backend {
             Backend::Postgres => {
-                "SELECT CAST(pid AS BIGINT) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database() AND query LIKE 'INSERT INTO platform_audits%'"
+                "SELECT CAST(pid AS BIGINT) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database() AND query LIKE '%INSERT INTO platform_audits%'"
             }
             _ => {
                 "SELECT CAST(ID AS SIGNED) FROM information_schema.PROCESSLIST WHERE DB = DATABASE() AND INFO LIKE 'INSERT INTO platform_audits%'"

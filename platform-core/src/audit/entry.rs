@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use super::{AuditValues, MASKED};
 use crate::context::Context;
 use crate::crypto::{Crypto, Signature, hex, random_bytes};
-use crate::db::Tx;
+use crate::db::{Backend, Tx};
 use crate::error::{Error, Result};
 use crate::value::{FieldType, Value};
 
@@ -201,6 +201,10 @@ pub(super) fn parse_values(s: Option<&str>) -> AuditValues {
         .unwrap_or_default()
 }
 
+/// Where entries are read from: the audit rows with their place in the
+/// chain (none until sealed). [`COLUMNS`] are unambiguous across both.
+pub(super) const ENTRIES: &str = "platform_audits LEFT JOIN platform_audit_seals ON platform_audit_seals.audit_id = platform_audits.id";
+
 pub(super) const COLUMNS: &str = "id, seq, event, resource, record_id, old_values, new_values, actor_type, actor_id, actor_label, ip, user_agent, url, request_id, tags, created_at, prev_hash, hash, mac";
 pub(super) const COLUMN_TYPES: [FieldType; 19] = [
     FieldType::I64,
@@ -343,8 +347,15 @@ async fn insert_entries_with(
         })
         .collect();
     let text = |s: &Option<String>| s.clone().map_or(Value::Null, Value::Text);
+    let pg = tx.backend() == Backend::Postgres;
     for chunk in rows.chunks(INSERT_CHUNK) {
         let mut q = tx.sql();
+        // Each entry's id also goes into `platform_audit_pending`, where the
+        // sealer finds it: on PostgreSQL in the same statement (a
+        // data-modifying `WITH`), elsewhere in a second one.
+        if pg {
+            q.push("WITH a AS (");
+        }
         q.push(
             "INSERT INTO platform_audits (event, resource, record_id, old_values, new_values, actor_type, actor_id, actor_label, ip, user_agent, url, request_id, tags, created_at, mac) VALUES ",
         );
@@ -381,7 +392,20 @@ async fn insert_entries_with(
                 .bind(text(&e.mac), FieldType::Text)
                 .push(")");
         });
+        if pg {
+            q.push(" RETURNING id) INSERT INTO platform_audit_pending (audit_id) SELECT id FROM a");
+            tx.execute(q).await?;
+            continue;
+        }
         tx.execute(q).await?;
+        // The MAC is unique (and indexed): it names the rows just written.
+        let mut p = tx.sql();
+        p.push("INSERT INTO platform_audit_pending (audit_id) SELECT id FROM platform_audits WHERE mac IN (");
+        p.join(chunk, ", ", |q, e| {
+            q.bind(text(&e.mac), FieldType::Text);
+        });
+        p.push(")");
+        tx.execute(p).await?;
     }
     Ok(())
 }

@@ -7,18 +7,22 @@
 //! different records (and resources) never wait on each other.
 //!
 //! ## Sealing: the hash chain in commit order
-//! Entries are inserted unsealed (`seq`, `prev_hash` and `hash` empty). A
-//! sealer ([`AuditLog::seal`]) takes the chain head under a lock (`FOR
-//! UPDATE` on PostgreSQL and MySQL, the write lock on SQLite), reads the
-//! committed unsealed entries in id order, gives each the next sequence
-//! number, the previous entry's hash and the SHA-256 of its own canonical
-//! content, and moves the head, which it signs with the application key.
-//! Because only committed entries are visible to it, entries are chained in
-//! the order they committed; an entry whose transaction commits late is
-//! simply sealed in a later batch. One sealer runs at a time across every
-//! process (the lock), so many writers in many processes still form one
-//! valid chain. The platform runs the sealer in the background after each
-//! write; `audit:verify` seals before checking.
+//! Entries are inserted unsealed, each with a row in
+//! `platform_audit_pending` written in the same transaction. A sealer
+//! ([`AuditLog::seal`]) takes the chain head under a lock (`FOR UPDATE` on
+//! PostgreSQL and MySQL, the write lock on SQLite), reads the committed
+//! pending entries in id order, gives each the next sequence number, the
+//! previous entry's hash and the SHA-256 of its own canonical content, and
+//! moves the head, which it signs with the application key. The chain is a
+//! table of its own (`platform_audit_seals`: sequence number, entry id,
+//! previous hash, hash): sealing inserts one narrow row per entry and
+//! deletes its pending row, and never rewrites the entry. Because only
+//! committed entries are visible to it, entries are chained in the order
+//! they committed; an entry whose transaction commits late is simply sealed
+//! in a later batch. One sealer runs at a time across every process (the
+//! lock), so many writers in many processes still form one valid chain.
+//! The platform runs the sealer in the background after each write;
+//! `audit:verify` seals before checking.
 //!
 //! ## Verifying and pruning
 //! [`AuditLog::verify`] walks the chain in sequence order, recomputes each
@@ -34,7 +38,7 @@ mod read;
 mod seal;
 mod verify;
 
-use entry::{COLUMN_TYPES, COLUMNS, corrupt, entry_from_row, parse_values};
+use entry::{COLUMN_TYPES, COLUMNS, ENTRIES, corrupt, entry_from_row, parse_values};
 pub use entry::{Entry, NewEntry, insert_entries};
 pub use seal::{AuditLog, MAX_REPORTED};
 use seal::{checkpoint_message, head_from_row, head_message, signature_problem};

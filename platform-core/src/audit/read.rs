@@ -2,7 +2,8 @@
 //! bounded in bytes (what the API, the panel and the dashboard show).
 
 use super::{
-    AuditLog, AuditValues, COLUMN_TYPES, COLUMNS, Entry, MASKED, entry_from_row, parse_values,
+    AuditLog, AuditValues, COLUMN_TYPES, COLUMNS, ENTRIES, Entry, MASKED, entry_from_row,
+    parse_values,
 };
 use crate::crypto::Signature;
 use crate::db::Sql;
@@ -128,7 +129,9 @@ impl AuditLog {
         let mut q = self.db.sql();
         q.push("SELECT ")
             .push(COLUMNS)
-            .push(" FROM platform_audits WHERE rejected_at IS NULL AND resource = ")
+            .push(" FROM ")
+            .push(ENTRIES)
+            .push(" WHERE rejected_at IS NULL AND resource = ")
             .bind_str(resource)
             .push(" AND record_id = ")
             .bind_str(record_id);
@@ -156,7 +159,9 @@ impl AuditLog {
         let mut q = self.db.sql();
         q.push("SELECT ")
             .push(COLUMNS)
-            .push(" FROM platform_audits WHERE rejected_at IS NULL");
+            .push(" FROM ")
+            .push(ENTRIES)
+            .push(" WHERE rejected_at IS NULL");
         if let Some(r) = resource {
             q.push(" AND resource = ").bind_str(r);
         }
@@ -187,7 +192,9 @@ impl AuditLog {
         let mut q = self.db.sql();
         q.push("SELECT ")
             .push(LIST_COLUMNS)
-            .push(" FROM platform_audits WHERE rejected_at IS NULL");
+            .push(" FROM ")
+            .push(ENTRIES)
+            .push(" WHERE rejected_at IS NULL");
         if let Some(r) = filter.resource {
             q.push(" AND resource = ").bind_str(r);
             if let Some(id) = filter.record_id {
@@ -238,7 +245,9 @@ impl AuditLog {
         let mut q = self.db.sql();
         q.push("SELECT ")
             .push(COLUMNS)
-            .push(" FROM platform_audits WHERE rejected_at IS NULL AND id = ")
+            .push(" FROM ")
+            .push(ENTRIES)
+            .push(" WHERE rejected_at IS NULL AND id = ")
             .bind_i64(id);
         self.db
             .fetch_optional(q, &COLUMN_TYPES)
@@ -260,7 +269,9 @@ impl AuditLog {
         let mut q = self.db.sql();
         q.push("SELECT ")
             .push(COLUMNS)
-            .push(" FROM platform_audits WHERE resource = ")
+            .push(" FROM ")
+            .push(ENTRIES)
+            .push(" WHERE resource = ")
             .bind_str(resource)
             .push(" AND record_id = ")
             .bind_str(record_id);

@@ -196,9 +196,9 @@ impl AuditLog {
         let mut q = tx.sql();
         q.push("SELECT ")
             .push(COLUMNS)
-            .push(" FROM platform_audits WHERE seq IS NULL AND rejected_at IS NULL AND id > ")
+            .push(" FROM platform_audit_pending JOIN platform_audits ON platform_audits.id = platform_audit_pending.audit_id LEFT JOIN platform_audit_seals ON platform_audit_seals.audit_id = platform_audits.id WHERE platform_audit_pending.audit_id > ")
             .bind_i64(after)
-            .push(" ORDER BY id LIMIT ")
+            .push(" ORDER BY platform_audit_pending.audit_id LIMIT ")
             .int(SEAL_BATCH);
         let rows = tx.fetch_all(q, &COLUMN_TYPES).await?;
         if rows.is_empty() {
@@ -215,13 +215,21 @@ impl AuditLog {
         let mut prev = head.hash;
         let mut sealed = Vec::with_capacity(rows.len());
         let mut rejected = Vec::new();
+        // Pending rows to drop without sealing: rejected entries, and any
+        // entry that is somehow sealed already.
+        let mut done = Vec::new();
         let mut unknown_keys = Vec::new();
         for row in rows {
             let e = entry_from_row(row)?;
+            if e.seq.is_some() {
+                done.push(e.id);
+                continue;
+            }
             match e.check_mac(&self.crypto) {
                 Signature::Valid => {}
                 Signature::Invalid => {
-                    rejected.push((e.id, "its MAC is invalid".to_owned()));
+                    rejected.push(e.id);
+                    done.push(e.id);
                     continue;
                 }
                 Signature::UnknownKey(kid) => {
@@ -241,19 +249,19 @@ impl AuditLog {
         }
         if !rejected.is_empty() {
             tracing::warn!(
-                ids = ?rejected.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
-                reason = %rejected[0].1,
+                ids = ?rejected,
                 "audit rows without a valid MAC were not sealed: they were not written by the platform (audit:verify lists them)"
             );
-            let mut up = tx.sql();
-            up.push("UPDATE platform_audits SET rejected_at = ")
-                .bind(Value::DateTime(Utc::now()), FieldType::DateTime)
-                .push(" WHERE id IN (");
-            up.join(&rejected, ", ", |q, (id, _)| {
+            self.reject(&mut tx, &rejected).await?;
+        }
+        if !done.is_empty() {
+            let mut del = tx.sql();
+            del.push("DELETE FROM platform_audit_pending WHERE audit_id IN (");
+            del.join(&done, ", ", |q, id| {
                 q.bind_i64(*id);
             });
-            up.push(")");
-            tx.execute(up).await?;
+            del.push(")");
+            tx.execute(del).await?;
         }
         if let Some((id, kid)) = unknown_keys.first() {
             tracing::warn!(
@@ -268,20 +276,27 @@ impl AuditLog {
         let n = sealed.len() as u64;
         let rows: Vec<serde_json::Value> = sealed
             .iter()
-            .map(|(id, s, p, h)| serde_json::json!({ "id": id, "seq": s, "prev_hash": p, "hash": h }))
+            .map(|(id, s, p, h)| serde_json::json!({ "seq": s, "audit_id": id, "prev_hash": p, "hash": h }))
             .collect();
-        let up = dialect::update_from_json(
+        let ins = dialect::insert_from_json(
             tx.backend(),
-            "platform_audits",
-            "id",
+            "platform_audit_seals",
             &[
                 ("seq", JsonColumn::Int),
+                ("audit_id", JsonColumn::Int),
                 ("prev_hash", JsonColumn::Text),
                 ("hash", JsonColumn::Text),
             ],
             serde_json::Value::Array(rows).to_string(),
         );
-        tx.execute(up).await?;
+        tx.execute(ins).await?;
+        // The entries just sealed are the seals past the old head; the same
+        // statement text for every batch.
+        let mut del = tx.sql();
+        del.push("DELETE FROM platform_audit_pending WHERE audit_id IN (SELECT audit_id FROM platform_audit_seals WHERE seq > ")
+            .bind_i64(head.seq)
+            .push(")");
+        tx.execute(del).await?;
         let sig = self
             .crypto
             .sign_with_id(head_message(seq, &prev).as_bytes());
@@ -300,6 +315,22 @@ impl AuditLog {
         Ok((read, n, last))
     }
 
+    /// Marks `ids` rejected (no valid MAC: not written by the platform).
+    pub(super) async fn reject(&self, tx: &mut Tx, ids: &[i64]) -> Result<()> {
+        for chunk in ids.chunks(500) {
+            let mut up = tx.sql();
+            up.push("UPDATE platform_audits SET rejected_at = ")
+                .bind(Value::DateTime(Utc::now()), FieldType::DateTime)
+                .push(" WHERE id IN (");
+            up.join(chunk, ", ", |q, id| {
+                q.bind_i64(*id);
+            });
+            up.push(")");
+            tx.execute(up).await?;
+        }
+        Ok(())
+    }
+
     /// Deletes sealed entries created before `before`, keeping the rest
     /// verifiable through a signed checkpoint of the last deleted entry.
     /// Returns how many entries were deleted.
@@ -308,25 +339,45 @@ impl AuditLog {
         let mut tx = self.db.begin().await?;
         let _head = self.lock_head(&mut tx).await?;
         let mut q = tx.sql();
-        q.push("SELECT MAX(seq) FROM platform_audits WHERE seq IS NOT NULL AND created_at < ")
+        q.push("SELECT MAX(platform_audit_seals.seq) FROM platform_audit_seals JOIN platform_audits ON platform_audits.id = platform_audit_seals.audit_id WHERE platform_audits.created_at < ")
             .bind(Value::DateTime(before), FieldType::DateTime);
         let Some(last) = tx.fetch_i64(q).await? else {
             tx.rollback().await?;
             return Ok(0);
         };
         let mut h = tx.sql();
-        h.push("SELECT hash FROM platform_audits WHERE seq = ")
+        h.push("SELECT hash, audit_id FROM platform_audit_seals WHERE seq = ")
             .bind_i64(last);
-        let hash = tx
-            .fetch_optional(h, &[FieldType::Text])
+        let row = tx
+            .fetch_optional(h, &[FieldType::Text, FieldType::I64])
             .await?
-            .and_then(|r| r.into_iter().next())
+            .ok_or_else(|| corrupt("hash"))?;
+        let hash = row
+            .first()
             .and_then(|v| v.as_str().map(str::to_owned))
             .ok_or_else(|| corrupt("hash"))?;
-        let mut del = tx.sql();
-        del.push("DELETE FROM platform_audits WHERE seq <= ")
+        let last_id = row
+            .get(1)
+            .and_then(Value::as_i64)
+            .ok_or_else(|| corrupt("audit id"))?;
+        // Entries are sealed in commit order, so the entries up to `last`
+        // may have larger ids than `last_id`: bound the walk by the
+        // largest of them.
+        let mut m = tx.sql();
+        m.push("SELECT MAX(audit_id) FROM platform_audit_seals WHERE seq <= ")
             .bind_i64(last);
+        let max_id = tx.fetch_i64(m).await?.unwrap_or(last_id);
+        let mut del = tx.sql();
+        del.push("DELETE FROM platform_audits WHERE id <= ")
+            .bind_i64(max_id)
+            .push(" AND id IN (SELECT audit_id FROM platform_audit_seals WHERE seq <= ")
+            .bind_i64(last)
+            .push(")");
         let deleted = tx.execute(del).await?;
+        let mut del = tx.sql();
+        del.push("DELETE FROM platform_audit_seals WHERE seq <= ")
+            .bind_i64(last);
+        tx.execute(del).await?;
         let pruned = i64::try_from(deleted).unwrap_or(i64::MAX);
         let sig = self
             .crypto

@@ -96,7 +96,10 @@ impl AuditLog {
             checked: 0,
             unsealed: 0,
             broken: None,
-            rejected: self.rejected_ids().await?,
+            rejected: {
+                self.reject_strays().await?;
+                self.rejected_ids().await?
+            },
         };
         if let Some(r) = cp {
             let (s, h, pruned, sig) = (
@@ -127,7 +130,7 @@ impl AuditLog {
             .db
             .fetch_i64(Sql::literal(
                 backend,
-                "SELECT MAX(seq) FROM platform_audits",
+                "SELECT MAX(seq) FROM platform_audit_seals",
             ))
             .await?
             .unwrap_or(seq)
@@ -222,7 +225,7 @@ impl AuditLog {
             .db
             .fetch_i64(Sql::literal(
                 backend,
-                "SELECT COUNT(*) FROM platform_audits WHERE seq IS NULL AND rejected_at IS NULL",
+                "SELECT COUNT(*) FROM platform_audit_pending JOIN platform_audits ON platform_audits.id = platform_audit_pending.audit_id WHERE platform_audits.rejected_at IS NULL",
             ))
             .await?
             .unwrap_or(0)
@@ -250,7 +253,7 @@ impl AuditLog {
             let mut q = self.db.sql();
             q.push("SELECT ")
                 .push(COLUMNS)
-                .push(" FROM platform_audits WHERE seq > ")
+                .push(" FROM platform_audit_seals JOIN platform_audits ON platform_audits.id = platform_audit_seals.audit_id WHERE seq > ")
                 .bind_i64(seq)
                 .push(" AND seq <= ")
                 .bind_i64(to)
@@ -323,6 +326,40 @@ impl AuditLog {
             });
         }
         Ok(part)
+    }
+
+    /// Marks rejected the rows that are neither sealed nor waiting to be:
+    /// the platform writes every entry with its pending row, so these were
+    /// inserted around it. (The sealer never sees them; this walk of the
+    /// whole table is for verification only.) Runs under the chain head's
+    /// lock, so no entry moves from pending to sealed meanwhile.
+    async fn reject_strays(&self) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        let _head = self.lock_head(&mut tx).await?;
+        let q = Sql::literal(
+            tx.backend(),
+            "SELECT id FROM platform_audits WHERE rejected_at IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM platform_audit_seals WHERE platform_audit_seals.audit_id = platform_audits.id) \
+             AND NOT EXISTS (SELECT 1 FROM platform_audit_pending WHERE platform_audit_pending.audit_id = platform_audits.id) \
+             ORDER BY id",
+        );
+        let ids: Vec<i64> = tx
+            .fetch_all(q, &[FieldType::I64])
+            .await?
+            .into_iter()
+            .filter_map(|r| r.first().and_then(Value::as_i64))
+            .collect();
+        if ids.is_empty() {
+            tx.rollback().await?;
+            return Ok(());
+        }
+        tracing::warn!(
+            ids = ?ids.iter().take(MAX_REPORTED as usize).collect::<Vec<_>>(),
+            count = ids.len(),
+            "audit rows that were never queued for sealing were found: they were not written by the platform"
+        );
+        self.reject(&mut tx, &ids).await?;
+        tx.commit().await
     }
 
     /// The ids of rows the sealer refused (no valid MAC), oldest first.

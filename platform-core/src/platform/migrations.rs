@@ -69,6 +69,13 @@ pub const FRAMEWORK_MIGRATIONS: MigrationSet = MigrationSet {
             postgres: include_str!("../../migrations/0009_outbox_delivered_removed/all.sql"),
             mysql: include_str!("../../migrations/0009_outbox_delivered_removed/all.sql"),
         },
+        Migration {
+            version: 10,
+            name: "audit chain in its own table",
+            sqlite: include_str!("../../migrations/0010_audit_seals/sqlite.sql"),
+            postgres: include_str!("../../migrations/0010_audit_seals/postgres.sql"),
+            mysql: include_str!("../../migrations/0010_audit_seals/mysql.sql"),
+        },
     ],
     backends: &[],
 };
