@@ -196,10 +196,15 @@ impl AuditLog {
         let mut q = tx.sql();
         q.push("SELECT ")
             .push(COLUMNS)
-            .push(" FROM platform_audit_pending JOIN platform_audits ON platform_audits.id = platform_audit_pending.audit_id LEFT JOIN platform_audit_seals ON platform_audit_seals.audit_id = platform_audits.id WHERE platform_audit_pending.audit_id > ")
+            // The batch of queued ids first, then each entry by its key:
+            // joined directly, PostgreSQL chose a merge join that walked
+            // the audit table's key from its start (100 ms a batch at
+            // 230,000 entries, against 1 ms).
+            .push(" FROM (SELECT audit_id FROM platform_audit_pending WHERE audit_id > ")
             .bind_i64(after)
-            .push(" ORDER BY platform_audit_pending.audit_id LIMIT ")
-            .int(SEAL_BATCH);
+            .push(" ORDER BY audit_id LIMIT ")
+            .int(SEAL_BATCH)
+            .push(") AS p JOIN platform_audits ON platform_audits.id = p.audit_id LEFT JOIN platform_audit_seals ON platform_audit_seals.audit_id = platform_audits.id ORDER BY p.audit_id");
         let rows = tx.fetch_all(q, &COLUMN_TYPES).await?;
         if rows.is_empty() {
             tx.rollback().await?;

@@ -282,10 +282,8 @@ impl Cache {
 
     /// Invalidates every key stored under `tag`.
     pub async fn flush_tag(&self, tag: &str) {
-        let mut b = [0u8; 8];
-        crate::crypto::random_bytes(&mut b);
-        let version = u64::from_le_bytes(b);
-        self.put(&format!("tag:{tag}"), &version, TAG_TTL).await;
+        self.put(&format!("tag:{tag}"), &next_version(), TAG_TTL)
+            .await;
     }
 
     async fn tag_version(&self, tag: &str) -> u64 {
@@ -294,12 +292,33 @@ impl Cache {
             return v;
         }
         // First use: fix a version so later flushes change it.
-        let mut b = [0u8; 8];
-        crate::crypto::random_bytes(&mut b);
-        let v = u64::from_le_bytes(b);
+        let v = next_version();
         self.put(&key, &v, TAG_TTL).await;
         v
     }
+}
+
+/// A new tag version, never given before by this process (a counter) nor,
+/// with overwhelming likelihood, by another one sharing the store (the
+/// counter starts from a random point drawn once per process). Every write
+/// flushes a tag: drawing each version from the operating system was a
+/// system call per write.
+fn next_version() -> u64 {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static START: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let start = *START.get_or_init(|| {
+        let mut b = [0u8; 8];
+        crate::crypto::random_bytes(&mut b);
+        u64::from_le_bytes(b)
+    });
+    // An odd multiplier spreads consecutive versions over the whole range.
+    start.wrapping_add(
+        COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    )
 }
 
 /// Keys that belong to tags (see [`Cache::tags`]).
@@ -438,6 +457,13 @@ pub mod conformance {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tag_versions_are_never_repeated() {
+        let versions: std::collections::HashSet<u64> =
+            (0..10_000).map(|_| next_version()).collect();
+        assert_eq!(versions.len(), 10_000);
+    }
 
     #[tokio::test]
     async fn memory_store_conforms() {

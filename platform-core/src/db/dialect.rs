@@ -190,6 +190,10 @@ pub enum JsonColumn {
     Int,
     /// Text.
     Text,
+    /// A double-precision number.
+    Float,
+    /// A point in time, given in the JSON as [`json_time`] writes it.
+    DateTime,
 }
 
 impl JsonColumn {
@@ -198,8 +202,26 @@ impl JsonColumn {
             (Self::Int, _) => "BIGINT",
             (Self::Text, Backend::MySql) => "LONGTEXT",
             (Self::Text, _) => "TEXT",
+            (Self::Float, _) => "DOUBLE PRECISION",
+            (Self::DateTime, Backend::Postgres) => "TIMESTAMPTZ",
+            (Self::DateTime, Backend::MySql) => "DATETIME(6)",
+            // SQLite keeps the text as written (its stored form).
+            (Self::DateTime, Backend::Sqlite) => "TEXT",
         }
     }
+}
+
+/// A time as a JSON row of [`insert_from_json`] carries it for a
+/// [`JsonColumn::DateTime`] column of `backend`: the text each back end
+/// reads back as the same instant, with microseconds (as
+/// [`Sql::bind`](super::Sql::bind) stores times).
+pub fn json_time(backend: Backend, t: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
+    let t = super::truncate_micros(t);
+    serde_json::Value::String(match backend {
+        // DATETIME(6) holds UTC without a zone, as bound values do.
+        Backend::MySql => t.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+        Backend::Postgres | Backend::Sqlite => super::codec::sqlite_time(t),
+    })
 }
 
 /// An `UPDATE` of `table` giving every row its own values, with one bound
