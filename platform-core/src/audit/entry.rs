@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use super::{AuditValues, MASKED};
 use crate::context::Context;
 use crate::crypto::{Crypto, Signature, hex, random_bytes};
-use crate::db::{Backend, Tx};
+use crate::db::{Tx, dialect};
 use crate::error::{Error, Result};
 use crate::value::{FieldType, Value};
 
@@ -347,13 +347,13 @@ async fn insert_entries_with(
         })
         .collect();
     let text = |s: &Option<String>| s.clone().map_or(Value::Null, Value::Text);
-    let pg = tx.backend() == Backend::Postgres;
+    let chained = dialect::chains_inserts(tx.backend());
     for chunk in rows.chunks(INSERT_CHUNK) {
         let mut q = tx.sql();
         // Each entry's id also goes into `platform_audit_pending`, where the
-        // sealer finds it: on PostgreSQL in the same statement (a
-        // data-modifying `WITH`), elsewhere in a second one.
-        if pg {
+        // sealer finds it: in the same statement where the back end can
+        // chain inserts, elsewhere in a second one.
+        if chained {
             q.push("WITH a AS (");
         }
         q.push(
@@ -392,7 +392,7 @@ async fn insert_entries_with(
                 .bind(text(&e.mac), FieldType::Text)
                 .push(")");
         });
-        if pg {
+        if chained {
             q.push(" RETURNING id) INSERT INTO platform_audit_pending (audit_id) SELECT id FROM a");
             tx.execute(q).await?;
             continue;

@@ -351,27 +351,21 @@ impl AuditLog {
             return Ok(0);
         };
         let mut h = tx.sql();
-        h.push("SELECT hash, audit_id FROM platform_audit_seals WHERE seq = ")
+        h.push("SELECT hash FROM platform_audit_seals WHERE seq = ")
             .bind_i64(last);
-        let row = tx
-            .fetch_optional(h, &[FieldType::Text, FieldType::I64])
+        let hash = tx
+            .fetch_optional(h, &[FieldType::Text])
             .await?
-            .ok_or_else(|| corrupt("hash"))?;
-        let hash = row
-            .first()
+            .and_then(|r| r.into_iter().next())
             .and_then(|v| v.as_str().map(str::to_owned))
             .ok_or_else(|| corrupt("hash"))?;
-        let last_id = row
-            .get(1)
-            .and_then(Value::as_i64)
-            .ok_or_else(|| corrupt("audit id"))?;
-        // Entries are sealed in commit order, so the entries up to `last`
-        // may have larger ids than `last_id`: bound the walk by the
+        // Entries are sealed in commit order, so the entry at `last` need
+        // not have the largest id of those up to it: bound the walk by the
         // largest of them.
         let mut m = tx.sql();
         m.push("SELECT MAX(audit_id) FROM platform_audit_seals WHERE seq <= ")
             .bind_i64(last);
-        let max_id = tx.fetch_i64(m).await?.unwrap_or(last_id);
+        let max_id = tx.fetch_i64(m).await?.ok_or_else(|| corrupt("audit id"))?;
         let mut del = tx.sql();
         del.push("DELETE FROM platform_audits WHERE id <= ")
             .bind_i64(max_id)

@@ -23,7 +23,8 @@
 //! | Search | FTS5 trigram table `<t>_search`, `MATCH` | `pg_trgm` GIN index on [`pg_search_expression`], `ILIKE` | FULLTEXT `MATCH … AGAINST` in boolean mode, then `LIKE` | [`search_table`], [`pg_search_expression`], `push_search` (crate-internal) |
 //! | Search words probed one by one | no | yes (trigram index) | no | [`probes_search_words`] |
 //! | Boolean literals (DDL defaults) | `1` / `0` | `TRUE` / `FALSE` | `1` / `0` | [`bool_literal`] |
-//! | Many rows in one statement of fixed text (JSON rows) | `json_each(?)` | `jsonb_to_recordset($1::jsonb)` | `JSON_TABLE(?, …)` | [`update_from_json`], [`insert_from_json`] |
+//! | One insert feeding another in the same statement | no | `WITH a AS (INSERT … RETURNING id) INSERT …` | no | [`chains_inserts`] |
+//! | Many rows in one statement of fixed text (JSON rows) | `json_each(?)` | `jsonb_to_recordset($1::jsonb)` | `JSON_TABLE(?, …)` | [`update_from_json`], [`insert_from_json`], [`json_time`] |
 //!
 //! Not differences, so not here: `LIMIT n OFFSET m` (written the same on
 //! all three), the current time (always bound from Rust, truncated to
@@ -104,6 +105,14 @@ pub fn push_returning(q: &mut Sql, column: &str) {
     if inserted_ids(q.backend()) == InsertedIds::Returning {
         q.push(" RETURNING ").ident(column);
     }
+}
+
+/// Whether an `INSERT ... RETURNING` can feed another insert in the same
+/// statement (`WITH a AS (INSERT ... RETURNING id) INSERT INTO b SELECT id
+/// FROM a`): PostgreSQL only. Elsewhere the second insert is a statement of
+/// its own in the same transaction.
+pub const fn chains_inserts(backend: Backend) -> bool {
+    matches!(backend, Backend::Postgres)
 }
 
 /// Starts an insert that skips rows conflicting with a unique key:
