@@ -84,6 +84,13 @@ impl Error {
         Self::Validation(e)
     }
 
+    /// Whether this is a deadlock or a serialization failure: the
+    /// database rolled the transaction back so that a concurrent one could
+    /// go on; nothing of it was written, and running it again can succeed.
+    pub fn is_deadlock(&self) -> bool {
+        crate::db::failure::is_deadlock(self)
+    }
+
     /// A stable machine code for this error (used in API bodies).
     pub fn code(&self) -> &'static str {
         match self {

@@ -583,22 +583,21 @@ impl Outbox {
         let mut q = db.sql();
         q.push("UPDATE platform_outbox SET claimed_until = ")
             .bind(Value::DateTime(claim), FieldType::DateTime)
-            .push(" WHERE id IN (");
-        q.join(&ids, ", ", |q, id| {
+            .push(" WHERE id");
+        q.in_list(&ids, |q, id| {
             q.bind_i64(*id);
         });
-        q.push(") AND (claimed_until IS NULL OR claimed_until < ")
+        q.push(" AND (claimed_until IS NULL OR claimed_until < ")
             .bind(Value::DateTime(now), FieldType::DateTime)
             .push(")");
         db.execute(q).await?;
         let mut q = db.sql();
         q.push("SELECT event_id, event, resource, record_id, changes, actor, request_id, tags, listeners, delivered, attempts, created_at FROM platform_outbox WHERE claimed_until = ")
             .bind(Value::DateTime(claim), FieldType::DateTime)
-            .push(" AND id IN (");
-        q.join(&ids, ", ", |q, id| {
+            .push(" AND id");
+        q.in_list(&ids, |q, id| {
             q.bind_i64(*id);
         });
-        q.push(")");
         let types = [
             FieldType::Text,
             FieldType::Text,
@@ -741,11 +740,10 @@ async fn remove_delivered(db: &Db, event_ids: &[String]) -> Result<()> {
         return Ok(());
     }
     let mut q = db.sql();
-    q.push("DELETE FROM platform_outbox WHERE event_id IN (");
-    q.join(event_ids, ", ", |q, id| {
+    q.push("DELETE FROM platform_outbox WHERE event_id");
+    q.in_list(event_ids, |q, id| {
         q.bind_str(id.as_str());
     });
-    q.push(")");
     db.execute(q).await?;
     Ok(())
 }

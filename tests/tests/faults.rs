@@ -327,3 +327,68 @@ async fn connections_dropped_while_idle_are_replaced_before_use() {
         admin.close().await;
     }
 }
+
+/// Two transactions that lock two rows in opposite order: the server
+/// breaks the deadlock by rolling one back, and that error says so
+/// ([`Error::is_deadlock`], which an import uses to write its chunk again
+/// row by row), while other errors do not.
+#[tokio::test]
+async fn a_deadlock_is_recognised() {
+    for backend in [Backend::Postgres, Backend::MySql] {
+        let Some(db) = TestDb::server(backend).await else {
+            continue;
+        };
+        let name = backend.name();
+        let p = db.platform(registry()).await;
+        let console = Context::system();
+        let a = p
+            .repo::<Customer>(&console)
+            .create(&customer("Ada", "ada@example.com", "GB"))
+            .await
+            .unwrap();
+        let b = p
+            .repo::<Customer>(&console)
+            .create(&customer("Bo", "bo@example.com", "SE"))
+            .await
+            .unwrap();
+        let touch = move |id: i64| {
+            let mut q = Sql::new(backend);
+            q.push("UPDATE customers SET name = name WHERE id = ")
+                .bind_i64(id);
+            q
+        };
+        let d = p.db().clone();
+        let mut first = d.begin().await.unwrap();
+        first.execute(touch(a.id)).await.unwrap();
+        let mut second = d.begin().await.unwrap();
+        second.execute(touch(b.id)).await.unwrap();
+        // The first waits for the second's row; once it waits, the second
+        // asks for the first's row.
+        let waiting = tokio::spawn(async move {
+            let r = first.execute(touch(b.id)).await;
+            (first, r)
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r2 = second.execute(touch(a.id)).await;
+        let (first, r1) = waiting.await.unwrap();
+        let errors: Vec<&Error> = [&r1, &r2]
+            .into_iter()
+            .filter_map(|r| r.as_ref().err())
+            .collect();
+        assert_eq!(
+            errors.len(),
+            1,
+            "{name}: one of the two yields: {r1:?} {r2:?}"
+        );
+        assert!(errors[0].is_deadlock(), "{name}: {:?}", errors[0]);
+        drop(first);
+        drop(second);
+        let other = p
+            .db()
+            .execute(Sql::literal(backend, "SELECT * FROM no_such_table"))
+            .await
+            .unwrap_err();
+        assert!(!other.is_deadlock(), "{name}: {other:?}");
+        assert!(!Error::Unauthenticated.is_deadlock());
+    }
+}

@@ -1289,3 +1289,60 @@ async fn declared_keys_and_switches_are_honoured() {
         let _ = std::fs::remove_dir_all(&env.dir);
     }
 }
+
+/// A number repeated in two chunks (of three rows) that are written at the
+/// same time where the database allows it (PostgreSQL): exactly one of the
+/// two rows is refused as `unique`, every other row is created, and a
+/// rollback removes them all. On the other databases the chunks go in turn
+/// and the later row is the one refused.
+#[tokio::test]
+async fn a_value_repeated_in_chunks_written_at_once_is_refused_once() {
+    for db in all_backends().await {
+        let env = env(&db).await;
+        let label = env.label;
+        let (acme, _) = customers(&env).await;
+        let mut csv = String::from("number,customer,status,amount,issued on\n");
+        for n in 0..30 {
+            // Rows 3 and 6 (file lines) share a number; so do rows 10 and 12.
+            let number = match n {
+                4 => 1,
+                10 => 8,
+                n => n,
+            };
+            csv.push_str(&format!("DUP-{number:04},{acme},draft,{n},2024-01-02\n"));
+        }
+        let (s, body) = env.import(&env.admin, MAP, "text/csv", csv).await;
+        assert_eq!(s, StatusCode::OK, "{label}: {body}");
+        let report = &body["data"]["report"];
+        let batch = body["data"]["batch_id"].as_i64().unwrap();
+        assert_eq!(report["status"], "done", "{label}: {report}");
+        assert_eq!(report["counts"]["created"], 28, "{label}: {report}");
+        assert_eq!(report["counts"]["failed"], 2, "{label}: {report}");
+        let failures = report["failures"].as_array().unwrap();
+        let rows: Vec<u64> = failures.iter().filter_map(|f| f["row"].as_u64()).collect();
+        for f in failures {
+            assert_eq!(f["code"], "unique", "{label}: {report}");
+        }
+        assert!(
+            [3, 6].iter().any(|r| rows.contains(r)) && [10, 12].iter().any(|r| rows.contains(r)),
+            "{label}: {report}"
+        );
+        if db.backend != platform_core::db::Backend::Postgres {
+            assert_eq!(rows, vec![6, 12], "{label}: {report}");
+        }
+        assert_eq!(
+            env.count("SELECT COUNT(*) FROM invoices WHERE number LIKE 'DUP-%'")
+                .await,
+            28,
+            "{label}"
+        );
+        let (s, b) = env.rollback(batch, "").await;
+        assert_eq!(s, StatusCode::OK, "{label}: {b}");
+        assert_eq!(
+            env.count("SELECT COUNT(*) FROM invoices WHERE number LIKE 'DUP-%'")
+                .await,
+            0,
+            "{label}: {b}"
+        );
+    }
+}

@@ -479,11 +479,10 @@ async fn permission_ids(tx: &mut Tx, names: &[String]) -> Result<Vec<i64>> {
     wanted.dedup();
     for chunk in wanted.chunks(500) {
         let mut q = tx.sql();
-        q.push("SELECT id, name FROM platform_permissions WHERE name IN (");
-        q.join(chunk, ", ", |q, n| {
+        q.push("SELECT id, name FROM platform_permissions WHERE name");
+        q.in_list(chunk, |q, n| {
             q.bind_str(n.as_str());
         });
-        q.push(")");
         let rows = tx.fetch_all(q, &[FieldType::I64, FieldType::Text]).await?;
         for n in chunk {
             match rows.iter().find(|r| r[1].as_str() == Some(n.as_str())) {

@@ -15,6 +15,7 @@
 //! | Insert, skipping duplicates | `INSERT OR IGNORE INTO` | `INSERT INTO … ON CONFLICT DO NOTHING` | `INSERT IGNORE INTO` | [`push_insert_ignore_into`] + [`push_ignore_conflicts`] |
 //! | Upsert | `ON CONFLICT (k) DO UPDATE SET c = excluded.c` | same as SQLite | `ON DUPLICATE KEY UPDATE c = VALUES(c)` | [`push_upsert`] |
 //! | Row locks | none (a write transaction locks the database: `BEGIN IMMEDIATE`) | `FOR UPDATE` | `FOR UPDATE` | [`locks_rows`], [`push_for_update`] |
+//! | Chunks of one import written by concurrent transactions | no (one writer) | yes | no (`INSERT … SELECT` next-key locks deadlock) | [`writes_chunks_concurrently`] |
 //! | 64-bit integer cast | `CAST(x AS BIGINT)` | `CAST(x AS BIGINT)` | `CAST(x AS SIGNED)` | [`int64_cast_type`] |
 //! | Table size estimate | `MAX(id) - MIN(id) + 1` (integer keys) | `pg_class.reltuples` | `information_schema.TABLES.TABLE_ROWS` | [`table_row_estimate`] |
 //! | Filtered count estimate | none | `EXPLAIN (FORMAT JSON)` planner rows | none | [`explains_row_estimates`], [`push_explain`], [`explained_rows`] |
@@ -180,6 +181,17 @@ pub fn push_upsert(q: &mut Sql, key: &[&str], update: &[&str]) {
 /// holds the database's write lock from its start (`BEGIN IMMEDIATE`).
 pub const fn locks_rows(backend: Backend) -> bool {
     !matches!(backend, Backend::Sqlite)
+}
+
+/// Whether the chunks of one bulk write (an import) may be written by
+/// concurrent transactions: PostgreSQL only. On SQLite the second
+/// transaction waits for the first's write lock (polling with the busy
+/// timeout's back-off), so it only adds waits. On MySQL/MariaDB an
+/// `INSERT … SELECT` (the audit queue's) takes next-key locks on the rows
+/// it reads under `REPEATABLE READ`, and two chunks' audit writes
+/// deadlocked at once when tried (error 1213).
+pub const fn writes_chunks_concurrently(backend: Backend) -> bool {
+    matches!(backend, Backend::Postgres)
 }
 
 /// Appends ` FOR UPDATE` where the back end locks rows (see

@@ -63,6 +63,23 @@ pub(crate) fn map_sqlx_error(e: sqlx::Error) -> Error {
     }
 }
 
+/// Whether `e` is a deadlock or a serialization failure (PostgreSQL
+/// `40P01`, `40001`; MySQL 1213): the database rolled the transaction back
+/// so that a concurrent one could go on; nothing of it was written, and
+/// running it again can succeed.
+pub(crate) fn is_deadlock(e: &Error) -> bool {
+    let Error::Backend { source, .. } = e else {
+        return false;
+    };
+    if let Some(pg) = source.downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        return matches!(pg.code(), "40P01" | "40001");
+    }
+    if let Some(my) = source.downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return my.number() == 1213;
+    }
+    false
+}
+
 /// Pulls the constraint or column out of SQLite's and MySQL's messages
 /// ("UNIQUE constraint failed: invoices.number", "... for key 'invoices_number_unique'").
 pub(super) fn constraint_from_message(m: &str) -> Option<String> {

@@ -13,7 +13,7 @@
 mod codec;
 mod connect;
 pub mod dialect;
-mod failure;
+pub(crate) mod failure;
 mod migrate;
 mod sql;
 mod tx;
@@ -332,11 +332,15 @@ macro_rules! impl_exec {
     ($db:ty, $bind:ident, $decode:ident, $($target:ty),+) => {$(
         impl<'c> Exec for $target {
             async fn exec_sql(self, sql: Sql) -> Result<u64> {
-                let q = $bind(sqlx::query(sqlx::AssertSqlSafe(sql.text().to_owned())), sql.args);
+                let q = sqlx::query(sqlx::AssertSqlSafe(sql.text().to_owned()))
+                    .persistent(sql.persistent);
+                let q = $bind(q, sql.args);
                 Ok(q.execute(self).await?.rows_affected())
             }
             async fn fetch_sql(self, sql: Sql, types: &[FieldType]) -> Result<Vec<Row>> {
-                let q = $bind(sqlx::query(sqlx::AssertSqlSafe(sql.text().to_owned())), sql.args);
+                let q = sqlx::query(sqlx::AssertSqlSafe(sql.text().to_owned()))
+                    .persistent(sql.persistent);
+                let q = $bind(q, sql.args);
                 let rows = q.fetch_all(self).await?;
                 rows.iter().map(|r| $decode(r, types)).collect()
             }

@@ -23,6 +23,8 @@ pub struct Sql {
     backend: Backend,
     text: String,
     pub(crate) args: Vec<Arg>,
+    /// Kept prepared on the connection (see [`Sql::in_list`]).
+    pub(crate) persistent: bool,
 }
 
 impl Sql {
@@ -32,6 +34,7 @@ impl Sql {
             backend,
             text: String::with_capacity(256),
             args: Vec::new(),
+            persistent: true,
         }
     }
 
@@ -139,6 +142,31 @@ impl Sql {
         self.bind(Value::Int(n), FieldType::I64)
     }
 
+    /// Appends ` IN (…)`, each item written by `f` (`items` must not be
+    /// empty). The statement is then planned for its own values each time it
+    /// runs and is not kept prepared on the connection: its text changes
+    /// with the list's length (and would crowd the statement cache), and on
+    /// PostgreSQL a prepared statement soon runs a generic plan, made once
+    /// and kept. A generic plan made while a table was small scans the
+    /// whole table, and kept while the table grows it makes every lookup
+    /// slower than the last: measured in an import into an empty table,
+    /// 750 ms per unique check of 500 values after 50,000 rows, against a
+    /// few milliseconds through the index.
+    pub fn in_list<T>(
+        &mut self,
+        items: impl IntoIterator<Item = T>,
+        f: impl FnMut(&mut Self, T),
+    ) -> &mut Self {
+        self.persistent = false;
+        self.push(" IN (").join(items, ", ", f).push(")")
+    }
+
+    /// Whether the statement is kept prepared on the connection, as
+    /// sqlx's `Query::persistent`; `false` after [`Sql::in_list`].
+    pub fn is_persistent(&self) -> bool {
+        self.persistent
+    }
+
     /// Appends `items` separated by `sep`, each written by `f`.
     pub fn join<T>(
         &mut self,
@@ -205,5 +233,21 @@ mod tests {
     #[test]
     fn like_escaping() {
         assert_eq!(like_escape("50%_off!"), "50!%!_off!!");
+    }
+
+    #[test]
+    fn in_lists_are_planned_each_time() {
+        let mut q = Sql::new(Backend::Postgres);
+        q.push("SELECT id FROM ").ident("invoices").push(" WHERE ");
+        assert!(q.is_persistent());
+        q.ident("number").in_list(["a", "b", "c"], |q, v| {
+            q.bind_str(v);
+        });
+        assert_eq!(
+            q.text(),
+            r#"SELECT id FROM "invoices" WHERE "number" IN ($1, $2, $3)"#
+        );
+        assert_eq!(q.arg_count(), 3);
+        assert!(!q.is_persistent());
     }
 }

@@ -343,11 +343,10 @@ impl Plan {
                         .bind_field(v.clone(), f);
                 }
                 Cond::In(vs) => {
-                    q.qualified(table, f.column_name()).push(" IN (");
-                    q.join(vs, ", ", |q, v| {
+                    q.qualified(table, f.column_name());
+                    q.in_list(vs, |q, v| {
                         q.bind_field(v.clone(), f);
                     });
-                    q.push(")");
                 }
                 Cond::Cmp(sym, v) => {
                     q.qualified(table, f.column_name())

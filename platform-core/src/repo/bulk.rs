@@ -281,11 +281,10 @@ impl Records {
                         q.push("DELETE FROM ").ident(meta.table());
                     }
                 }
-                q.push(" WHERE ").ident(pk.column_name()).push(" IN (");
-                q.join(&chunk_ids, ", ", |q, id| {
+                q.push(" WHERE ").ident(pk.column_name());
+                q.in_list(&chunk_ids, |q, id| {
                     q.bind_field(id.clone(), pk);
                 });
-                q.push(")");
                 tx.execute(q).await?;
                 if self.records_changes() {
                     let mut entries = Vec::with_capacity(n);

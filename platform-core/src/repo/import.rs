@@ -169,7 +169,8 @@ impl Records {
     /// tagged `bulk` and `options.tags`.
     ///
     /// A constraint the checks could not foresee (a concurrent writer took
-    /// a unique value) rolls the chunk back and writes its rows one by one.
+    /// a unique value), or a deadlock with a concurrent writer, rolls the
+    /// chunk back and writes its rows one by one.
     pub async fn import_chunk(
         &self,
         rows: Vec<ImportRow>,
@@ -220,7 +221,10 @@ impl Records {
         }
         self.detached(|r| async move {
             match r.import_chunk_once(&rows, &options).await {
-                Err(Error::Conflict { .. }) if rows.len() > 1 => {
+                Err(e)
+                    if rows.len() > 1
+                        && (matches!(e, Error::Conflict { .. }) || e.is_deadlock()) =>
+                {
                     let mut out = Vec::with_capacity(rows.len());
                     for row in rows {
                         let one = r.import_chunk_once(&[row], &options).await;
@@ -229,6 +233,15 @@ impl Records {
                             Err(Error::Conflict { message, .. }) => {
                                 let mut e = FieldErrors::default();
                                 e.add("row", "conflict", message);
+                                RowOutcome::Failed(e)
+                            }
+                            Err(e) if e.is_deadlock() => {
+                                let mut e = FieldErrors::default();
+                                e.add(
+                                    "row",
+                                    "conflict",
+                                    "conflicted with a concurrent write; import it again",
+                                );
                                 RowOutcome::Failed(e)
                             }
                             Err(e) => return Err(e),
@@ -366,11 +379,10 @@ impl Records {
             q.push("SELECT ");
             push_columns(&mut q, meta);
             q.push(" FROM ").ident(meta.table()).push(" WHERE ");
-            q.ident(f.column_name()).push(" IN (");
-            q.join(chunk, ", ", |q, v| {
+            q.ident(f.column_name());
+            q.in_list(chunk, |q, v| {
                 q.bind_field(v.clone(), f);
             });
-            q.push(")");
             dialect::push_for_update(&mut q);
             for row in tx.fetch_all(q, &column_types(meta)).await? {
                 out.insert(row[k].display(), row);

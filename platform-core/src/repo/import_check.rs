@@ -91,12 +91,10 @@ impl Records {
                         .push(" FROM ")
                         .ident(target.table())
                         .push(" WHERE ")
-                        .ident(tpk.column_name())
-                        .push(" IN (");
-                    q.join(chunk, ", ", |q, v| {
+                        .ident(tpk.column_name());
+                    q.in_list(chunk, |q, v| {
                         q.bind_field(v.clone(), tpk);
                     });
-                    q.push(")");
                     for row in tx.fetch_all(q, &[crate::db::storage_type(tpk)]).await? {
                         found.insert(row[0].display());
                     }
@@ -138,12 +136,10 @@ impl Records {
                 .push(" FROM ")
                 .ident(meta.table())
                 .push(" WHERE ")
-                .ident(f.column_name())
-                .push(" IN (");
-            q.join(chunk, ", ", |q, v| {
+                .ident(f.column_name());
+            q.in_list(chunk, |q, v| {
                 q.bind_field(v.clone(), f);
             });
-            q.push(")");
             let types = [crate::db::storage_type(pk), crate::db::storage_type(f)];
             for row in tx.fetch_all(q, &types).await? {
                 out.insert(row[1].display(), row[0].display());

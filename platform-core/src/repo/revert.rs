@@ -234,11 +234,10 @@ impl Records {
                         .ident(meta.table())
                         .push(" WHERE ")
                         .ident(pk.column_name())
-                        .push(" IN (");
-                    q.join(&remove, ", ", |q, id| {
+                        ;
+                    q.in_list(&remove, |q, id| {
                         q.bind_field(id.clone(), pk);
                     });
-                    q.push(")");
                     tx.execute(q).await?;
                 }
                 self.record_changes(&mut tx, &ctx, &entries).await?;
@@ -298,11 +297,10 @@ impl Records {
         q.push("SELECT ");
         push_columns(&mut q, meta);
         q.push(" FROM ").ident(meta.table()).push(" WHERE ");
-        q.qualified(meta.table(), pk.column_name()).push(" IN (");
-        q.join(ids, ", ", |q, id| {
+        q.qualified(meta.table(), pk.column_name());
+        q.in_list(ids, |q, id| {
             q.bind_field(id.clone(), pk);
         });
-        q.push(")");
         dialect::push_for_update(&mut q);
         for row in tx.fetch_all(q, &column_types(meta)).await? {
             out.insert(row[pk_i].display(), row);

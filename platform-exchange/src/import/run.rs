@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use futures::StreamExt;
 use platform_core::context::Context;
-use platform_core::db::Db;
+use platform_core::db::{Db, dialect};
 use platform_core::permission::{Ability, permission_name};
 use platform_core::repo::{Changes, ImportOptions, ImportRow, Records, RowOutcome};
 use platform_core::resource::{FieldMeta, ResourceMeta};
@@ -24,6 +25,10 @@ use crate::export::xlsx;
 
 /// The failures kept in a run's report (the failed-rows file has all).
 pub const REPORTED_FAILURES: usize = 100;
+
+/// Chunks checked and written at once, where the database takes several
+/// writers and the import has no key.
+const CHUNKS_IN_FLIGHT: usize = 2;
 
 /// One reason a row was not written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -264,7 +269,7 @@ async fn run_inner(
     let meta = records.meta();
     let (path, format, limits) = (input.path.clone(), input.format, config.limits);
     let chunk_size = config.chunk_size.max(1);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<RawRow>, ImportError>>(2);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<RawRow>, ImportError>>(2);
     let (htx, hrx) = tokio::sync::oneshot::channel::<Result<Vec<String>, ImportError>>();
     tokio::task::spawn_blocking(move || {
         let opened = match read::open(&path, format, limits) {
@@ -321,11 +326,35 @@ async fn run_inner(
             }) as Arc<dyn platform_core::repo::TouchLog>
         }),
     };
-    while let Some(chunk) = rx.recv().await {
-        let chunk = chunk?;
-        let (rows, lines, mut early) =
-            to_rows(db, meta, &mapping, &chunk, config.date_order, input.format).await?;
-        let outcomes = records.import_chunk(rows, options.clone()).await?;
+    // Without an import key every row creates its record, so the order in
+    // which chunks commit changes nothing: where the database allows it
+    // (PostgreSQL), the next chunk is checked and written while this one
+    // commits. A value two chunks in flight both hold is still refused
+    // once: the insert that comes second meets the unique index (or a
+    // deadlock), and its chunk is written again row by row, where the check
+    // names the taken value; which of the two rows is refused then depends
+    // on timing. With a key, later rows must win, so chunks go in turn.
+    let in_flight = if input.key.is_none() && dialect::writes_chunks_concurrently(db.backend()) {
+        CHUNKS_IN_FLIGHT
+    } else {
+        1
+    };
+    let (mapping, options) = (&mapping, &options);
+    let mut written = std::pin::pin!(
+        futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        })
+        .map(|chunk| async move {
+            let chunk = chunk?;
+            let (rows, lines, early) =
+                to_rows(db, meta, mapping, &chunk, config.date_order, input.format).await?;
+            let outcomes = records.import_chunk(rows, options.clone()).await?;
+            Ok::<_, Error>((chunk, lines, early, outcomes))
+        })
+        .buffered(in_flight)
+    );
+    while let Some(done) = written.next().await {
+        let (chunk, lines, mut early, outcomes) = done?;
         let mut failures: Vec<(usize, Vec<RowFailure>)> = Vec::new();
         for (k, o) in outcomes.into_iter().enumerate() {
             let n = lines[k];
@@ -484,12 +513,10 @@ async fn resolve_labels(
                     .push(" FROM ")
                     .ident(target.table())
                     .push(" WHERE ")
-                    .ident(cf.column_name())
-                    .push(" IN (");
-                q.join(part, ", ", |q, l| {
+                    .ident(cf.column_name());
+                q.in_list(part, |q, l| {
                     q.bind_str((*l).clone());
                 });
-                q.push(")");
                 for r in db
                     .fetch_all(q, &[tpk.ty(), platform_core::value::FieldType::Text])
                     .await?
