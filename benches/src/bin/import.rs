@@ -11,10 +11,13 @@
 //! The database must be empty (a fresh SQLite file, or a new PostgreSQL or
 //! MySQL database): the test domain's tables are created in it.
 //!
-//! Measured 2026-12-05 on the 2-core CI machine, 100,000 rows: SQLite
-//! 31,332-35,419 rows/s, PostgreSQL 18,872-20,426, MariaDB 22,555; peak
-//! RSS 29-43 MiB for the import and 33-46 MiB with the rollback (which
-//! takes 2.2-3.9 s). What PostgreSQL alone needs for the rows an import
+//! Measured 2026-12-05 on a 2-core machine, 100,000 rows: SQLite
+//! 25,361-25,969 rows/s, PostgreSQL 20,554-21,051 (two chunks written at
+//! once), MariaDB 16,753-17,274; peak RSS 29-44 MiB for the import and
+//! 33-47 MiB with the rollback (which takes 2.9-5.5 s). Before the lookups
+//! were planned for their values (`Sql::in_list`), a PostgreSQL import into
+//! an empty table sometimes kept a plan made for the empty table and took
+//! 28-40 s instead of 5. What PostgreSQL alone needs for the rows an import
 //! writes, measured with `INSERT ... SELECT FROM generate_series` on the
 //! same tables: 0.66 s for 100,000 invoices (their trigram index
 //! included) and 1.15 s for their 100,000 audit entries.

@@ -26,8 +26,8 @@ use crate::export::xlsx;
 /// The failures kept in a run's report (the failed-rows file has all).
 pub const REPORTED_FAILURES: usize = 100;
 
-/// Chunks checked and written at once, where the database takes several
-/// writers and the import has no key.
+/// Chunks checked and written at once by an import without a key, where
+/// the database allows it ([`dialect::writes_chunks_concurrently`]).
 const CHUNKS_IN_FLIGHT: usize = 2;
 
 /// One reason a row was not written.
