@@ -741,9 +741,9 @@ async fn remove_delivered(db: &Db, event_ids: &[String]) -> Result<()> {
     }
     let mut q = db.sql();
     // Not `Sql::in_list`: this runs after every write under load, in small
-    // batches whose few lengths stay prepared on the connection; planning
-    // each one again cost the create path measurably. The table holds only
-    // what is still to deliver.
+    // batches whose few lengths stay prepared on the connection, where
+    // `in_list` would parse and plan every batch again. The table holds
+    // only what is still to deliver.
     q.push("DELETE FROM platform_outbox WHERE event_id IN (");
     q.join(event_ids, ", ", |q, id| {
         q.bind_str(id.as_str());
