@@ -161,12 +161,6 @@ impl Sql {
         self.push(" IN (").join(items, ", ", f).push(")")
     }
 
-    /// Whether the statement is kept prepared on the connection, as
-    /// sqlx's `Query::persistent`; `false` after [`Sql::in_list`].
-    pub fn is_persistent(&self) -> bool {
-        self.persistent
-    }
-
     /// Appends `items` separated by `sep`, each written by `f`.
     pub fn join<T>(
         &mut self,
@@ -239,7 +233,7 @@ mod tests {
     fn in_lists_are_planned_each_time() {
         let mut q = Sql::new(Backend::Postgres);
         q.push("SELECT id FROM ").ident("invoices").push(" WHERE ");
-        assert!(q.is_persistent());
+        assert!(q.persistent);
         q.ident("number").in_list(["a", "b", "c"], |q, v| {
             q.bind_str(v);
         });
@@ -248,6 +242,6 @@ mod tests {
             r#"SELECT id FROM "invoices" WHERE "number" IN ($1, $2, $3)"#
         );
         assert_eq!(q.arg_count(), 3);
-        assert!(!q.is_persistent());
+        assert!(!q.persistent);
     }
 }

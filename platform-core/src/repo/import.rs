@@ -228,24 +228,20 @@ impl Records {
                     let mut out = Vec::with_capacity(rows.len());
                     for row in rows {
                         let one = r.import_chunk_once(&[row], &options).await;
-                        out.push(match one {
-                            Ok(mut v) => v.remove(0),
-                            Err(Error::Conflict { message, .. }) => {
-                                let mut e = FieldErrors::default();
-                                e.add("row", "conflict", message);
-                                RowOutcome::Failed(e)
+                        let message = match one {
+                            Ok(mut v) => {
+                                out.push(v.remove(0));
+                                continue;
                             }
+                            Err(Error::Conflict { message, .. }) => message,
                             Err(e) if e.is_deadlock() => {
-                                let mut e = FieldErrors::default();
-                                e.add(
-                                    "row",
-                                    "conflict",
-                                    "conflicted with a concurrent write; import it again",
-                                );
-                                RowOutcome::Failed(e)
+                                "conflicted with a concurrent write; import it again".to_owned()
                             }
                             Err(e) => return Err(e),
-                        });
+                        };
+                        let mut e = FieldErrors::default();
+                        e.add("row", "conflict", message);
+                        out.push(RowOutcome::Failed(e));
                     }
                     Ok(out)
                 }
