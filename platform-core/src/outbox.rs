@@ -50,7 +50,7 @@ use tokio::sync::mpsc;
 use crate::audit::{AuditValues, NewEntry};
 use crate::capability::Stop;
 use crate::context::Context;
-use crate::db::{Db, Tx};
+use crate::db::{Db, Sql, Tx};
 use crate::error::{BoxError, Result};
 use crate::event::EventKind;
 use crate::resource::Resource;
@@ -64,6 +64,9 @@ const HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Events delivered at the same time by the dispatcher.
 const CONCURRENCY: usize = 32;
+
+/// Events one `INSERT` carries, at most (13 parameters each).
+const INSERT_CHUNK: usize = 200;
 
 /// Delivered events removed per statement, at most.
 const REMOVE_BATCH: usize = 500;
@@ -389,12 +392,28 @@ impl Outbox {
         ctx: &Context,
         entries: &[NewEntry],
     ) -> Result<()> {
-        let Some(first) = entries.first() else {
+        let events = self.events_for(ctx, entries);
+        if events.is_empty() {
             return Ok(());
+        }
+        for chunk in events.chunks(INSERT_CHUNK) {
+            let mut q = tx.sql();
+            self.push_insert(&mut q, chunk);
+            tx.execute(q).await?;
+        }
+        tx.defer_events(events);
+        Ok(())
+    }
+
+    /// The events of `entries` (changes of one resource, made by `ctx`)
+    /// that a subscriber takes; empty when none does.
+    pub(crate) fn events_for(&self, ctx: &Context, entries: &[NewEntry]) -> Vec<Event> {
+        let Some(first) = entries.first() else {
+            return Vec::new();
         };
         let subscriptions = self.subscriptions_of(&first.resource);
         if subscriptions.is_empty() {
-            return Ok(());
+            return Vec::new();
         }
         let now = crate::db::truncate_micros(Utc::now());
         let actor = ActorSnapshot::of(ctx);
@@ -425,48 +444,59 @@ impl Outbox {
                 .collect();
         }
         events.retain(|e| !e.listeners.is_empty());
-        if events.is_empty() {
-            return Ok(());
+        events
+    }
+
+    /// Appends to a `WITH` list (after at least one query of it) the insert
+    /// of `events` (at most [`INSERT_CHUNK`], from [`Outbox::events_for`]),
+    /// for a statement that writes the change itself too; they go to
+    /// [`Outbox::committed`] once it has run.
+    pub(crate) fn push_chained_insert(&self, q: &mut Sql, events: &[Event]) {
+        debug_assert!(events.len() <= INSERT_CHUNK);
+        if !events.is_empty() {
+            q.push(", outbox_rows AS (");
+            self.push_insert(q, events);
+            q.push(")");
         }
-        let next = Value::DateTime(now + self.retry_after_chrono());
-        for chunk in events.chunks(200) {
-            let mut q = tx.sql();
-            q.push(
-                "INSERT INTO platform_outbox (event_id, event, resource, record_id, changes, actor, \
-                 request_id, tags, listeners, delivered, attempts, created_at, next_attempt_at) VALUES ",
-            );
-            q.join(chunk, ", ", |q, e| {
-                q.push("(")
-                    .bind_str(e.id.as_str())
-                    .push(", ")
-                    .bind_str(e.event.as_str())
-                    .push(", ")
-                    .bind_str(e.resource.as_str())
-                    .push(", ")
-                    .bind_str(e.record_id.as_str())
-                    .push(", ")
-                    .bind_str(serde_json::to_string(&e.changes).unwrap_or_default())
-                    .push(", ")
-                    .bind_str(serde_json::to_string(&e.actor).unwrap_or_default())
-                    .push(", ")
-                    .bind(
-                        e.request_id.clone().map_or(Value::Null, Value::Text),
-                        FieldType::Text,
-                    )
-                    .push(", ")
-                    .bind_str(serde_json::to_string(&e.tags).unwrap_or_default())
-                    .push(", ")
-                    .bind_str(serde_json::to_string(&e.listeners).unwrap_or_default())
-                    .push(", '[]', 0, ")
-                    .bind(Value::DateTime(now), FieldType::DateTime)
-                    .push(", ")
-                    .bind(next.clone(), FieldType::DateTime)
-                    .push(")");
-            });
-            tx.execute(q).await?;
-        }
-        tx.defer_events(events);
-        Ok(())
+    }
+
+    /// Appends `INSERT INTO platform_outbox (…) VALUES …` of `events`.
+    fn push_insert(&self, q: &mut Sql, events: &[Event]) {
+        q.push(
+            "INSERT INTO platform_outbox (event_id, event, resource, record_id, changes, actor, \
+             request_id, tags, listeners, delivered, attempts, created_at, next_attempt_at) VALUES ",
+        );
+        q.join(events, ", ", |q, e| {
+            q.push("(")
+                .bind_str(e.id.as_str())
+                .push(", ")
+                .bind_str(e.event.as_str())
+                .push(", ")
+                .bind_str(e.resource.as_str())
+                .push(", ")
+                .bind_str(e.record_id.as_str())
+                .push(", ")
+                .bind_str(serde_json::to_string(&e.changes).unwrap_or_default())
+                .push(", ")
+                .bind_str(serde_json::to_string(&e.actor).unwrap_or_default())
+                .push(", ")
+                .bind(
+                    e.request_id.clone().map_or(Value::Null, Value::Text),
+                    FieldType::Text,
+                )
+                .push(", ")
+                .bind_str(serde_json::to_string(&e.tags).unwrap_or_default())
+                .push(", ")
+                .bind_str(serde_json::to_string(&e.listeners).unwrap_or_default())
+                .push(", '[]', 0, ")
+                .bind(Value::DateTime(e.occurred_at), FieldType::DateTime)
+                .push(", ")
+                .bind(
+                    Value::DateTime(e.occurred_at + self.retry_after_chrono()),
+                    FieldType::DateTime,
+                )
+                .push(")");
+        });
     }
 
     fn retry_after_chrono(&self) -> chrono::Duration {

@@ -1178,3 +1178,107 @@ async fn the_write_path_answers_every_field_error_at_once() {
         p.shutdown().await;
     }
 }
+
+/// On PostgreSQL a create writes its row, audit entry and queue entry in
+/// one statement, under an id drawn ahead from the key's sequence. An id
+/// taken meanwhile by a row written around the platform sends the create
+/// the usual way (the sequence's next id, the rest of the block dropped);
+/// a second process draws ids of its own; every record gets exactly one
+/// audit entry under its own id, and the chain verifies.
+#[tokio::test]
+async fn creates_under_ids_drawn_ahead_survive_an_id_taken_meanwhile() {
+    for db in all_backends().await {
+        if db.backend != platform_core::db::Backend::Postgres {
+            continue;
+        }
+        let (p, first) = setup(&db).await;
+        let ctx = Context::system();
+        let repo = p.repo::<Customer>(&ctx);
+        let a = repo
+            .create(&customer("Bo", "bo@example.com", "DE"))
+            .await
+            .unwrap();
+        assert_eq!(a.id, first.id + 1, "ids are handed out in order");
+        let taken = a.id + 1;
+        p.db()
+            .execute_script(&format!(
+                "INSERT INTO customers (id, name, email, country, created_at) \
+                 VALUES ({taken}, 'Around', 'around@example.com', 'DE', now())"
+            ))
+            .await
+            .unwrap();
+        let b = repo
+            .create(&customer("Cy", "cy@example.com", "DE"))
+            .await
+            .unwrap();
+        assert_ne!(b.id, taken);
+        assert!(b.id > a.id, "{} after {}", b.id, a.id);
+        let c = repo
+            .create(&customer("Di", "di@example.com", "DE"))
+            .await
+            .unwrap();
+        assert!(c.id > b.id, "{} after {}", c.id, b.id);
+
+        // A create the database refuses (a taken e-mail) leaves no row,
+        // audit entry or queue entry behind.
+        let entries = |p: &Platform| {
+            let p = p.clone();
+            async move {
+                let q = Sql::literal(
+                    p.db().backend(),
+                    "SELECT record_id FROM platform_audits WHERE resource = 'customer' ORDER BY id",
+                );
+                p.db()
+                    .fetch_all(q, &[FieldType::Text])
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| r[0].as_str().unwrap().to_owned())
+                    .collect::<Vec<_>>()
+            }
+        };
+        let before = entries(&p).await;
+        let dup = repo
+            .create(&customer("Ed", "around@example.com", "DE"))
+            .await;
+        assert!(matches!(dup, Err(Error::Validation(_))), "{dup:?}");
+        assert_eq!(entries(&p).await, before, "nothing written for the refusal");
+
+        // A second process on the same database.
+        let other = Platform::builder()
+            .ignore_env()
+            .database_url(&db.url)
+            .app_key(platform_tests::test_key())
+            .registry(registry())
+            .background_tasks(false)
+            .build()
+            .await
+            .unwrap();
+        let o = other
+            .repo::<Customer>(&ctx)
+            .create(&customer("Fay", "fay@example.com", "DE"))
+            .await
+            .unwrap();
+        let d = repo
+            .create(&customer("Gil", "gil@example.com", "DE"))
+            .await
+            .unwrap();
+        let mut ids = vec![first.id, a.id, taken, b.id, c.id, o.id, d.id];
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 7, "every id once: {ids:?}");
+
+        let mut want: Vec<String> = [first.id, a.id, b.id, c.id, o.id, d.id]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        want.sort();
+        let mut got = entries(&p).await;
+        got.sort();
+        assert_eq!(got, want, "one entry per record, under its id");
+        p.audit().seal().await.unwrap();
+        let report = p.audit().verify().await.unwrap();
+        assert!(report.is_ok(), "{report:?}");
+        other.shutdown().await;
+    }
+}

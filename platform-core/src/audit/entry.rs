@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use super::{AuditValues, MASKED};
 use crate::context::Context;
 use crate::crypto::{Crypto, Signature, hex, random_bytes};
-use crate::db::{Tx, dialect};
+use crate::db::{Sql, Tx, dialect};
 use crate::error::{Error, Result};
 use crate::value::{FieldType, Value};
 
@@ -296,9 +296,58 @@ async fn insert_entries_with(
     ctx: &Context,
     entries: &[NewEntry],
 ) -> Result<()> {
-    if entries.is_empty() {
-        return Ok(());
+    let rows = signed_rows(crypto, ctx, entries);
+    let chained = dialect::chains_inserts(tx.backend());
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let mut q = tx.sql();
+        // Each entry's id also goes into `platform_audit_pending`, where the
+        // sealer finds it: in the same statement where the back end can
+        // chain inserts, elsewhere in a second one.
+        if chained {
+            q.push("WITH a AS (");
+        }
+        push_insert(&mut q, chunk);
+        if chained {
+            q.push(" RETURNING id) INSERT INTO platform_audit_pending (audit_id) SELECT id FROM a");
+            tx.execute(q).await?;
+            continue;
+        }
+        tx.execute(q).await?;
+        // The MAC is unique (and indexed): it names the rows just written.
+        let mut p = tx.sql();
+        p.push("INSERT INTO platform_audit_pending (audit_id) SELECT id FROM platform_audits WHERE mac IN (");
+        p.join(chunk, ", ", |q, e| {
+            q.bind(text(&e.mac), FieldType::Text);
+        });
+        p.push(")");
+        tx.execute(p).await?;
     }
+    Ok(())
+}
+
+/// Appends to a `WITH` list (after at least one query of it) the insert of
+/// `entries` (at most [`INSERT_CHUNK`]) and of their ids into the sealer's
+/// queue, as [`insert_entries`] writes them, for a statement that writes
+/// the change itself too (PostgreSQL, which chains inserts). `ctx`
+/// attributes them and `crypto` makes their MACs.
+pub(crate) fn push_chained_insert(
+    q: &mut Sql,
+    crypto: &Crypto,
+    ctx: &Context,
+    entries: &[NewEntry],
+) {
+    debug_assert!(entries.len() <= INSERT_CHUNK);
+    q.push(", audit_rows AS (");
+    push_insert(q, &signed_rows(crypto, ctx, entries));
+    q.push(" RETURNING id), audit_queued AS (INSERT INTO platform_audit_pending (audit_id) SELECT id FROM audit_rows)");
+}
+
+fn text(s: &Option<String>) -> Value {
+    s.clone().map_or(Value::Null, Value::Text)
+}
+
+/// `entries` attributed to `ctx`, each with its MAC made with `crypto`.
+fn signed_rows(crypto: &Crypto, ctx: &Context, entries: &[NewEntry]) -> Vec<Entry> {
     // Stored with microseconds on every back end: the MAC covers what is
     // read back.
     let now = crate::db::truncate_micros(Utc::now());
@@ -309,7 +358,7 @@ async fn insert_entries_with(
         m.as_ref()
             .map(|m| serde_json::to_string(m).unwrap_or_default())
     };
-    let rows: Vec<Entry> = entries
+    entries
         .iter()
         .map(|e| {
             let mut row = Entry {
@@ -345,67 +394,45 @@ async fn insert_entries_with(
             row.mac = Some(format!("{nonce}:{sig}"));
             row
         })
-        .collect();
-    let text = |s: &Option<String>| s.clone().map_or(Value::Null, Value::Text);
-    let chained = dialect::chains_inserts(tx.backend());
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        let mut q = tx.sql();
-        // Each entry's id also goes into `platform_audit_pending`, where the
-        // sealer finds it: in the same statement where the back end can
-        // chain inserts, elsewhere in a second one.
-        if chained {
-            q.push("WITH a AS (");
-        }
-        q.push(
-            "INSERT INTO platform_audits (event, resource, record_id, old_values, new_values, actor_type, actor_id, actor_label, ip, user_agent, url, request_id, tags, created_at, mac) VALUES ",
-        );
-        q.join(chunk, ", ", |q, e| {
-            q.push("(")
-                .bind_str(&e.event)
-                .push(", ")
-                .bind_str(&e.resource)
-                .push(", ")
-                .bind_str(&e.record_id)
-                .push(", ")
-                .bind(text(&e.old_values), FieldType::Text)
-                .push(", ")
-                .bind(text(&e.new_values), FieldType::Text)
-                .push(", ")
-                .bind_str(&e.actor_type)
-                .push(", ")
-                .bind(e.actor_id.map_or(Value::Null, Value::Int), FieldType::I64)
-                .push(", ")
-                .bind(text(&e.actor_label), FieldType::Text)
-                .push(", ")
-                .bind(text(&e.ip), FieldType::Text)
-                .push(", ")
-                .bind(text(&e.user_agent), FieldType::Text)
-                .push(", ")
-                .bind(text(&e.url), FieldType::Text)
-                .push(", ")
-                .bind(text(&e.request_id), FieldType::Text)
-                .push(", ")
-                .bind(text(&e.tags), FieldType::Text)
-                .push(", ")
-                .bind(Value::DateTime(e.created_at), FieldType::DateTime)
-                .push(", ")
-                .bind(text(&e.mac), FieldType::Text)
-                .push(")");
-        });
-        if chained {
-            q.push(" RETURNING id) INSERT INTO platform_audit_pending (audit_id) SELECT id FROM a");
-            tx.execute(q).await?;
-            continue;
-        }
-        tx.execute(q).await?;
-        // The MAC is unique (and indexed): it names the rows just written.
-        let mut p = tx.sql();
-        p.push("INSERT INTO platform_audit_pending (audit_id) SELECT id FROM platform_audits WHERE mac IN (");
-        p.join(chunk, ", ", |q, e| {
-            q.bind(text(&e.mac), FieldType::Text);
-        });
-        p.push(")");
-        tx.execute(p).await?;
-    }
-    Ok(())
+        .collect()
+}
+
+/// Appends `INSERT INTO platform_audits (…) VALUES …` of `rows`.
+fn push_insert(q: &mut Sql, rows: &[Entry]) {
+    q.push(
+        "INSERT INTO platform_audits (event, resource, record_id, old_values, new_values, actor_type, actor_id, actor_label, ip, user_agent, url, request_id, tags, created_at, mac) VALUES ",
+    );
+    q.join(rows, ", ", |q, e| {
+        q.push("(")
+            .bind_str(&e.event)
+            .push(", ")
+            .bind_str(&e.resource)
+            .push(", ")
+            .bind_str(&e.record_id)
+            .push(", ")
+            .bind(text(&e.old_values), FieldType::Text)
+            .push(", ")
+            .bind(text(&e.new_values), FieldType::Text)
+            .push(", ")
+            .bind_str(&e.actor_type)
+            .push(", ")
+            .bind(e.actor_id.map_or(Value::Null, Value::Int), FieldType::I64)
+            .push(", ")
+            .bind(text(&e.actor_label), FieldType::Text)
+            .push(", ")
+            .bind(text(&e.ip), FieldType::Text)
+            .push(", ")
+            .bind(text(&e.user_agent), FieldType::Text)
+            .push(", ")
+            .bind(text(&e.url), FieldType::Text)
+            .push(", ")
+            .bind(text(&e.request_id), FieldType::Text)
+            .push(", ")
+            .bind(text(&e.tags), FieldType::Text)
+            .push(", ")
+            .bind(Value::DateTime(e.created_at), FieldType::DateTime)
+            .push(", ")
+            .bind(text(&e.mac), FieldType::Text)
+            .push(")");
+    });
 }

@@ -38,6 +38,7 @@ mod read;
 mod seal;
 mod verify;
 
+pub(crate) use entry::push_chained_insert;
 use entry::{COLUMN_TYPES, COLUMNS, ENTRIES, corrupt, entry_from_row, parse_values};
 pub use entry::{Entry, NewEntry, insert_entries};
 pub use seal::{AuditLog, MAX_REPORTED};

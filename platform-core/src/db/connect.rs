@@ -164,6 +164,7 @@ impl Db {
             audit_key: None,
             outbox: None,
             statements: Arc::default(),
+            ids: Arc::default(),
         })
     }
 }

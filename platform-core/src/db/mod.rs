@@ -14,6 +14,7 @@ mod codec;
 mod connect;
 pub mod dialect;
 pub(crate) mod failure;
+mod ids;
 mod migrate;
 mod sql;
 mod tx;
@@ -118,6 +119,8 @@ pub struct Db {
     outbox: Option<crate::outbox::Outbox>,
     /// Statements run through the pool (not inside transactions).
     statements: Arc<std::sync::atomic::AtomicU64>,
+    /// Keys drawn ahead from sequences ([`Db::next_id`]).
+    ids: Arc<ids::IdBlocks>,
 }
 
 /// One decoded row: values in the order of the selected columns.
@@ -129,6 +132,12 @@ impl Db {
     pub fn with_audit_key(mut self, crypto: Arc<Crypto>) -> Self {
         self.audit_key = Some(crypto);
         self
+    }
+
+    /// The key audit entries written in this database are authenticated
+    /// with, once the platform has set it.
+    pub(crate) fn audit_key(&self) -> Option<&Arc<Crypto>> {
+        self.audit_key.as_ref()
     }
 
     /// This database, with `outbox` receiving the events its transactions
