@@ -85,7 +85,7 @@ impl IdBlocks {
         }
     }
 
-    /// Keeps a newly drawn block (added to any another task drew meanwhile)
+    /// Keeps a newly drawn block (after any block another task drew meanwhile)
     /// and hands out its first id; an empty block marks the table as having
     /// no sequence.
     fn add(&self, table: &str, mut ids: VecDeque<i64>) -> Option<i64> {
