@@ -197,6 +197,12 @@ impl TestDb {
     /// and a fixed key.
     pub async fn platform(&self, registry: Registry) -> Platform {
         self.create_tables(&registry).await;
+        self.another_platform(registry).await
+    }
+
+    /// A platform on this database's existing tables, without background
+    /// tasks: a second process beside the one [`TestDb::platform`] started.
+    pub async fn another_platform(&self, registry: Registry) -> Platform {
         Platform::builder()
             .ignore_env()
             .database_url(&self.url)

@@ -384,17 +384,7 @@ async fn a_reused_id_does_not_inherit_the_deleted_records_history() {
         // started after it, as after a restore, draws from the reset
         // sequence.
         let started_after = match app.platform.db().backend() {
-            Backend::Postgres => Some(
-                platform_core::Platform::builder()
-                    .ignore_env()
-                    .database_url(&db.url)
-                    .app_key(platform_tests::test_key())
-                    .registry(registry())
-                    .background_tasks(false)
-                    .build()
-                    .await
-                    .unwrap(),
-            ),
+            Backend::Postgres => Some(db.another_platform(registry()).await),
             _ => None,
         };
         let cy = match &started_after {

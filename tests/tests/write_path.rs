@@ -1245,15 +1245,7 @@ async fn creates_under_ids_drawn_ahead_survive_an_id_taken_meanwhile() {
         assert_eq!(entries(&p).await, before, "nothing written for the refusal");
 
         // A second process on the same database.
-        let other = Platform::builder()
-            .ignore_env()
-            .database_url(&db.url)
-            .app_key(platform_tests::test_key())
-            .registry(registry())
-            .background_tasks(false)
-            .build()
-            .await
-            .unwrap();
+        let other = db.another_platform(registry()).await;
         let o = other
             .repo::<Customer>(&ctx)
             .create(&customer("Fay", "fay@example.com", "DE"))

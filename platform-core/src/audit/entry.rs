@@ -1,6 +1,8 @@
 //! Audit entries: what is written (in the transaction of the change, with
 //! a MAC), what is read back, and the canonical content the chain hashes.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
 
@@ -280,12 +282,7 @@ const INSERT_CHUNK: usize = 200;
 /// [`AuditLog::verify`](super::AuditLog::verify) can tell entries the platform wrote from rows
 /// inserted around it.
 pub async fn insert_entries(tx: &mut Tx, ctx: &Context, entries: &[NewEntry]) -> Result<()> {
-    let crypto = tx.crypto().cloned();
-    let Some(crypto) = crypto else {
-        return Err(Error::Configuration(
-            "audit entries are written in a transaction of the platform's database".into(),
-        ));
-    };
+    let crypto = tx.crypto().cloned().ok_or_else(no_key)?;
     insert_entries_with(tx, &crypto, ctx, entries).await
 }
 
@@ -332,14 +329,23 @@ async fn insert_entries_with(
 /// attributes them and `crypto` makes their MACs.
 pub(crate) fn push_chained_insert(
     q: &mut Sql,
-    crypto: &Crypto,
+    crypto: Option<&Arc<Crypto>>,
     ctx: &Context,
     entries: &[NewEntry],
-) {
+) -> Result<()> {
     debug_assert!(entries.len() <= INSERT_CHUNK);
+    let crypto = crypto.ok_or_else(no_key)?;
     q.push(", audit_rows AS (");
     push_insert(q, &signed_rows(crypto, ctx, entries));
     q.push(" RETURNING id), audit_queued AS (INSERT INTO platform_audit_pending (audit_id) SELECT id FROM audit_rows)");
+    Ok(())
+}
+
+/// Audit entries written where no key authenticates them.
+fn no_key() -> Error {
+    Error::Configuration(
+        "audit entries are written in a transaction of the platform's database".into(),
+    )
 }
 
 fn text(s: &Option<String>) -> Value {

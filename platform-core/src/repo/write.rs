@@ -89,6 +89,14 @@ impl Records {
         }
     }
 
+    /// The audit entry of a record created with `plain` values under `id`.
+    fn created_entry(&self, plain: &[Value], id: &Value) -> NewEntry {
+        let mut audited = plain.to_vec();
+        audited[self.meta().primary_key_index()] = id.clone();
+        let new = self.audit_values(&audited, &self.all_fields());
+        self.audit_entry(EventKind::Created, id, None, Some(new))
+    }
+
     /// Whether this resource's changes are recorded: in the audit trail
     /// (an audited resource) or the outbox (something subscribes).
     pub(super) fn records_changes(&self) -> bool {
@@ -296,15 +304,8 @@ impl Records {
                 .await?
                 .remove(0);
             if self.records_changes() {
-                let mut audited = plain.clone();
-                audited[pk_i] = id.clone();
-                let new = self.audit_values(&audited, &self.all_fields());
-                self.record_changes(
-                    &mut tx,
-                    &self.ctx,
-                    &[self.audit_entry(EventKind::Created, &id, None, Some(new))],
-                )
-                .await?;
+                self.record_changes(&mut tx, &self.ctx, &[self.created_entry(&plain, &id)])
+                    .await?;
             }
             Ok(id)
         }
@@ -342,18 +343,9 @@ impl Records {
         q.push(")");
         let mut events = Vec::new();
         if self.records_changes() {
-            let mut audited = plain.to_vec();
-            audited[pk_i] = Value::Int(id);
-            let new = self.audit_values(&audited, &self.all_fields());
-            let entries = [self.audit_entry(EventKind::Created, &Value::Int(id), None, Some(new))];
+            let entries = [self.created_entry(plain, &Value::Int(id))];
             if meta.is_audited() {
-                let Some(crypto) = db.audit_key() else {
-                    return Err(Error::Configuration(
-                        "audit entries are written in a transaction of the platform's database"
-                            .into(),
-                    ));
-                };
-                crate::audit::push_chained_insert(&mut q, crypto, &self.ctx, &entries);
+                crate::audit::push_chained_insert(&mut q, db.audit_key(), &self.ctx, &entries)?;
             }
             let outbox = self.platform.outbox();
             events = outbox.events_for(&self.ctx, &entries);
